@@ -1,0 +1,232 @@
+"""Algorithm 2 (App. C.3): SLIC-style assignment in an affinity space, vectorised.
+
+All functions work on the S × S working canvas (S = 512) and take an *affinity*
+``s: (N, S, S) float32`` in [0, 1] — s[n, y, x] is how strongly pixel (x, y) belongs to the
+element seeded at query n (Sec. 3.1) — which may be a zero-stride broadcast view.
+
+Coordinates: queries and centroids are ``(N, 2) float32`` (x, y) in normalised canvas
+coordinates [0, 1] (pixel centre (i + 0.5) / S). Label maps are ``(S, S) int32`` with -1 for
+dropped pixels and padding.
+
+Distance in Eq. 1
+-----------------
+``d(m, n)`` is the *plain* Euclidean distance between pixel m and centroid n in normalised
+coordinates (the canvas is [0, 1]², so one unit is 512 px). With β = 64 a query can take a
+pixel from a nearer one only if its affinity is higher by β·Δd: a full affinity swing of 1
+moves a boundary by Δd = 1/64 of the canvas = 8 px, a quarter of the 32-px grid spacing at
+N = 256. That is the balance Fig. 15 describes: boundaries snap to object edges within a
+few pixels, while elements stay compact and near their grid cell (squared distances would
+let a boundary move 1/(β·2·d) ≈ 128 px at the cell edge, i.e. no regularisation; distances in
+units of the grid spacing would make β·d = 64 per cell and ignore the affinity entirely).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from skimage.measure import label as connected_label
+
+BETA = 64.0  # Eq. 1; Sec. 4.1 and App. C.3
+BETA_C = 0.2  # centroid adjustment ratio, App. C.3
+NUM_ELEMENTS = 256  # 16 × 16 query grid, Sec. 3.1
+ITERATIONS = 1  # T, App. C.3
+_BLOCK = 16  # pixel block used to prune candidate queries in Eq. 1 (exact, see assign_with_distance)
+_CENTROID_STRIDE = 4  # stride of the coarse grid on which the plain SAM assignment is evaluated
+
+
+def grid_shape(num: int, aspect: float) -> tuple[int, int]:
+    """(rows, cols) of a query grid with about ``num`` points for a content box of ``aspect`` = w / h.
+
+    ``rows * cols <= num``; a square box gives 16 × 16 for 256.
+    """
+    rows = max(1, int(round(math.sqrt(num / aspect))))
+    cols = max(1, num // rows)
+    return rows, cols
+
+
+def query_grid(content_box: tuple[float, float, float, float], num: int) -> np.ndarray:
+    """Regularly spaced queries at the cell centres of the content box.
+
+    ``content_box``: (x0, y0, x1, y1) normalised. Returns ``(rows*cols, 2) float32`` (x, y),
+    raster order (row-major, top-left first).
+    """
+    x0, y0, x1, y1 = content_box
+    rows, cols = grid_shape(num, (x1 - x0) / (y1 - y0))
+    xs = x0 + (np.arange(cols) + 0.5) * (x1 - x0) / cols
+    ys = y0 + (np.arange(rows) + 0.5) * (y1 - y0) / rows
+    gx, gy = np.meshgrid(xs, ys)
+    return np.stack([gx.ravel(), gy.ravel()], axis=1).astype(np.float32)
+
+
+def plain_assignment_centroids(s: np.ndarray, queries: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Alg. 2 lines 3-5: argmax_n s(m, n) ("SAM assignment"), then each element's centroid.
+
+    Evaluated on a stride-4 grid of block centres (the centroid only feeds the β_c-weighted
+    adjustment, so 1/16 of the pixels is plenty, and the cost drops 16×). Ties are broken by
+    proximity to the query, so a uniform affinity yields the Voronoi grid. An element with no
+    pixels keeps its query as centroid. Returns ``(N, 2) float32``.
+    """
+    n_q, size = s.shape[0], s.shape[-1]
+    st = _CENTROID_STRIDE
+    idx = np.arange(st // 2, size, st)
+    sub = np.asarray(s[:, idx][:, :, idx], dtype=np.float32).reshape(n_q, -1)  # (N, P)
+    keep = valid[idx][:, idx].ravel()
+    sub = sub[:, keep]
+    centres = (np.arange(0, size, st) + st / 2.0) / size  # block centres, so a grid cell's mean is exact
+    gx, gy = np.meshgrid(centres, centres)
+    px, py = gx.ravel()[keep], gy.ravel()[keep]
+    best = sub.max(axis=0)
+    d2 = (px[None] - queries[:, :1]) ** 2 + (py[None] - queries[:, 1:]) ** 2
+    d2 = np.where(sub == best[None], d2, np.inf)
+    q = d2.argmin(axis=0)
+    return _centroids(q, px, py, queries)
+
+
+def _centroids(assign: np.ndarray, px: np.ndarray, py: np.ndarray, fallback: np.ndarray) -> np.ndarray:
+    n = fallback.shape[0]
+    count = np.bincount(assign, minlength=n).astype(np.float64)
+    cx = np.bincount(assign, weights=px, minlength=n)
+    cy = np.bincount(assign, weights=py, minlength=n)
+    out = fallback.astype(np.float64).copy()
+    has = count > 0
+    out[has, 0] = cx[has] / count[has]
+    out[has, 1] = cy[has] / count[has]
+    return out.astype(np.float32)
+
+
+def label_centroids(labels: np.ndarray, fallback: np.ndarray) -> np.ndarray:
+    """Centroids ``(N, 2) float32`` of a label map's elements 0..N-1; empty ones keep ``fallback``."""
+    size = labels.shape[0]
+    ys, xs = np.nonzero(labels >= 0)
+    lab = labels[ys, xs]
+    return _centroids(lab, (xs + 0.5) / size, (ys + 0.5) / size, fallback)
+
+
+def adjust_centroids(centroids: np.ndarray, queries: np.ndarray, beta_c: float = BETA_C) -> np.ndarray:
+    """Alg. 2 line 6: C̃ = β_c·C + (1 − β_c)·Q, which keeps centroids from collapsing."""
+    return (beta_c * centroids + (1.0 - beta_c) * queries).astype(np.float32)
+
+
+def assign_with_distance(s: np.ndarray, centroids: np.ndarray, valid: np.ndarray, beta: float = BETA) -> np.ndarray:
+    """Eq. 1: g(m) = argmax_n [s(m, n) − β·d(m, n)], for every canvas pixel.
+
+    Exact, but only candidates that can win are evaluated: with s in [0, 1], query n can win
+    at pixel m only if d(m, n) <= min_k d(m, k) + 1/β. Per 16 × 16 pixel block we keep the
+    queries whose distance to the block is within (the smallest farthest-corner distance of
+    any query) + 1/β, which is a superset of those winners. Cost ~ S² · K, K ≈ 10-20, instead
+    of S² · N. Returns ``(S, S) int32``; -1 where ``valid`` is False.
+    """
+    n_q, size = s.shape[0], s.shape[-1]
+    b = _BLOCK if size % _BLOCK == 0 else 1
+    nb = size // b
+    lo = (np.arange(nb) * b + 0.5) / size  # first pixel centre of each block row/col
+    hi = lo + (b - 1) / size
+    cx, cy = centroids[:, 0].astype(np.float64), centroids[:, 1].astype(np.float64)
+    dx_min = np.maximum(np.maximum(lo[:, None] - cx[None], cx[None] - hi[:, None]), 0.0)  # (nb, N)
+    dy_min = np.maximum(np.maximum(lo[:, None] - cy[None], cy[None] - hi[:, None]), 0.0)
+    dx_max = np.maximum(np.abs(cx[None] - lo[:, None]), np.abs(cx[None] - hi[:, None]))
+    dy_max = np.maximum(np.abs(cy[None] - lo[:, None]), np.abs(cy[None] - hi[:, None]))
+    dmin = np.sqrt(dy_min[:, None, :] ** 2 + dx_min[None, :, :] ** 2)  # (nb_y, nb_x, N)
+    dmax = np.sqrt(dy_max[:, None, :] ** 2 + dx_max[None, :, :] ** 2)
+    cand = dmin <= dmax.min(axis=-1, keepdims=True) + 1.0 / beta + 1e-9
+    k = int(cand.sum(-1).max())
+    order = np.argsort(~cand, axis=-1, kind="stable")[..., :k]  # (nb, nb, K) candidates first
+    ok = np.take_along_axis(cand, order, axis=-1)
+
+    pix = (np.arange(size) + 0.5) / size
+    yi = np.arange(size).reshape(nb, b, 1, 1, 1)
+    xi = np.arange(size).reshape(1, 1, nb, b, 1)
+    cand_e = order[:, None, :, None, :]  # (nb, 1, nb, 1, K)
+    sv = s[cand_e, yi, xi]  # (nb, b, nb, b, K)
+    dx = pix.reshape(1, 1, nb, b, 1) - cx[cand_e]
+    dy = pix.reshape(nb, b, 1, 1, 1) - cy[cand_e]
+    score = sv - beta * np.sqrt(dx * dx + dy * dy)
+    score = np.where(ok[:, None, :, None, :], score, -np.inf)
+    best = np.take_along_axis(cand_e, score.argmax(-1)[..., None], axis=-1)[..., 0]  # (nb, b, nb, b)
+    labels = best.reshape(size, size).astype(np.int32)
+    labels[~valid] = -1
+    return labels
+
+
+def mode_filter(labels: np.ndarray) -> np.ndarray:
+    """3 × 3 majority filter on a label map: the label-map analogue of a binary opening/closing.
+
+    Removes one-pixel spurs, notches and isolated pixels along element boundaries. -1 (dropped
+    or padding) never wins, padding stays padding, and the centre label wins ties.
+    """
+    h, w = labels.shape
+    padded = np.pad(labels, 1, constant_values=-1)
+    shifts = np.stack([padded[dy : dy + h, dx : dx + w] for dy in range(3) for dx in range(3)])  # (9, H, W)
+    counts = np.zeros(shifts.shape, dtype=np.int16)
+    for i in range(9):
+        for j in range(i, 9):
+            eq = shifts[i] == shifts[j]
+            counts[i] += eq
+            if j != i:
+                counts[j] += eq
+    counts[shifts < 0] = -1
+    best = counts.argmax(axis=0)
+    best = np.where(counts[4] >= counts.max(axis=0), 4, best)  # centre wins ties
+    out = np.take_along_axis(shifts, best[None], axis=0)[0]
+    return np.where(labels < 0, labels, out).astype(np.int32)
+
+
+def keep_largest_components(labels: np.ndarray) -> np.ndarray:
+    """Keep the largest 4-connected piece of each element; other pieces become -1 (dropped, Sec. 3.1)."""
+    comp = connected_label(labels + 1, background=0, connectivity=1)  # equal values -> same region
+    flat_c = comp.ravel()
+    flat_l = labels.ravel()
+    n_comp = int(flat_c.max())
+    sizes = np.bincount(flat_c, minlength=n_comp + 1)
+    first = np.full(n_comp + 1, -1, dtype=np.int64)
+    idx = np.flatnonzero(flat_c)
+    first[flat_c[idx[::-1]]] = idx[::-1]  # any pixel of each component gives its label
+    comp_label = np.where(first >= 0, flat_l[np.maximum(first, 0)], -1)
+    comp_ids = np.arange(1, n_comp + 1)
+    # sort components by (label, -size) and keep the first of each label
+    order = np.lexsort((-sizes[comp_ids], comp_label[comp_ids]))
+    sorted_ids = comp_ids[order]
+    sorted_lab = comp_label[sorted_ids]
+    is_first = np.ones(len(sorted_ids), dtype=bool)
+    is_first[1:] = sorted_lab[1:] != sorted_lab[:-1]
+    keep = np.zeros(n_comp + 1, dtype=bool)
+    keep[sorted_ids[is_first]] = True
+    return np.where(keep[comp], labels, -1).astype(np.int32)
+
+
+def relabel_contiguous(labels: np.ndarray) -> np.ndarray:
+    """Renumber the present labels to 0..K-1, keeping their order (so raster order of queries)."""
+    present = np.unique(labels[labels >= 0])
+    lut = np.full(int(labels.max(initial=-1)) + 2, -1, dtype=np.int32)
+    lut[present + 1] = np.arange(len(present), dtype=np.int32)
+    return lut[labels + 1]
+
+
+def cleanup(labels: np.ndarray, *, smooth: bool = True) -> np.ndarray:
+    """Alg. 2 line 8 and App. C.3: morphological clean-up, connected components, renumbering."""
+    if smooth:
+        labels = mode_filter(labels)
+    return relabel_contiguous(keep_largest_components(labels))
+
+
+def run_algorithm2(affinity_fn, queries: np.ndarray, valid: np.ndarray, *, beta: float = BETA,
+                   beta_c: float = BETA_C, iterations: int = ITERATIONS) -> np.ndarray:
+    """Algorithm 2 end to end. ``affinity_fn(points (N, 2)) -> (N, S, S)`` is called once per iteration.
+
+    Returns the cleaned, contiguous label map ``(S, S) int32`` (-1 = dropped/padding).
+    """
+    if iterations < 1:
+        raise ValueError("iterations must be >= 1")
+    centroids = queries
+    labels = None
+    for i in range(iterations):
+        s = affinity_fn(centroids)  # line 3: SAM scores at the current centroids
+        c_plain = plain_assignment_centroids(s, queries, valid)  # lines 4-5
+        c_adj = adjust_centroids(c_plain, queries, beta_c)  # line 6
+        labels = assign_with_distance(s, c_adj, valid, beta)  # line 7, Eq. 1
+        if i == iterations - 1:
+            labels = cleanup(labels)  # line 8
+        else:
+            centroids = label_centroids(labels, queries)  # line 9
+    return labels
