@@ -1,0 +1,92 @@
+"""The content encoder E (Sec. 3.2, App. C.1, Fig. 13).
+
+Stable Diffusion's KL-autoencoder encoder (diffusers' ``Encoder``) with fewer residual blocks
+per level and a 32-channel output: per level ``layers_per_block`` ResNet blocks, then a stride-2
+conv downsampling (not after the last level); a middle block of 2 ResNet blocks and 1
+attention layer; GroupNorm-SiLU-conv to ``content_dim`` channels. The paper uses 4
+downsampling layers (Sec. 3.2), i.e. 5 levels: 32² → 2². The 2 × 2 output map is averaged to
+one vector per element. Each patch is encoded on its own, so the vector knows nothing about
+where the element is or how big it is.
+"""
+
+from __future__ import annotations
+
+import torch
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.autoencoders.vae import Encoder
+from diffusers.models.modeling_utils import ModelMixin
+
+from elements.models.positional import box_embedding_dim
+from elements.models.tokens import ElementBatch, element_tokens
+from elements.types import PATCH_SIZE
+
+
+class ContentEncoder(ModelMixin, ConfigMixin):
+    """Masked 32 × 32 patch → ``content_dim`` vector.
+
+    Args (all keyword-only, saved in ``config.json``):
+        block_out_channels: channels per level; ``len - 1`` stride-2 downsamplings.
+        layers_per_block: ResNet blocks per level (SD uses 2; the paper uses fewer, App. C.1).
+        norm_num_groups: GroupNorm groups (must divide every channel count).
+        content_dim: output width C (32, App. C.1).
+        num_freqs: F of the box embedding appended by :meth:`tokens` (``token_dim = C + 4(1 + 2F)``).
+    """
+
+    @register_to_config
+    def __init__(self, *, block_out_channels: tuple[int, ...] = (128, 256, 512, 512, 512), layers_per_block: int = 1,
+                 norm_num_groups: int = 32, content_dim: int = 32, num_freqs: int = 8) -> None:
+        super().__init__()
+        self.encoder = Encoder(
+            in_channels=3,
+            out_channels=content_dim,
+            down_block_types=("DownEncoderBlock2D",) * len(block_out_channels),
+            block_out_channels=tuple(block_out_channels),
+            layers_per_block=layers_per_block,
+            norm_num_groups=norm_num_groups,
+            double_z=False,  # a deterministic feature, not a Gaussian posterior
+            mid_block_add_attention=True,
+        )
+
+    @property
+    def content_dim(self) -> int:
+        return int(self.config.content_dim)
+
+    @property
+    def token_dim(self) -> int:
+        """Width of an element token: ``content_dim + 4 · (1 + 2 · num_freqs)``."""
+        return self.content_dim + box_embedding_dim(self.config.num_freqs)
+
+    def forward(self, patches: torch.Tensor) -> torch.Tensor:
+        """Encode masked patches.
+
+        Args:
+            patches: ``(..., 3, 32, 32)`` float in [0, 1] (pixels outside the element are 0).
+
+        Returns:
+            ``(..., content_dim)`` in the model's dtype.
+        """
+        if patches.shape[-3:] != (3, PATCH_SIZE, PATCH_SIZE):
+            raise ValueError(f"patches must end in (3, {PATCH_SIZE}, {PATCH_SIZE}), got {tuple(patches.shape)}")
+        lead = patches.shape[:-3]
+        x = patches.reshape(-1, 3, PATCH_SIZE, PATCH_SIZE).to(self.dtype) * 2.0 - 1.0  # SD encoders take [-1, 1]
+        if x.shape[0] == 0:
+            return x.new_zeros(*lead, self.content_dim)
+        feat = self.encoder(x).mean(dim=(-2, -1))  # (M, C): average the final 2×2 map
+        return feat.reshape(*lead, self.content_dim)
+
+    def encode_batch(self, batch: ElementBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Content vectors and tokens of a batch; only active slots are run through the network.
+
+        Returns:
+            ``content``: ``(B, N, C)``, zero in inactive slots;
+            ``tokens``: ``(B, N, token_dim)``, inactive rows exactly zero (Sec. 3.3).
+        """
+        active = batch.active.to(batch.boxes.device)
+        content = torch.zeros(*active.shape, self.content_dim, dtype=self.dtype, device=batch.boxes.device)
+        if bool(active.any()):
+            content = content.index_put((active,), self.forward(batch.patches[active]))  # differentiable scatter
+        return content, element_tokens(content, batch.boxes, active, self.config.num_freqs)
+
+    def tokens(self, batch: ElementBatch) -> torch.Tensor:
+        """``(B, N, token_dim)`` element tokens of a batch (see :meth:`encode_batch`)."""
+        return self.encode_batch(batch)[1]
