@@ -1,0 +1,96 @@
+"""Atomic file writing and plain Markdown / LaTeX rendering of pandas tables.
+
+Every output file is written to a temporary name in its folder and renamed into place, so a
+killed run leaves either the old file or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+
+def atomic_write(path, write) -> Path:
+    """Call ``write(tmp_path)`` then rename onto ``path`` (same folder, so the rename is atomic)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def write_text(path, text: str) -> Path:
+    return atomic_write(path, lambda p: Path(p).write_text(text, encoding="utf-8"))
+
+
+def write_csv(path, df: pd.DataFrame) -> Path:
+    return atomic_write(path, lambda p: df.to_csv(p, index=False))
+
+
+def fmt(value, digits: int = 4) -> str:
+    """A table cell: floats to ``digits`` decimals, None/NaN as an en dash."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def to_markdown(df: pd.DataFrame, formats: dict[str, int] | None = None) -> str:
+    """GitHub Markdown table; ``formats`` maps column -> decimals (default 4 for floats)."""
+    formats = formats or {}
+    cols = list(df.columns)
+    lines = ["| " + " | ".join(map(str, cols)) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    for _, row in df.iterrows():
+        lines.append("| " + " | ".join(fmt(row[c], formats.get(c, 4)) for c in cols) + " |")
+    return "\n".join(lines) + "\n"
+
+
+_TEX_ESCAPE = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
+               "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}"}
+
+
+def tex_escape(text: str) -> str:
+    return "".join(_TEX_ESCAPE.get(ch, ch) for ch in str(text))
+
+
+def to_latex(df: pd.DataFrame, formats: dict[str, int] | None = None, *, caption: str = "", label: str = "",
+             bold: dict[str, str] | None = None) -> str:
+    """A booktabs ``table`` environment; ``bold`` maps column -> "min"/"max" to bold the best value."""
+    formats = formats or {}
+    bold = bold or {}
+    cols = list(df.columns)
+    best = {}
+    for c, how in bold.items():
+        vals = pd.to_numeric(df[c], errors="coerce")
+        if vals.notna().any():
+            best[c] = vals.min() if how == "min" else vals.max()
+    align = "l" + "r" * (len(cols) - 1)
+    lines = [r"\begin{table}[t]", r"\centering", rf"\begin{{tabular}}{{{align}}}", r"\toprule",
+             " & ".join(tex_escape(c) for c in cols) + r" \\", r"\midrule"]
+    for _, row in df.iterrows():
+        cells = []
+        for c in cols:
+            cell = tex_escape(fmt(row[c], formats.get(c, 4))).replace("–", "--")
+            if c in best and isinstance(row[c], (int, float)) and not pd.isna(row[c]) and row[c] == best[c]:
+                cell = rf"\textbf{{{cell}}}"
+            cells.append(cell)
+        lines.append(" & ".join(cells) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    if caption:
+        lines.append(rf"\caption{{{tex_escape(caption)}}}")
+    if label:
+        lines.append(rf"\label{{{label}}}")
+    lines.append(r"\end{table}")
+    return "\n".join(lines) + "\n"
