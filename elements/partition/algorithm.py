@@ -69,9 +69,9 @@ def plain_assignment_centroids(s: np.ndarray, queries: np.ndarray, valid: np.nda
     """
     n_q, size = s.shape[0], s.shape[-1]
     st = _CENTROID_STRIDE
-    idx = np.arange(st // 2, size, st)
-    sub = np.asarray(s[:, idx][:, :, idx], dtype=np.float32).reshape(n_q, -1)  # (N, P)
-    keep = valid[idx][:, idx].ravel()
+    off = st // 2
+    sub = np.asarray(s[:, off::st, off::st], dtype=np.float32).reshape(n_q, -1)  # (N, P); basic slicing, no fancy-index copy
+    keep = valid[off::st, off::st].ravel()
     sub = sub[:, keep]
     centres = (np.arange(0, size, st) + st / 2.0) / size  # block centres, so a grid cell's mean is exact
     gx, gy = np.meshgrid(centres, centres)

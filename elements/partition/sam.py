@@ -132,5 +132,6 @@ class SamAffinity:
             lh = low.shape[-2] * h_in // self.model.image_encoder.img_size
             lw = low.shape[-1] * w_in // self.model.image_encoder.img_size
             low = low[:, :lh, :lw]
-            up = F.interpolate(low[None].float(), size=(size, size), mode="bilinear", align_corners=False)[0]
-            return torch.sigmoid(up).cpu().numpy()
+            # sigmoid at low resolution (4× fewer values); bilinear interpolation keeps [0, 1]
+            up = F.interpolate(torch.sigmoid(low.float())[None], size=(size, size), mode="bilinear", align_corners=False)[0]
+            return up.cpu().numpy()

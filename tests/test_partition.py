@@ -1,0 +1,161 @@
+"""Partition (Sec. 3.1, Alg. 2): coverage, contiguity, counts, grid reduction, SAM end to end."""
+
+import numpy as np
+import pytest
+from skimage.measure import label as cc_label
+
+from elements.geometry import Geometry
+from elements.partition import Partitioner, random_partition
+from elements.partition.algorithm import (
+    assign_with_distance,
+    cleanup,
+    grid_shape,
+    keep_largest_components,
+    mode_filter,
+    query_grid,
+    run_algorithm2,
+)
+
+
+def _check_partition(el):
+    labels = el.labels
+    content = el.geometry.content_mask()
+    n = el.num_elements
+    # every content pixel is in exactly one element or dropped; padding is never an element
+    assert labels.dtype == np.int32 and labels.min() >= -1 and labels.max() == n - 1
+    assert (labels[~content] == -1).all()
+    assert set(np.unique(labels[labels >= 0])) == set(range(n))
+    dropped = ((labels < 0) & content).sum() / content.sum()
+    assert dropped <= 0.01
+    assert dropped == pytest.approx(el.meta["dropped_fraction"])
+    # each element is one 4-connected region
+    comp = cc_label(labels + 1, background=0, connectivity=1)
+    pairs = np.unique(np.stack([labels[labels >= 0], comp[labels >= 0]]), axis=1)
+    assert pairs.shape[1] == n, "some element has more than one 4-connected piece"
+    # areas and centroids agree with the label map
+    assert el.areas.sum() == (labels >= 0).sum()
+    ys, xs = np.nonzero(labels == 0)
+    assert el.centroids[0] == pytest.approx([(xs.mean() + 0.5) / 512, (ys.mean() + 0.5) / 512], abs=1e-5)
+
+
+@pytest.mark.parametrize("backend", ["slic", "grid"])
+@pytest.mark.parametrize("photo", ["astronaut", "coffee", "chelsea"])
+def test_bundled_photos_default_settings(backend, photo, request):
+    image = request.getfixturevalue(photo)
+    el = Partitioner(backend)(image)
+    assert 192 <= el.num_elements <= 256
+    _check_partition(el)
+
+
+@pytest.mark.parametrize("photo", ["astronaut", "coffee", "chelsea"])
+def test_sam_backend_with_tiny_random_sam(photo, request, tiny_sam):
+    image = request.getfixturevalue(photo)
+    part = Partitioner("sam", sam_model=tiny_sam)
+    el = part(image)
+    assert el.meta["partition"]["backend"] == "sam"
+    assert el.meta["partition"]["beta"] == 64.0
+    assert 192 <= el.num_elements <= 256
+    _check_partition(el)
+
+
+def test_sam_embedding_computed_once(tiny_sam, astronaut, monkeypatch):
+    part = Partitioner("sam", sam_model=tiny_sam)
+    calls = []
+    orig = part.affinity.predictor.set_image
+    monkeypatch.setattr(part.affinity.predictor, "set_image", lambda *a, **k: (calls.append(1), orig(*a, **k)))
+    a = part(astronaut)
+    b = part(astronaut)
+    assert len(calls) == 1
+    np.testing.assert_array_equal(a.labels, b.labels)
+
+
+def test_uniform_affinity_reduces_to_regular_grid():
+    # Eq. 1 with s constant: argmax of -beta*d is the nearest query, i.e. the 16x16 grid of 32-px cells.
+    g = Geometry.fit(512, 512)
+    q = query_grid(g.content_box_norm(), 256)
+    for value in (0.0, 0.5, 1.0):
+        s = np.broadcast_to(np.full((1, 1, 1), value, dtype=np.float32), (256, 512, 512))
+        labels = run_algorithm2(lambda pts: s, q, g.content_mask())
+        yy, xx = np.mgrid[0:512, 0:512]
+        np.testing.assert_array_equal(labels, (yy // 32) * 16 + xx // 32)
+
+
+def test_affinity_pulls_boundaries_within_one_over_beta():
+    # Two queries; a strong affinity for query 1 moves the boundary by at most 1/beta of the canvas (8 px at beta=64).
+    q = np.array([[0.25, 0.5], [0.75, 0.5]], dtype=np.float32)
+    valid = np.ones((512, 512), dtype=bool)
+    s = np.zeros((2, 512, 512), dtype=np.float32)
+    s[1] = 1.0
+    labels = assign_with_distance(s, q, valid, beta=64.0)
+    first_col_of_1 = int(np.argmax(labels[256] == 1))
+    # boundary where 1 - 64*d1 = -64*d0, i.e. d1 - d0 = 1/64 -> x = 0.5 - 1/128
+    assert abs((first_col_of_1 + 0.5) / 512 - (0.5 - 1 / 128)) <= 1.5 / 512
+
+
+def test_assign_with_distance_matches_brute_force(rng):
+    # the block-wise candidate pruning is exact
+    n, size = 64, 128
+    q = rng.uniform(0, 1, (n, 2)).astype(np.float32)
+    s = rng.uniform(0, 1, (n, size, size)).astype(np.float32)
+    valid = np.ones((size, size), dtype=bool)
+    fast = assign_with_distance(s, q, valid, beta=8.0)
+    pix = (np.arange(size) + 0.5) / size
+    d = np.sqrt((pix[None, None, :] - q[:, 0, None, None]) ** 2 + (pix[None, :, None] - q[:, 1, None, None]) ** 2)
+    brute = np.argmax(s - 8.0 * d, axis=0)
+    np.testing.assert_array_equal(fast, brute)
+
+
+def test_cleanup_keeps_largest_piece_and_removes_spurs():
+    labels = np.zeros((20, 20), dtype=np.int32)
+    labels[:, 10:] = 1
+    labels[2:4, 14:16] = 0  # a detached piece of element 0 inside element 1
+    labels[15, 5] = 1  # an isolated pixel of element 1 inside element 0
+    out = cleanup(labels)
+    assert out[15, 5] == 0  # the mode filter absorbed the isolated pixel
+    kept = keep_largest_components(labels)
+    assert (kept[2:4, 14:16] == -1).all()  # the smaller piece of 0 is dropped
+    assert mode_filter(np.full((5, 5), -1, dtype=np.int32)).max() == -1  # padding stays padding
+
+
+def test_grid_shape_follows_aspect():
+    assert grid_shape(256, 1.0) == (16, 16)
+    rows, cols = grid_shape(256, 1.5)
+    assert rows * cols <= 256 and abs(cols / rows - 1.5) < 0.2
+
+
+def test_non_square_is_letterboxed_not_distorted(chelsea):
+    el = Partitioner("grid")(chelsea)
+    g = el.geometry
+    assert (g.input_w, g.input_h) == (451, 300)
+    assert g.content_w == 512 and abs(g.content_h - round(300 * 512 / 451)) <= 1
+    # elements only inside the content box, and their cells are square-ish (no stretching)
+    assert (el.labels[: g.content_y] == -1).all()
+    assert np.median(el.sizes[:, 0] / el.sizes[:, 1]) == pytest.approx(1.0, abs=0.15)
+
+
+def test_random_partition_imposes_donor_labels(astronaut, chelsea):
+    donor = Partitioner("grid")(astronaut)
+    el = random_partition(chelsea, donor.labels)
+    content = el.geometry.content_mask()
+    # inside the content box, element boundaries are exactly the donor's grid boundaries
+    lab, don = el.labels[content], donor.labels[content]
+    pairs = np.unique(np.stack([lab, don]), axis=1)
+    assert (pairs[0] >= 0).all() and len(np.unique(pairs[0])) == pairs.shape[1]
+    np.testing.assert_array_equal(el.image, Partitioner("grid")(chelsea).image)
+
+
+def test_partitioner_rejects_bad_settings():
+    from elements.errors import UserError
+
+    with pytest.raises(UserError):
+        Partitioner("watershed")
+    with pytest.raises(UserError):
+        Partitioner("grid", num_elements=0)
+    with pytest.raises(UserError):
+        Partitioner("grid", beta=float("nan"))
+
+
+def test_auto_falls_back_to_slic_offline_and_says_so():
+    part = Partitioner("auto")
+    assert part.backend == "slic"
+    assert "SLIC" in part.note and "EIE_SAM_CHECKPOINT" in part.note
