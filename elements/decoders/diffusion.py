@@ -1,0 +1,84 @@
+"""``diffusion``: our element-conditioned Stable Diffusion decoder (Sec. 3.3, App. C.1-C.2).
+
+Runs :class:`elements.pipeline.ElementsPipeline`: SD-1.5 with extra cross-attention on the
+element tokens, classifier-free guidance with equal weight on text and elements, w = 3 and
+50 DDIM steps by default (App. C.2). Needs SD-1.5 (``--sd-base`` / ``EIE_SD_BASE``), a stage-1
+checkpoint (content encoder) and a stage-2 checkpoint (element attention); a GPU is advised.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from elements import defaults
+from elements.decoders import Decoder, diffusers_call_kwargs, torch_device, weights_status
+from elements.errors import UserError
+from elements.types import ImageElements
+
+DEFAULT_STEPS = 50  # DDIM steps, App. C.2
+DEFAULT_GUIDANCE = 3.0  # w on both text and elements, Sec. 3.3 / App. C.2
+
+
+class DiffusionDecoder(Decoder):
+    """``diffusion``: the paper's decoder."""
+
+    name = "diffusion"
+
+    def __init__(self, *, sd_base: str | None = None, stage1: str | None = None, stage2: str | None = None,
+                 device: str | None = None, dtype=None) -> None:
+        import torch
+
+        from elements.pipeline import ElementsPipeline
+
+        self.base = defaults.SD_BASE.get(sd_base)
+        self.stage1 = defaults.STAGE1_CHECKPOINT.get(stage1)
+        self.stage2 = defaults.STAGE2_CHECKPOINT.get(stage2)
+        for ref, d in ((self.stage1, defaults.STAGE1_CHECKPOINT), (self.stage2, defaults.STAGE2_CHECKPOINT)):
+            if not ref:
+                raise UserError(f"The diffusion decoder needs {d.what}; set {d.env} or pass its flag.")
+        self.device = torch_device(device)
+        self.dtype = dtype or (torch.float16 if self.device.startswith("cuda") else torch.float32)
+        self.pipe = ElementsPipeline.from_elements_checkpoint(base=self.base, stage1=self.stage1, stage2=self.stage2,
+                                                              device=self.device, dtype=self.dtype)
+        if hasattr(self.pipe, "set_progress_bar_config"):
+            self.pipe.set_progress_bar_config(disable=True)
+
+    @classmethod
+    def availability(cls, sd_base: str | None = None, stage1: str | None = None, stage2: str | None = None,
+                     **_) -> tuple[bool, str]:
+        parts = [
+            weights_status(defaults.SD_BASE.get(sd_base), what="Stable Diffusion 1.5 model", env=defaults.SD_BASE.env),
+            weights_status(defaults.STAGE1_CHECKPOINT.get(stage1), what="stage-1 checkpoint", env=defaults.STAGE1_CHECKPOINT.env),
+            weights_status(defaults.STAGE2_CHECKPOINT.get(stage2), what="stage-2 checkpoint", env=defaults.STAGE2_CHECKPOINT.env),
+        ]
+        missing = [why for ok, why in parts if not ok]
+        return (not missing), ("; ".join(missing) if missing else "; ".join(why for _, why in parts))
+
+    def requirements(self) -> dict:
+        return {"weights": [f"Stable Diffusion 1.5 ({self.base})", f"stage-1 ({self.stage1})", f"stage-2 ({self.stage2})"],
+                "gpu": "advised"}
+
+    def describe(self) -> str:
+        return (f"diffusion: element-conditioned SD decoder (Sec. 3.3), base {self.base}, stage-1 {self.stage1}, "
+                f"stage-2 {self.stage2} on {self.device}")
+
+    @property
+    def encoder(self):
+        """The frozen content encoder inside the pipeline, when it exposes one."""
+        return getattr(self.pipe, "content_encoder", None)
+
+    def decode_canvas(self, el: ImageElements, *, prompt, seed, steps, guidance, progress) -> np.ndarray:
+        out = self.pipe(
+            el, prompt=prompt, num_inference_steps=int(steps or DEFAULT_STEPS),
+            guidance_scale=float(DEFAULT_GUIDANCE if guidance is None else guidance), output_type="np",
+            **diffusers_call_kwargs(seed, progress),
+        )
+        image = out.images[0] if hasattr(out, "images") else out[0]
+        image = np.asarray(image)
+        if image.dtype != np.uint8:
+            image = np.clip(np.rint(image.astype(np.float32) * 255.0), 0, 255).astype(np.uint8)
+        if image.shape[:2] != (el.size, el.size):
+            import cv2
+
+            image = cv2.resize(image, (el.size, el.size), interpolation=cv2.INTER_CUBIC)
+        return image
