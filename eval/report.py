@@ -58,7 +58,8 @@ def to_markdown(df: pd.DataFrame, formats: dict[str, int] | None = None) -> str:
 
 
 _TEX_ESCAPE = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
-               "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}"}
+               "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}",
+               "↓": r"$\downarrow$", "↑": r"$\uparrow$", "✓": r"\checkmark", "×": r"$\times$", "–": "--"}
 
 
 def tex_escape(text: str) -> str:
@@ -82,7 +83,7 @@ def to_latex(df: pd.DataFrame, formats: dict[str, int] | None = None, *, caption
     for _, row in df.iterrows():
         cells = []
         for c in cols:
-            cell = tex_escape(fmt(row[c], formats.get(c, 4))).replace("–", "--")
+            cell = tex_escape(fmt(row[c], formats.get(c, 4)))
             if c in best and isinstance(row[c], (int, float)) and not pd.isna(row[c]) and row[c] == best[c]:
                 cell = rf"\textbf{{{cell}}}"
             cells.append(cell)
