@@ -45,6 +45,10 @@ from elements.types import ImageElements
 OFFSET_GRID = 2.0 ** -20
 #: Resize factors are limited to this range (elements beyond it are sub-pixel or cover everything).
 MAX_FACTOR = 100.0
+#: Edited elements must keep their centroid within this distance of the canvas (normalised units)
+#: and their size within these bounds; beyond them nothing is visible or floats lose the offset grid.
+MAX_OFFSET = 4.0
+SIZE_RANGE = (1e-6, 64.0)
 #: Two elements share a rasterisation when their maps differ by less than this (canvas pixels).
 _SAME_MAP_TOL = 1e-3
 
@@ -232,18 +236,29 @@ def _offsets(el: ImageElements, ids: np.ndarray) -> np.ndarray:
     return np.round(raw / OFFSET_GRID) * OFFSET_GRID
 
 
+def _check_bounds(el: ImageElements, ids: np.ndarray, what: str) -> None:
+    c, z = el.centroids[ids], el.sizes[ids]
+    if np.abs(c - 0.5).max(initial=0) > MAX_OFFSET:
+        raise UserError(f"This {what} would put elements more than {MAX_OFFSET:g} image sizes off the canvas.")
+    if z.min(initial=1) < SIZE_RANGE[0] or z.max(initial=0) > SIZE_RANGE[1]:
+        raise UserError(f"This {what} would make elements smaller than a millionth or larger than {SIZE_RANGE[1]:g} times the image.")
+
+
 def move(el: ImageElements, ids, dx: float, dy: float, *, collide: bool = True) -> ImageElements:
     """Translate elements ``ids`` by (dx, dy) **input pixels**; then apply the collision rule."""
     ids = select_ids(el, ids)
     if not (np.isfinite(dx) and np.isfinite(dy)):
         raise UserError(f"Move offset ({dx}, {dy}) must be finite.")
     d = el.geometry.input_to_norm_size([dx, dy])
+    if np.abs(d).max() > MAX_OFFSET:
+        raise UserError(f"Move ({dx:g}, {dy:g}) is more than {MAX_OFFSET:g} image sizes; nothing would be left to see.")
     d = np.round(d / OFFSET_GRID) * OFFSET_GRID
     sc = el.source_centroids[ids].astype(np.float64)
     c = _place(el, ids, sc + _offsets(el, ids) + d)
     edited = el.edited.copy()
     edited[ids] = True
     out = el.replace(centroids=c, edited=edited)
+    _check_bounds(out, ids, "move")
     return collide_with(out, ids) if collide else out
 
 
@@ -270,10 +285,11 @@ def resize(el: ImageElements, ids, factor: float, *, collide: bool = True) -> Im
     new = centre + factor * (el.centroids[ids].astype(np.float64) - centre)
     c = _place(el, ids, new)
     sizes = el.sizes.copy()
-    sizes[ids] = np.maximum(el.sizes[ids].astype(np.float64) * factor, np.finfo(np.float32).tiny).astype(np.float32)
+    sizes[ids] = (el.sizes[ids].astype(np.float64) * factor).astype(np.float32)
     edited = el.edited.copy()
     edited[ids] = True
     out = el.replace(centroids=c, sizes=sizes, edited=edited)
+    _check_bounds(out, ids, "resize")
     return collide_with(out, ids) if collide else out
 
 
@@ -343,7 +359,7 @@ def compose(el: ImageElements, other: ImageElements, ids, at, factor: float = 1.
     out = el.replace(
         sources=el.sources + tuple(other.sources[k] for k in used),
         centroids=cat(el.centroids, (sc.astype(np.float64) + offset).astype(np.float32)),
-        sizes=cat(el.sizes, np.maximum(other.sizes[ids].astype(np.float64) * factor, np.finfo(np.float32).tiny).astype(np.float32)),
+        sizes=cat(el.sizes, (other.sizes[ids].astype(np.float64) * factor).astype(np.float32)),
         areas=cat(el.areas, other.areas[ids]),
         patches=cat(el.patches, other.patches[ids]),
         source_index=cat(el.source_index, np.array([remap[k] for k in other.source_index[ids]], dtype=np.int32)),
@@ -356,10 +372,11 @@ def compose(el: ImageElements, other: ImageElements, ids, at, factor: float = 1.
         meta={**el.meta, "composed": [*el.meta.get("composed", []), {"elements": m, "from": other.meta.get("partition", {})}]},
     )
     new_ids = np.arange(n0, n0 + m, dtype=np.int64)
+    _check_bounds(out, new_ids, "composition")
     return collide_with(out, new_ids) if collide else out
 
 
 __all__ = [
-    "MAX_FACTOR", "OFFSET_GRID", "collide_with", "compose", "coverage", "delete", "element_at", "footprint", "layers",
+    "MAX_FACTOR", "MAX_OFFSET", "OFFSET_GRID", "SIZE_RANGE", "collide_with", "compose", "coverage", "delete", "element_at", "footprint", "layers",
     "move", "owner_map", "resize", "select_ids", "select_points", "select_rect", "selection_centroid", "transforms",
 ]

@@ -1,0 +1,219 @@
+"""An editing session: partition and encode once, then edit and re-render many times.
+
+Like ``SamPredictor.set_image``, :meth:`EditorSession.set_image` does the heavy work (the
+partition, with SAM when available, and the content encoder) exactly once per image. Every
+edit afterwards is a pure function on a small :class:`~elements.types.ImageElements` value,
+and rendering only runs the chosen decoder. The history is a list of values, so undo/redo
+are list moves, and :meth:`EditorSession.to_spec` gives back the edits made so far as an
+:class:`~elements.spec.EditSpec` that reproduces them from the command line.
+
+>>> s = EditorSession(Partitioner("auto"))
+>>> s.set_image("photo.jpg")
+>>> s.apply({"op": "move", "points": [[120, 88]], "dx": 40, "dy": 0})
+>>> img = s.render("pixel+inpaint")          # (H_in, W_in, 3) uint8
+>>> s.undo(); s.redo(); s.to_spec().save("edit.json")
+
+A session is single-user state (the Gradio app keeps one per browser tab in ``gr.State``);
+models (partitioner, encoder, decoders) can be shared between sessions.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from elements.errors import UserError
+from elements.spec import EditSpec, apply_edit, default_loader, load_spec, select
+from elements.types import ImageElements
+
+
+class EditorSession:
+    """Per-image editing state.
+
+    Args:
+        partitioner: ``image -> ImageElements`` (e.g. :class:`elements.partition.Partitioner`);
+            default ``Partitioner("auto")`` (SAM if a checkpoint can be had, else SLIC), made on first use.
+        encoder: optional stage-1 content encoder — either a callable ``ImageElements ->
+            ImageElements`` that fills ``embeddings``, or a model accepted by
+            :func:`elements.reconstruct.encode`. Without one, elements carry no embeddings and a
+            decoder that needs them lends its own encoder on the first render (encoding once).
+        decoder_options: options passed to :func:`elements.decoders.get_decoder` when
+            :meth:`render` is given a decoder *name*; decoders are built once and cached.
+    """
+
+    def __init__(self, partitioner=None, *, encoder=None, decoder_options: dict | None = None) -> None:
+        self._partitioner = partitioner
+        self._encode = self._as_encode(encoder)
+        self.decoder_options = dict(decoder_options or {})
+        self._decoders: dict[str, object] = {}
+        self._values: list[ImageElements] = []  # _values[0] = as partitioned; one per applied step
+        self._steps: list[tuple[dict, ...]] = []  # the edits that led from _values[k] to _values[k + 1]
+        self._pos = -1
+        self._others: Callable[[str], ImageElements] | None = None
+        self.prompt = ""
+        self.seed = 0
+
+    # --- setup -------------------------------------------------------------------------------
+    @staticmethod
+    def _as_encode(encoder):
+        if encoder is None:
+            return None
+        if hasattr(encoder, "content_dim") or hasattr(encoder, "config"):
+            from elements.reconstruct import encode
+
+            return lambda el: encode(el, encoder)
+        if callable(encoder):
+            return encoder
+        raise TypeError("encoder must be a content-encoder model or a callable ImageElements -> ImageElements")
+
+    @property
+    def partitioner(self):
+        if self._partitioner is None:
+            from elements.partition import Partitioner
+
+            self._partitioner = Partitioner("auto")
+        return self._partitioner
+
+    def set_image(self, image) -> ImageElements:
+        """Partition (and encode) ``image`` — a path, PIL image, array or LoadedImage — and reset the history."""
+        return self.set_elements(self.partitioner(image))
+
+    def set_elements(self, el: ImageElements) -> ImageElements:
+        """Start from already-partitioned elements (e.g. ``ImageElements.load(dir)``); encodes them if needed."""
+        el.validate()
+        if self._encode is not None and el.embeddings is None:
+            el = self._encode(el)
+        self._values, self._steps, self._pos = [el], [], 0
+        part = self.partitioner if self._partitioner is not None else None
+        loader = default_loader(part, like=el)
+        self._others = (lambda src: self._encode(loader(src))) if self._encode is not None else loader
+        return el
+
+    def _require(self) -> None:
+        if self._pos < 0:
+            raise UserError("No image has been loaded yet; upload an image first.")
+
+    # --- state ---------------------------------------------------------------------------------
+    @property
+    def elements(self) -> ImageElements:
+        """The current (edited) value."""
+        self._require()
+        return self._values[self._pos]
+
+    @property
+    def original(self) -> ImageElements:
+        """The value as partitioned, before any edit."""
+        self._require()
+        return self._values[0]
+
+    @property
+    def can_undo(self) -> bool:
+        return self._pos > 0
+
+    @property
+    def can_redo(self) -> bool:
+        return 0 <= self._pos < len(self._values) - 1
+
+    def undo(self) -> ImageElements:
+        """Go back one :meth:`apply` call (no-op at the start)."""
+        self._require()
+        self._pos = max(0, self._pos - 1)
+        return self.elements
+
+    def redo(self) -> ImageElements:
+        """Re-apply the step :meth:`undo` took back (no-op at the end)."""
+        self._require()
+        self._pos = min(len(self._values) - 1, self._pos + 1)
+        return self.elements
+
+    def reset(self) -> ImageElements:
+        """Back to the unedited elements (undoable)."""
+        self._require()
+        return self._push(self._values[0], ({"op": "reset"},)) if self._pos else self.elements
+
+    # --- editing ---------------------------------------------------------------------------------
+    def select(self, *, ids=None, points=None, rect=None) -> np.ndarray:
+        """Element ids by ids / input-pixel points / input-pixel rectangle (see :mod:`elements.spec`)."""
+        given = {k: v for k, v in (("elements", ids), ("points", points), ("rect", rect)) if v is not None}
+        if len(given) != 1:
+            raise UserError("Select elements with exactly one of ids, points or rect.")
+        return select(self.elements, given)
+
+    def apply(self, spec_or_edit) -> ImageElements:
+        """Apply an edit dict, a list of edit dicts, or a spec (path / JSON text / dict / :class:`EditSpec`).
+
+        One call is one undo step; applying after an undo drops the redo branch. A spec's
+        ``prompt`` and ``seed`` become the session's. Returns the new current value; on a
+        UserError nothing changes.
+        """
+        self._require()
+        if isinstance(spec_or_edit, dict) and "op" in spec_or_edit:
+            edits = [spec_or_edit]
+        elif isinstance(spec_or_edit, (list, tuple)):
+            edits = list(spec_or_edit)
+        else:
+            spec = load_spec(spec_or_edit)
+            edits = list(spec.edits)
+            self.prompt, self.seed = spec.prompt, spec.seed
+        checked = load_spec({"version": 1, "edits": edits}).edits  # same validation as a spec file
+        el = self.elements
+        for i, e in enumerate(checked, 1):
+            try:
+                el = apply_edit(el, e, load_other=self._others)
+            except UserError as err:
+                prefix = f"Edit {i} ({e['op']}): " if len(checked) > 1 else ""
+                raise UserError(f"{prefix}{err}") from None
+        return self._push(el, checked) if checked else self.elements
+
+    def _push(self, el: ImageElements, edits: tuple[dict, ...]) -> ImageElements:
+        del self._values[self._pos + 1:]
+        del self._steps[self._pos:]
+        self._values.append(el)
+        self._steps.append(tuple(dict(e) for e in edits))
+        self._pos += 1
+        return el
+
+    def to_spec(self) -> EditSpec:
+        """The edits applied so far (up to the current undo position) as a reproducible spec."""
+        self._require()
+        edits: list[dict] = []
+        for step in self._steps[: self._pos]:
+            if step and step[0].get("op") == "reset":
+                edits = []
+            else:
+                edits.extend(step)
+        return EditSpec(tuple(edits), prompt=self.prompt, seed=self.seed)
+
+    # --- rendering ---------------------------------------------------------------------------------
+    def decoder(self, name_or_decoder):
+        """A decoder by name (built once with ``decoder_options`` and cached) or the decoder given."""
+        if not isinstance(name_or_decoder, str):
+            return name_or_decoder
+        if name_or_decoder not in self._decoders:
+            from elements.decoders import get_decoder
+
+            self._decoders[name_or_decoder] = get_decoder(name_or_decoder, **self.decoder_options)
+        return self._decoders[name_or_decoder]
+
+    def render(self, decoder="pixel+inpaint", *, prompt: str | None = None, seed: int | None = None,
+               steps: int | None = None, guidance: float | None = None, progress=None) -> np.ndarray:
+        """Decode the current elements: ``(H_in, W_in, 3) uint8`` at the input's size.
+
+        Never re-partitions or re-encodes: a decoder that needs embeddings, meeting elements
+        without any, lends its encoder once and the encoded value replaces the current one.
+        """
+        self._require()
+        dec = self.decoder(decoder)
+        el = self.elements
+        lent = getattr(dec, "encoder", None)
+        if el.embeddings is None and lent is not None:
+            if self._encode is None:
+                self._encode = self._as_encode(lent)
+            el = self._encode(el)
+            self._values[self._pos] = el
+        return dec(el, prompt=self.prompt if prompt is None else prompt, seed=self.seed if seed is None else seed,
+                   steps=steps, guidance=guidance, progress=progress)
+
+
+__all__ = ["EditorSession"]
