@@ -1,0 +1,76 @@
+"""Training and evaluation data: readers, LAION filters, the held-out split, preprocessing, datasets.
+
+>>> from elements.data import iter_samples, LaionFilter
+>>> for s in iter_samples("laion-shards/", split="heldout", filters=LaionFilter()):
+...     s.key, s.image.shape, s.caption          # decoded (H, W, 3) uint8
+
+* :mod:`elements.data.sources` — image folder / img2dataset webdataset readers, :class:`Sample`, :class:`DataStats`.
+* :mod:`elements.data.filters` — :class:`LaionFilter` (aesthetic >= 6.25, CLIP similarity >= 0.25, Sec. 4.1).
+* :mod:`elements.data.split` — the held-out rule (the only definition of it).
+* :mod:`elements.data.preprocess` — centre crop + resize to 512², cached partition.
+* :mod:`elements.data.dataset` — :class:`ElementsDataset` (torch IterableDataset) and its collate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+from elements.data.filters import MIN_AESTHETIC, MIN_SIMILARITY, LaionFilter
+from elements.data.sources import DataStats, Sample, iter_positioned, iter_samples, resolve_source
+from elements.errors import UserError
+
+_LAZY = {"ElementsDataset": "elements.data.dataset", "collate": "elements.data.dataset",
+         "make_dataloader": "elements.data.dataset", "center_crop_resize": "elements.data.preprocess",
+         "PartitionCache": "elements.data.preprocess"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'elements.data' has no attribute {name!r}")
+
+
+def add_data_args(parser: argparse.ArgumentParser) -> None:
+    """Flags for the data pipeline (shared by the training stages)."""
+    g = parser.add_argument_group("data")
+    g.add_argument("--train_data", required=True,
+                   help="image folder (recursive), folder of img2dataset .tar shards (+ .parquet), one .tar, "
+                        "or a shard pattern like 'laion/{00000..00999}.tar'")
+    g.add_argument("--laion_filter", action="store_true",
+                   help=f"keep only samples with aesthetic >= --min_aesthetic and CLIP similarity >= --min_similarity "
+                        f"(Sec. 4.1); needs those columns in the shard parquet or sidecar JSON")
+    g.add_argument("--min_aesthetic", type=float, default=MIN_AESTHETIC,
+                   help=f"aesthetic threshold with --laion_filter (default {MIN_AESTHETIC}, Sec. 4.1); negative disables it")
+    g.add_argument("--min_similarity", type=float, default=MIN_SIMILARITY,
+                   help=f"CLIP similarity threshold with --laion_filter (default {MIN_SIMILARITY}, Sec. 4.1); negative disables it")
+    g.add_argument("--partition", default="slic", choices=["sam", "slic", "grid", "auto"],
+                   help="partition backend run on the fly (sam = the paper's Alg. 2; slic/grid need no weights)")
+    g.add_argument("--num_elements", type=int, default=256, help="target number of elements per image (Sec. 3.1)")
+    g.add_argument("--sam_checkpoint", default=None, help="SAM checkpoint for --partition sam/auto (path or repo_id:file)")
+    g.add_argument("--partition_cache", default=None,
+                   help="folder to cache partitions in (keyed by sha256 of key, backend settings and image); "
+                        "strongly advised for --partition sam")
+    g.add_argument("--image_size", type=int, default=512, help="square training resolution (512, Sec. 3.1)")
+    g.add_argument("--no_shuffle", action="store_true", help="read shards/files in sorted order instead of a per-epoch shuffle")
+
+
+def filters_from_args(args) -> LaionFilter | None:
+    if not args.laion_filter:
+        return None
+    return LaionFilter(min_aesthetic=args.min_aesthetic if args.min_aesthetic >= 0 else None,
+                       min_similarity=args.min_similarity if args.min_similarity >= 0 else None)
+
+
+def partition_from_args(args) -> dict:
+    """Partitioner keyword arguments (built lazily inside each DataLoader worker)."""
+    if not 1 <= args.num_elements <= 4096:
+        raise UserError(f"--num_elements must be between 1 and 4096, got {args.num_elements}.")
+    spec = {"backend": args.partition, "num_elements": args.num_elements}
+    if args.sam_checkpoint:
+        spec["sam_checkpoint"] = args.sam_checkpoint
+    return spec
+
+
+__all__ = ["DataStats", "LaionFilter", "Sample", "add_data_args", "filters_from_args", "iter_positioned", "iter_samples",
+           "partition_from_args", "resolve_source", *_LAZY]
