@@ -1,0 +1,272 @@
+"""Stage 1: train the content encoder with the light transformer decoder (Sec. 3.2, App. C.2).
+
+    python -m elements train stage1 --train_data DATA --output_dir runs/stage1 [--preset paper]
+    accelerate launch -m elements train stage1 --train_data DATA --output_dir runs/stage1
+
+Objective (Sec. 3.2): ``E*, D* = argmin || x - D_light({(E(a_n), p_n)}) ||²``, all elements
+present (no element dropout in this stage, App. C.2). Recipe (App. C.2): AdamW, lr 1e-4,
+weight decay 0.01, betas (0.9, 0.95), MSE, 30 epochs, total batch 128 (8 GPUs × 16).
+The output folder (and each ``checkpoint-<step>``) holds ``content_encoder/`` and
+``light_decoder/``, loadable with :class:`elements.reconstruct.LightReconstructor`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+
+from elements.data import add_data_args, filters_from_args, partition_from_args
+from elements.errors import UserError
+from elements.train.common import add_common_args, check_common_args
+
+LEARNING_RATE = 1e-4  # App. C.2
+WEIGHT_DECAY = 0.01  # App. C.2
+BETAS = (0.9, 0.95)  # App. C.2
+EPOCHS = 30  # App. C.2
+PER_DEVICE_BATCH = 16  # total 128 on 8 GPUs, App. C.2
+
+logger = logging.getLogger("elements.train.stage1")
+
+
+def build_parser(prog: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description="Stage 1: train the content encoder and the light transformer "
+                                "decoder to reconstruct images from their elements with an MSE loss (Sec. 3.2, App. C.2).")
+    add_common_args(p, learning_rate=LEARNING_RATE, adam_beta1=BETAS[0], adam_beta2=BETAS[1],
+                    weight_decay=WEIGHT_DECAY, train_batch_size=PER_DEVICE_BATCH)
+    p.set_defaults(num_train_epochs=EPOCHS)
+    add_data_args(p)
+    g = p.add_argument_group("stage 1")
+    g.add_argument("--preset", default="paper", choices=["paper", "tiny"],
+                   help="model sizes: paper (App. C.1) or tiny (tests and CPU smoke runs)")
+    g.add_argument("--init_from", default=None,
+                   help="start from the weights of a stage-1 folder (content_encoder/ + light_decoder/) instead of random")
+    g.add_argument("--max_elements", type=int, default=None,
+                   help="pad every batch to this many elements (static shapes); default: the batch's largest N")
+    g.add_argument("--num_validation_images", type=int, default=4,
+                   help="held-out images reconstructed at each validation (training images if the data has no held-out ones)")
+    return p
+
+
+# --- the model container and the inner step -------------------------------------------------
+def _autoencoder_class():
+    import torch
+
+    class Stage1Autoencoder(torch.nn.Module):
+        """Encoder + light decoder as one module, so DDP and the optimizer see one set of parameters."""
+
+        def __init__(self, encoder, decoder) -> None:
+            super().__init__()
+            self.encoder, self.decoder = encoder, decoder
+
+        def forward(self, elements):
+            """``ElementBatch`` -> ``(B, 3, S, S)`` reconstruction in [-1, 1]."""
+            content, tokens = self.encoder.encode_batch(elements)
+            return self.decoder(tokens, content, elements.active)
+
+    return Stage1Autoencoder
+
+
+def build_autoencoder(preset: str = "paper", init_from: str | None = None):
+    """A fresh (or ``init_from``-initialised) encoder/decoder pair wrapped in one module."""
+    from elements.models.presets import build_content_encoder, build_light_decoder
+
+    if init_from:
+        from elements.reconstruct import LightReconstructor
+
+        rec = LightReconstructor.from_pretrained(init_from)
+        encoder, decoder = rec.encoder.train(), rec.decoder.train()
+    else:
+        encoder, decoder = build_content_encoder(preset), build_light_decoder(preset)
+    return _autoencoder_class()(encoder, decoder)
+
+
+def compute_loss(model, batch: dict):
+    """MSE between the reconstruction and ``batch["pixel_values"]`` (both in [-1, 1]), Sec. 3.2."""
+    import torch.nn.functional as F
+
+    target = batch["pixel_values"]
+    pred = model(batch["elements"].to(target.device))
+    return F.mse_loss(pred.float(), target.float())
+
+
+def train_step(accelerator, model, optimizer, batch: dict, *, max_grad_norm: float = 1.0, lr_scheduler=None) -> float:
+    """One micro-step: forward, backward, and (when the accumulation window closes) clip, step, zero.
+
+    ``batch`` as made by :func:`elements.data.dataset.collate` (on any device). Returns the
+    micro-step loss. The optimizer and ``lr_scheduler`` step only when
+    ``accelerator.sync_gradients`` is True.
+    """
+    batch = {**batch, "pixel_values": batch["pixel_values"].to(accelerator.device)}
+    with accelerator.accumulate(model):
+        loss = compute_loss(model, batch)
+        accelerator.backward(loss)
+        if accelerator.sync_gradients and max_grad_norm > 0:
+            accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
+        optimizer.step()
+        if accelerator.sync_gradients and lr_scheduler is not None:
+            lr_scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+    return float(loss.detach())
+
+
+# --- validation ------------------------------------------------------------------------------
+def validation_set(args, k: int):
+    """Up to ``k`` samples ``(key, canvas (S, S, 3) uint8, ImageElements)``: held-out first, training otherwise."""
+    from elements.data.preprocess import PartitionCache, center_crop_resize
+    from elements.data.sources import iter_samples
+    from elements.partition import Partitioner
+
+    if k <= 0:
+        return [], "none"
+    part = PartitionCache(Partitioner(**partition_from_args(args)), args.partition_cache)
+    for split in ("heldout", "train"):
+        out = []
+        for s in iter_samples(args.train_data, split=split, filters=filters_from_args(args)):
+            canvas = center_crop_resize(s.image, args.image_size)
+            el = part(s.key, canvas)
+            if el.num_elements:
+                out.append((s.key, canvas, el))
+            if len(out) == k:
+                break
+        if out:
+            return out, split
+    return [], "none"
+
+
+def run_validation(accelerator, model, samples, output_dir: Path, step: int) -> float:
+    """Save ``validation/step-<step>.png`` (rows: input | reconstruction); returns the mean MSE in [-1, 1] units."""
+    import torch
+
+    from elements.image_io import save_png
+    from elements.models.tokens import collate
+
+    if not samples:
+        return float("nan")
+    net = accelerator.unwrap_model(model)
+    was_training = net.training
+    net.eval()
+    with torch.no_grad():
+        batch = collate([el for _, _, el in samples]).to(accelerator.device)
+        pred = net(batch).float().clamp(-1, 1)
+    net.train(was_training)
+    target = torch.stack([torch.from_numpy(c).permute(2, 0, 1).float() / 127.5 - 1 for _, c, _ in samples]).to(pred.device)
+    mse = float(torch.mean((pred - target) ** 2))
+    recon = ((pred + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    rows = [np.concatenate([c, r], axis=1) for (_, c, _), r in zip(samples, recon)]
+    (output_dir / "validation").mkdir(parents=True, exist_ok=True)
+    save_png(output_dir / "validation" / f"step-{step:07d}.png", np.concatenate(rows, axis=0))
+    return mse
+
+
+# --- main ---------------------------------------------------------------------------------------
+def run(args) -> int:
+    check_common_args(args)
+    if args.num_validation_images < 0 or (args.max_elements is not None and args.max_elements < 1):
+        raise UserError("--num_validation_images must not be negative and --max_elements must be at least 1.")
+    import torch
+
+    from elements.data import resolve_source
+    from elements.data.dataset import ElementsDataset, make_dataloader, total_stats
+    from elements.train.common import (JsonlLogger, make_accelerator, make_lr_scheduler, make_optimizer,
+                                       prune_checkpoints, resume_state, save_checkpoint, start_trackers)
+
+    source = resolve_source(args.train_data)  # fail on a bad path before any model is built
+    accelerator = make_accelerator(args)
+    logging.basicConfig(level=logging.INFO if accelerator.is_main_process else logging.WARNING,
+                        format="%(asctime)s %(name)s: %(message)s")
+    model = build_autoencoder(args.preset, args.init_from)
+    if model.decoder.config.image_size != args.image_size:
+        raise UserError(f"--image_size {args.image_size} does not match the light decoder's output "
+                        f"{model.decoder.config.image_size}.")
+    model.train()
+    optimizer = make_optimizer(model.parameters(), args)
+    lr_scheduler = make_lr_scheduler(optimizer, args, args.max_train_steps)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    accelerator.register_for_checkpointing(lr_scheduler)
+    state = resume_state(accelerator, args)
+    global_step, epoch = int(state["step"]), int(state.get("epoch", 0))
+    positions = {int(k): v for k, v in state.get("rank", {}).get("positions", {}).items()}
+    if positions and state["rank"].get("num_workers") != args.dataloader_num_workers:
+        logger.warning("--dataloader_num_workers changed since the checkpoint; restarting epoch %d from its start", epoch)
+        positions = {}
+    if state.get("epoch_done"):
+        epoch, positions = epoch + 1, {}
+
+    out = Path(args.output_dir)
+    log = JsonlLogger(out, is_main_process=accelerator.is_main_process, resume_step=global_step if "path" in state else None)
+    start_trackers(accelerator, args)
+    val, val_split = validation_set(args, args.num_validation_images) if accelerator.is_main_process else ([], "none")
+    dataset = ElementsDataset(source, partition=partition_from_args(args), split="train", filters=filters_from_args(args),
+                              image_size=args.image_size, cache_dir=args.partition_cache, rank=accelerator.process_index,
+                              world_size=accelerator.num_processes, shuffle=not args.no_shuffle, seed=args.seed)
+    total_batch = args.train_batch_size * accelerator.num_processes * args.gradient_accumulation_steps
+    logger.info("stage 1: preset %s, %d process(es), total batch %d, data %s (%d %s), validation on %d %s images, from step %d",
+                args.preset, accelerator.num_processes, total_batch, args.train_data, len(source),
+                "shards" if source.kind == "webdataset" else "files", len(val), val_split, global_step)
+
+    max_steps = args.max_train_steps or math.inf
+    window: list[float] = []
+    worker_stats: dict[int, dict] = {}
+    done = global_step >= max_steps or epoch >= args.num_train_epochs
+    while not done:
+        dataset.set_epoch(epoch)
+        dataset.set_start_positions(positions)
+        epoch_positions = dict(positions)
+        batches = iter(make_dataloader(dataset, args.train_batch_size, args.dataloader_num_workers))
+        epoch_done = False
+        while True:
+            batch = next(batches, None)
+            # stop every process together when any runs out of data (parts may differ by a few samples)
+            if accelerator.num_processes > 1:
+                empty = accelerator.reduce(torch.tensor(float(batch is None), device=accelerator.device), "max")
+                epoch_done = bool(empty.item())
+            else:
+                epoch_done = batch is None
+            if epoch_done:
+                break
+            epoch_positions[batch["worker"]] = batch["position"]
+            worker_stats[batch["worker"]] = batch["stats"]
+            window.append(train_step(accelerator, model, optimizer, batch, max_grad_norm=args.max_grad_norm,
+                                     lr_scheduler=lr_scheduler))
+            if not accelerator.sync_gradients:
+                continue
+            global_step += 1
+            if global_step % args.logging_steps == 0 or global_step == max_steps:
+                loss = accelerator.reduce(torch.tensor(np.mean(window), device=accelerator.device), "mean").item()
+                window = []
+                record = {"loss": loss, "lr": lr_scheduler.get_last_lr()[0], "epoch": epoch}
+                data = total_stats(worker_stats)
+                log.log(global_step, **record, samples=data["yielded"], corrupt=data["corrupt"] + data["corrupt_shards"])
+                accelerator.log(record, step=global_step)
+            if global_step % args.checkpointing_steps == 0 or global_step == max_steps:
+                save_checkpoint(accelerator, out, global_step, _named(accelerator, model), state={"epoch": epoch},
+                                rank_state={"positions": epoch_positions, "num_workers": args.dataloader_num_workers})
+                if accelerator.is_main_process:
+                    prune_checkpoints(out, args.checkpoints_total_limit)
+            if accelerator.is_main_process and args.validation_steps and (
+                    global_step % args.validation_steps == 0 or global_step == max_steps):
+                mse = run_validation(accelerator, model, val, out, global_step)
+                log.log(global_step, val_mse=mse, val_split=val_split)
+                accelerator.log({"val_mse": mse}, step=global_step)
+            if global_step >= max_steps:
+                done = True
+                break
+        if epoch_done:
+            epoch, positions = epoch + 1, {}
+            done = done or epoch >= args.num_train_epochs
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        for name, module in _named(accelerator, model).items():
+            module.save_pretrained(out / name)
+        logger.info("stage 1 done at step %d; models in %s", global_step, out)
+    accelerator.end_training()
+    return 0
+
+
+def _named(accelerator, model) -> dict:
+    net = accelerator.unwrap_model(model)
+    return {"content_encoder": net.encoder, "light_decoder": net.decoder}
