@@ -3,7 +3,8 @@
 Runs :class:`elements.pipeline.ElementsPipeline`: SD-1.5 with extra cross-attention on the
 element tokens, classifier-free guidance with equal weight on text and elements, w = 3 and
 50 DDIM steps by default (App. C.2). Needs SD-1.5 (``--sd-base`` / ``EIE_SD_BASE``), a stage-1
-checkpoint (content encoder) and a stage-2 checkpoint (element attention); a GPU is advised.
+checkpoint (element UNet + adapter, usually with the content encoder; otherwise a stage-1
+checkpoint supplies it); a GPU is advised.
 """
 
 from __future__ import annotations
@@ -33,9 +34,9 @@ class DiffusionDecoder(Decoder):
         self.base = defaults.SD_BASE.get(sd_base)
         self.stage1 = defaults.STAGE1_CHECKPOINT.get(stage1)
         self.stage2 = defaults.STAGE2_CHECKPOINT.get(stage2)
-        for ref, d in ((self.stage1, defaults.STAGE1_CHECKPOINT), (self.stage2, defaults.STAGE2_CHECKPOINT)):
-            if not ref:
-                raise UserError(f"The diffusion decoder needs {d.what}; set {d.env} or pass its flag.")
+        if not self.stage2:
+            d = defaults.STAGE2_CHECKPOINT
+            raise UserError(f"The diffusion decoder needs {d.what}; set {d.env} or pass its flag.")
         self.device = torch_device(device)
         self.dtype = dtype or (torch.float16 if self.device.startswith("cuda") else torch.float32)
         self.pipe = ElementsPipeline.from_elements_checkpoint(base=self.base, stage1=self.stage1, stage2=self.stage2,
@@ -48,19 +49,21 @@ class DiffusionDecoder(Decoder):
                      **_) -> tuple[bool, str]:
         parts = [
             weights_status(defaults.SD_BASE.get(sd_base), what="Stable Diffusion 1.5 model", env=defaults.SD_BASE.env),
-            weights_status(defaults.STAGE1_CHECKPOINT.get(stage1), what="stage-1 checkpoint", env=defaults.STAGE1_CHECKPOINT.env),
             weights_status(defaults.STAGE2_CHECKPOINT.get(stage2), what="stage-2 checkpoint", env=defaults.STAGE2_CHECKPOINT.env),
         ]
+        if defaults.STAGE1_CHECKPOINT.get(stage1):  # only needed when stage 2 carries no content encoder
+            parts.append(weights_status(defaults.STAGE1_CHECKPOINT.get(stage1), what="stage-1 checkpoint",
+                                        env=defaults.STAGE1_CHECKPOINT.env))
         missing = [why for ok, why in parts if not ok]
         return (not missing), ("; ".join(missing) if missing else "; ".join(why for _, why in parts))
 
     def requirements(self) -> dict:
-        return {"weights": [f"Stable Diffusion 1.5 ({self.base})", f"stage-1 ({self.stage1})", f"stage-2 ({self.stage2})"],
-                "gpu": "advised"}
+        weights = [f"Stable Diffusion 1.5 ({self.base})", f"stage-2 ({self.stage2})"]
+        return {"weights": weights + ([f"stage-1 ({self.stage1})"] if self.stage1 else []), "gpu": "advised"}
 
     def describe(self) -> str:
-        return (f"diffusion: element-conditioned SD decoder (Sec. 3.3), base {self.base}, stage-1 {self.stage1}, "
-                f"stage-2 {self.stage2} on {self.device}")
+        s1 = f", stage-1 {self.stage1}" if self.stage1 else ""
+        return f"diffusion: element-conditioned SD decoder (Sec. 3.3), base {self.base}, stage-2 {self.stage2}{s1} on {self.device}"
 
     @property
     def encoder(self):
@@ -73,12 +76,5 @@ class DiffusionDecoder(Decoder):
             guidance_scale=float(DEFAULT_GUIDANCE if guidance is None else guidance), output_type="np",
             **diffusers_call_kwargs(seed, progress),
         )
-        image = out.images[0] if hasattr(out, "images") else out[0]
-        image = np.asarray(image)
-        if image.dtype != np.uint8:
-            image = np.clip(np.rint(image.astype(np.float32) * 255.0), 0, 255).astype(np.uint8)
-        if image.shape[:2] != (el.size, el.size):
-            import cv2
-
-            image = cv2.resize(image, (el.size, el.size), interpolation=cv2.INTER_CUBIC)
-        return image
+        image = np.asarray(out.images[0])  # (S, S, 3) float in [0, 1]
+        return np.clip(np.rint(image.astype(np.float32) * 255.0), 0, 255).astype(np.uint8)
