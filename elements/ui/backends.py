@@ -1,0 +1,182 @@
+"""What the demo runs, loaded once per process, and the banner that says so.
+
+The partitioner, SAM and every decoder are module-level lazy singletons: the first visitor
+pays for loading them, everyone after shares them. Anything that touches a shared model
+holds :data:`MODEL_LOCK` (SAM's predictor keeps the current image embedding as state, so two
+sessions must not interleave restore-embedding and prompt).
+
+Choices come from the environment, so a Space is configured in its settings page:
+
+* ``EIE_APP_PARTITION`` — ``auto`` (default: SAM when its checkpoint can be had, else SLIC),
+  ``sam``, ``slic`` or ``grid``;
+* ``EIE_APP_DECODER`` — the decoder selected at start (default: the strongest available,
+  :func:`elements.decoders.best_available`);
+* the checkpoint variables of :mod:`elements.defaults` (``EIE_SAM_CHECKPOINT``, ``EIE_SD_BASE``,
+  ``EIE_SD_INPAINT``, ``EIE_STAGE1_CHECKPOINT``, ``EIE_STAGE2_CHECKPOINT``).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import threading
+
+from elements.errors import UserError
+
+#: Serialises use of the shared SAM model (its predictor holds one image embedding at a time).
+MODEL_LOCK = threading.RLock()
+#: Serialises decoding (diffusers pipelines keep scheduler state and are not thread-safe).
+DECODE_LOCK = threading.Lock()
+_INIT_LOCK = threading.Lock()
+_partitioner = None
+_decoders: dict = {}
+_availability: dict | None = None
+
+#: Decoders that implement the paper's method (Sec. 3.2-3.3); everything else is a baseline.
+PAPER_DECODERS = {"diffusion": "the paper's element-conditioned diffusion decoder (Sec. 3.3)",
+                  "light": "the paper's stage-1 light decoder (Sec. 3.2; blurry by design)"}
+
+
+def gpu(duration: int = 60):
+    """``spaces.GPU(duration=...)`` on ZeroGPU Spaces (package ``spaces`` importable), identity elsewhere."""
+    try:
+        import spaces  # type: ignore[import-not-found]
+    except ImportError:
+        return lambda fn: fn
+    return spaces.GPU(duration=duration)
+
+
+def partition_backend() -> str:
+    name = os.environ.get("EIE_APP_PARTITION", "auto").strip() or "auto"
+    if name not in ("auto", "sam", "slic", "grid"):
+        raise UserError(f"EIE_APP_PARTITION must be auto, sam, slic or grid, not '{name}'.")
+    return name
+
+
+def partitioner():
+    """The process-wide :class:`~elements.partition.Partitioner` (SAM loads here, once)."""
+    global _partitioner
+    with _INIT_LOCK:
+        if _partitioner is None:
+            from elements.partition import Partitioner
+
+            _partitioner = Partitioner(partition_backend())
+        return _partitioner
+
+
+def sam_affinity():
+    """The shared :class:`~elements.partition.sam.SamAffinity`, or None when the partition is not SAM's."""
+    return partitioner().affinity
+
+
+def decoder_status() -> dict[str, tuple[bool, str]]:
+    """``{name: (available, reason)}`` for every decoder, computed once (it probes caches, never downloads)."""
+    global _availability
+    with _INIT_LOCK:
+        if _availability is None:
+            from elements.decoders import available_decoders
+
+            _availability = available_decoders()
+        return dict(_availability)
+
+
+def available_decoder_names() -> list[str]:
+    return [name for name, (ok, _) in decoder_status().items() if ok]
+
+
+def default_decoder() -> str:
+    """``EIE_APP_DECODER`` if it is available, else the strongest available decoder."""
+    from elements.decoders import best_available
+
+    wanted = os.environ.get("EIE_APP_DECODER", "").strip()
+    names = available_decoder_names()
+    if wanted:
+        if wanted not in decoder_status():
+            raise UserError(f"EIE_APP_DECODER names an unknown decoder '{wanted}'; choose one of {', '.join(decoder_status())}.")
+        if wanted in names:
+            return wanted
+    best = best_available()
+    return best if best in names else names[0]
+
+
+def decoder(name: str):
+    """The shared decoder ``name``, built on first use; an unavailable one raises UserError with the reason."""
+    status = decoder_status()
+    if name not in status:
+        raise UserError(f"Unknown decoder '{name}'; choose one of {', '.join(status)}.")
+    ok, why = status[name]
+    if not ok:
+        raise UserError(f"The '{name}' decoder cannot run here: {why}.")
+    with _INIT_LOCK:
+        if name not in _decoders:
+            from elements.decoders import get_decoder
+
+            _decoders[name] = get_decoder(name)
+        return _decoders[name]
+
+
+@functools.lru_cache(maxsize=None)
+def _decoder_line(name: str) -> str:
+    return decoder(name).describe()
+
+
+#: Short names of the baselines (App. A) for the banner's headline.
+BASELINES = {"pixel": "pixel editing", "pixel+inpaint": "pixel editing + inpainting", "pixel+sdedit": "pixel editing + SDEdit"}
+
+
+def banner(selected_decoder: str | None = None) -> str:
+    """Markdown saying what runs and why, e.g. "SAM checkpoint not available → SLIC partition".
+
+    A one-line headline, then the details. Nothing is called the paper's method unless it is:
+    the SAM partition (Alg. 2) and the ``light`` / ``diffusion`` decoders.
+    """
+    part = partitioner()
+    status = decoder_status()
+    name = selected_decoder or default_decoder()
+    if part.backend == "sam":
+        head = ["SAM partition (Alg. 2)"]
+    elif part.note:
+        head = [f"SAM checkpoint not available → {part.backend.upper()} partition"]
+    else:
+        head = [f"{part.backend.upper()} partition (EIE_APP_PARTITION={partition_backend()})"]
+    if name in PAPER_DECODERS:
+        head.append(f"{PAPER_DECODERS[name]}")
+    else:
+        trained = "no trained decoder" if not status["diffusion"][0] else "baseline selected"
+        head.append(f"{trained} → {BASELINES.get(name, name)}")
+    paper = part.backend == "sam" and name in PAPER_DECODERS
+    lines = [f"**Running:** {'; '.join(head)}." + ("" if paper else " This demo is *not* running the paper's full method.")]
+    details = [f"Partition: {part.describe()}" + (f" — {part.note}" if part.note else ""),
+               f"Decoder: {_decoder_line(name)}"]
+    details += [f"`{n}` unavailable: {why}" for n, (ok, why) in status.items() if not ok]
+    lines.append("<small>" + "<br>".join(details) + "</small>")
+    return "\n\n".join(lines)
+
+
+def object_mode_status() -> tuple[bool, str]:
+    """Whether the "object" click mode can run (it needs SAM), with the reason when it cannot."""
+    if sam_affinity() is not None:
+        return True, "SAM selects every element of the object under the click"
+    return False, "object mode needs SAM, and " + (partitioner().note or "the partition backend is not SAM")
+
+
+def startup_summary() -> str:
+    """Plain-text lines printed by ``python app.py``."""
+    import re
+
+    text = banner().replace("<br>", "\n  ")
+    return re.sub(r"\*\*|\*|`|</?small>", "", text).replace("\n\n", "\n  ")
+
+
+def _reset_for_tests() -> None:
+    """Forget the singletons (tests that change EIE_APP_* between cases)."""
+    global _partitioner, _availability
+    with _INIT_LOCK:
+        _partitioner, _availability = None, None
+        _decoders.clear()
+    _decoder_line.cache_clear()
+
+
+__all__ = ["DECODE_LOCK", "MODEL_LOCK", "PAPER_DECODERS", "available_decoder_names", "banner", "decoder", "decoder_status",
+           "default_decoder", "gpu", "object_mode_status", "partition_backend", "partitioner", "sam_affinity",
+           "startup_summary"]

@@ -1,0 +1,132 @@
+"""Generate: decode the current elements into candidates, offer downloads, reuse a result as input.
+
+Decoding runs through :meth:`elements.editor.EditorSession.render` with the process-wide
+decoder (:func:`elements.ui.backends.decoder`), inside ``@spaces.GPU`` on ZeroGPU Spaces.
+Candidates use seeds ``seed, seed + 1, ...``; deterministic decoders (``pixel``, the OpenCV
+``pixel+inpaint``) give identical candidates, which are shown once.
+"""
+
+from __future__ import annotations
+
+import gradio as gr
+import numpy as np
+
+from elements.errors import UserError
+from elements.image_io import save_png
+from elements.spec import EditSpec
+from elements.ui import backends
+from elements.ui.handlers import MAX_CANDIDATES, _need_image, status, user_errors
+from elements.ui.session import AppSession
+
+MAX_SEED = 2**32 - 1  # the spec's seed range
+
+
+@backends.gpu(duration=120)
+def render_candidates(editor, decoder_name: str, *, prompt: str, seeds: list[int], steps: int | None,
+                      guidance: float | None, progress=None) -> list[np.ndarray]:
+    """Decode ``editor``'s current elements once per seed: ``[(H_in, W_in, 3) uint8, ...]``, duplicates removed.
+
+    ``progress(fraction, desc)`` is called after each denoising step (diffusion decoders) and
+    after each candidate.
+    """
+    dec = backends.decoder(decoder_name)
+    out: list[np.ndarray] = []
+    n = len(seeds)
+    with backends.DECODE_LOCK:
+        for k, seed in enumerate(seeds):
+            def step(i, total, k=k):
+                if progress is not None:
+                    progress((k + i / max(total, 1)) / n, desc=f"candidate {k + 1}/{n}")
+
+            img = editor.render(dec, prompt=prompt, seed=seed, steps=steps, guidance=guidance, progress=step)
+            if progress is not None:
+                progress((k + 1) / n, desc=f"candidate {k + 1}/{n}")
+            if not any(np.array_equal(img, o) for o in out):
+                out.append(img)
+    return out
+
+
+def export_spec(session: AppSession, *, decoder: str | None = None, steps: int | None = None,
+                guidance: float | None = None) -> EditSpec:
+    """The visitor's edits as a spec; compose sources name the uploaded file instead of the session folder."""
+    spec = session.editor.to_spec()
+    edits = []
+    for e in spec.edits:
+        if e.get("op") == "compose":
+            e = {**e, "source": session.compose_names.get(e["source"], e["source"])}
+        edits.append(e)
+    return EditSpec(tuple(edits), prompt=spec.prompt, seed=spec.seed, decoder=decoder, steps=steps, guidance=guidance)
+
+
+def _check_settings(seed, steps, guidance, n) -> tuple[int, int, float, int]:
+    try:
+        seed, steps, guidance, n = int(seed), int(steps), float(guidance), int(n)
+    except (TypeError, ValueError):
+        raise UserError("Seed, steps, guidance and the number of candidates must be numbers.") from None
+    if not 0 <= seed <= MAX_SEED:
+        raise UserError(f"The seed must be between 0 and {MAX_SEED}.")
+    if not 1 <= steps <= 1000:
+        raise UserError("The number of steps must be between 1 and 1000.")
+    if not (np.isfinite(guidance) and 0 <= guidance <= 100):
+        raise UserError("The guidance scale must be between 0 and 100.")
+    if not 1 <= n <= MAX_CANDIDATES:
+        raise UserError(f"Ask for 1 to {MAX_CANDIDATES} candidates.")
+    return seed, steps, guidance, n
+
+
+def _write_downloads(session: AppSession, spec: EditSpec) -> tuple[str, str]:
+    img = session.workdir / "edited.png"
+    save_png(img, session.candidates[session.chosen])
+    path = session.workdir / "edit_spec.json"
+    spec.save(path)
+    return str(img), str(path)
+
+
+@user_errors
+def generate(session, decoder_name: str, prompt: str, seed, steps, guidance, n_candidates, progress=gr.Progress()):
+    """Decode the current elements. Returns (session, gallery, result PNG path, spec JSON path, status)."""
+    session = _need_image(session)
+    seed, steps, guidance, n = _check_settings(seed, steps, guidance, n_candidates)
+    prompt = (prompt or "").strip()
+    if len(prompt) > 2000:
+        raise UserError("The prompt is longer than 2000 characters.")
+    with session.lock:
+        session.editor.prompt, session.editor.seed = prompt, seed
+        progress(0.0, desc="decoding")
+        images = render_candidates(session.editor, decoder_name, prompt=prompt, seeds=[seed + k for k in range(n)],
+                                   steps=steps, guidance=guidance, progress=progress)
+        session.candidates, session.chosen = images, 0
+        spec = export_spec(session, decoder=decoder_name, steps=steps, guidance=guidance)
+        result, spec_path = _write_downloads(session, spec)
+        gallery = [(img, f"seed {seed + k}" if len(images) == n else f"seed {seed}") for k, img in enumerate(images)]
+        note = "" if len(images) == n else f"\n\n`{decoder_name}` is deterministic here: one candidate."
+        return session, gallery, result, spec_path, status(session) + note
+
+
+@user_errors
+def pick_candidate(session, evt: gr.SelectData):
+    """A click on a gallery item makes it the result to download and the one "use as input" takes."""
+    session = _need_image(session)
+    with session.lock:
+        if not session.candidates:
+            raise UserError("Press Generate first.")
+        k = int(evt.index)
+        if not 0 <= k < len(session.candidates):
+            raise UserError("That candidate no longer exists; press Generate again.")
+        session.chosen = k
+        img = session.workdir / "edited.png"
+        save_png(img, session.candidates[k])
+        return session, str(img)
+
+
+@user_errors
+def use_as_input(session):
+    """The chosen candidate becomes the next input (multi-round editing); the input's change event re-partitions it."""
+    session = _need_image(session)
+    with session.lock:
+        if not session.candidates:
+            raise UserError("Press Generate first, then pick the candidate to continue from.")
+        return session.candidates[session.chosen]
+
+
+__all__ = ["MAX_SEED", "export_spec", "generate", "pick_candidate", "render_candidates", "use_as_input"]

@@ -1,0 +1,138 @@
+"""Per-visitor state of the demo, kept in one ``gr.State`` per browser tab.
+
+:class:`AppSession` wraps an :class:`~elements.editor.EditorSession` (elements, undo/redo
+history, spec) with what only the UI needs: the selection, the SAM embedding of this image,
+the cached :class:`~elements.ui.view.View`, the second image for composition, the generated
+candidates and a private temporary folder for downloads. Models are *not* here — they are
+process-wide singletons in :mod:`elements.ui.backends`.
+
+Every handler holds ``session.lock`` while it reads or changes the session, so two events of
+one tab (a fast double click) cannot interleave; different tabs never share a session.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from elements.image_io import LoadedImage, load_image
+from elements.types import ImageElements
+from elements.ui import backends
+from elements.ui.view import View, build_view
+
+#: Uploads larger than this on their long side are downscaled before partitioning; the UI says so.
+#: The canvas is 512 (Sec. 3.1), so more pixels only cost time (decoding, drawing, transfer).
+APP_MAX_SIDE = 1024
+
+
+def load_for_app(path_or_image, what: str = "The image") -> tuple[LoadedImage, str]:
+    """Decode an upload and downscale it to at most :data:`APP_MAX_SIDE`; returns it and a note ('' if untouched).
+
+    The downscaled pixels *are* the input from then on: clicks, specs and outputs use its size.
+    """
+    loaded = load_image(path_or_image, max_side=APP_MAX_SIDE)  # long side <= APP_MAX_SIDE after this
+    note = ""
+    if loaded.downscaled:
+        h, w = loaded.pixels.shape[:2]
+        tw, th = loaded.size
+        note = f"{what} ({tw}×{th}) was downscaled to {w}×{h} for the demo; outputs have that size."
+        loaded = LoadedImage(loaded.pixels, (w, h))
+    return loaded, note
+
+
+def partition(loaded: LoadedImage) -> tuple[ImageElements, object]:
+    """Partition with the shared partitioner; returns the elements and the SAM embedding (None without SAM)."""
+    part = backends.partitioner()
+    with backends.MODEL_LOCK:
+        el = part(loaded)
+        emb = part.affinity.embedding_state() if part.affinity is not None else None
+    return el, emb
+
+
+@dataclass
+class OtherImage:
+    """The second image of a composition: its elements, saved as a compose source, and its selection."""
+
+    elements: ImageElements
+    folder: str  # ImageElements.save() folder, the compose edits' "source"
+    name: str  # file name shown in the downloaded spec
+    note: str = ""
+    selection: tuple[int, ...] = ()
+    view: View | None = None
+
+    def current_view(self) -> View:
+        if self.view is None:
+            self.view = build_view(self.elements)
+        return self.view
+
+
+@dataclass
+class AppSession:
+    editor: object | None = None  # elements.editor.EditorSession once an image is loaded
+    note: str = ""
+    selection: tuple[int, ...] = ()
+    sam_embedding: object = None
+    other: OtherImage | None = None
+    candidates: list = field(default_factory=list)  # [(H_in, W_in, 3) uint8, ...] of the last Generate
+    chosen: int = 0
+    compose_names: dict = field(default_factory=dict)  # compose-source folder -> file name for the spec
+    _view: View | None = None
+    _workdir: str | None = None
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+
+    # --- image ---------------------------------------------------------------------------------
+    @property
+    def has_image(self) -> bool:
+        return self.editor is not None
+
+    def start(self, el: ImageElements, sam_embedding, note: str) -> None:
+        """Begin editing ``el`` (history, selection, candidates and composition reset)."""
+        from elements.editor import EditorSession
+
+        editor = EditorSession(backends.partitioner())
+        editor.set_elements(el)
+        self.editor, self.note, self.sam_embedding = editor, note, sam_embedding
+        self.selection, self.candidates, self.chosen, self._view = (), [], 0, None
+
+    @property
+    def elements(self) -> ImageElements:
+        return self.editor.elements
+
+    def view(self) -> View:
+        """The cached view of the current elements (rebuilt only after an edit, undo or redo)."""
+        el = self.elements
+        if self._view is None or self._view.elements is not el:
+            self._view = build_view(el)
+        return self._view
+
+    def prune_selection(self) -> None:
+        """Drop selected ids that are deleted (or gone after an undo) in the current value."""
+        el = self.elements
+        self.selection = tuple(i for i in self.selection if i < el.num_elements and el.active[i])
+
+    # --- temporary files -------------------------------------------------------------------------
+    @property
+    def workdir(self) -> Path:
+        """A private folder for this session's downloads and compose sources, removed by :meth:`cleanup`."""
+        if self._workdir is None:
+            self._workdir = tempfile.mkdtemp(prefix="eie-app-")
+        return Path(self._workdir)
+
+    def cleanup(self) -> None:
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
+
+
+def delete_session(session: AppSession | None) -> None:
+    """``gr.State(delete_callback=...)``: remove a closed tab's temporary files."""
+    if session is not None:
+        session.cleanup()
+
+
+__all__ = ["APP_MAX_SIDE", "AppSession", "OtherImage", "delete_session", "load_for_app", "partition"]
