@@ -156,7 +156,7 @@ def plot(table: pd.DataFrame, path, *, ours_label: str = "Ours", title: str = ""
 
     from eval.report import atomic_write
 
-    fig, ax = plt.subplots(figsize=(6.4, 0.6 + 0.55 * max(1, len(table))))
+    fig, ax = plt.subplots(figsize=(7.2, 0.6 + 0.55 * max(1, len(table))))
     y = np.arange(len(table))
     ours = table["ours_pct"].to_numpy()
     ax.barh(y, ours, color="#3b7dd8", label=ours_label)
@@ -169,7 +169,7 @@ def plot(table: pd.DataFrame, path, *, ours_label: str = "Ours", title: str = ""
     ax.axvline(50, color="black", ls="--", lw=0.8)
     ax.set_yticks(y, [f"{ours_label} vs {b}" for b in table["baseline"]])
     ax.set_xlim(0, 100)
-    ax.set_xlabel("preference (%) — which image better reflects both the edit and image quality")
+    ax.set_xlabel("judgments preferring each method (%); whiskers: Wilson 95% CI")
     ax.invert_yaxis()
     if title:
         ax.set_title(title)

@@ -1,0 +1,147 @@
+"""``python -m eval split``: the held-out evaluation manifest and its 512² PNG references.
+
+The held-out rule lives in :mod:`elements.data.split` (sha256 of the URL, else the key; 1/30
+held out, Sec. 4.1) and the readers in :mod:`elements.data`; this module only records *which*
+held-out samples an evaluation used, so that two labs can check they evaluated the same images:
+
+* ``manifest.csv`` — one row per image, in reader order: ``stem`` (first 16 hex digits of
+  sha256(split key), a stable file name on every machine and shard layout), ``key``,
+  ``split_key``, ``caption``, ``ref`` (path of the reference PNG relative to the folder);
+* ``manifest.json`` — the rule text, the held-out fraction, the count, the sha256 of
+  ``manifest.csv``'s bytes, the data source, filters, limit and reader counters;
+* ``refs/{stem}.png`` — the reference: the central square crop (the crop of
+  ``elements.data.preprocess.center_crop_resize``) resized to 512 × 512 with a bicubic filter
+  (Pillow's, which widens its support when shrinking, i.e. antialiased), stored as PNG — never
+  JPEG, whose loss would enter every metric. On a square canvas the letterbox geometry of the
+  partition is the identity, so decoders output at exactly the reference size.
+
+References are prepared once: an interrupted ``split`` keeps the PNGs it wrote and a re-run
+only adds the missing ones; the manifest files are written last, atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from elements.errors import UserError
+
+REF_SIZE = 512  # H = W = 512, Sec. 3.1 / App. B
+MANIFEST_COLUMNS = ["stem", "key", "split_key", "caption", "ref"]
+
+
+def stem_for(split_key: str) -> str:
+    """A filename-safe stem determined by the split key alone."""
+    return hashlib.sha256(split_key.encode("utf-8")).hexdigest()[:16]
+
+
+def prepare_reference(image: np.ndarray, size: int = REF_SIZE) -> np.ndarray:
+    """``(H, W, 3) uint8`` -> ``(size, size, 3) uint8``: central square crop, Pillow bicubic resize."""
+    h, w = image.shape[:2]
+    side = min(h, w)
+    y0, x0 = (h - side) // 2, (w - side) // 2
+    crop = Image.fromarray(np.ascontiguousarray(image[y0 : y0 + side, x0 : x0 + side]))
+    if side != size:
+        crop = crop.resize((size, size), Image.Resampling.BICUBIC)
+    return np.asarray(crop, dtype=np.uint8)
+
+
+def build_split(data, out, *, limit: int | None = None, split: str = "heldout", filters=None, progress=None) -> pd.DataFrame:
+    """Read the held-out samples of ``data``, write references and the manifest into ``out``; returns the manifest."""
+    from elements.data import DataStats, iter_samples
+    from elements.data.split import HOLDOUT_FRACTION, rule_text
+    from elements.image_io import save_png
+    from eval.report import write_csv, write_text
+
+    if limit is not None and limit < 1:
+        raise UserError(f"--limit must be at least 1, got {limit}.")
+    out = Path(out)
+    (out / "refs").mkdir(parents=True, exist_ok=True)
+    stats = DataStats()
+    rows, seen = [], set()
+    for sample in iter_samples(data, split=split, filters=filters, stats=stats):
+        stem = stem_for(sample.split_key)
+        if stem in seen:  # the same URL twice in a crawl is one image for evaluation
+            continue
+        seen.add(stem)
+        ref = out / "refs" / f"{stem}.png"
+        if not ref.exists():
+            save_png(ref, prepare_reference(sample.image))
+        rows.append({"stem": stem, "key": sample.key, "split_key": sample.split_key, "caption": sample.caption or "",
+                     "ref": f"refs/{stem}.png"})
+        if progress:
+            progress(len(rows))
+        if limit is not None and len(rows) >= limit:
+            break
+    if not rows:
+        raise UserError(f"No {split} sample was found in '{data}' ({stats.records} records read).")
+    manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
+    write_csv(out / "manifest.csv", manifest)
+    info = {
+        "rule": rule_text(), "holdout_fraction": HOLDOUT_FRACTION, "split": split, "count": len(manifest),
+        "manifest_sha256": hashlib.sha256((out / "manifest.csv").read_bytes()).hexdigest(),
+        "source": str(data), "limit": limit, "filters": repr(filters) if filters is not None else None,
+        "reference": f"central square crop, Pillow bicubic resize to {REF_SIZE}x{REF_SIZE}, PNG",
+        "reader": stats.as_dict(),
+    }
+    write_text(out / "manifest.json", json.dumps(info, indent=2) + "\n")
+    return manifest
+
+
+def load_split(folder) -> tuple[pd.DataFrame, dict]:
+    """Read a folder written by :func:`build_split`, checking the manifest's sha256 and that every reference exists."""
+    d = Path(folder)
+    try:
+        info = json.loads((d / "manifest.json").read_text())
+        raw = (d / "manifest.csv").read_bytes()
+    except FileNotFoundError:
+        raise UserError(f"'{d}' holds no manifest.json/manifest.csv; run 'python -m eval split' first.") from None
+    except json.JSONDecodeError:
+        raise UserError(f"'{d / 'manifest.json'}' is not valid JSON.") from None
+    if hashlib.sha256(raw).hexdigest() != info.get("manifest_sha256"):
+        raise UserError(f"'{d / 'manifest.csv'}' does not match the sha256 recorded in manifest.json (edited or truncated).")
+    manifest = pd.read_csv(d / "manifest.csv", dtype=str, keep_default_na=False)
+    missing = [r for r in manifest["ref"] if not (d / r).is_file()]
+    if missing:
+        raise UserError(f"{len(missing)} reference image(s) listed in '{d}' are missing (first: {missing[0]}).")
+    return manifest, info
+
+
+def is_split_folder(path) -> bool:
+    return (Path(path) / "manifest.json").is_file() and (Path(path) / "manifest.csv").is_file()
+
+
+def add_data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--limit", type=int, default=None, help="use the first N held-out samples in reader order (paper: 5,000)")
+    p.add_argument("--laion-filter", action="store_true",
+                   help="apply the paper's LAION filters (aesthetic >= 6.25, CLIP similarity >= 0.25, Sec. 4.1)")
+
+
+def filters_from(args):
+    if not getattr(args, "laion_filter", False):
+        return None
+    from elements.data import LaionFilter
+
+    return LaionFilter()
+
+
+def build_parser(prog: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description="Write the held-out manifest (keys, its sha256, the rule) and "
+                                "512x512 bicubic PNG references of the held-out samples.")
+    p.add_argument("--data", required=True, help="image folder, img2dataset shard folder / .tar / pattern (with parquet)")
+    p.add_argument("--out", required=True, help="output folder: manifest.csv, manifest.json, refs/")
+    add_data_args(p)
+    return p
+
+
+def run(args) -> int:
+    manifest = build_split(args.data, args.out, limit=args.limit, filters=filters_from(args))
+    info = json.loads((Path(args.out) / "manifest.json").read_text())
+    print(f"{len(manifest)} held-out images, manifest sha256 {info['manifest_sha256']} -> {args.out}")
+    return 0
