@@ -4,6 +4,8 @@ Design of the 2AFC study (Sec. 4.2, 4.4, Fig. 9, 11): a worker sees the edit ins
 source image and two results, and picks the one that "better reflects both the edit and
 image quality".
 
+* The source image shown is ``renders/source/{item}.png`` (the object outlined, from
+  make-edits) when present, else the unedited input.
 * Real trials: every (item, baseline) pair exactly once, ours against that baseline.
 * Vigilance trials: ours (the correct edit) against the **unedited input**; a worker who
   prefers the unedited input is not following the task. ``v = max(1, round(K * rate))`` per
@@ -36,6 +38,7 @@ import pandas as pd
 from elements.errors import UserError
 
 INPUT_METHOD = "input"  # renders/input/{item}.png: the unedited input at input size
+SOURCE_METHOD = "source"  # renders/source/{item}.png: the input with the edited object outlined (shown as the source)
 TEMPLATE = Path(__file__).resolve().parent.parent / "templates" / "hit.html"
 MANIFEST_COLUMNS = ["hit", "trial", "trial_id", "item", "method_a", "method_b", "left", "right", "ours_side",
                     "vigilance", "practice", "seed", "instruction"]
@@ -123,9 +126,10 @@ def export(edits_dir, renders_dir, out, *, ours: str, baselines: list[str], tria
         url_prefix += "/"
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    shown = {i: SOURCE_METHOD if render_path(renders_dir, SOURCE_METHOD, i).is_file() else INPUT_METHOD for i in items}
     used = sorted({(m, i) for m, i in zip(manifest["left"], manifest["item"])} |
                   {(m, i) for m, i in zip(manifest["right"], manifest["item"])} |
-                  {(INPUT_METHOD, i) for i in manifest["item"]})
+                  {(shown[i], i) for i in manifest["item"]})
     if images == "copy":
         for m, i in used:
             dst = out / "images" / m / f"{i}.png"
@@ -149,7 +153,7 @@ def export(edits_dir, renders_dir, out, *, ours: str, baselines: list[str], tria
         row = {"hit_id": f"h{h:05d}"}
         for slot, r in enumerate(g.sort_values("trial").itertuples(), start=1):
             row.update({f"t{slot}_id": r.trial_id, f"t{slot}_instruction": r.instruction,
-                        f"t{slot}_source": url(INPUT_METHOD, r.item), f"t{slot}_left": url(r.left, r.item),
+                        f"t{slot}_source": url(shown[r.item], r.item), f"t{slot}_left": url(r.left, r.item),
                         f"t{slot}_right": url(r.right, r.item), f"t{slot}_practice": int(r.practice),
                         f"t{slot}_practice_answer": r.ours_side if r.practice else ""})
         batch.append(row)
