@@ -86,8 +86,18 @@ class EditorSession:
             el = self._encode(el)
         self._values, self._steps, self._pos = [el], [], 0
         part = self.partitioner if self._partitioner is not None else None
-        loader = default_loader(part, like=el)
-        self._others = (lambda src: self._encode(loader(src))) if self._encode is not None else loader
+        loader = default_loader(part, like=el)  # caches each partitioned compose source
+        encoded: dict[int, ImageElements] = {}
+
+        def load_other(source: str) -> ImageElements:
+            other = loader(source)
+            if self._encode is None or other.embeddings is not None:
+                return other
+            if id(other) not in encoded:  # encode each compose source once, like the image itself
+                encoded[id(other)] = self._encode(other)
+            return encoded[id(other)]
+
+        self._others = load_other
         return el
 
     def _require(self) -> None:
