@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 from pathlib import Path
 
 import gradio as gr
@@ -146,7 +147,11 @@ def _object_at(session: AppSession, x: float, y: float) -> np.ndarray:
 
 
 def _apply(session: AppSession, edit: dict) -> None:
-    session.editor.apply(edit)
+    try:
+        session.editor.apply(edit)
+    except UserError as err:  # the spec's "Edit 1 (op)" numbering means nothing to a clicking visitor
+        text = re.sub(r"^Edit 1 \((\w+)\): ", "", str(err))
+        raise UserError(re.sub(r"^Edit 1 \((\w+)\) ", r"The \1 edit ", text)) from None
     session.prune_selection()
 
 
