@@ -79,6 +79,11 @@ def run(args) -> int:
     spec = load_spec(args.spec)  # cheap checks first, before any model loads
     image = load_image(args.image)
 
+    name = args.decoder or spec.decoder or "auto"
+    if name == "auto":
+        name = best_available(sd_base=args.sd_base, stage1=args.stage1, stage2=args.stage2)
+    decoder = get_decoder(name, **decoder_options(name, args))  # missing weights fail before the partition runs
+
     if args.elements:
         try:
             el = ImageElements.load(args.elements)
@@ -103,12 +108,8 @@ def run(args) -> int:
     n_del = int((el.active.sum() + (edited.num_elements - el.num_elements)) - edited.active.sum())
     print(f"edits: {len(spec.edits)} applied; {int(edited.edited.sum())} elements edited, {n_del} deleted"
           + ("" if spec.edits else " (empty edit list: reconstruction)"))
-
-    name = args.decoder or spec.decoder or "auto"
-    if name == "auto":
-        name = best_available(sd_base=args.sd_base, stage1=args.stage1, stage2=args.stage2)
-    decoder = get_decoder(name, **decoder_options(name, args))
     print(f"decoder: {decoder.describe()}")
+
     t0 = time.perf_counter()
     result = decoder(edited, prompt=spec.prompt if args.prompt is None else args.prompt,
                      seed=spec.seed if args.seed is None else args.seed,

@@ -13,6 +13,7 @@ import numpy as np
 
 from elements import defaults
 from elements.decoders import Decoder, torch_device, weights_status
+from elements.errors import UserError
 from elements.types import ImageElements
 
 
@@ -22,9 +23,12 @@ class LightDecoder(Decoder):
     name = "light"
 
     def __init__(self, *, stage1: str | None = None, device: str | None = None) -> None:
+        self.ref = defaults.STAGE1_CHECKPOINT.get(stage1)
+        if not self.ref:  # fail before importing torch and the models
+            raise UserError(f"The light decoder needs {defaults.STAGE1_CHECKPOINT.what}; pass --stage1 or set "
+                            f"{defaults.STAGE1_CHECKPOINT.env}.")
         from elements.reconstruct import LightReconstructor
 
-        self.ref = defaults.STAGE1_CHECKPOINT.get(stage1)
         self.device = torch_device(device)
         self.model = LightReconstructor.from_pretrained(self.ref, device=self.device)  # UserError if missing
 
