@@ -1,0 +1,100 @@
+"""The demo served on 127.0.0.1 and driven through its two named endpoints with gradio_client."""
+
+import importlib.util
+import json
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from elements.edit import footprint
+from elements.image_io import load_image
+from elements.partition import Partitioner
+from elements.spec import apply_spec
+
+ROOT = Path(__file__).resolve().parents[1]
+ASTRONAUT = ROOT / "assets" / "astronaut.jpg"
+COFFEE = ROOT / "assets" / "coffee.jpg"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def client():
+    from gradio_client import Client
+
+    from elements.ui import backends
+
+    backends._reset_for_tests()
+    spec = importlib.util.spec_from_file_location("eie_app", ROOT / "app.py")
+    app = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(app)
+    demo = app.build_demo()
+    kw = app.launch_kwargs(port=free_port())
+    demo.launch(prevent_thread_lock=True, quiet=True, **kw)
+    try:
+        yield Client(f"http://127.0.0.1:{kw['server_port']}/", verbose=False)
+    finally:
+        demo.close()
+        backends._reset_for_tests()
+
+
+def read(path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+def test_partition_endpoint(client):
+    from gradio_client import handle_file
+
+    overlay, doc = client.predict(handle_file(str(COFFEE)), api_name="/partition")
+    doc = json.loads(doc)
+    assert read(overlay).shape == (400, 600, 3)  # input size and aspect, not the 512 canvas
+    assert doc["image_size"] == [600, 400] and doc["partition"]["backend"] == "slic"
+    assert doc["num_elements"] == len(doc["elements"]) > 50
+    c = np.array([e["centroid"] for e in doc["elements"]])
+    assert (c[:, 0] >= 0).all() and (c[:, 0] < 600).all() and (c[:, 1] < 400).all()
+
+
+def test_edit_endpoint_changes_only_what_the_spec_says(client):
+    from gradio_client import handle_file
+
+    el = Partitioner("slic")(ASTRONAUT)  # the server's partition: same backend, deterministic
+    moved = [int(i) for i in np.argsort(-el.areas)[:2]]
+    spec = {"version": 1, "seed": 0, "edits": [{"op": "move", "elements": moved, "dx": 48, "dy": 16}]}
+    out = read(client.predict(handle_file(str(ASTRONAUT)), json.dumps(spec), "pixel+inpaint", 0, api_name="/edit"))
+    inp = load_image(ASTRONAUT).pixels
+    assert out.shape == inp.shape
+
+    edited = apply_spec(el, spec)
+    touched = el.labels < 0  # dropped pixels are holes the inpainting fills too
+    for i in moved:
+        touched |= footprint(el, i) | footprint(edited, i)  # where they were and where they are
+    gone = np.flatnonzero(el.active & ~edited.active)
+    assert gone.size > 0  # the collision rule deleted what the moved elements now cover
+    for i in gone:
+        touched |= footprint(el, i)
+    diff = np.abs(out.astype(int) - inp.astype(int)).max(axis=2)
+    # a 512² input needs no resampling and Telea writes only hole pixels: everything else is exact
+    assert diff[~touched].max() == 0, "pixels outside the edited footprints changed"
+    # the first moved element's pixels are at their new place (integer shift: exact copy)
+    ys, xs = np.nonzero(footprint(el, moved[0]))
+    ok = (ys + 16 < 512) & (xs + 48 < 512)
+    np.testing.assert_array_equal(out[ys[ok] + 16, xs[ok] + 48], inp[ys[ok], xs[ok]])
+    assert (diff[touched] > 10).mean() > 0.2  # and the edit did change the image there
+
+
+def test_edit_endpoint_reports_bad_specs_as_sentences(client):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match="Unknown element id 99999"):
+        client.predict(handle_file(str(ASTRONAUT)), json.dumps({"version": 1, "edits": [{"op": "delete", "elements": [99999]}]}),
+                       "", 0, api_name="/edit")
+    with pytest.raises(AppError, match="JSON|json"):
+        client.predict(handle_file(str(ASTRONAUT)), "{not json", "", 0, api_name="/edit")
