@@ -158,14 +158,14 @@ class EditorSession:
         UserError nothing changes.
         """
         self._require()
+        spec = None
         if isinstance(spec_or_edit, dict) and "op" in spec_or_edit:
             edits = [spec_or_edit]
         elif isinstance(spec_or_edit, (list, tuple)):
             edits = list(spec_or_edit)
         else:
             spec = load_spec(spec_or_edit)
-            edits = list(spec.edits)
-            self.prompt, self.seed = spec.prompt, spec.seed
+            edits = [_anchor(e, spec.base_dir) for e in spec.edits]
         checked = load_spec({"version": 1, "edits": edits}).edits  # same validation as a spec file
         el = self.elements
         for i, e in enumerate(checked, 1):
@@ -174,6 +174,8 @@ class EditorSession:
             except UserError as err:
                 prefix = f"Edit {i} ({e['op']}): " if len(checked) > 1 else ""
                 raise UserError(f"{prefix}{err}") from None
+        if spec is not None:
+            self.prompt, self.seed = spec.prompt, spec.seed
         return self._push(el, checked) if checked else self.elements
 
     def _push(self, el: ImageElements, edits: tuple[dict, ...]) -> ImageElements:
@@ -224,6 +226,16 @@ class EditorSession:
             self._values[self._pos] = el
         return dec(el, prompt=self.prompt if prompt is None else prompt, seed=self.seed if seed is None else seed,
                    steps=steps, guidance=guidance, progress=progress)
+
+
+def _anchor(e: dict, base_dir: str | None) -> dict:
+    """Make a compose source relative to a spec file absolute, so the session's loader finds it."""
+    if e.get("op") != "compose" or not base_dir or not isinstance(e.get("source"), str):
+        return e
+    from pathlib import Path
+
+    src = Path(e["source"]).expanduser()
+    return e if src.is_absolute() else {**e, "source": str(Path(base_dir) / src)}
 
 
 __all__ = ["EditorSession"]

@@ -1,5 +1,7 @@
 """EditorSession: partition/encode once, undo/redo as a list of values, to_spec reproduces the edits."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -119,6 +121,10 @@ def test_compose_in_a_session_partitions_and_encodes_the_other_image_once(sessio
     assert part.calls == 2 and enc.calls == 2  # the coffee image once, however often it is pasted
     assert s.elements.embeddings is not None and len(s.elements.embeddings) == len(s.elements)
     assert len(s.elements.sources) == 3
+    spec = tmp_path / "spec.json"  # a spec file's relative compose source is found next to it
+    spec.write_text(json.dumps({"version": 1, "prompt": "cup", "edits": [{**e, "source": "coffee.png", "at": [50, 250]}]}))
+    s.apply(spec)
+    assert len(s.elements.sources) == 4 and part.calls == 2 and s.prompt == "cup"
 
 
 def test_a_decoder_lends_its_encoder_once(chelsea):
