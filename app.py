@@ -36,7 +36,7 @@ Upload a photo (or pick an example). It is cut into image elements; **click** el
 def build_demo() -> gr.Blocks:
     sam_ok, sam_why = backends.object_mode_status()
     modes = [m for m in h.MODES if m[1] != "object" or sam_ok]
-    mode_info = "" if sam_ok else f"Object mode is off: {sam_why}."
+    mode_info = "" if sam_ok else f"Select object (SAM) is off: {sam_why}."
     with gr.Blocks(title="Editable Image Elements", delete_cache=DELETE_CACHE) as demo:
         state = gr.State(None, delete_callback=delete_session)
         gr.Markdown(INTRO)
@@ -75,7 +75,8 @@ def build_demo() -> gr.Blocks:
             guidance = gr.Slider(0.0, 15.0, value=3.0, step=0.5, label="Guidance w (3.0, App. C.2)")
             n = gr.Slider(1, h.MAX_CANDIDATES, value=1, step=1, label="Candidates")
         run = gr.Button("Generate", variant="primary", elem_id="generate")
-        gallery = gr.Gallery(label="Candidates — click one to choose it", format="png", columns=4, height=360,
+        gallery = gr.Gallery(label="Candidates — click one to choose it", format="png", columns=4, height=400,
+                             object_fit="contain", preview=False,
                              elem_id="candidates")
         with gr.Row():
             use = gr.Button("Use chosen candidate as input")

@@ -154,10 +154,12 @@ def banner(selected_decoder: str | None = None) -> str:
 
 
 def object_mode_status() -> tuple[bool, str]:
-    """Whether the "object" click mode can run (it needs SAM), with the reason when it cannot."""
+    """Whether the "object" click mode can run (it needs SAM), with a short reason when it cannot."""
     if sam_affinity() is not None:
         return True, "SAM selects every element of the object under the click"
-    return False, "object mode needs SAM, and " + (partitioner().note or "the partition backend is not SAM")
+    part = partitioner()
+    why = "the SAM checkpoint is not available" if part.note else f"the partition backend is {part.backend}"
+    return False, f"object mode needs SAM, and {why} (see the banner)"
 
 
 def startup_summary() -> str:

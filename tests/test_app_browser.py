@@ -1,0 +1,89 @@
+"""A real browser (Debian's headless chromium via Playwright) drives the demo end to end.
+
+Loads the page, picks an example, clicks an element, checks that the overlay changed, presses
+Generate and waits for a result image; the final page is saved as docs/screenshot.png.
+"""
+
+import importlib.util
+import io
+import os
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"
+SCREENSHOT = ROOT / "docs" / "screenshot.png"
+
+pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is missing (apt-get install chromium)")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def url():
+    from elements.ui import backends
+
+    backends._reset_for_tests()
+    spec = importlib.util.spec_from_file_location("eie_app", ROOT / "app.py")
+    app = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(app)
+    demo = app.build_demo()
+    kw = app.launch_kwargs(port=free_port())
+    demo.launch(prevent_thread_lock=True, quiet=True, **kw)
+    try:
+        yield f"http://127.0.0.1:{kw['server_port']}/"
+    finally:
+        demo.close()
+        backends._reset_for_tests()
+
+
+def shot(locator) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(locator.screenshot())).convert("RGB")).astype(int)
+
+
+def test_pick_example_click_element_generate(url):
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1700})
+            page.goto(url, wait_until="domcontentloaded")
+            expect(page.locator("#banner")).to_contain_text("SLIC partition", timeout=30_000)
+
+            page.locator("button.gallery-item").first.click()  # the astronaut example
+            overlay = page.locator("#overlay img")
+            expect(overlay).to_be_visible(timeout=60_000)
+            expect(page.locator("#status")).to_contain_text("0 selected", timeout=60_000)
+            src0, before = overlay.get_attribute("src"), shot(overlay)
+
+            box = overlay.bounding_box()
+            overlay.click(position={"x": box["width"] * 0.5, "y": box["height"] * 0.62})  # the suit
+            expect(page.locator("#status")).to_contain_text("1 selected", timeout=30_000)
+            expect(overlay).not_to_have_attribute("src", src0, timeout=30_000)
+            after = shot(overlay)
+            assert after.shape == before.shape
+            changed = (np.abs(after - before).max(axis=2) > 40).mean()
+            assert 0 < changed < 0.01  # one dot turned red, nothing else
+
+            page.get_by_label("dx (px, right)").fill("60")
+            page.get_by_role("button", name="Move by dx/dy").click()
+            expect(page.locator("#status")).to_contain_text("1 edited", timeout=30_000)
+
+            page.locator("#generate").click()
+            result = page.locator("#candidates img").first
+            expect(result).to_be_visible(timeout=120_000)
+            assert result.evaluate("img => img.complete && img.naturalWidth") == 512
+            SCREENSHOT.parent.mkdir(exist_ok=True)
+            page.screenshot(path=str(SCREENSHOT), full_page=True)
+        finally:
+            browser.close()
