@@ -250,3 +250,34 @@ def test_diffusion_decoder_from_tiny_checkpoints(tmp_path):
     assert a.shape == (56, 80, 3) and a.dtype == np.uint8 and steps == [1, 2]
     assert np.array_equal(a, dec(el, prompt="a dog", seed=0, steps=2))
     assert not np.array_equal(a, dec(el, prompt="a dog", seed=1, steps=2))
+
+
+# --- real weights / GPU (skipped by default; run with -m slow or -m gpu) ------------------------------
+@pytest.mark.gpu
+def test_sd_baselines_on_cuda_in_fp16(tiny_sd):
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    el = small_elements()
+    deleted = edit.delete(el, red_square(el))
+    for name, opts in (("pixel+inpaint", {"sd_inpaint": tiny_sd["inpaint"], "backend": "sd"}),
+                       ("pixel+sdedit", {"sd_base": tiny_sd["base"]})):
+        dec = get_decoder(name, device="cuda", **opts)
+        assert dec.pipeline().unet.dtype == torch.float16
+        a = dec(deleted, seed=0, steps=2)
+        assert a.shape == (56, 80, 3) and np.array_equal(a, dec(deleted, seed=0, steps=2))
+
+
+@pytest.mark.slow
+def test_real_sd_inpaint_removes_an_object(astronaut_elements):
+    """SD-Inpaint weights from the local Hugging Face cache (HF_HUB_OFFLINE is set by conftest)."""
+    _, why = available_decoders()["pixel+inpaint"]
+    if not why.startswith("SD-Inpaint"):
+        pytest.skip(f"SD-Inpaint weights not in the local cache: {why}")
+    el = astronaut_elements
+    deleted = edit.delete(el, edit.select_rect(el, (370, 0, 470, 275)))
+    out = get_decoder("pixel+inpaint", backend="sd")(deleted, prompt="grey studio backdrop", seed=0, steps=25)
+    _, holes = pixel_edit(deleted)
+    hole_in = deleted.geometry.from_canvas(holes.astype(np.uint8)) > 0
+    assert out.shape == (512, 512, 3) and (out[hole_in].max(axis=1) > 0).all()
