@@ -239,8 +239,10 @@ def run(args) -> int:
                 loss = accelerator.reduce(torch.tensor(np.mean(window), device=accelerator.device), "mean").item()
                 window = []
                 record = {"loss": loss, "lr": lr_scheduler.get_last_lr()[0], "epoch": epoch}
-                data = total_stats(worker_stats)
-                log.log(global_step, **record, samples=data["yielded"], corrupt=data["corrupt"] + data["corrupt_shards"])
+                data = total_stats(worker_stats)  # this process's counters; summed over processes below
+                counts = accelerator.reduce(torch.tensor([data["yielded"], data["corrupt"] + data["corrupt_shards"]],
+                                                         device=accelerator.device), "sum").tolist()
+                log.log(global_step, **record, epoch_samples=int(counts[0]), epoch_corrupt=int(counts[1]))
                 accelerator.log(record, step=global_step)
             if global_step % args.checkpointing_steps == 0 or global_step == max_steps:
                 save_checkpoint(accelerator, out, global_step, _named(accelerator, model), state={"epoch": epoch},
