@@ -76,7 +76,7 @@ def build_demo() -> gr.Blocks:
             n = gr.Slider(1, h.MAX_CANDIDATES, value=1, step=1, label="Candidates")
         run = gr.Button("Generate", variant="primary", elem_id="generate")
         gallery = gr.Gallery(label="Candidates — click one to choose it", format="png", columns=4, height=400,
-                             object_fit="contain", preview=False,
+                             object_fit="contain", allow_preview=False, fit_columns=False,
                              elem_id="candidates")
         with gr.Row():
             use = gr.Button("Use chosen candidate as input")

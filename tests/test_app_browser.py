@@ -1,7 +1,8 @@
 """A real browser (Debian's headless chromium via Playwright) drives the demo end to end.
 
 Loads the page, picks an example, clicks an element, checks that the overlay changed, presses
-Generate and waits for a result image; the final page is saved as docs/screenshot.png.
+Generate, waits for a result image (the page is then saved as docs/screenshot.png) and
+continues editing from it with "Use chosen candidate as input".
 """
 
 import importlib.util
@@ -85,5 +86,9 @@ def test_pick_example_click_element_generate(url):
             assert result.evaluate("img => img.complete && img.naturalWidth") == 512
             SCREENSHOT.parent.mkdir(exist_ok=True)
             page.screenshot(path=str(SCREENSHOT), full_page=True)
+
+            page.get_by_role("button", name="Use chosen candidate as input").click()  # next editing round
+            expect(page.locator("#status")).to_contain_text("0 edited", timeout=60_000)
+            expect(page.locator("#status")).to_contain_text("undo –", timeout=10_000)
         finally:
             browser.close()
