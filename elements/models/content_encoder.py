@@ -82,9 +82,8 @@ class ContentEncoder(ModelMixin, ConfigMixin):
             ``tokens``: ``(B, N, token_dim)``, inactive rows exactly zero (Sec. 3.3).
         """
         active = batch.active.to(batch.boxes.device)
-        content = torch.zeros(*active.shape, self.content_dim, dtype=self.dtype, device=batch.boxes.device)
-        if bool(active.any()):
-            content = content.index_put((active,), self.forward(batch.patches[active]))  # differentiable scatter
+        feats = self.forward(batch.patches[active])  # (M, C); dtype follows autocast
+        content = feats.new_zeros(*active.shape, self.content_dim).index_put((active,), feats)  # differentiable scatter
         return content, element_tokens(content, batch.boxes, active, self.config.num_freqs)
 
     def tokens(self, batch: ElementBatch) -> torch.Tensor:
