@@ -232,3 +232,16 @@ def test_dataset_workers_see_each_sample_once(shards):
             assert e.patches.shape[2:] == (3, 32, 32) and e.boxes.shape[-1] == 4 and e.active.any(1).all()
             keys += batch["keys"]
     assert sorted(keys) == sorted(table["key"])
+
+
+def test_collate_pads_to_max_elements(shards):
+    from elements.data.dataset import ElementsDataset, make_dataloader
+
+    root, _ = shards
+    ds = ElementsDataset(root, partition={"backend": "grid", "num_elements": 16}, split="all", image_size=64, shuffle=False)
+    batch = next(iter(make_dataloader(ds, batch_size=2, max_elements=20)))
+    e = batch["elements"]
+    assert e.num_elements == 20 and e.active.sum(1).tolist() == [16, 16]
+    assert (e.patches[~e.active] == 0).all() and (e.boxes[~e.active] == 0).all()
+    batch = next(iter(make_dataloader(ds, batch_size=2, max_elements=4)))  # never truncates
+    assert batch["elements"].num_elements == 16

@@ -8,6 +8,7 @@ on many GPUs every sample is read once per epoch. Do not pass the DataLoader to
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import torch
@@ -96,13 +97,14 @@ class ElementsDataset(IterableDataset):
 
 def collate(items: Sequence[dict], max_elements: int | None = None) -> dict:
     """Batch dataset items: ``pixel_values (B, 3, S, S)``, ``elements`` (:class:`~elements.models.tokens.ElementBatch`,
-    padded to the batch's largest N or ``max_elements``), ``captions``/``keys`` lists and the
+    padded to ``max_elements``, or further if an image has more), ``captions``/``keys`` lists and the
     bookkeeping of the worker that made the batch (``worker``, ``position``, ``stats``).
     """
+    largest = max(len(it["boxes"]) for it in items)
     return {
         "pixel_values": torch.stack([it["pixel_values"] for it in items]),
         "elements": pad_elements([it["patches"] for it in items], [it["boxes"] for it in items],
-                                 [it["active"] for it in items], max_elements),
+                                 [it["active"] for it in items], max(largest, max_elements or 0)),
         "captions": [it["caption"] for it in items],
         "keys": [it["key"] for it in items],
         "worker": int(items[-1]["worker"]),
@@ -111,10 +113,11 @@ def collate(items: Sequence[dict], max_elements: int | None = None) -> dict:
     }
 
 
-def make_dataloader(dataset: ElementsDataset, batch_size: int, num_workers: int = 0):
-    """A DataLoader over :class:`ElementsDataset` with :func:`collate`; workers are not persistent so
-    that :meth:`ElementsDataset.set_epoch` reaches them."""
-    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate,
+def make_dataloader(dataset: ElementsDataset, batch_size: int, num_workers: int = 0, max_elements: int | None = None):
+    """A DataLoader over :class:`ElementsDataset` with :func:`collate` (padding to ``max_elements`` if given);
+    workers are not persistent so that :meth:`ElementsDataset.set_epoch` reaches them."""
+    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=num_workers,
+                                       collate_fn=functools.partial(collate, max_elements=max_elements),
                                        pin_memory=torch.cuda.is_available(), drop_last=False)
 
 

@@ -45,7 +45,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     g.add_argument("--init_from", default=None,
                    help="start from the weights of a stage-1 folder (content_encoder/ + light_decoder/) instead of random")
     g.add_argument("--max_elements", type=int, default=None,
-                   help="pad every batch to this many elements (static shapes); default: the batch's largest N")
+                   help="pad every batch to at least this many elements (near-static shapes); default: the batch's largest N")
     g.add_argument("--num_validation_images", type=int, default=4,
                    help="held-out images reconstructed at each validation (training images if the data has no held-out ones)")
     return p
@@ -216,7 +216,7 @@ def run(args) -> int:
         dataset.set_epoch(epoch)
         dataset.set_start_positions(positions)
         epoch_positions = dict(positions)
-        batches = iter(make_dataloader(dataset, args.train_batch_size, args.dataloader_num_workers))
+        batches = iter(make_dataloader(dataset, args.train_batch_size, args.dataloader_num_workers, args.max_elements))
         epoch_done = False
         while True:
             batch = next(batches, None)
