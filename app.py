@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
 import gradio as gr
 
+from elements.errors import UserError
 from elements.ui import api, backends
 from elements.ui import generate as gen
 from elements.ui import handlers as h
@@ -130,8 +132,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", help="interface to bind (default: GRADIO_SERVER_NAME or 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (default: GRADIO_SERVER_PORT or 7860)")
     args = parser.parse_args(argv)
-    print(backends.startup_summary(), flush=True)
-    build_demo().launch(**launch_kwargs(args.host, args.port))
+    try:
+        print(backends.startup_summary(), flush=True)
+        demo = build_demo()
+    except UserError as err:  # e.g. a bad EIE_APP_PARTITION or checkpoint path
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(err.exit_code) from None
+    demo.launch(**launch_kwargs(args.host, args.port))
 
 
 if __name__ == "__main__":

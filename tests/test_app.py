@@ -300,3 +300,26 @@ def test_object_mode_selects_elements_inside_the_sam_mask(tiny_sam, monkeypatch)
     expect = tuple(i for i in range(el.num_elements) if (m := footprint(el, i)).any() and (m & mask).sum() >= 0.5 * m.sum())
     assert session.selection == expect and len(expect) >= 3
     assert has_colour(img, SELECTED)
+
+
+def test_gpu_decorator_uses_spaces_when_importable(monkeypatch):
+    import sys
+    import types
+
+    assert backends.gpu()(len) is len  # no `spaces` package here: identity
+    calls = []
+    fake = types.ModuleType("spaces")
+    fake.GPU = lambda duration: (calls.append(duration), lambda fn: ("wrapped", fn))[1]
+    monkeypatch.setitem(sys.modules, "spaces", fake)
+    assert backends.gpu(duration=90)(len) == ("wrapped", len) and calls == [90]
+
+
+def test_bad_partition_setting_is_one_sentence(monkeypatch):
+    monkeypatch.setenv("EIE_APP_PARTITION", "bogus")
+    backends._reset_for_tests()
+    try:
+        with pytest.raises(gr.Error, match="EIE_APP_PARTITION must be"):
+            h.on_image(None, ASTRONAUT)
+    finally:
+        monkeypatch.delenv("EIE_APP_PARTITION")
+        backends._reset_for_tests()

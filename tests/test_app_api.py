@@ -121,3 +121,16 @@ def test_edit_endpoint_on_a_non_square_photo(client):
     near = binary_dilation(hole, iterations=3)  # bicubic upsampling spreads a canvas pixel over ~2 input pixels
     diff = np.abs(out.astype(int) - rec.astype(int)).max(axis=2)
     assert diff[~near].max() <= 2 and diff[hole].mean() > 2
+
+
+def test_uploads_over_the_size_limit_are_refused(client, tmp_path):
+    import httpx
+    from gradio_client import handle_file
+
+    big = tmp_path / "huge.png"
+    big.write_bytes(b"\0" * (21 * 1024 * 1024))  # over launch(max_file_size="20mb")
+    with pytest.raises(ValueError, match="exceeds the maximum file size"):  # gradio_client checks the server's limit
+        client.predict(handle_file(str(big)), api_name="/partition")
+    with big.open("rb") as f:  # and the server refuses it from any other client
+        r = httpx.post(client.src.rstrip("/") + "/gradio_api/upload", files={"files": ("huge.png", f, "image/png")}, timeout=60)
+    assert r.status_code == 413

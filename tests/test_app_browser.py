@@ -1,6 +1,7 @@
 """A real browser (Debian's headless chromium via Playwright) drives the demo end to end.
 
-Loads the page, picks an example, clicks an element, checks that the overlay changed, presses
+Loads the page, picks an example, clicks an element, checks that the overlay changed (and that a
+second visitor's session is separate), presses
 Generate, waits for a result image (the page is then saved as docs/screenshot.png) and
 continues editing from it with "Use chosen candidate as input".
 """
@@ -75,6 +76,16 @@ def test_pick_example_click_element_generate(url):
             assert after.shape == before.shape
             changed = (np.abs(after - before).max(axis=2) > 40).mean()
             assert 0 < changed < 0.01  # one dot turned red, nothing else
+
+            # a second visitor (own browser context = own session) sees none of this and edits another photo
+            other = browser.new_context().new_page()
+            other.goto(url, wait_until="domcontentloaded")
+            expect(other.locator("#status")).to_contain_text("Upload an image", timeout=30_000)
+            other.locator("button.gallery-item").nth(2).click()  # coffee, 600x400
+            expect(other.locator("#status")).to_contain_text("0 selected", timeout=60_000)
+            assert other.locator("#overlay img").evaluate("img => img.naturalWidth") == 600
+            expect(page.locator("#status")).to_contain_text("1 selected")
+            assert overlay.evaluate("img => img.naturalWidth") == 512
 
             page.get_by_label("dx (px, right)").fill("60")
             page.get_by_role("button", name="Move by dx/dy").click()
