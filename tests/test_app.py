@@ -12,7 +12,7 @@ import pytest
 from elements.ui import api, backends
 from elements.ui import generate as gen
 from elements.ui import handlers as h
-from elements.ui.session import APP_MAX_SIDE, AppSession, delete_session
+from elements.ui.session import APP_MAX_SIDE, delete_session
 from elements.visualize import EDITED, SELECTED
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -170,10 +170,11 @@ def test_compose_places_selected_elements(fresh, tmp_path):
     with pytest.raises(gr.Error, match="click the elements to paste"):
         h.on_click(session, "place", 1.0, click(200, 200))
     other = session.other
-    k = biggest_other = int(np.bincount(other.current_view().owner[other.current_view().owner >= 0]).argmax())
-    ys, xs = np.nonzero(other.elements.geometry.labels_to_input(other.current_view().owner) == k)
+    own = other.current_view().owner
+    k = int(np.bincount(own[own >= 0]).argmax())
+    ys, xs = np.nonzero(other.elements.geometry.labels_to_input(own) == k)
     session, picked, text = h.on_other_click(session, click(int(xs[len(xs) // 2]), int(ys[len(ys) // 2])))
-    assert session.other.selection == (biggest_other,) and has_colour(picked, SELECTED)
+    assert session.other.selection == (k,) and has_colour(picked, SELECTED)
     n0 = session.elements.num_elements
     session, img, _ = h.on_click(session, "place", 1.0, click(256, 300))
     el = session.elements

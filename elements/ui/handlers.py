@@ -23,7 +23,6 @@ import numpy as np
 
 from elements import edit as ops
 from elements.errors import UserError
-from elements.image_io import save_png
 from elements.ui import backends
 from elements.ui.session import AppSession, OtherImage, load_for_app, partition
 from elements.ui.view import draw, element_under, elements_in_mask

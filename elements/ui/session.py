@@ -18,7 +18,6 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 
 from elements.image_io import LoadedImage, load_image
 from elements.types import ImageElements
