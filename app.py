@@ -94,15 +94,16 @@ def build_demo() -> gr.Blocks:
         private = {"api_visibility": "private"}
         image.change(h.on_image, [state, image], [*shown, gallery], concurrency_id="partition", concurrency_limit=2,
                      **private)
+        # every click counts (toggles must not be dropped while one is in flight); the session lock orders them
         overlay.select(h.on_click, [state, mode, factor], shown, show_progress="minimal", concurrency_limit=None,
-                       **private)
+                       trigger_mode="multiple", **private)
         for button, fn, inputs in [(clear, h.clear_selection, []), (move, h.move_by, [dx, dy]), (scale, h.scale, [factor]),
                                    (delete, h.delete, []), (undo, h.undo, []), (redo, h.redo, []), (reset, h.reset, [])]:
             button.click(fn, [state, *inputs], shown, show_progress="minimal", concurrency_limit=None, **private)
         other.change(h.on_other_image, [state, other], [state, other_overlay, other_info], concurrency_id="partition",
                      concurrency_limit=2, **private)
         other_overlay.select(h.on_other_click, state, [state, other_overlay, other_info], show_progress="minimal",
-                             concurrency_limit=None, **private)
+                             concurrency_limit=None, trigger_mode="multiple", **private)
         run.click(gen.generate, [state, decoder, prompt, seed, steps, guidance, n],
                   [state, gallery, result_file, spec_file, info], concurrency_id="decode", concurrency_limit=1, **private)
         gallery.select(gen.pick_candidate, state, [state, result_file], **private)
