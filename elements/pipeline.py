@@ -228,7 +228,7 @@ class ElementsPipeline(DiffusionPipeline):
 
         text = self.encode_prompt(prompts, device)
         tokens, active = self.encode_elements(els, device, use_cached_embeddings)
-        has_text = torch.tensor([bool(p) for p in prompts], device=device)
+        has_text = torch.tensor([bool(p) for p in prompts])  # masks stay on the CPU: row picks need no sync
         text, tokens, active, has_text = (None if x is None else x.repeat_interleave(k, dim=0)
                                           for x in (text, tokens, active, has_text))
         context = self.element_adapter.project(tokens, active).to(self.unet.dtype)
@@ -236,7 +236,7 @@ class ElementsPipeline(DiffusionPipeline):
         cond_kwargs = {"element_tokens": context, "element_mask": None,
                        "text_mask": None if text is None or bool(has_text.all()) else has_text}
         if do_cfg:  # one call: first half ∅/∅, second half C/S (Alg. 1 switches per sample)
-            off = torch.zeros(b, dtype=torch.bool, device=device)
+            off = torch.zeros(b, dtype=torch.bool)
             cond_kwargs = {"element_tokens": torch.cat([context, context]),
                            "element_mask": torch.cat([off, torch.ones_like(off)]),
                            "text_mask": None if text is None else torch.cat([off, has_text])}

@@ -114,6 +114,11 @@ def test_four_cases_differ_and_batch_like_separate_calls(model):
                       element_mask=torch.tensor([True, True, False, False]))
     for i, ref in enumerate(outs):
         assert torch.allclose(mixed[i], ref[i], atol=1e-5), i
+    # with autograd on, off samples are computed and zeroed instead of skipped: same numbers
+    switches = dict(text_mask=torch.tensor([True, False, True, False]), element_mask=torch.tensor([True, True, False, False]))
+    with torch.enable_grad():
+        gated = model(z, t, text, tokens, **switches)
+    assert gated.requires_grad and torch.allclose(gated.detach(), mixed, atol=1e-5)
 
 
 def test_deleted_elements_contribute_nothing(model):

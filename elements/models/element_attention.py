@@ -14,7 +14,8 @@ than a separate ``norm_image(x)`` as written in Alg. 1: a processor cannot reach
 un-normalised input without patching ``BasicTransformerBlock.forward``. IP-Adapter makes the
 same choice.
 
-Per-call inputs travel in ``cross_attention_kwargs`` (see :data:`ELEMENT_KWARGS`):
+Per-call inputs travel in ``cross_attention_kwargs`` (see :data:`ELEMENT_KWARGS`); without autograd
+the samples a switch turns off are skipped rather than computed and zeroed (see :func:`_branch`):
 
 * ``element_tokens``: ``(B, N, D) float`` element tokens already projected to the element
   cross-attention width ``D`` (:meth:`ElementAdapter.project`); ``None`` = S = ∅ for the batch.
@@ -87,15 +88,39 @@ class ElementAttnProcessor(_Sliceable):
                  attention_mask=None, temb=None, element_tokens=None, element_mask=None, text_mask=None):
         out = None
         if encoder_hidden_states is not None:  # text branch: exactly the UNet's own cross-attention
-            out = _gate(self.base(attn, hidden_states, encoder_hidden_states, attention_mask), text_mask)
+            out = _branch(lambda h, c, m: self.base(attn, h, c, m), hidden_states, encoder_hidden_states,
+                          attention_mask, text_mask)
         if element_tokens is not None:
             if element_tokens.shape[0] != hidden_states.shape[0]:
                 raise ValueError(f"element_tokens batch {element_tokens.shape[0]} != features batch {hidden_states.shape[0]}")
-            y = _gate(self.base(self.layer, hidden_states, element_tokens.to(hidden_states.dtype)), element_mask)
+            y = _branch(lambda h, c, m: self.base(self.layer, h, c), hidden_states,
+                        element_tokens.to(hidden_states.dtype), None, element_mask)
             out = y if out is None else out + y
         if out is None:  # neither C nor S: the block keeps its self-attention features unchanged
             out = torch.zeros_like(hidden_states)
         return out
+
+
+def _branch(fn, hidden: torch.Tensor, context: torch.Tensor, attention_mask, mask: torch.Tensor | None) -> torch.Tensor:
+    """``fn(hidden, context, attention_mask)`` for the samples whose ``mask (B,) bool`` is True, zero elsewhere.
+
+    With autograd on (training) every sample is computed and the off ones are zeroed: static
+    shapes, and every parameter is used on every rank (DDP). Without autograd (sampling) the
+    off samples are skipped, so the ∅ half of a guidance batch costs no cross-attention;
+    pass the mask on the CPU to pick the rows without a device sync.
+    """
+    if mask is None:
+        return fn(hidden, context, attention_mask)
+    if torch.is_grad_enabled():
+        return _gate(fn(hidden, context, attention_mask), mask)
+    rows = mask.to("cpu", torch.bool).nonzero().flatten()
+    if len(rows) == hidden.shape[0]:
+        return fn(hidden, context, attention_mask)
+    out = torch.zeros_like(hidden)
+    if len(rows):
+        idx = rows.to(hidden.device)
+        out[idx] = fn(hidden[idx], context[idx], None if attention_mask is None else attention_mask[idx])
+    return out
 
 
 def _gate(y: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
