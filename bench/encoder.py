@@ -4,7 +4,8 @@
 
 Prints the content encoder's throughput (elements/s on a batch of ``--elements`` masked
 32×32 patches), the light decoder's seconds per 512² image (all ``--elements`` decoded
-jointly, App. C.1) and the process's peak resident memory (``ru_maxrss``; tracemalloc does
+jointly, App. C.1), the FLOPs of both (machine-independent, torch's FlopCounterMode) and
+the process's peak resident memory (``ru_maxrss``; tracemalloc does
 not see torch's allocator). On CUDA it also prints peak allocated GPU memory.
 """
 
@@ -69,14 +70,23 @@ def main() -> int:
         tokens = element_tokens(content, boxes, active, enc.config.num_freqs)
         t_dec = _time(lambda: dec(tokens, content, active), args.repeats, args.device)
 
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.inference_mode():
+        with FlopCounterMode(display=False) as fc_enc:
+            enc(patches[:, :1])
+        with FlopCounterMode(display=False) as fc_dec:
+            dec(tokens, content, active)
     n_enc = sum(x.numel() for x in enc.parameters())
     n_dec = sum(x.numel() for x in dec.parameters())
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
     threads = torch.get_num_threads()
     print(f"preset={args.preset} device={args.device} dtype={args.dtype} torch_threads={threads} "
           f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
-    print(f"content encoder: {n_enc / 1e6:.1f}M params, {n / t_enc:,.0f} elements/s (batch of {n}, {t_enc * 1e3:.1f} ms)")
-    print(f"light decoder:   {n_dec / 1e6:.1f}M params, {t_dec:.3f} s per {dec.config.image_size}² image ({n} elements)")
+    print(f"content encoder: {n_enc / 1e6:.1f}M params, {fc_enc.get_total_flops() / 1e9:.2f} GFLOP per element, "
+          f"{n / t_enc:,.0f} elements/s (batch of {n}, {t_enc * 1e3:.1f} ms)")
+    print(f"light decoder:   {n_dec / 1e6:.1f}M params, {fc_dec.get_total_flops() / 1e9:.1f} GFLOP per image, "
+          f"{t_dec:.3f} s per {dec.config.image_size}² image ({n} elements)")
     print(f"peak RSS: {rss_mb:,.0f} MiB")
     if args.device.startswith("cuda"):
         print(f"peak GPU memory allocated: {torch.cuda.max_memory_allocated() / 2**20:,.0f} MiB")

@@ -193,8 +193,6 @@ def run(args) -> int:
     if positions and state["rank"].get("num_workers") != args.dataloader_num_workers:
         logger.warning("--dataloader_num_workers changed since the checkpoint; restarting epoch %d from its start", epoch)
         positions = {}
-    if state.get("epoch_done"):
-        epoch, positions = epoch + 1, {}
 
     out = Path(args.output_dir)
     log = JsonlLogger(out, is_main_process=accelerator.is_main_process, resume_step=global_step if "path" in state else None)
