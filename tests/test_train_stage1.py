@@ -155,3 +155,24 @@ def test_user_errors(blocks, tmp_path, capsys):
         from elements.train.stage1 import run
 
         run(_args(blocks, tmp_path / "o", "--train_batch_size", "0"))
+
+
+@pytest.mark.gpu
+def test_cuda_bf16_steps(blocks):
+    """A few mixed-precision steps on CUDA: finite, falling loss (run with -m gpu)."""
+    from accelerate import Accelerator
+
+    from elements.data.dataset import ElementsDataset, make_dataloader
+    from elements.train.common import make_optimizer
+    from elements.train.stage1 import build_autoencoder, train_step
+
+    torch.manual_seed(0)
+    ds = ElementsDataset(blocks, partition={"backend": "grid", "num_elements": 16}, split="all", shuffle=False)
+    batches = list(make_dataloader(ds, batch_size=2))[:2]
+    accelerator = Accelerator(mixed_precision="bf16")
+    assert accelerator.device.type == "cuda"
+    model = build_autoencoder("tiny")
+    optimizer = make_optimizer(model.parameters(), _args(blocks, "unused", "--learning_rate", "2e-3"))
+    model, optimizer = accelerator.prepare(model, optimizer)
+    losses = [train_step(accelerator, model, optimizer, batches[i % 2]) for i in range(32)]
+    assert np.isfinite(losses).all() and np.mean(losses[-5:]) < 0.5 * np.mean(losses[:5])
