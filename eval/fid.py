@@ -81,9 +81,11 @@ def features(files: list[str], feat_fn, *, device, num_workers: int, batch_size:
 
 def compute_fid(pred_files: list[str], ref_files: list[str], *, device="cpu", num_workers: int = 0,
                 batch_size: int = 32, feature_extractor: str | None = None, kid: bool = False,
-                warn=None) -> FIDResult:
+                warn=None, feature_fn=None) -> FIDResult:
     """FID between two lists of image files (clean-fid, clean mode).
 
+    ``feature_extractor``: ``"module:callable"`` hook (see the module docstring), or None for
+    Inception; ``feature_fn``: an already built feature function (overrides it; for library use).
     ``warn``: callable receiving the small-sample warning (default: print to stderr).
     """
     from cleanfid import fid as cfid
@@ -95,7 +97,10 @@ def compute_fid(pred_files: list[str], ref_files: list[str], *, device="cpu", nu
         msg = (f"warning: FID on N={n} images (< {FID_MIN_IMAGES}) is biased upwards and not comparable "
                f"to FIDs on other N; the paper's Tables 1-2 use N=5,000.")
         (warn or (lambda m: print(m, file=sys.stderr)))(msg)
-    feat_fn, desc = load_extractor(feature_extractor, device)
+    if feature_fn is not None:
+        feat_fn, desc = feature_fn, getattr(feature_fn, "__qualname__", "custom feature function")
+    else:
+        feat_fn, desc = load_extractor(feature_extractor, device)
     f1 = features(list(map(str, pred_files)), feat_fn, device=device, num_workers=num_workers, batch_size=batch_size)
     f2 = features(list(map(str, ref_files)), feat_fn, device=device, num_workers=num_workers, batch_size=batch_size)
     mu1, s1 = np.mean(f1, axis=0), np.cov(f1, rowvar=False)

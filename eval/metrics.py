@@ -71,10 +71,9 @@ def mse_uint8(pred: np.ndarray, ref: np.ndarray) -> np.ndarray:
     Integer squared differences are summed exactly and divided once, so the value does not
     depend on float32 rounding of ``x / 255``.
     """
-    a = torch.from_numpy(np.ascontiguousarray(pred)).to(torch.int32)
-    b = torch.from_numpy(np.ascontiguousarray(ref)).to(torch.int32)
-    sq = (a - b).square_().flatten(1).sum(dim=1, dtype=torch.int64)
-    return sq.double().numpy() / (255.0**2 * a[0].numel())
+    d = pred.astype(np.int32) - ref  # |d| <= 255, d*d fits int32
+    sq = np.einsum("bi,bi->b", d.reshape(len(d), -1), d.reshape(len(d), -1), dtype=np.int64)
+    return sq.astype(np.float64) / (255.0**2 * d[0].size)
 
 
 def psnr_from_mse(m: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -186,6 +185,15 @@ class LPIPSMetric:
         r = ref.to(self.device) * 2 - 1
         return self.model(p, r).view(-1).double().cpu()
 
+    @torch.no_grad()
+    def from_uint8(self, pred: np.ndarray, ref: np.ndarray) -> torch.Tensor:
+        """pred, ref: ``(B, H, W, 3) uint8`` -> ``(B,) float64``; scales straight to [-1, 1] (x / 127.5 - 1, as lpips.im2tensor)."""
+        def prep(a):
+            t = torch.from_numpy(np.ascontiguousarray(a)).to(self.device).permute(0, 3, 1, 2).float()
+            return t.div_(127.5).sub_(1.0)
+
+        return self.model(prep(pred), prep(ref)).view(-1).double().cpu()
+
 
 def parse_metrics(text: str) -> tuple[str, ...]:
     """``"mse,psnr,ssim"`` -> ordered tuple; UserError on unknown names."""
@@ -199,7 +207,6 @@ def parse_metrics(text: str) -> tuple[str, ...]:
 def compute_batch(pred: np.ndarray, ref: np.ndarray, metrics, *, lpips_metric: LPIPSMetric | None = None,
                   device="cpu") -> dict[str, np.ndarray]:
     """All per-image metrics for one batch. pred, ref: ``(B, H, W, 3) uint8`` -> name -> ``(B,) float64``."""
-    p, r = to_tensor(pred, device), to_tensor(ref, device)
     out: dict[str, np.ndarray] = {}
     if "mse" in metrics or "psnr" in metrics:
         m = mse_uint8(pred, ref)
@@ -208,9 +215,9 @@ def compute_batch(pred: np.ndarray, ref: np.ndarray, metrics, *, lpips_metric: L
         if "psnr" in metrics:
             out["psnr"] = psnr_from_mse(m)
     if "ssim" in metrics:
-        out["ssim"] = ssim(p, r).cpu().numpy()
+        out["ssim"] = ssim(to_tensor(pred, device), to_tensor(ref, device)).cpu().numpy()
     if "lpips" in metrics:
         if lpips_metric is None:
             raise ValueError("lpips requested but no LPIPSMetric given")
-        out["lpips"] = lpips_metric(p, r).numpy()
+        out["lpips"] = lpips_metric.from_uint8(pred, ref).numpy()
     return out
