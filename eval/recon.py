@@ -76,6 +76,20 @@ def parse_options(pairs: list[str]) -> dict:
     return out
 
 
+def make_decoder(name: str, options: dict, device=None):
+    """``elements.decoders.get_decoder(name, **options)``, adding ``device`` when the decoder takes one and none is set."""
+    import importlib
+    import inspect
+
+    from elements.decoders import REGISTRY, get_decoder
+
+    if device is not None and name in REGISTRY and "device" not in options:
+        module, _, cls = REGISTRY[name].partition(":")
+        if "device" in inspect.signature(getattr(importlib.import_module(module), cls)).parameters:
+            options = {"device": str(device), **options}
+    return get_decoder(name, **options)
+
+
 def image_seed(seed: int, stem: str) -> int:
     return (int(seed) ^ int(stem[:8], 16)) & 0xFFFFFFFF
 
@@ -96,7 +110,6 @@ def _state():
 
 def run(args, *, on_image=None) -> int:
     """Run (or resume) the benchmark. ``on_image(done_this_call)`` is called after each image (tests simulate crashes with it)."""
-    from elements.decoders import get_decoder
     from elements.image_io import save_png
     from elements.partition import Partitioner
     from eval.fid import compute_fid
@@ -135,7 +148,8 @@ def run(args, *, on_image=None) -> int:
     mine = manifest.iloc[state.process_index :: state.num_processes]
     todo = [r for r in mine.itertuples() if not (out / "per_image" / f"{r.stem}.json").exists()]
     if todo:
-        decoder = get_decoder(args.decoder, **config["decoder_options"])
+        # Each rank decodes on its own accelerator unless --decoder-option device=... says otherwise.
+        decoder = make_decoder(args.decoder, config["decoder_options"], state.device)
         partitioner = Partitioner(args.partition, sam_checkpoint=args.sam_checkpoint)
         lp = build_lpips(metrics, args)
         per_image_wanted = [m for m in metrics if m in PER_IMAGE_METRICS]

@@ -14,7 +14,6 @@ render resumes; PNGs are written atomically.
 
 from __future__ import annotations
 
-import inspect
 import os
 import shutil
 from pathlib import Path
@@ -42,18 +41,6 @@ def parse_methods(specs: list[str]) -> list[tuple[str, str, dict]]:
     return out
 
 
-def _decoder(name: str, options: dict, device: str | None):
-    from elements.decoders import REGISTRY, get_decoder
-
-    if name in REGISTRY and device is not None:
-        import importlib
-
-        module, _, cls = REGISTRY[name].partition(":")
-        if "device" in inspect.signature(getattr(importlib.import_module(module), cls)).parameters:
-            options = {"device": device, **options}
-    return get_decoder(name, **options)
-
-
 def _copy(src: Path, dst: Path) -> None:
     if dst.exists():
         return
@@ -69,6 +56,7 @@ def render(edits_dir, out, methods, *, device: str | None = None, steps: int | N
     from elements.image_io import save_png
     from elements.spec import apply_spec, load_spec
     from elements.types import ImageElements
+    from eval.recon import make_decoder
     from eval.study.export import read_items
 
     edits_dir, out = Path(edits_dir), Path(out)
@@ -89,7 +77,7 @@ def render(edits_dir, out, methods, *, device: str | None = None, steps: int | N
         counts[label] = 0
         if not todo:
             continue
-        decoder = _decoder(name, options, device)
+        decoder = make_decoder(name, options, device)
         (out / label).mkdir(parents=True, exist_ok=True)
         for r in todo:
             if r.elements not in cache:  # encode once, edit many: one partition per source image
