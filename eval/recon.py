@@ -15,8 +15,8 @@ Crash safety: an image counts as done iff its JSON exists, and the JSON is renam
 only after its PNG is complete, so re-running the same command skips finished images and redoes
 at most the ones in flight. Each image's seed is derived from its stem (``seed ^ int(stem[:8], 16)``),
 not from its position, so a resumed or re-sharded run produces the same pixels, and the final
-numbers equal those of an uninterrupted run (tested). ``config.json`` pins the settings; resuming
-with different ones is refused.
+numbers equal those of an uninterrupted run (tested). ``config.json`` pins the settings; once
+results exist, resuming with different ones is refused.
 
 Sharding: under ``accelerate launch`` each rank takes the manifest rows ``rank::world``; after a
 barrier rank 0 merges the per-image files (one file per stem, so duplicates cannot arise; files of
@@ -134,10 +134,12 @@ def run(args, *, on_image=None) -> int:
     if args.limit is not None:
         manifest = manifest.iloc[: args.limit]
     cfg_path = out / "config.json"
-    if cfg_path.exists():
-        old = json.loads(cfg_path.read_text())
-        if old.get("settings") != json.loads(json.dumps(config)):
-            diff = sorted(k for k in config if old.get("settings", {}).get(k) != json.loads(json.dumps(config))[k])
+    started = any((out / "per_image").glob("*.json"))
+    if cfg_path.exists() and started:  # results exist: they were made with the pinned settings
+        old = json.loads(cfg_path.read_text()).get("settings", {})
+        new = json.loads(json.dumps(config))
+        if old != new:
+            diff = sorted(k for k in new if old.get(k) != new[k])
             raise UserError(f"'{out}' holds a run with other settings ({', '.join(diff)}); use another --out or the same flags.")
     state.wait_for_everyone()
     if state.is_main_process:

@@ -39,10 +39,12 @@ OUTLINE_RGB = (255, 40, 40)
 
 
 def position_words(x: float, y: float) -> str:
-    """Normalised centre -> "top left", "bottom", "centre", ... (thirds of the image)."""
+    """Normalised centre -> "at the top left", "on the right", "in the centre", ... (thirds of the image)."""
     col = "left" if x < 1 / 3 else "right" if x > 2 / 3 else ""
     row = "top" if y < 1 / 3 else "bottom" if y > 2 / 3 else ""
-    return " ".join(w for w in (row, col) if w) or "centre"
+    if row:
+        return f"at the {row} {col}".rstrip()
+    return f"on the {col}" if col else "in the centre"
 
 
 def pick_object(el, rng: np.random.Generator) -> np.ndarray:
@@ -70,7 +72,7 @@ def make_edit(el, op: str, rng: np.random.Generator, *, background_prompt: str) 
     ids = pick_object(el, rng)
     cx, cy = selection_centroid(el, ids)
     where = position_words(cx, cy)
-    obj = f"the object {'in the' if where == 'centre' else 'at the'} {where}"
+    obj = f"the object {where}"
     sel = [int(i) for i in ids]
     if op == "move":
         x0, y0, x1, y1 = _bbox(el, ids)
