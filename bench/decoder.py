@@ -12,6 +12,9 @@ Reports (random weights, nothing downloaded, CPU unless --device cuda):
 * the end-to-end ElementsPipeline time per step against the sum of its parts
   (steps × element-UNet forward at batch 2 + VAE decode), mid-size UNet + tiny VAE/CLIP.
 
+FLOPs are counted on the meta device (exact and unaffected by other processes); times are the
+best of --repeats on this machine, which may be shared, so read them with the FLOPs.
+
 Targets: UNet overhead <= 1.15x; pipeline overhead beyond its parts <= 5 %.
 """
 
@@ -60,25 +63,22 @@ def sd15_unet():
         up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3)
 
 
-def unet_ratio(unet, latent: int, repeats: int, device: str, dtype) -> tuple[float, float, float]:
-    """Seconds for one batch-2 forward, best of ``repeats``, same weights:
-    (vanilla, element with both branches on both samples, element on a CFG pair with the ∅ half skipped)."""
+def _inputs(unet, latent: int, device, dtype):
     import torch
 
-    from elements.models.element_unet import ElementUNet
-
-    vanilla = unet.to(device, dtype).eval()
-    element = ElementUNet.from_base(copy.deepcopy(vanilla), token_dim=TOKEN_DIM).to(device, dtype).eval()
     g = torch.Generator().manual_seed(0)
     z = torch.randn(2, 4, latent, latent, generator=g).to(device, dtype)
     t = torch.tensor([500, 500], device=device)
-    text = torch.randn(2, TEXT_TOKENS, vanilla.config.cross_attention_dim, generator=g).to(device, dtype)
+    text = torch.randn(2, TEXT_TOKENS, unet.config.cross_attention_dim, generator=g).to(device, dtype)
     tokens = torch.randn(2, NUM_ELEMENTS, TOKEN_DIM, generator=g).to(device, dtype)
-    cfg = {"text_mask": torch.tensor([False, True]), "element_mask": torch.tensor([False, True])}
+    return z, t, text, tokens
 
-    def sync():
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
+
+def _calls(vanilla, element, z, t, text, tokens, sync=lambda: None):
+    """The three forwards compared: vanilla; element with both branches on both samples; a CFG pair (∅ half skipped)."""
+    import torch
+
+    cfg = {"text_mask": torch.tensor([False, True]), "element_mask": torch.tensor([False, True])}
 
     def run_vanilla():
         vanilla(z, t, encoder_hidden_states=text)
@@ -92,13 +92,50 @@ def unet_ratio(unet, latent: int, repeats: int, device: str, dtype) -> tuple[flo
         element(z, t, text, tokens, **cfg)
         sync()
 
+    return run_vanilla, run_element, run_cfg
+
+
+def flop_ratio(build, latent: int) -> list[float]:
+    """FLOPs of the three forwards (batch 2), counted on the meta device: exact, instant, load-independent."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from elements.models.element_unet import ElementUNet
+
+    with torch.device("meta"):
+        vanilla = build().eval()
+        element = ElementUNet.from_base(copy.deepcopy(vanilla), token_dim=TOKEN_DIM).eval()
+        inputs = _inputs(vanilla, latent, "meta", torch.float32)
+    flops = []
     with torch.no_grad():
-        run_vanilla(), run_element(), run_cfg()  # warm-up
+        for fn in _calls(vanilla, element, *inputs):
+            with FlopCounterMode(display=False) as counter:
+                fn()
+            flops.append(counter.get_total_flops())
+    return flops
+
+
+def time_ratio(build, latent: int, repeats: int, device: str, dtype) -> list[float]:
+    """Seconds of the three forwards (batch 2, random weights), best of ``repeats``, interleaved."""
+    import torch
+
+    from elements.models.element_unet import ElementUNet
+
+    torch.manual_seed(0)
+    vanilla = build().to(device).eval()
+    if dtype != torch.float32:
+        vanilla.to(dtype=dtype)
+    element = ElementUNet.from_base(copy.deepcopy(vanilla), token_dim=TOKEN_DIM).to(device=device, dtype=dtype).eval()
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    fns = _calls(vanilla, element, *_inputs(vanilla, latent, device, dtype), sync=sync)
+    with torch.no_grad():
+        for fn in fns:  # warm-up
+            fn()
         times = [[], [], []]
         for _ in range(repeats):  # interleaved, so load changes on a shared machine hit all alike
-            for i, fn in enumerate((run_vanilla, run_element, run_cfg)):
+            for i, fn in enumerate(fns):
                 times[i].append(best_of(fn, 1))
-    return tuple(min(t) for t in times)
+    return [min(t) for t in times]
 
 
 def pipeline_overhead(steps: int, repeats: int, device: str) -> None:
@@ -164,7 +201,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=5, help="runs per measurement; the best is reported")
     ap.add_argument("--steps", type=int, default=10, help="sampler steps for the pipeline measurement")
-    ap.add_argument("--skip-sd15", action="store_true", help="skip the SD-1.5-sized UNet (slow on CPU)")
+    ap.add_argument("--skip-sd15", action="store_true", help="skip timing the SD-1.5-sized UNet (slow on CPU; FLOPs are still counted)")
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     args = ap.parse_args()
 
@@ -172,19 +209,20 @@ def main() -> None:
 
     dtype = torch.float16 if args.device.startswith("cuda") else torch.float32
     print(f"device {args.device}, dtype {dtype}, torch threads {torch.get_num_threads()}, best of {args.repeats}")
-    torch.manual_seed(0)
 
-    def report(name, t):
-        tv, te, tc = t
-        unit, k = ("s", 1) if tv > 5 else ("ms", 1000)
-        print(f"{name}, batch 2: vanilla {tv * k:.1f} {unit}; element, all samples {te * k:.1f} {unit} "
-              f"-> {te / tv:.3f}x; element, CFG pair {tc * k:.1f} {unit} -> {tc / tv:.3f}x  (target <= 1.15x)")
+    def report(name, build, latent, repeats):
+        fv, fe, fc = flop_ratio(build, latent)
+        print(f"{name}, batch 2")
+        print(f"  FLOPs:  vanilla {fv / 1e9:.1f} G; element, all samples {fe / fv:.3f}x; "
+              f"element, CFG pair {fc / fv:.3f}x  (target <= 1.15x)")
+        if repeats:
+            tv, te, tc = time_ratio(build, latent, repeats, args.device, dtype)
+            print(f"  time:   vanilla {tv * 1000:.0f} ms; element, all samples {te * 1000:.0f} ms -> {te / tv:.3f}x; "
+                  f"element, CFG pair {tc * 1000:.0f} ms -> {tc / tv:.3f}x")
 
-    report(f"mid-size UNet ({'/'.join(map(str, MID_CHANNELS))}, ctx 768, 256² image)",
-           unet_ratio(mid_unet(), 32, args.repeats, args.device, dtype))
-    if not args.skip_sd15:
-        report("SD-1.5 UNet config (512² image)",
-               unet_ratio(sd15_unet(), 64, 1 if args.device == "cpu" else args.repeats, args.device, dtype))
+    report(f"mid-size UNet ({'/'.join(map(str, MID_CHANNELS))}, ctx 768, 256² image)", mid_unet, 32, args.repeats)
+    sd_repeats = 0 if args.skip_sd15 else (1 if args.device == "cpu" else args.repeats)
+    report("SD-1.5 UNet config (320/640/1280/1280, ctx 768, 512² image)", sd15_unet, 64, sd_repeats)
     pipeline_overhead(args.steps, args.repeats, args.device)
 
 

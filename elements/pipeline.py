@@ -217,6 +217,8 @@ class ElementsPipeline(DiffusionPipeline):
         if len(prompts) != len(els):
             raise UserError(f"Got {len(prompts)} prompts for {len(els)} element sets; pass one prompt or one per set.")
         prompts = [p or "" for p in prompts]
+        if output_type not in ("pil", "np", "pt", "latent"):
+            raise UserError(f"output_type must be pil, np, pt or latent, got '{output_type}'.")
         if num_inference_steps < 1 or num_images_per_prompt < 1:
             raise UserError("num_inference_steps and num_images_per_prompt must be at least 1.")
         height = height or els[0].size

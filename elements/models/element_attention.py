@@ -197,6 +197,10 @@ class ElementAdapter(ModelMixin, ConfigMixin):
     def layer_for(self, attn_name: str) -> Attention:
         return self.layers[self.config.attn_names.index(attn_name)]
 
+    def forward(self, tokens: torch.Tensor, active: torch.Tensor | None = None) -> torch.Tensor:
+        """Same as :meth:`project` (the element layers themselves run inside the UNet's processors)."""
+        return self.project(tokens, active)
+
     def project(self, tokens: torch.Tensor, active: torch.Tensor | None = None) -> torch.Tensor:
         """Element tokens -> cross-attention context.
 
