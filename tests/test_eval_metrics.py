@@ -194,3 +194,17 @@ def test_fid_offline_names_inception_file(folders, tmp_path, monkeypatch, capsys
     assert rc == 2
     msg = _err(capsys)
     assert "inception-2015-12-05.pt" in msg and efid.inception_path() in msg and "--feature-extractor" in msg
+
+
+@pytest.mark.slow
+def test_real_weights_lpips_and_inception_fid(folders, tmp_path):
+    """Needs alexnet-owt-7be5be79.pth in torch's hub cache and /tmp/inception-2015-12-05.pt (or network)."""
+    from cleanfid import fid as cfid
+
+    out = tmp_path / "out"
+    assert main(["metrics", "--pred", str(folders / "pred"), "--ref", str(folders / "ref"), "--out", str(out)]) == 0
+    summary = pd.read_csv(out / "summary.csv")
+    assert 0 < summary.loc[0, "lpips"] < 1 and summary.loc[0, "fid_features"].startswith("inception")
+    direct = cfid.compute_fid(str(folders / "pred"), str(folders / "ref"), mode="clean", device=torch.device("cpu"),
+                              num_workers=0, verbose=False, use_dataparallel=False)
+    assert summary.loc[0, "fid"] == pytest.approx(direct, rel=1e-6)
