@@ -12,7 +12,8 @@ Exclusions, each counted and written to ``exclusions.csv`` (never silent):
 * ``missing_answer`` — empty or not "left"/"right";
 * ``practice`` — practice trials;
 * ``failed_vigilance`` — every trial of a worker whose vigilance accuracy is below
-  ``--min-vigilance`` (default 0.8); vigilance trials themselves are never scored.
+  ``--min-vigilance`` (default 0.8); vigilance trials themselves are never scored. Workers who
+  saw no vigilance trial are kept and counted (``workers_without_vigilance``).
 
 Per baseline: N judgments, preference for ours in %, Wilson 95 % CI, two-sided exact binomial
 test against 50 %, and a hierarchical bootstrap 95 % CI (workers, then their trials).
@@ -133,6 +134,7 @@ def analyze(results: pd.DataFrame, manifest: pd.DataFrame, *, min_vigilance: flo
     counts["failed_vigilance_workers"] = len(bad)
     counts["failed_vigilance"] = int((j["worker"].isin(bad) & ~j["vigilance"]).sum())
     counts["vigilance_trials"] = int(j["vigilance"].sum())
+    counts["workers_without_vigilance"] = int(len(set(j["worker"]) - set(vig.index)))  # kept: nothing to judge them by
     counts["workers_kept"] = int(j.loc[~j["worker"].isin(bad), "worker"].nunique())
     real = j[~j["vigilance"] & ~j["worker"].isin(bad)]
     rows = []
