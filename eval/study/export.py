@@ -78,6 +78,8 @@ def plan_trials(items: list[str], baselines: list[str], *, trials_per_hit: int, 
         raise UserError(f"A HIT of {k} trials has no room for real trials after {v} vigilance and {practice} practice trials.")
     if not items or not baselines:
         raise UserError("The study needs at least one item and one baseline.")
+    if seed < 0:
+        raise UserError(f"--seed must be a non-negative integer, got {seed}.")
     rng = np.random.default_rng(seed)
     real = [(item, b) for item in items for b in baselines]
     order = rng.permutation(len(real))
@@ -87,9 +89,9 @@ def plan_trials(items: list[str], baselines: list[str], *, trials_per_hit: int, 
     rows, vi = [], 0
     for h in range(n_hits):
         chunk = real[h * real_per_hit : (h + 1) * real_per_hit]
-        trials = [(item, b, False) for item, b in chunk]
+        trials = [(item, b, "real") for item, b in chunk]
         while len(trials) < k - practice:  # v vigilance trials, plus filler in the last HIT
-            trials.append((str(vig_items[vi]), INPUT_METHOD, True))
+            trials.append((str(vig_items[vi]), INPUT_METHOD, "vigilance"))
             vi += 1
         trials = [trials[i] for i in rng.permutation(len(trials))]
         prac = [(str(item), INPUT_METHOD, "practice") for item in rng.choice(items, practice)]
@@ -99,7 +101,7 @@ def plan_trials(items: list[str], baselines: list[str], *, trials_per_hit: int, 
             left, right = (ours, other) if coin else (other, ours)
             rows.append({"hit": h, "trial": t, "trial_id": f"h{h:05d}t{t:02d}", "item": item, "method_a": ours,
                          "method_b": other, "left": left, "right": right, "ours_side": ours_side,
-                         "vigilance": kind is True, "practice": kind == "practice", "seed": seed})
+                         "vigilance": kind == "vigilance", "practice": kind == "practice", "seed": seed})
     return pd.DataFrame(rows)
 
 
