@@ -215,6 +215,8 @@ def compute_batch(pred: np.ndarray, ref: np.ndarray, metrics, *, lpips_metric: L
         if "psnr" in metrics:
             out["psnr"] = psnr_from_mse(m)
     if "ssim" in metrics:
+        if min(pred.shape[1:3]) < SSIM_WIN:
+            raise UserError(f"SSIM needs images of at least {SSIM_WIN}x{SSIM_WIN} pixels, got {pred.shape[2]}x{pred.shape[1]}.")
         out["ssim"] = ssim(to_tensor(pred, device), to_tensor(ref, device)).cpu().numpy()
     if "lpips" in metrics:
         if lpips_metric is None:
