@@ -9,8 +9,9 @@ Reports (random weights, nothing downloaded, CPU unless --device cuda):
   cross-attentions, Alg. 1; the vanilla UNet still attends to the empty prompt there):
   - a mid-size SD-shaped config (channels 128/256/512, width 768 text/element context, 256² images);
   - the SD-1.5 UNet config (320/640/1280/1280, 768, 512² images), once;
-* the end-to-end ElementsPipeline time per step against the sum of its parts
-  (steps × element-UNet forward at batch 2 + VAE decode), mid-size UNet + tiny VAE/CLIP.
+* the end-to-end ElementsPipeline time against the sum of its parts (steps × element-UNet
+  forward on the CFG pair + VAE decode), mid-size UNet + tiny VAE/CLIP, each repeat timing the
+  pipeline and its parts back to back; the median is reported.
 
 FLOPs are counted on the meta device (exact and unaffected by other processes); times are the
 best of --repeats on this machine, which may be shared, so read them with the FLOPs.
@@ -163,44 +164,41 @@ def pipeline_overhead(steps: int, repeats: int, device: str) -> None:
     size = 256
     kw = dict(prompt="a photo", num_inference_steps=steps, height=size, width=size, output_type="np")
 
-    stamps: list[float] = []
-
-    def on_step(p, i, t, tensors):
-        stamps.append(time.perf_counter())
-        return tensors
+    def timed(fn) -> float:
+        t0 = time.perf_counter()
+        fn()
+        return time.perf_counter() - t0
 
     with torch.no_grad():
-        pipe(el, **{**kw, "num_inference_steps": 1})  # warm-up
-        t_pipe = best_of(lambda: pipe(el, generator=torch.Generator().manual_seed(0), callback_on_step_end=on_step, **kw),
-                         repeats)
-        # the parts, measured on the same inputs the pipeline builds
         text = pipe.encode_prompt(["a photo"], device)
         tokens, active = pipe.encode_elements([el], device)
         ctx = pipe.element_adapter.project(tokens, active)
         z = torch.randn(2, 4, size // 8, size // 8, device=device)
-        ukw = {"element_tokens": torch.cat([ctx, ctx]), "element_mask": torch.tensor([False, True], device=device),
-               "text_mask": torch.tensor([False, True], device=device)}
-        t_unet = best_of(lambda: pipe.unet(z, 500, encoder_hidden_states=torch.cat([text, text]),
-                                           cross_attention_kwargs=ukw), repeats * steps)
-        t_vae = best_of(lambda: pipe.vae.decode(z[:1] / 0.18215), repeats)
-        t_text = best_of(lambda: pipe.encode_prompt(["a photo"], device), repeats)
-        t_elem = best_of(lambda: pipe.encode_elements([el], device), repeats)
-    step_times = np.diff(stamps)
-    t_step = float(np.min(step_times[np.arange(len(step_times)) % steps != steps - 1]))  # skip gaps between runs
-    parts_sum = steps * t_unet + t_vae
-    print(f"pipeline, {steps} DDIM steps, {size}² (mid UNet, tiny VAE/CLIP, {el.num_elements} elements):")
-    print(f"  one sampler step (UNet + guidance + scheduler): {t_step * 1000:.1f} ms vs UNet(batch 2) {t_unet * 1000:.1f} ms"
-          f" -> {100 * (t_step / t_unet - 1):+.1f} %")
-    print(f"  end to end: {t_pipe:.3f} s ({t_pipe / steps * 1000:.1f} ms/step); steps x UNet + VAE decode "
-          f"({t_vae * 1000:.1f} ms): {parts_sum:.3f} s; text + element encoding: {(t_text + t_elem) * 1000:.1f} ms")
-    print(f"  overhead beyond the parts: {100 * (t_pipe / parts_sum - 1):+.1f} %  (target <= 5 %); "
-          f"excluding the encoders: {100 * ((t_pipe - t_text - t_elem) / parts_sum - 1):+.1f} %")
+        off_on = torch.tensor([False, True])  # the pipeline's CFG pair: ∅/∅ then C/S
+        ukw = {"element_tokens": torch.cat([ctx, ctx]), "element_mask": off_on, "text_mask": off_on}
+        pipe(el, **{**kw, "num_inference_steps": 1})  # warm-up
+        rows = []
+        for _ in range(repeats):  # each repeat times the pipeline and then its parts, back to back
+            t_pipe = timed(lambda: pipe(el, generator=torch.Generator().manual_seed(0), **kw))
+            t_unet = timed(lambda: [pipe.unet(z, 500, encoder_hidden_states=torch.cat([text, text]),
+                                              cross_attention_kwargs=ukw) for _ in range(steps)])
+            t_vae = timed(lambda: pipe.vae.decode(z[:1] / pipe.vae.config.scaling_factor))
+            t_enc = timed(lambda: (pipe.encode_prompt(["a photo"], device), pipe.encode_elements([el], device)))
+            rows.append((t_pipe, t_unet, t_vae, t_enc))
+    t_pipe, t_unet, t_vae, t_enc = np.median(np.array(rows), axis=0)
+    with_enc = float(np.median([p / (u + v) - 1 for p, u, v, _ in rows]))
+    without = float(np.median([(p - e) / (u + v) - 1 for p, u, v, e in rows]))
+    print(f"pipeline, {steps} DDIM steps, {size}² (mid UNet, tiny VAE/CLIP, {el.num_elements} elements), median of {repeats}:")
+    print(f"  end to end {t_pipe:.3f} s ({t_pipe / steps * 1000:.1f} ms/step); parts: {steps} x UNet(batch 2) "
+          f"{t_unet:.3f} s + VAE decode {t_vae * 1000:.1f} ms; text + element encoding {t_enc * 1000:.1f} ms")
+    print(f"  overhead beyond steps x UNet + VAE decode: {100 * with_enc:+.1f} %  (target <= 5 %); "
+          f"of which not the text/element encoders: {100 * without:+.1f} %")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=5, help="runs per measurement; the best is reported")
-    ap.add_argument("--steps", type=int, default=10, help="sampler steps for the pipeline measurement")
+    ap.add_argument("--steps", type=int, default=20, help="sampler steps for the pipeline measurement")
     ap.add_argument("--skip-sd15", action="store_true", help="skip timing the SD-1.5-sized UNet (slow on CPU; FLOPs are still counted)")
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     args = ap.parse_args()
