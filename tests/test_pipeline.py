@@ -189,3 +189,39 @@ def test_from_elements_checkpoint(pipe, tmp_path, els):
     (stage2 / "content_encoder").rename(tmp_path / "ce")
     with pytest.raises(UserError, match="EIE_STAGE1_CHECKPOINT"):
         ElementsPipeline.from_elements_checkpoint(base=str(base), stage2=str(stage2))
+
+
+@pytest.mark.gpu
+def test_fp16_on_gpu(pipe, els):
+    """``python -m pytest -m gpu tests/test_pipeline.py``: fp16 sampling with slicing and VAE tiling."""
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    gpu = copy.deepcopy(pipe).to("cuda", torch.float16)
+    gpu.enable_attention_slicing()
+    gpu.enable_vae_tiling()
+    a = gpu(els, prompt="a photo", num_inference_steps=2, output_type="np",
+            generator=torch.Generator().manual_seed(0)).images
+    b = gpu(els, prompt="a photo", num_inference_steps=2, output_type="np",
+            generator=torch.Generator().manual_seed(0)).images
+    assert a.shape == (2, 512, 512, 3) and np.isfinite(a).all() and np.array_equal(a, b)
+
+
+@pytest.mark.slow
+def test_real_sd15_base_with_zero_adapter_is_sd15(els):
+    """``EIE_SD_BASE=... python -m pytest -m slow tests/test_pipeline.py``: needs SD-1.5 weights.
+
+    A zero-initialised adapter on the real SD-1.5 UNet reproduces SD-1.5's noise prediction.
+    """
+    from diffusers import UNet2DConditionModel
+
+    from elements import defaults
+    from elements.pipeline import _folder
+
+    base = _folder(defaults.SD_BASE, None)
+    unet = UNet2DConditionModel.from_pretrained(base, subfolder="unet")
+    vanilla = copy.deepcopy(unet)
+    model = ElementUNet.from_base(unet, token_dim=build_content_encoder("paper").token_dim, init="zero_out").eval()
+    z, text = torch.randn(2, 4, 64, 64), torch.randn(2, 77, 768)
+    tokens = torch.randn(2, 256, model.adapter.config.token_dim)
+    with torch.no_grad():
+        assert torch.equal(model(z, 500, text, tokens), vanilla(z, 500, encoder_hidden_states=text).sample)
