@@ -158,6 +158,7 @@ def test_a_few_steps_lower_the_loss(checkpoints, astronaut, coffee):
         loss.backward()
         opt.step()
     after = held_out_loss()
+    print(f"held-out loss before {before:.4f} after 25 steps {after:.4f}")
     assert after < 0.8 * before, (before, after)
 
 
