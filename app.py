@@ -4,7 +4,7 @@
     python app.py --host 0.0.0.0 --port 7861
 
 Layout and event wiring only; what each event does lives in :mod:`elements.ui` and the
-models in :mod:`elements`. Hugging Face Spaces runs this file as is (see docs/app.md).
+models in :mod:`elements`. Hugging Face Spaces runs this file as is (see the README, "The demo").
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ def build_demo() -> gr.Blocks:
             use = gr.Button("Use chosen candidate as input")
             result_file = gr.DownloadButton("Download result (PNG)", elem_id="download-result")
             spec_file = gr.DownloadButton("Download edit spec (JSON)", elem_id="download-spec")
-        with gr.Row(visible=False):  # the scriptable API: /partition and /edit (docs/app.md)
+        with gr.Row(visible=False):  # the scriptable API: /partition and /edit (README, "Scriptable API")
             api_image, api_overlay = gr.Image(type="filepath"), gr.Image(format="png")
             api_json, api_spec, api_decoder = gr.Textbox(), gr.Textbox(), gr.Textbox()
             api_seed, api_out = gr.Number(None), gr.Image(format="png")
