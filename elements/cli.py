@@ -21,24 +21,24 @@ COMMANDS = {
 }
 
 
-def _usage() -> str:
-    lines = ["usage: python -m elements COMMAND [ARGS]", "", "commands:"]
-    lines += [f"  {name:<10} {desc}" for name, (_, desc) in COMMANDS.items()]
-    lines += ["", "Run 'python -m elements COMMAND --help' for a command's options."]
-    return "\n".join(lines)
+def dispatch(commands: dict, argv: list[str], prog: str) -> int:
+    """Run ``commands[argv[0]]`` (``{name: (module, description)}``) with the rest of ``argv``.
 
-
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    Shared by ``python -m elements`` and ``python -m eval``. Returns the exit status.
+    """
     if not argv or argv[0] in {"-h", "--help"}:
-        print(_usage())
+        lines = [f"usage: {prog} COMMAND [ARGS]", "", "commands:"]
+        width = max(len(n) for n in commands)
+        lines += [f"  {name:<{width}}  {desc}" for name, (_, desc) in commands.items()]
+        lines += ["", f"Run '{prog} COMMAND --help' for a command's options."]
+        print("\n".join(lines))
         return 0 if argv else 2
     name, rest = argv[0], argv[1:]
-    if name not in COMMANDS:
-        print(f"error: unknown command '{name}'; choose one of {', '.join(COMMANDS)}.", file=sys.stderr)
+    if name not in commands:
+        print(f"error: unknown command '{name}'; choose one of {', '.join(commands)}.", file=sys.stderr)
         return 2
-    module = importlib.import_module(COMMANDS[name][0])
-    parser = module.build_parser(f"python -m elements {name}")
+    module = importlib.import_module(commands[name][0])
+    parser = module.build_parser(f"{prog} {name}")
     args = parser.parse_args(rest)  # argparse itself exits 2 with a one-line message on bad flags
     try:
         return int(module.run(args) or 0)
@@ -48,3 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted.", file=sys.stderr)
         return 130
+
+
+def main(argv: list[str] | None = None) -> int:
+    return dispatch(COMMANDS, list(sys.argv[1:] if argv is None else argv), "python -m elements")

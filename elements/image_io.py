@@ -138,10 +138,7 @@ def _short(err: Exception) -> str:
 
 def save_png(path, array: np.ndarray) -> None:
     """Write ``array`` ((H, W) uint8/uint16 or (H, W, 3) uint8) as PNG, atomically (temp file + rename)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    mode = None
-    if array.dtype == np.uint16:
-        mode = "I;16"
-    Image.fromarray(np.ascontiguousarray(array), mode).save(tmp, format="PNG")
-    os.replace(tmp, path)
+    from elements.atomic import atomic_write
+
+    mode = "I;16" if array.dtype == np.uint16 else None
+    atomic_write(path, lambda p: Image.fromarray(np.ascontiguousarray(array), mode).save(p, format="PNG"))

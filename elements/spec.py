@@ -67,11 +67,9 @@ class EditSpec:
 
     def save(self, path) -> Path:
         """Write the spec as JSON, atomically."""
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(self.to_json() + "\n")
-        os.replace(tmp, path)
-        return path
+        from elements.atomic import write_text
+
+        return write_text(path, self.to_json() + "\n")
 
     def with_edits(self, edits) -> "EditSpec":
         return EditSpec(tuple(dict(e) for e in edits), self.prompt, self.seed, self.decoder, self.steps, self.guidance,

@@ -31,13 +31,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from elements.atomic import atomic_write, write_text
 from elements.geometry import Geometry
 
 PATCH_SIZE = 32  # masked patches are resized to 32×32 before the content encoder, App. C.1
@@ -183,8 +182,8 @@ class ImageElements:
             "sources": [s.geometry.to_dict() for s in self.sources],
             "meta": self.meta,
         }
-        _atomic(d / "elements.safetensors", lambda p: save_file(tensors, str(p)))
-        _atomic(d / "elements_meta.json", lambda p: Path(p).write_text(json.dumps(meta, indent=2)))
+        atomic_write(d / "elements.safetensors", lambda p: save_file(tensors, str(p)))
+        write_text(d / "elements_meta.json", json.dumps(meta, indent=2))
         return d
 
     @classmethod
@@ -232,14 +231,3 @@ class ImageElements:
             for i in range(self.num_elements)
         ]
 
-
-def _atomic(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

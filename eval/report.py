@@ -7,31 +7,11 @@ killed run leaves either the old file or the new one, never half of one.
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import pandas as pd
 
-
-def atomic_write(path, write) -> Path:
-    """Call ``write(tmp_path)`` then rename onto ``path`` (same folder, so the rename is atomic)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
-
-
-def write_text(path, text: str) -> Path:
-    return atomic_write(path, lambda p: Path(p).write_text(text, encoding="utf-8"))
+from elements.atomic import atomic_write, write_text  # noqa: F401  (re-exported for eval modules)
 
 
 def write_csv(path, df: pd.DataFrame) -> Path:

@@ -1,6 +1,8 @@
 """Test configuration: never touch the network, build tiny models in-process."""
 
+import contextlib
 import os
+from pathlib import Path
 
 # Set before anything imports huggingface_hub / gradio.
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -14,6 +16,8 @@ for var in ("EIE_SAM_CHECKPOINT", "EIE_STAGE1_CHECKPOINT", "EIE_STAGE2_CHECKPOIN
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")
@@ -55,3 +59,28 @@ def tiny_sam():
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@contextlib.contextmanager
+def serve_demo():
+    """Build ``app.py``'s demo, launch it on a free 127.0.0.1 port, yield its URL, then close it."""
+    import importlib.util
+    import socket
+
+    from elements.ui import backends
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    backends._reset_for_tests()
+    spec = importlib.util.spec_from_file_location("eie_app", ROOT / "app.py")
+    app = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(app)
+    demo = app.build_demo()
+    kw = app.launch_kwargs(port=port)
+    demo.launch(prevent_thread_lock=True, quiet=True, **kw)
+    try:
+        yield f"http://127.0.0.1:{kw['server_port']}/"
+    finally:
+        demo.close()
+        backends._reset_for_tests()

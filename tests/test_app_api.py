@@ -1,12 +1,11 @@
 """The demo served on 127.0.0.1 and driven through its two named endpoints with gradio_client."""
 
-import importlib.util
 import json
-import socket
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import serve_demo
 from PIL import Image
 
 from elements.edit import footprint
@@ -19,30 +18,12 @@ ASTRONAUT = ROOT / "assets" / "astronaut.jpg"
 COFFEE = ROOT / "assets" / "coffee.jpg"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def client():
     from gradio_client import Client
 
-    from elements.ui import backends
-
-    backends._reset_for_tests()
-    spec = importlib.util.spec_from_file_location("eie_app", ROOT / "app.py")
-    app = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(app)
-    demo = app.build_demo()
-    kw = app.launch_kwargs(port=free_port())
-    demo.launch(prevent_thread_lock=True, quiet=True, **kw)
-    try:
-        yield Client(f"http://127.0.0.1:{kw['server_port']}/", verbose=False)
-    finally:
-        demo.close()
-        backends._reset_for_tests()
+    with serve_demo() as url:
+        yield Client(url, verbose=False)
 
 
 def read(path) -> np.ndarray:

@@ -6,44 +6,26 @@ Generate, waits for a result image (the page is then saved as docs/screenshot.pn
 continues editing from it with "Use chosen candidate as input".
 """
 
-import importlib.util
 import io
 import os
-import socket
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import serve_demo
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
+# The committed screenshot is refreshed only on request: EIE_UPDATE_SCREENSHOT=1 python -m pytest tests/test_app_browser.py
 SCREENSHOT = ROOT / "docs" / "screenshot.png"
 
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is missing (apt-get install chromium)")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def url():
-    from elements.ui import backends
-
-    backends._reset_for_tests()
-    spec = importlib.util.spec_from_file_location("eie_app", ROOT / "app.py")
-    app = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(app)
-    demo = app.build_demo()
-    kw = app.launch_kwargs(port=free_port())
-    demo.launch(prevent_thread_lock=True, quiet=True, **kw)
-    try:
-        yield f"http://127.0.0.1:{kw['server_port']}/"
-    finally:
-        demo.close()
-        backends._reset_for_tests()
+    with serve_demo() as address:
+        yield address
 
 
 def shot(locator) -> np.ndarray:
@@ -52,7 +34,7 @@ def shot(locator) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(locator.screenshot())).convert("RGB")).astype(int)
 
 
-def test_pick_example_click_element_generate(url):
+def test_pick_example_click_element_generate(url, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
     with sync_playwright() as p:
@@ -95,8 +77,9 @@ def test_pick_example_click_element_generate(url):
             result = page.locator("#candidates img").first
             expect(result).to_be_visible(timeout=120_000)
             assert result.evaluate("img => img.complete && img.naturalWidth") == 512
-            SCREENSHOT.parent.mkdir(exist_ok=True)
-            page.screenshot(path=str(SCREENSHOT), full_page=True)
+            target = SCREENSHOT if os.environ.get("EIE_UPDATE_SCREENSHOT") else tmp_path / "screenshot.png"
+            page.screenshot(path=str(target), full_page=True)
+            assert target.stat().st_size > 10_000
 
             page.get_by_role("button", name="Use chosen candidate as input").click()  # next editing round
             expect(page.locator("#status")).to_contain_text("0 edited", timeout=60_000)

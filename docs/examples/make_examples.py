@@ -1,4 +1,4 @@
-"""Rebuild the example strips of docs/editing.md: ``python docs/examples/make_examples.py`` from the repo root.
+"""Rebuild the example strips of the README section "Examples": ``python docs/examples/make_examples.py`` from the repo root.
 
 Runs ``python -m elements edit`` once per example spec with ``pixel`` and ``pixel+inpaint``
 (SLIC partition, the offline default) and writes ``docs/examples/<op>.png``: input | pixel |

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from elements.atomic import atomic_write
 from elements.geometry import WORKING_SIZE, Geometry
 from elements.partition.build import elements_from_labels
 from elements.types import ImageElements
@@ -86,13 +85,8 @@ class PartitionCache:
 
 
 def _save_labels(path: Path, labels: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
+    def write(tmp):
+        with open(tmp, "wb") as f:  # a file object, so numpy does not append ".npz" to the temporary name
             np.savez_compressed(f, labels=labels.astype(np.int32))
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+
+    atomic_write(path, write)

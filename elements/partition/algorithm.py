@@ -117,7 +117,7 @@ def assign_with_distance(s: np.ndarray, centroids: np.ndarray, valid: np.ndarray
     any query) + 1/β, which is a superset of those winners. Cost ~ S² · K, K ≈ 10-20, instead
     of S² · N. Returns ``(S, S) int32``; -1 where ``valid`` is False.
     """
-    n_q, size = s.shape[0], s.shape[-1]
+    size = s.shape[-1]
     b = _BLOCK if size % _BLOCK == 0 else 1
     nb = size // b
     lo = (np.arange(nb) * b + 0.5) / size  # first pixel centre of each block row/col

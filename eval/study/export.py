@@ -27,14 +27,13 @@ from __future__ import annotations
 
 import html
 import math
-import os
-import shutil
 import string
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from elements.atomic import copy_file
 from elements.errors import UserError
 
 INPUT_METHOD = "input"  # renders/input/{item}.png: the unedited input at input size
@@ -135,11 +134,8 @@ def export(edits_dir, renders_dir, out, *, ours: str, baselines: list[str], tria
     if images == "copy":
         for m, i in used:
             dst = out / "images" / m / f"{i}.png"
-            dst.parent.mkdir(parents=True, exist_ok=True)
             if not dst.exists():
-                tmp = dst.with_name(f".{dst.name}.tmp")
-                shutil.copyfile(render_path(renders_dir, m, i), tmp)
-                os.replace(tmp, dst)
+                copy_file(render_path(renders_dir, m, i), dst)
 
         def url(m, i):
             return f"{url_prefix}images/{m}/{i}.png"

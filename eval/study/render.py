@@ -14,10 +14,9 @@ render resumes; PNGs are written atomically.
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
+from elements.atomic import copy_file
 from elements.errors import UserError
 
 
@@ -44,10 +43,7 @@ def parse_methods(specs: list[str]) -> list[tuple[str, str, dict]]:
 def _copy(src: Path, dst: Path) -> None:
     if dst.exists():
         return
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.tmp")
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
+    copy_file(src, dst)
 
 
 def render(edits_dir, out, methods, *, device: str | None = None, steps: int | None = None,
