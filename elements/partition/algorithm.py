@@ -70,16 +70,20 @@ def plain_assignment_centroids(s: np.ndarray, queries: np.ndarray, valid: np.nda
     n_q, size = s.shape[0], s.shape[-1]
     st = _CENTROID_STRIDE
     off = st // 2
-    sub = np.asarray(s[:, off::st, off::st], dtype=np.float32).reshape(n_q, -1)  # (N, P); basic slicing, no fancy-index copy
+    sub = np.asarray(s[:, off::st, off::st], dtype=np.float32).reshape(n_q, -1)  # (N, P); basic slicing, one copy
     keep = valid[off::st, off::st].ravel()
-    sub = sub[:, keep]
+    if not keep.all():
+        sub = sub[:, keep]
     centres = (np.arange(0, size, st) + st / 2.0) / size  # block centres, so a grid cell's mean is exact
     gx, gy = np.meshgrid(centres, centres)
     px, py = gx.ravel()[keep], gy.ravel()[keep]
-    best = sub.max(axis=0)
-    d2 = (px[None] - queries[:, :1]) ** 2 + (py[None] - queries[:, 1:]) ** 2
-    d2 = np.where(sub == best[None], d2, np.inf)
-    q = d2.argmin(axis=0)
+    q = sub.argmax(axis=0)
+    best = sub[q, np.arange(sub.shape[1])]
+    tie = (sub == best[None]).sum(axis=0) > 1
+    if tie.any():  # rare for real affinities; everywhere for a uniform one
+        t = np.flatnonzero(tie)
+        d2 = (px[t][None] - queries[:, :1]) ** 2 + (py[t][None] - queries[:, 1:]) ** 2
+        q[t] = np.where(sub[:, t] == best[t][None], d2, np.inf).argmin(axis=0)
     return _centroids(q, px, py, queries)
 
 
@@ -134,15 +138,17 @@ def assign_with_distance(s: np.ndarray, centroids: np.ndarray, valid: np.ndarray
     order = np.argsort(~cand, axis=-1, kind="stable")[..., :k]  # (nb, nb, K) candidates first
     ok = np.take_along_axis(cand, order, axis=-1)
 
-    pix = (np.arange(size) + 0.5) / size
+    pix = ((np.arange(size) + 0.5) / size).astype(np.float32)
     yi = np.arange(size).reshape(nb, b, 1, 1, 1)
     xi = np.arange(size).reshape(1, 1, nb, b, 1)
     cand_e = order[:, None, :, None, :]  # (nb, 1, nb, 1, K)
-    sv = s[cand_e, yi, xi]  # (nb, b, nb, b, K)
-    dx = pix.reshape(1, 1, nb, b, 1) - cx[cand_e]
-    dy = pix.reshape(nb, b, 1, 1, 1) - cy[cand_e]
-    score = sv - beta * np.sqrt(dx * dx + dy * dy)
-    score = np.where(ok[:, None, :, None, :], score, -np.inf)
+    score = np.asarray(s[cand_e, yi, xi], dtype=np.float32)  # (nb, b, nb, b, K) affinities of the candidates
+    cx32, cy32 = cx.astype(np.float32), cy.astype(np.float32)
+    dx = pix.reshape(1, 1, nb, b, 1) - cx32[cand_e]
+    dy = pix.reshape(nb, b, 1, 1, 1) - cy32[cand_e]
+    dist = np.sqrt(dx * dx + dy * dy)
+    score -= np.float32(beta) * dist
+    score[np.broadcast_to(~ok[:, None, :, None, :], score.shape)] = -np.inf
     best = np.take_along_axis(cand_e, score.argmax(-1)[..., None], axis=-1)[..., 0]  # (nb, b, nb, b)
     labels = best.reshape(size, size).astype(np.int32)
     labels[~valid] = -1
