@@ -18,16 +18,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import os
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from elements.errors import UserError
 
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 STATE_FILE = "trainer_state.json"
+
+logger = logging.getLogger("elements.train.common")
 
 
 def add_common_args(parser: argparse.ArgumentParser, *, learning_rate: float, adam_beta2: float,
@@ -259,3 +263,104 @@ def start_trackers(accelerator, args) -> None:
         return
     config = {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))}
     accelerator.init_trackers(args.tracker_project_name, config=config)
+
+
+def run_training(accelerator, args, *, stage: str, lr_scheduler, named_models: dict,
+                 setup: Callable[[int], tuple[object, Callable[[int], dict | None]]],
+                 step: Callable[[dict], float], data_fields: Callable[[dict], dict]) -> int:
+    """The training loop both stages share: resume, epochs, logging, checkpoints, validation, final models.
+
+    Call it after ``accelerator.prepare`` and ``register_for_checkpointing(lr_scheduler)``. In order, it
+    loads ``--resume`` (:func:`resume_state`), opens ``train_log.jsonl`` and the tracker, calls
+    ``setup(start_step)``, then runs micro-steps until ``--max_train_steps`` or ``--num_train_epochs``,
+    and finally writes each of ``named_models`` to ``OUTPUT_DIR/<name>/``. Returns the last step.
+
+    - ``stage``: name for log messages (``"stage 1"``).
+    - ``named_models``: ``{folder name: unwrapped module}`` saved in every checkpoint and at the end.
+    - ``setup(start_step) -> (dataset, validate)``: builds what needs the resumed state (validation
+      samples, the streaming dataset with ``set_epoch`` / ``set_start_positions``, as in
+      :class:`elements.data.dataset.ElementsDataset`). It runs after the checkpoint's RNG is restored.
+      ``validate(step)`` runs on the main process every ``--validation_steps`` and returns the
+      fields to log at ``step`` (numeric ones also go to the tracker), or None.
+    - ``step(batch) -> loss``: one micro-step on a batch of :func:`elements.data.dataset.collate`
+      (the optimizer and ``lr_scheduler`` step when ``accelerator.sync_gradients``).
+    - ``data_fields(stats) -> dict``: extra log fields from this process's data counters
+      (:func:`elements.data.dataset.total_stats`); called on every process, so it may reduce.
+
+    Batches come from :func:`elements.data.dataset.make_dataloader` with ``--train_batch_size``,
+    ``--dataloader_num_workers`` and ``args.max_elements``.
+    """
+    import numpy as np
+    import torch
+
+    from elements.data.dataset import make_dataloader, total_stats
+
+    state = resume_state(accelerator, args)
+    global_step, epoch = int(state["step"]), int(state.get("epoch", 0))
+    positions = {int(k): v for k, v in state.get("rank", {}).get("positions", {}).items()}
+    if positions and state["rank"].get("num_workers") != args.dataloader_num_workers:
+        logger.warning("--dataloader_num_workers changed since the checkpoint; restarting epoch %d from its start", epoch)
+        positions = {}
+
+    out = Path(args.output_dir)
+    log = JsonlLogger(out, is_main_process=accelerator.is_main_process, resume_step=global_step if "path" in state else None)
+    start_trackers(accelerator, args)
+    dataset, validate = setup(global_step)
+
+    max_steps = args.max_train_steps or math.inf
+    window: list[float] = []
+    worker_stats: dict[int, dict] = {}
+    done = global_step >= max_steps or epoch >= args.num_train_epochs
+    while not done:
+        dataset.set_epoch(epoch)
+        dataset.set_start_positions(positions)
+        epoch_positions = dict(positions)
+        batches = iter(make_dataloader(dataset, args.train_batch_size, args.dataloader_num_workers, args.max_elements))
+        epoch_done = False
+        while True:
+            batch = next(batches, None)
+            # stop every process together when any runs out of data (parts may differ by a few samples)
+            if accelerator.num_processes > 1:
+                empty = accelerator.reduce(torch.tensor(float(batch is None), device=accelerator.device), "max")
+                epoch_done = bool(empty.item())
+            else:
+                epoch_done = batch is None
+            if epoch_done:
+                break
+            epoch_positions[batch["worker"]] = batch["position"]
+            worker_stats[batch["worker"]] = batch["stats"]
+            window.append(step(batch))
+            if not accelerator.sync_gradients:
+                continue
+            global_step += 1
+            if global_step % args.logging_steps == 0 or global_step == max_steps:
+                loss = accelerator.reduce(torch.tensor(np.mean(window), device=accelerator.device), "mean").item()
+                window = []
+                record = {"loss": loss, "lr": lr_scheduler.get_last_lr()[0], "epoch": epoch}
+                fields = data_fields(total_stats(worker_stats))  # on every process: it may reduce
+                log.log(global_step, **record, **fields)
+                accelerator.log(record, step=global_step)
+            if global_step % args.checkpointing_steps == 0 or global_step == max_steps:
+                save_checkpoint(accelerator, out, global_step, named_models, state={"epoch": epoch},
+                                rank_state={"positions": epoch_positions, "num_workers": args.dataloader_num_workers})
+                if accelerator.is_main_process:
+                    prune_checkpoints(out, args.checkpoints_total_limit)
+            if accelerator.is_main_process and args.validation_steps and (
+                    global_step % args.validation_steps == 0 or global_step == max_steps):
+                fields = validate(global_step)
+                if fields:
+                    log.log(global_step, **fields)
+                    accelerator.log({k: v for k, v in fields.items() if isinstance(v, (int, float))}, step=global_step)
+            if global_step >= max_steps:
+                done = True
+                break
+        if epoch_done:
+            epoch, positions = epoch + 1, {}
+            done = done or epoch >= args.num_train_epochs
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        for name, module in named_models.items():
+            module.save_pretrained(out / name)
+        logger.info("%s done at step %d; models in %s", stage, global_step, out)
+    accelerator.end_training()
+    return global_step

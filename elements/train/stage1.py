@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 from pathlib import Path
 
 import numpy as np
@@ -170,9 +169,8 @@ def run(args) -> int:
     import torch
 
     from elements.data import resolve_source
-    from elements.data.dataset import ElementsDataset, make_dataloader, total_stats
-    from elements.train.common import (JsonlLogger, make_accelerator, make_lr_scheduler, make_optimizer,
-                                       prune_checkpoints, resume_state, save_checkpoint, start_trackers)
+    from elements.data.dataset import ElementsDataset
+    from elements.train.common import make_accelerator, make_lr_scheduler, make_optimizer, run_training
 
     source = resolve_source(args.train_data)  # fail on a bad path before any model is built
     accelerator = make_accelerator(args)
@@ -187,83 +185,34 @@ def run(args) -> int:
     lr_scheduler = make_lr_scheduler(optimizer, args, args.max_train_steps)
     model, optimizer = accelerator.prepare(model, optimizer)
     accelerator.register_for_checkpointing(lr_scheduler)
-    state = resume_state(accelerator, args)
-    global_step, epoch = int(state["step"]), int(state.get("epoch", 0))
-    positions = {int(k): v for k, v in state.get("rank", {}).get("positions", {}).items()}
-    if positions and state["rank"].get("num_workers") != args.dataloader_num_workers:
-        logger.warning("--dataloader_num_workers changed since the checkpoint; restarting epoch %d from its start", epoch)
-        positions = {}
-
     out = Path(args.output_dir)
-    log = JsonlLogger(out, is_main_process=accelerator.is_main_process, resume_step=global_step if "path" in state else None)
-    start_trackers(accelerator, args)
-    val, val_split = validation_set(args, args.num_validation_images) if accelerator.is_main_process else ([], "none")
-    dataset = ElementsDataset(source, partition=partition_from_args(args), split="train", filters=filters_from_args(args),
-                              image_size=args.image_size, cache_dir=args.partition_cache, rank=accelerator.process_index,
-                              world_size=accelerator.num_processes, shuffle=not args.no_shuffle, seed=args.seed)
-    total_batch = args.train_batch_size * accelerator.num_processes * args.gradient_accumulation_steps
-    logger.info("stage 1: preset %s, %d process(es), total batch %d, data %s (%d %s), validation on %d %s images, from step %d",
-                args.preset, accelerator.num_processes, total_batch, args.train_data, len(source),
-                "shards" if source.kind == "webdataset" else "files", len(val), val_split, global_step)
 
-    max_steps = args.max_train_steps or math.inf
-    window: list[float] = []
-    worker_stats: dict[int, dict] = {}
-    done = global_step >= max_steps or epoch >= args.num_train_epochs
-    while not done:
-        dataset.set_epoch(epoch)
-        dataset.set_start_positions(positions)
-        epoch_positions = dict(positions)
-        batches = iter(make_dataloader(dataset, args.train_batch_size, args.dataloader_num_workers, args.max_elements))
-        epoch_done = False
-        while True:
-            batch = next(batches, None)
-            # stop every process together when any runs out of data (parts may differ by a few samples)
-            if accelerator.num_processes > 1:
-                empty = accelerator.reduce(torch.tensor(float(batch is None), device=accelerator.device), "max")
-                epoch_done = bool(empty.item())
-            else:
-                epoch_done = batch is None
-            if epoch_done:
-                break
-            epoch_positions[batch["worker"]] = batch["position"]
-            worker_stats[batch["worker"]] = batch["stats"]
-            window.append(train_step(accelerator, model, optimizer, batch, max_grad_norm=args.max_grad_norm,
-                                     lr_scheduler=lr_scheduler))
-            if not accelerator.sync_gradients:
-                continue
-            global_step += 1
-            if global_step % args.logging_steps == 0 or global_step == max_steps:
-                loss = accelerator.reduce(torch.tensor(np.mean(window), device=accelerator.device), "mean").item()
-                window = []
-                record = {"loss": loss, "lr": lr_scheduler.get_last_lr()[0], "epoch": epoch}
-                data = total_stats(worker_stats)  # this process's counters; summed over processes below
-                counts = accelerator.reduce(torch.tensor([data["yielded"], data["corrupt"] + data["corrupt_shards"]],
-                                                         device=accelerator.device), "sum").tolist()
-                log.log(global_step, **record, epoch_samples=int(counts[0]), epoch_corrupt=int(counts[1]))
-                accelerator.log(record, step=global_step)
-            if global_step % args.checkpointing_steps == 0 or global_step == max_steps:
-                save_checkpoint(accelerator, out, global_step, _named(accelerator, model), state={"epoch": epoch},
-                                rank_state={"positions": epoch_positions, "num_workers": args.dataloader_num_workers})
-                if accelerator.is_main_process:
-                    prune_checkpoints(out, args.checkpoints_total_limit)
-            if accelerator.is_main_process and args.validation_steps and (
-                    global_step % args.validation_steps == 0 or global_step == max_steps):
-                mse = run_validation(accelerator, model, val, out, global_step)
-                log.log(global_step, val_mse=mse, val_split=val_split)
-                accelerator.log({"val_mse": mse}, step=global_step)
-            if global_step >= max_steps:
-                done = True
-                break
-        if epoch_done:
-            epoch, positions = epoch + 1, {}
-            done = done or epoch >= args.num_train_epochs
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        for name, module in _named(accelerator, model).items():
-            module.save_pretrained(out / name)
-        logger.info("stage 1 done at step %d; models in %s", global_step, out)
-    accelerator.end_training()
+    def setup(start_step: int):
+        val, val_split = validation_set(args, args.num_validation_images) if accelerator.is_main_process else ([], "none")
+        dataset = ElementsDataset(source, partition=partition_from_args(args), split="train", filters=filters_from_args(args),
+                                  image_size=args.image_size, cache_dir=args.partition_cache, rank=accelerator.process_index,
+                                  world_size=accelerator.num_processes, shuffle=not args.no_shuffle, seed=args.seed)
+        total_batch = args.train_batch_size * accelerator.num_processes * args.gradient_accumulation_steps
+        logger.info("stage 1: preset %s, %d process(es), total batch %d, data %s (%d %s), validation on %d %s images, "
+                    "from step %d", args.preset, accelerator.num_processes, total_batch, args.train_data, len(source),
+                    "shards" if source.kind == "webdataset" else "files", len(val), val_split, start_step)
+
+        def validate(step: int) -> dict:
+            return {"val_mse": run_validation(accelerator, model, val, out, step), "val_split": val_split}
+
+        return dataset, validate
+
+    def data_fields(stats: dict) -> dict:
+        """This epoch's sample and corrupt-record counts, summed over processes."""
+        counts = accelerator.reduce(torch.tensor([stats["yielded"], stats["corrupt"] + stats["corrupt_shards"]],
+                                                 device=accelerator.device), "sum").tolist()
+        return {"epoch_samples": int(counts[0]), "epoch_corrupt": int(counts[1])}
+
+    def step(batch: dict) -> float:
+        return train_step(accelerator, model, optimizer, batch, max_grad_norm=args.max_grad_norm, lr_scheduler=lr_scheduler)
+
+    run_training(accelerator, args, stage="stage 1", lr_scheduler=lr_scheduler, named_models=_named(accelerator, model),
+                 setup=setup, step=step, data_fields=data_fields)
     return 0
 
 

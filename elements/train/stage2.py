@@ -19,9 +19,7 @@ The output folder and every ``checkpoint-<step>`` are stage-2 checkpoints (``une
 from __future__ import annotations
 
 import argparse
-import functools
 import logging
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -279,9 +277,7 @@ def run(args) -> int:
     import torch
 
     from elements.data import resolve_source
-    from elements.data.dataset import collate, total_stats
-    from elements.train.common import (JsonlLogger, make_accelerator, make_lr_scheduler, make_optimizer,
-                                       prune_checkpoints, resume_state, save_checkpoint, start_trackers)
+    from elements.train.common import make_accelerator, make_lr_scheduler, make_optimizer, run_training
     from elements.train.stage1 import validation_set
 
     source = resolve_source(args.train_data)
@@ -302,82 +298,32 @@ def run(args) -> int:
     lr_scheduler = make_lr_scheduler(optimizer, args, args.max_train_steps)
     model, optimizer = accelerator.prepare(model, optimizer)
     accelerator.register_for_checkpointing(lr_scheduler)
-    state = resume_state(accelerator, args)
-    global_step, epoch = int(state["step"]), int(state.get("epoch", 0))
-    positions = {int(k): v for k, v in state.get("rank", {}).get("positions", {}).items()}
-    if positions and state["rank"].get("num_workers") != args.dataloader_num_workers:
-        logger.warning("--dataloader_num_workers changed since the checkpoint; restarting epoch %d from its start", epoch)
-        positions = {}
-
-    out = Path(args.output_dir)
-    log = JsonlLogger(out, is_main_process=accelerator.is_main_process, resume_step=global_step if "path" in state else None)
-    start_trackers(accelerator, args)
-    val, val_split = validation_set(args, args.num_validation_images) if accelerator.is_main_process else ([], "none")
-    dataset = make_dataset(args, source, rank=accelerator.process_index, world_size=accelerator.num_processes)
     drop = (args.drop_text, args.drop_elements, args.drop_both)
-    n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    logger.info("stage 2: %.1fM trainable parameters, %d process(es), total batch %d, validation on %d %s images, "
-                "from step %d", n_train / 1e6, accelerator.num_processes,
-                args.train_batch_size * accelerator.num_processes * args.gradient_accumulation_steps, len(val), val_split,
-                global_step)
 
-    max_steps = args.max_train_steps or math.inf
-    window: list[float] = []
-    worker_stats: dict[int, dict] = {}
-    done = global_step >= max_steps or epoch >= args.num_train_epochs
-    while not done:
-        dataset.set_epoch(epoch)
-        dataset.set_start_positions(positions)
-        epoch_positions = dict(positions)
-        loader = torch.utils.data.DataLoader(dataset, batch_size=args.train_batch_size,
-                                             num_workers=args.dataloader_num_workers,
-                                             collate_fn=functools.partial(collate, max_elements=args.max_elements),
-                                             pin_memory=torch.cuda.is_available())
-        batches = iter(loader)
-        epoch_done = False
-        while True:
-            batch = next(batches, None)
-            if accelerator.num_processes > 1:  # every process stops when any runs out of data
-                empty = accelerator.reduce(torch.tensor(float(batch is None), device=accelerator.device), "max")
-                epoch_done = bool(empty.item())
-            else:
-                epoch_done = batch is None
-            if epoch_done:
-                break
-            epoch_positions[batch["worker"]] = batch["position"]
-            worker_stats[batch["worker"]] = batch["stats"]
-            window.append(train_step(accelerator, model, frozen, optimizer, batch, max_grad_norm=args.max_grad_norm,
-                                     lr_scheduler=lr_scheduler, drop=drop))
-            if not accelerator.sync_gradients:
-                continue
-            global_step += 1
-            if global_step % args.logging_steps == 0 or global_step == max_steps:
-                loss = accelerator.reduce(torch.tensor(np.mean(window), device=accelerator.device), "mean").item()
-                window = []
-                record = {"loss": loss, "lr": lr_scheduler.get_last_lr()[0], "epoch": epoch}
-                data = total_stats(worker_stats)
-                log.log(global_step, **record, samples=data["yielded"], corrupt=data["corrupt"] + data["corrupt_shards"])
-                accelerator.log(record, step=global_step)
-            if global_step % args.checkpointing_steps == 0 or global_step == max_steps:
-                save_checkpoint(accelerator, out, global_step, _named(accelerator, model), state={"epoch": epoch},
-                                rank_state={"positions": epoch_positions, "num_workers": args.dataloader_num_workers})
-                if accelerator.is_main_process:
-                    prune_checkpoints(out, args.checkpoints_total_limit)
-            if accelerator.is_main_process and args.validation_steps and (
-                    global_step % args.validation_steps == 0 or global_step == max_steps):
-                run_validation(accelerator, model, frozen, val, args, global_step)
-            if global_step >= max_steps:
-                done = True
-                break
-        if epoch_done:
-            epoch, positions = epoch + 1, {}
-            done = done or epoch >= args.num_train_epochs
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        for name, module in _named(accelerator, model).items():
-            module.save_pretrained(out / name)
-        logger.info("stage 2 done at step %d; checkpoint in %s", global_step, out)
-    accelerator.end_training()
+    def setup(start_step: int):
+        val, val_split = validation_set(args, args.num_validation_images) if accelerator.is_main_process else ([], "none")
+        dataset = make_dataset(args, source, rank=accelerator.process_index, world_size=accelerator.num_processes)
+        n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        logger.info("stage 2: %.1fM trainable parameters, %d process(es), total batch %d, validation on %d %s images, "
+                    "from step %d", n_train / 1e6, accelerator.num_processes,
+                    args.train_batch_size * accelerator.num_processes * args.gradient_accumulation_steps, len(val),
+                    val_split, start_step)
+
+        def validate(step: int) -> None:
+            run_validation(accelerator, model, frozen, val, args, step)
+
+        return dataset, validate
+
+    def data_fields(stats: dict) -> dict:
+        """This process's sample and corrupt-record counts in the epoch."""
+        return {"samples": stats["yielded"], "corrupt": stats["corrupt"] + stats["corrupt_shards"]}
+
+    def step(batch: dict) -> float:
+        return train_step(accelerator, model, frozen, optimizer, batch, max_grad_norm=args.max_grad_norm,
+                          lr_scheduler=lr_scheduler, drop=drop)
+
+    run_training(accelerator, args, stage="stage 2", lr_scheduler=lr_scheduler, named_models=_named(accelerator, model),
+                 setup=setup, step=step, data_fields=data_fields)
     return 0
 
 
