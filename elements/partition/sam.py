@@ -35,7 +35,10 @@ def load_sam(checkpoint: str | None = None, model_type: str | None = None, devic
     if model_type not in sam_model_registry or model_type == "default":
         raise UserError(f"Unknown SAM model type '{model_type}'; use one of vit_b, vit_l, vit_h.")
     path = resolve_file(ref, what="The SAM checkpoint", env=defaults.SAM_CHECKPOINT.env)
-    sam = sam_model_registry[model_type]()
+    # The random init is overwritten by the checkpoint; fork the RNG so that loading SAM never
+    # shifts the caller's random stream (exact resume of training that partitions with SAM).
+    with torch.random.fork_rng(devices=[]):
+        sam = sam_model_registry[model_type]()
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
         sam.load_state_dict(state)
