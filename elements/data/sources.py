@@ -205,7 +205,7 @@ def _shard_records(shard: Path, table: _ShardTable | None, stats: DataStats) -> 
                 side = json.loads(group["json"])
                 meta = {**side, **meta} if isinstance(side, dict) else meta
             except ValueError:
-                pass
+                pass  # a malformed sidecar loses only its metadata; the image and its parquet row still count
         caption = group["txt"].decode("utf-8", "replace").strip() if "txt" in group else str(meta.get("caption") or "")
         image = next((group[e] for e in ("jpg", "jpeg", "png", "webp") if e in group), None)
         return _Record(current, meta.get("url") or None, caption, meta, image, f"{shard.name}:{current}")

@@ -109,7 +109,7 @@ def weights_status(ref: str | None, *, what: str, env: str | None = None) -> tup
         snapshot_download(repo_id=repo, local_files_only=True)
         return True, f"{what} {ref} (Hub cache)"
     except Exception:
-        pass
+        pass  # not in the local cache: whether it can be downloaded is decided below
     if hub_reachable():
         return True, f"{what} {ref} (downloaded from the Hub on first use)"
     hint = f"; set {env} to a local copy" if env else ""

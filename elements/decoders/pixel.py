@@ -66,9 +66,6 @@ class PixelDecoder(Decoder):
 
     name = "pixel"
 
-    def __init__(self) -> None:
-        pass
-
     @classmethod
     def availability(cls, **options) -> tuple[bool, str]:
         return True, "always available (no weights)"
