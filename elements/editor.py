@@ -172,8 +172,7 @@ class EditorSession:
             try:
                 el = apply_edit(el, e, load_other=self._others)
             except UserError as err:
-                prefix = f"Edit {i} ({e['op']}): " if len(checked) > 1 else ""
-                raise UserError(f"{prefix}{err}") from None
+                raise err.for_edit(i, e["op"]) from None
         if spec is not None:
             self.prompt, self.seed = spec.prompt, spec.seed
         return self._push(el, checked) if checked else self.elements

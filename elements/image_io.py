@@ -1,29 +1,48 @@
 """Reading any image a person may hand us, as RGB uint8, with its true size.
 
-Handles EXIF rotation, palette/greyscale/CMYK/alpha modes (alpha is composited on white),
-16-bit and 32-bit integer images, and very large files (JPEGs are decoded at reduced
-scale with ``Image.draft``, others are downscaled right after decoding: the method only
-ever needs the 512×512 canvas). Unreadable, empty or absurd files raise :class:`UserError`.
+Handles EXIF rotation (all eight orientations, in every format), palette/greyscale/CMYK/alpha
+modes (alpha, also premultiplied ``La``/``RGBa``, is composited on white), 16-bit and 32-bit
+integer and float images (normalised by the data's range, as image viewers do), and large files
+within a **pixel budget**: at most :data:`MAX_PIXELS` pixels are ever decoded at once. JPEGs are
+decoded at reduced scale (``Image.draft``: 1/2, 1/4 or 1/8), so a JPEG may be up to 8x larger on
+each side; any other format whose header claims more than the budget is refused with one
+sentence before a single pixel is decoded. Decoded images are then reduced (``Image.reduce``)
+to at most ``max_side`` on the long side before any mode conversion, so memory stays near the
+budget's size whatever the mode. Inputs smaller than :data:`MIN_SIDE` on a side are refused:
+256 elements cannot be shown at that size.
+
+Unreadable, empty, truncated or absurd files raise :class:`UserError`; Pillow's own warnings
+(decompression bomb, corrupt EXIF, truncated TIFF) are not printed — the budget replaces them.
 """
 
 from __future__ import annotations
 
+import io
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from elements.errors import UserError
+from elements.errors import UserError, excerpt
 
 #: Decoded images are kept no larger than this on their long side (memory bound; the canvas is 512).
 MAX_DECODED_SIDE = 2048
-#: Refuse images with more pixels than this (Pillow's decompression-bomb guard is 2x its warning size).
-MAX_PIXELS = 250_000_000
+#: Pixel budget: the most pixels decoded at once (40 Mpx: 160 MB as RGBA). JPEGs count after draft scaling.
+MAX_PIXELS = 40_000_000
+#: Smallest accepted side, in input pixels: below it the 16x16 element grid (Sec. 3.1) has no room.
+MIN_SIDE = 16
 
 _ORIENTATION_TAG = 0x0112
-_SWAPS_AXES = {5, 6, 7, 8}
+_INT_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
+_PREMULTIPLIED = {"La": "LA", "RGBa": "RGBA"}
+
+# Our budget replaces Pillow's decompression-bomb warning; its TIFF/EXIF warnings go to the user as
+# one sentence (or not at all when the image decodes). Filters are process-wide and thread-safe.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+warnings.filterwarnings("ignore", module=r"PIL\.")
 
 
 @dataclass(frozen=True)
@@ -43,49 +62,72 @@ class LoadedImage:
         return (self.pixels.shape[1], self.pixels.shape[0]) != self.size
 
 
-def load_image(source, *, max_side: int = MAX_DECODED_SIDE) -> LoadedImage:
-    """Decode ``source`` (a path, a PIL image, or an ``(H, W[, C])`` array) to RGB uint8."""
+def load_image(source, *, max_side: int = MAX_DECODED_SIDE, name: str | None = None) -> LoadedImage:
+    """Decode ``source`` to RGB uint8.
+
+    ``source``: a path, encoded file bytes, a PIL image, an ``(H, W[, C])`` array or a
+    :class:`LoadedImage`. ``name`` is how error sentences call it (default: the path); the
+    demo passes "The image" so that server paths never reach a visitor. Raises UserError.
+    """
     if isinstance(source, LoadedImage):
         return source
     if isinstance(source, np.ndarray):
         return _from_array(source, max_side)
     if isinstance(source, Image.Image):
-        return _from_pil(source, max_side, name="image")
-    path = Path(os.fspath(source))
-    if not path.exists():
-        raise UserError(f"Image file '{path}' does not exist.")
-    if path.is_dir():
-        raise UserError(f"'{path}' is a folder, not an image file.")
-    if path.stat().st_size == 0:
-        raise UserError(f"Image file '{path}' is empty.")
+        return _decode(source, max_side, name or "The image")
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return _open(io.BytesIO(bytes(source)), max_side, name or "The image data")
+    if not isinstance(source, (str, os.PathLike)):
+        raise UserError(f"An image must be a file path, file bytes, a PIL image or an array, "
+                        f"not {type(source).__name__}.")
     try:
-        with Image.open(path) as img:
-            return _from_pil(img, max_side, name=f"'{path}'")
+        path = Path(os.fspath(source))
+        label = name or f"Image file '{excerpt(str(path), 120).strip(chr(39))}'"
+        if not path.exists():
+            raise UserError(f"{label} does not exist.")
+        if path.is_dir():
+            raise UserError(f"{label} is a folder, not an image file.")
+        if path.stat().st_size == 0:
+            raise UserError(f"{label} is empty.")
+    except (OSError, ValueError, TypeError):  # a name too long, NUL in the name
+        raise UserError(f"{name or 'The image file name'} is not a usable file name.") from None
+    return _open(path, max_side, label)
+
+
+def _open(fp, max_side: int, label: str) -> LoadedImage:
+    try:
+        with Image.open(fp) as img:
+            return _decode(img, max_side, label)
     except UserError:
         raise
     except Image.DecompressionBombError:
-        raise UserError(f"Image {path} is too large to decode safely (over {MAX_PIXELS:,} pixels).") from None
+        raise UserError(f"{label} is too large to decode safely (over {MAX_PIXELS:,} pixels).") from None
     except UnidentifiedImageError:
-        raise UserError(f"'{path}' is not an image file Pillow can read.") from None
-    except (OSError, SyntaxError, ValueError) as err:
-        raise UserError(f"Image file '{path}' could not be decoded ({_short(err)}).") from None
+        raise UserError(f"{label} is not an image file Pillow can read; use PNG, JPEG, WebP or TIFF.") from None
+    except (OSError, SyntaxError, ValueError, TypeError, KeyError, IndexError, EOFError, MemoryError) as err:
+        raise UserError(f"{label} could not be decoded ({_short(err)}).") from None
 
 
-def _from_pil(img: Image.Image, max_side: int, name: str) -> LoadedImage:
+def _decode(img: Image.Image, max_side: int, name: str) -> LoadedImage:
+    """Header checks, reduced decode, EXIF rotation, RGB conversion; ``img`` is not modified."""
+    w0, h0 = img.size
+    if w0 == 0 or h0 == 0:
+        raise UserError(f"{name} has no pixels.")
+    if img.format == "JPEG" and max(w0, h0) > max_side:
+        img.draft("RGB" if img.mode in ("RGB", "YCbCr") else img.mode, (max_side, max_side))  # >= requested
     w, h = img.size
-    if w == 0 or h == 0:
-        raise UserError(f"Image {name} has no pixels.")
     if w * h > MAX_PIXELS:
-        raise UserError(f"Image {name} is too large to decode safely ({w}x{h} pixels).")
-    try:
-        orientation = int(img.getexif().get(_ORIENTATION_TAG, 1))
-    except Exception:
-        orientation = 1
-    true_size = (h, w) if orientation in _SWAPS_AXES else (w, h)
-    if img.format == "JPEG" and max(w, h) > max_side:
-        img.draft("RGB", (max_side, max_side))  # decodes at 1/2, 1/4 or 1/8 scale, >= requested
+        raise UserError(f"{name} is {w0}x{h0} pixels, over the {MAX_PIXELS // 1_000_000} Mpx budget; "
+                        "downscale it (or save it as JPEG) first.")
+    if min(w0, h0) < MIN_SIDE:
+        raise UserError(f"{name} is {w0}x{h0} pixels; images need at least {MIN_SIDE} pixels on each side.")
     img.load()
+    img = _reduce(img, max_side)
+    before = img.size
     img = ImageOps.exif_transpose(img)
+    swapped = img.size != before and img.size == before[::-1]
+    # Pillow already shows some TIFFs transposed at open; the true size is whatever exif_transpose left
+    true_size = (h0, w0) if swapped else (w0, h0)
     rgb = _to_rgb(img)
     if max(rgb.size) > max_side:
         rgb = rgb.copy()
@@ -94,46 +136,82 @@ def _from_pil(img: Image.Image, max_side: int, name: str) -> LoadedImage:
     return LoadedImage(pixels, (int(true_size[0]), int(true_size[1])))
 
 
+def _reduce(img: Image.Image, max_side: int) -> Image.Image:
+    """Box-reduce by an integer factor so the long side is at most ~2x ``max_side`` (thumbnail finishes)."""
+    factor = max(img.size) // max_side
+    if factor < 2:
+        return img
+    if img.mode in ("1", "P") or img.mode.startswith("I;16"):
+        img = img.convert({"1": "L", "P": "RGBA"}.get(img.mode, "I"))
+    return img.reduce(factor)
+
+
+def _normalise(arr: np.ndarray, is_float: bool) -> np.ndarray:
+    """Numbers of any range -> uint8, as image viewers show them.
+
+    Floats in [0, 1] are scaled by 255; integers in [0, 255] kept; integers in [0, 65535] are
+    16-bit (divided by 257); anything else (negative, > 65535, floats > 1) is stretched from
+    its finite min to its finite max. NaN becomes 0, +/-inf the max/min.
+    """
+    a = np.asarray(arr, dtype=np.float64)
+    finite = np.isfinite(a)
+    if not finite.all():
+        fill = a[finite] if finite.any() else np.zeros(1)
+        a = np.nan_to_num(a, nan=float(fill.min()), posinf=float(fill.max()), neginf=float(fill.min()))
+    lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
+    if is_float and lo >= 0 and hi <= 1.0:
+        a = a * 255.0
+    elif lo >= 0 and hi <= 255 and not is_float:
+        pass
+    elif lo >= 0 and hi <= 65535 and not is_float:
+        a = a / 257.0
+    elif hi > lo:
+        a = (a - lo) * (255.0 / (hi - lo))
+    else:
+        a = np.zeros_like(a)
+    return np.clip(np.rint(a), 0, 255).astype(np.uint8)
+
+
 def _to_rgb(img: Image.Image) -> Image.Image:
     mode = img.mode
-    if mode in {"I", "I;16", "I;16B", "I;16L", "I;16N", "F"}:
-        arr = np.asarray(img).astype(np.float64)
-        hi = arr.max() if arr.size else 0.0
-        if mode == "F" and hi <= 1.0:
-            arr = arr * 255.0
-        elif hi > 255:
-            arr = arr / 257.0  # 16-bit range onto 8-bit
-        return Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), "L").convert("RGB")
+    if mode in _INT_MODES:
+        return Image.fromarray(_normalise(np.asarray(img), mode == "F"), "L").convert("RGB")
+    if mode in _PREMULTIPLIED:
+        img = img.convert(_PREMULTIPLIED[mode])
+        mode = img.mode
     if mode in {"RGBA", "LA", "PA"} or (mode == "P" and "transparency" in img.info) or (mode in {"RGB", "L"} and "transparency" in img.info):
         rgba = img.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(white, rgba).convert("RGB")
-    return img.convert("RGB")
+    try:
+        return img.convert("RGB")
+    except ValueError:  # a mode Pillow cannot convert to RGB directly
+        raise UserError(f"Images in Pillow mode {excerpt(mode)} are not supported; save it as RGB PNG.") from None
 
 
 def _from_array(arr: np.ndarray, max_side: int) -> LoadedImage:
     if arr.ndim == 2:
         arr = arr[..., None]
     if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4) or arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise UserError(f"An image array must be (H, W), (H, W, 3) or (H, W, 4); got shape {tuple(arr.shape)}.")
+        raise UserError(f"An image array must be (H, W), (H, W, 3) or (H, W, 4); got shape {tuple(arr.shape)[:6]}.")
+    if arr.shape[0] * arr.shape[1] > MAX_PIXELS:
+        raise UserError(f"The image array has {arr.shape[1]}x{arr.shape[0]} pixels, over the "
+                        f"{MAX_PIXELS // 1_000_000} Mpx budget.")
+    if arr.dtype == bool:
+        arr = arr.astype(np.uint8) * 255
+    elif arr.dtype.kind not in "uif":
+        raise UserError(f"An image array must hold numbers, not {arr.dtype}.")
     if arr.dtype != np.uint8:
-        a = arr.astype(np.float64)
-        if np.issubdtype(arr.dtype, np.floating):
-            if not np.isfinite(a).all():
-                raise UserError("The image array contains NaN or infinite values.")
-            a = a * 255.0 if a.max(initial=0) <= 1.0 else a
-        elif a.max(initial=0) > 255:
-            a = a / 257.0
-        arr = np.clip(np.rint(a), 0, 255).astype(np.uint8)
+        arr = _normalise(arr, np.issubdtype(arr.dtype, np.floating))
     if arr.shape[2] == 1:
         arr = np.repeat(arr, 3, axis=2)
     mode = "RGBA" if arr.shape[2] == 4 else "RGB"
-    return _from_pil(Image.fromarray(np.ascontiguousarray(arr), mode), max_side, name="array")
+    return _decode(Image.fromarray(np.ascontiguousarray(arr), mode), max_side, name="The image array")
 
 
 def _short(err: Exception) -> str:
     text = str(err).strip().splitlines()
-    return text[0] if text else type(err).__name__
+    return excerpt(text[0], 80).strip("'") if text else type(err).__name__
 
 
 def save_png(path, array: np.ndarray) -> None:

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Callable
 
 from elements import edit as ops
-from elements.errors import UserError
+from elements.errors import UserError, excerpt
 from elements.types import ImageElements
 
 SPEC_VERSION = 1
@@ -82,65 +82,160 @@ def schema() -> dict:
     return json.loads(SCHEMA_PATH.read_text())
 
 
+#: Deepest JSON nesting a valid spec needs is 5 (spec > edits > edit > points > point); deeper is refused.
+MAX_DEPTH = 8
+#: Longest spec text accepted (a 10,000-edit spec is about 0.8 MB).
+MAX_SPEC_CHARS = 4_000_000
+#: Largest magnitude of any number in a spec (beyond it a float loses whole pixels and ids overflow).
+MAX_NUMBER = 1e12
+#: Longest compose ``source`` (a path or a folder name; file systems allow 4096 bytes at most).
+MAX_SOURCE_CHARS = 1024
+
+
 def _reject_constant(name: str):
     raise UserError(f"The edit spec contains {name}; every number must be finite.")
 
 
+def _nesting_depth(text: str) -> int:
+    """Deepest ``[``/``{`` nesting of JSON ``text`` outside strings, counted without recursion."""
+    depth = deepest = 0
+    in_str = esc = False
+    for ch in text:
+        if in_str:
+            if esc:
+                esc = False
+            elif ch == "\\":
+                esc = True
+            elif ch == '"':
+                in_str = False
+        elif ch == '"':
+            in_str = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
 def _parse_json(text: str, where: str) -> object:
+    if len(text) > MAX_SPEC_CHARS:
+        raise UserError(f"{where} is too long ({len(text):,} characters; at most {MAX_SPEC_CHARS:,}).")
+    if _nesting_depth(text) > MAX_DEPTH:
+        raise UserError(f"{where} is nested more than {MAX_DEPTH} levels deep; a spec needs at most 5.")
     try:
         return json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as err:
         raise UserError(f"{where} is not valid JSON ({err.msg} at line {err.lineno}, column {err.colno}).") from None
+    except (ValueError, RecursionError):  # an integer literal of more than 4300 digits
+        raise UserError(f"{where} contains a number too long to read; every number must be at most {MAX_NUMBER:g}.") from None
 
 
-def _check_finite(obj, path: str = "spec") -> None:
-    if isinstance(obj, float) and not math.isfinite(obj):
-        raise UserError(f"The edit spec contains {obj} at {path}; every number must be finite.")
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            _check_finite(v, f"{path}.{k}")
-    elif isinstance(obj, (list, tuple)):
-        for i, v in enumerate(obj):
-            _check_finite(v, f"{path}[{i}]")
+def _check_values(obj, path: str = "spec") -> None:
+    """Every number finite and at most :data:`MAX_NUMBER` in magnitude; iterative (no recursion)."""
+    stack = [(obj, path)]
+    while stack:
+        obj, path = stack.pop()
+        if isinstance(obj, float) and not math.isfinite(obj):
+            raise UserError(f"The edit spec contains {obj} at {path}; every number must be finite.")
+        if isinstance(obj, (int, float)) and not isinstance(obj, bool) and abs(obj) > MAX_NUMBER:
+            raise UserError(f"The edit spec contains {excerpt(obj)} at {path}; every number must be at most "
+                            f"{MAX_NUMBER:g} in magnitude.")
+        if isinstance(obj, dict):
+            stack.extend((v, f"{path}.{_key(k)}") for k, v in obj.items())
+        elif isinstance(obj, (list, tuple)):
+            stack.extend((v, f"{path}[{i}]") for i, v in enumerate(obj))
+
+
+def _key(k) -> str:
+    """A dict key as it may appear in an error sentence (sanitised, short)."""
+    return excerpt(str(k), 20).strip("'")
 
 
 def _where(path) -> str:
     out = "spec"
     for p in path:
-        out += f"[{p}]" if isinstance(p, int) else f".{p}"
+        out += f"[{p}]" if isinstance(p, int) else f".{_key(p)}"
     return out
 
 
+def _schema_message(err) -> str:
+    """jsonschema's error, reworded so that it quotes the input only through :func:`excerpt`."""
+    kind, inst, val = err.validator, err.instance, err.validator_value
+    if kind == "type":
+        want = val if isinstance(val, str) else " or ".join(val)
+        return f"{excerpt(inst)} is not of type '{want}'"
+    if kind == "required":
+        missing = [k for k in val if isinstance(inst, dict) and k not in inst]
+        return f"'{missing[0] if missing else val[0]}' is a required property"
+    if kind == "additionalProperties":
+        extra = [k for k in inst if k not in err.schema.get("properties", {})][:3] if isinstance(inst, dict) else []
+        names = ", ".join(excerpt(str(k), 20) for k in extra)
+        return f"Additional properties are not allowed ({names} {'was' if len(extra) == 1 else 'were'} unexpected)"
+    if kind in ("enum", "const"):
+        allowed = val if kind == "enum" else [val]
+        return f"{excerpt(inst)} is not one of {', '.join(map(str, allowed))}"
+    if kind in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+        rel = {"minimum": "less than the minimum of", "maximum": "greater than the maximum of",
+               "exclusiveMinimum": "less than or equal to the minimum of",
+               "exclusiveMaximum": "greater than or equal to the maximum of"}[kind]
+        return f"{excerpt(inst)} is {rel} {val}"
+    if kind in ("minItems", "maxItems"):
+        n = len(inst) if isinstance(inst, list) else 0
+        return f"a list of {n} items has {'too few' if kind == 'minItems' else 'too many'} (the limit is {val})"
+    if kind in ("minLength", "maxLength"):
+        n = len(inst) if isinstance(inst, str) else 0
+        return f"a text of {n} characters is too {'short' if kind == 'minLength' else 'long'} (the limit is {val})"
+    if kind in ("oneOf", "anyOf"):
+        return "select elements with exactly one of elements, points or rect"
+    return f"{excerpt(inst)} does not fit the spec format ({kind})"
+
+
 def validate_dict(d: object) -> None:
-    """Schema check with friendly messages for the common mistakes; raises UserError."""
+    """Schema check with friendly messages for the common mistakes; raises UserError.
+
+    Messages quote values of ``d`` only as short sanitised excerpts (:func:`elements.errors.excerpt`).
+    """
     import jsonschema
 
     if not isinstance(d, dict):
         raise UserError("An edit spec must be a JSON object with 'version' and 'edits'.")
-    _check_finite(d)
+    _check_values(d)
     if "version" not in d:
         raise UserError("The edit spec has no 'version'; add \"version\": 1.")
-    if d["version"] != SPEC_VERSION:
-        raise UserError(f"Unsupported edit spec version {d['version']!r}; this program reads version {SPEC_VERSION}.")
+    if d["version"] != SPEC_VERSION or isinstance(d["version"], bool):
+        shown = f" {d['version']}" if isinstance(d["version"], int) and not isinstance(d["version"], bool) else ""
+        raise UserError(f"Unsupported edit spec version{shown}; this program reads version {SPEC_VERSION}.")
     edits = d.get("edits")
     if isinstance(edits, list):
         for i, e in enumerate(edits, 1):
             if not isinstance(e, dict):
-                raise UserError(f"Edit {i} must be a JSON object with an 'op'.")
+                raise UserError("Each edit must be a JSON object with an 'op'.", edit_index=i)
             if "op" not in e:
-                raise UserError(f"Edit {i} has no 'op'; choose one of {', '.join(OPS)}.")
+                raise UserError(f"Each edit needs an 'op'; choose one of {', '.join(OPS)}.", edit_index=i)
             if e["op"] not in OPS:
-                raise UserError(f"Edit {i} has unknown op {e['op']!r}; choose one of {', '.join(OPS)}.")
+                raise UserError(f"This edit has an unknown op {excerpt(e['op'])}; choose one of {', '.join(OPS)}.", edit_index=i)
+            op = e["op"]
             given = [k for k in SELECTORS if k in e]
             if len(given) != 1:
                 what = "none" if not given else " and ".join(given)
-                raise UserError(f"Edit {i} ({e['op']}) must select elements with exactly one of elements, points or rect (got {what}).")
+                raise UserError(f"Select elements with exactly one of elements, points or rect (got {what}).",
+                                edit_index=i, op=op)
             if "factor" in e and isinstance(e["factor"], (int, float)) and not isinstance(e["factor"], bool) and e["factor"] <= 0:
-                raise UserError(f"Edit {i} ({e['op']}) has factor {e['factor']}; a scale factor must be greater than 0.")
+                raise UserError(f"The factor is {excerpt(e['factor'])}; a scale factor must be greater than 0.",
+                                edit_index=i, op=op)
+            src = e.get("source")
+            if op == "compose" and isinstance(src, str) and (len(src) > MAX_SOURCE_CHARS
+                                                             or any(ord(c) < 32 for c in src)):
+                raise UserError(f"The compose source must be a file or folder name of at most {MAX_SOURCE_CHARS} "
+                                "characters without control characters.", edit_index=i, op=op)
     validator = jsonschema.Draft202012Validator(schema())
-    err = jsonschema.exceptions.best_match(validator.iter_errors(d))
+    try:
+        err = jsonschema.exceptions.best_match(validator.iter_errors(d))
+    except RecursionError:  # unreachable after the depth check; kept so no input can crash validation
+        raise UserError("The edit spec is nested too deeply.") from None
     if err is not None:
-        raise UserError(f"Invalid edit spec at {_where(err.absolute_path)}: {_short(err.message)}.")
+        raise UserError(f"Invalid edit spec at {_where(err.absolute_path)}: {_schema_message(err)}.")
 
 
 def _short(msg: str) -> str:
@@ -148,9 +243,39 @@ def _short(msg: str) -> str:
     return msg if len(msg) <= 160 else msg[:157] + "..."
 
 
+def _to_spec(d: dict, base_dir: str | None) -> EditSpec:
+    validate_dict(d)
+    return EditSpec(
+        edits=tuple(dict(e) for e in d.get("edits", [])),
+        prompt=d.get("prompt", ""),
+        seed=int(d.get("seed", 0)),
+        decoder=d.get("decoder"),
+        steps=d.get("steps"),
+        guidance=None if d.get("guidance") is None else float(d["guidance"]),
+        base_dir=base_dir,
+    )
+
+
+def parse_spec(text: str) -> EditSpec:
+    """Read and validate a spec from JSON **text only** — never a file name (for untrusted callers).
+
+    The demo's ``/edit`` API uses this: whatever the text says, nothing on the server is read and
+    error sentences quote the text only as short sanitised excerpts. Raises UserError.
+    """
+    if not isinstance(text, str):
+        raise UserError(f"An edit spec must be JSON text, not {type(text).__name__}.")
+    if not text.strip():
+        raise UserError("The edit spec is empty; send JSON text such as {\"version\": 1, \"edits\": []}.")
+    if not text.lstrip().startswith(("{", "[")):
+        raise UserError("The edit spec must be JSON text starting with '{'; file names are not accepted here.")
+    return _to_spec(_parse_json(text, "The edit spec"), None)
+
+
 def load_spec(source) -> EditSpec:
     """Read and validate a spec from an :class:`EditSpec`, a dict, JSON text, or a path to a JSON file.
 
+    For trusted callers (the CLI, Python code): text not starting with ``{`` or ``[`` is a path
+    (``~`` is not expanded; the shell does that). Untrusted text goes through :func:`parse_spec`.
     Relative ``compose`` sources are resolved against the spec file's folder (for a path) or
     the working directory. Raises UserError with one sentence on any problem.
     """
@@ -162,27 +287,20 @@ def load_spec(source) -> EditSpec:
     elif isinstance(source, str) and source.lstrip().startswith(("{", "[")):
         d = _parse_json(source, "The edit spec")
     elif isinstance(source, (str, os.PathLike)):
-        path = Path(source).expanduser()
-        if not path.is_file():
-            raise UserError(f"Edit spec file '{path}' does not exist.")
         try:
+            path = Path(source)
+            if not path.is_file():
+                raise UserError(f"Edit spec file '{_short(str(path))}' does not exist.")
+            if path.stat().st_size > MAX_SPEC_CHARS * 4:
+                raise UserError(f"Edit spec file '{_short(str(path))}' is too large to be an edit spec.")
             text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as err:
-            raise UserError(f"Edit spec file '{path}' could not be read ({type(err).__name__}).") from None
-        d = _parse_json(text, f"Edit spec file '{path}'")
+        except (OSError, ValueError, UnicodeDecodeError) as err:  # name too long, NUL in the name, not UTF-8
+            raise UserError(f"Edit spec file '{_short(str(source))}' could not be read ({type(err).__name__}).") from None
+        d = _parse_json(text, f"Edit spec file '{_short(str(path))}'")
         base_dir = str(path.resolve().parent)
     else:
         raise UserError(f"An edit spec must be a path, JSON text or a dict, not {type(source).__name__}.")
-    validate_dict(d)
-    return EditSpec(
-        edits=tuple(dict(e) for e in d.get("edits", [])),
-        prompt=d.get("prompt", ""),
-        seed=int(d.get("seed", 0)),
-        decoder=d.get("decoder"),
-        steps=d.get("steps"),
-        guidance=None if d.get("guidance") is None else float(d["guidance"]),
-        base_dir=base_dir,
-    )
+    return _to_spec(d, base_dir)
 
 
 # --- applying ------------------------------------------------------------------------------------
@@ -204,19 +322,23 @@ def default_loader(partitioner=None, base_dir=None, like: ImageElements | None =
     cache: dict[str, ImageElements] = {}
 
     def load(source: str) -> ImageElements:
-        path = Path(source).expanduser()
-        if not path.is_absolute():
-            path = Path(base_dir or ".") / path
-        key = str(path.resolve())
+        try:  # no "~" expansion; a name too long or with NUL is one sentence, not OSError/ValueError
+            path = Path(source)
+            if not path.is_absolute():
+                path = Path(base_dir or ".") / path
+            key = str(path.resolve())
+            is_dir, exists = path.is_dir(), path.exists()
+        except (OSError, ValueError):
+            raise UserError(f"Compose source {excerpt(source)} is not a usable file name.") from None
         if key in cache:
             return cache[key]
-        if path.is_dir():
+        if is_dir:
             try:
                 other = ImageElements.load(path)
             except ValueError as err:
                 raise UserError(f"Compose source '{source}': {err}.") from None
         else:
-            if not path.exists():
+            if not exists:
                 raise UserError(f"Compose source '{source}' does not exist (looked for {path}).")
             part = partitioner
             if part is None:
@@ -263,9 +385,9 @@ def apply_spec(el: ImageElements, spec, *, partitioner=None, base_dir=None,
         try:
             el = apply_edit(el, e, load_other=load_other)
         except UserError as err:
-            raise UserError(f"Edit {i} ({e['op']}): {err}") from None
+            raise err.for_edit(i, e["op"]) from None
     return el
 
 
-__all__ = ["EditSpec", "OPS", "SCHEMA_PATH", "SPEC_VERSION", "apply_edit", "apply_spec", "default_loader", "load_spec",
-           "schema", "select", "validate_dict"]
+__all__ = ["EditSpec", "MAX_DEPTH", "MAX_NUMBER", "OPS", "SCHEMA_PATH", "SPEC_VERSION", "apply_edit", "apply_spec",
+           "default_loader", "load_spec", "parse_spec", "schema", "select", "validate_dict"]

@@ -13,11 +13,14 @@ import json
 import numpy as np
 
 from elements.errors import UserError
-from elements.spec import load_spec
+from elements.spec import parse_spec
 from elements.ui import backends
 from elements.ui.generate import MAX_SEED, render_candidates
 from elements.ui.handlers import user_errors
 from elements.ui.session import load_for_app, partition
+
+#: Operations per ``/edit`` request: bounds the time one request holds the single decode slot.
+MAX_API_EDITS = 500
 
 
 @user_errors
@@ -46,18 +49,23 @@ def api_edit(image, spec_json: str, decoder_name: str | None = None, seed: float
     """Image + edit spec (JSON text) [+ decoder name, seed] -> edited image ``(H, W, 3) uint8``.
 
     The decoder defaults to the spec's ``decoder``, then to the demo's default; the seed to the
-    spec's. Compose edits are refused: their ``source`` would name a file on the server.
+    spec's. The spec is JSON *text* only (:func:`elements.spec.parse_spec`: never a server
+    path); compose edits are refused (their ``source`` would name a file on the server) and at
+    most :data:`MAX_API_EDITS` edits are taken per request (docs/security.md).
     """
     from elements.editor import EditorSession
 
     if image is None:
         raise UserError("Send the image to edit.")
-    if not (spec_json or "").strip():
+    if not isinstance(spec_json, str) or not spec_json.strip():
         raise UserError("Send an edit spec (JSON text); an empty edit list reconstructs the image.")
-    spec = load_spec(spec_json)
+    spec = parse_spec(spec_json)  # text only: never a server path, never "~"
     if any(e.get("op") == "compose" for e in spec.edits):
         raise UserError("The edit endpoint does not take compose edits (their source would be a file on the server); "
                         "compose in the UI or with the CLI.")
+    if len(spec.edits) > MAX_API_EDITS:
+        raise UserError(f"The edit endpoint takes at most {MAX_API_EDITS} edits per request (got {len(spec.edits)}); "
+                        "split the spec or use the CLI.")
     name = (decoder_name or "").strip() or spec.decoder or backends.default_decoder()
     if seed is None or seed == "":
         seed = spec.seed
@@ -73,4 +81,4 @@ def api_edit(image, spec_json: str, decoder_name: str | None = None, seed: float
     return out
 
 
-__all__ = ["api_edit", "api_partition"]
+__all__ = ["MAX_API_EDITS", "api_edit", "api_partition"]

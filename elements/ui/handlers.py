@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import re
 from pathlib import Path
 
 import gradio as gr
@@ -149,8 +148,7 @@ def _apply(session: AppSession, edit: dict) -> None:
     try:
         session.editor.apply(edit)
     except UserError as err:  # the spec's "Edit 1 (op)" numbering means nothing to a clicking visitor
-        text = re.sub(r"^Edit 1 \((\w+)\): ", "", str(err))
-        raise UserError(re.sub(r"^Edit 1 \((\w+)\) ", r"The \1 edit ", text)) from None
+        raise UserError(err.message) from None
     session.prune_selection()
 
 

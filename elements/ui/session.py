@@ -34,7 +34,8 @@ def load_for_app(path_or_image, what: str = "The image") -> tuple[LoadedImage, s
 
     The downscaled pixels *are* the input from then on: clicks, specs and outputs use its size.
     """
-    loaded = load_image(path_or_image, max_side=APP_MAX_SIDE)  # long side <= APP_MAX_SIDE after this
+    # ``name=what``: error sentences never show the server's upload path
+    loaded = load_image(path_or_image, max_side=APP_MAX_SIDE, name=what)  # long side <= APP_MAX_SIDE after this
     note = ""
     if loaded.downscaled:
         h, w = loaded.pixels.shape[:2]
