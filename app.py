@@ -85,7 +85,7 @@ def build_demo() -> gr.Blocks:
             result_file = gr.DownloadButton("Download result (PNG)", elem_id="download-result")
             spec_file = gr.DownloadButton("Download edit spec (JSON)", elem_id="download-spec")
         with gr.Row(visible=False):  # the scriptable API: /partition and /edit (README, "Scriptable API")
-            api_image, api_overlay = gr.Image(type="filepath"), gr.Image(format="png")
+            api_image, api_overlay = UploadImage(type="filepath"), gr.Image(format="png")
             api_json, api_spec, api_decoder = gr.Textbox(), gr.Textbox(), gr.Textbox()
             api_seed, api_out = gr.Number(None), gr.Image(format="png")
             api_partition, api_edit = gr.Button(), gr.Button()

@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from skimage.segmentation import slic
 
@@ -29,19 +31,70 @@ def grid_labels(canvas: np.ndarray, valid: np.ndarray, content_box, num: int) ->
 def slic_labels(canvas: np.ndarray, valid: np.ndarray, num: int) -> np.ndarray:
     """scikit-image SLIC (k-means in Lab + xy) restricted to the content box, then the common clean-up.
 
-    scikit-image may return a few more segments than asked; we ask for fewer until it returns
-    at most ``num`` (usually at once).
+    Where SLIC collapses (stripes, noise, flat or 1-bit images can give one segment over most of
+    the image), every segment larger than :data:`MAX_AREA_RATIO` times the mean element area is
+    cut along the regular grid of ``num`` cells (:func:`grid_labels`), so the partition
+    guarantees ``0.75 * num <= count <= num`` elements, none much larger than a grid cell
+    (tests/test_security.py). scikit-image may also return a few more segments than asked;
+    we ask for fewer until the count is at most ``num`` (usually at once).
     """
     ask = num
+    grid = None
     for _ in range(8):
-        lab = slic(canvas, n_segments=ask, compactness=SLIC_COMPACTNESS, sigma=SLIC_SIGMA, start_label=1,
-                   mask=valid, enforce_connectivity=True, channel_axis=-1)
-        labels = cleanup(lab.astype(np.int32) - 1, smooth=True)
+        with warnings.catch_warnings():  # kmeans2's "One of the clusters is empty" on flat images
+            warnings.simplefilter("ignore")
+            lab = slic(canvas, n_segments=ask, compactness=SLIC_COMPACTNESS, sigma=SLIC_SIGMA, start_label=1,
+                       mask=valid, enforce_connectivity=True, channel_axis=-1)
+        lab = lab.astype(np.int32) - 1
+        lab, grid = _split_collapsed(lab, canvas, valid, num, grid)
+        labels = cleanup(lab, smooth=True)
         got = int(labels.max()) + 1
         if got <= num:
             return labels
+        if grid is not None:  # a collapse was cut along the grid: merge the smallest extras instead of re-asking
+            break
         ask = max(1, int(ask * num / got) - 1)
-    return labels
+    return _merge_smallest(labels, valid, num)
+
+
+def _merge_smallest(labels: np.ndarray, valid: np.ndarray, num: int) -> np.ndarray:
+    """At most ``num`` labels: the smallest extra elements' pixels go to the nearest remaining element."""
+    from scipy.ndimage import distance_transform_edt
+
+    got = int(labels.max()) + 1
+    if got <= num:
+        return labels
+    areas = np.bincount(labels[labels >= 0], minlength=got)
+    drop = np.argsort(areas, kind="stable")[: got - num]
+    lab = labels.copy()
+    lab[np.isin(lab, drop)] = -1
+    _, (iy, ix) = distance_transform_edt(lab < 0, return_indices=True)
+    lab = np.where(valid, lab[iy, ix], -1).astype(np.int32)
+    return cleanup(lab, smooth=False)
+
+
+#: A SLIC segment larger than this many mean element areas is cut along the grid (a collapse).
+MAX_AREA_RATIO = 3.0
+
+
+def _split_collapsed(lab: np.ndarray, canvas: np.ndarray, valid: np.ndarray, num: int, grid):
+    """Cut oversized segments of ``lab`` ((S, S) int32, -1 outside) along the grid cells; returns (labels, grid)."""
+    n_valid = int(valid.sum())
+    if n_valid == 0 or lab.max() < 0:
+        return lab, grid
+    areas = np.bincount(lab[lab >= 0])
+    big = np.flatnonzero(areas > MAX_AREA_RATIO * n_valid / num)
+    if big.size == 0:
+        return lab, grid
+    if grid is None:
+        rows, cols = np.flatnonzero(valid.any(axis=1)), np.flatnonzero(valid.any(axis=0))
+        size = valid.shape[0]
+        box = (cols[0] / size, rows[0] / size, (cols[-1] + 1) / size, (rows[-1] + 1) / size)
+        grid = grid_labels(canvas, valid, box, num)
+    cut = np.isin(lab, big) & (grid >= 0)
+    out = lab.copy()
+    out[cut] = int(lab.max()) + 1 + grid[cut]  # one new label per (collapsed region, grid cell)
+    return out, grid
 
 
 def sam_labels(affinity, canvas: np.ndarray, valid: np.ndarray, content_box, num: int, *,
