@@ -56,11 +56,11 @@ def overlay(el: ImageElements, *, selected=(), at_input_size: bool = True, image
 def write_partition_outputs(el: ImageElements, directory) -> None:
     """Write elements.json, labels.png (16-bit, id + 1, 0 = dropped), overlay.png and the saved value."""
     from elements.image_io import save_png
-    from elements.partition.cli import dumps
+    from elements.partition.cli import dumps, input_labels
 
     d = Path(directory)
-    (d / "elements.json").write_text(dumps(el))
-    lab = el.geometry.labels_to_input(el.labels)
+    lab = input_labels(el)  # each element one 4-connected region at the input's size
+    (d / "elements.json").write_text(dumps(el, lab))
     save_png(d / "labels.png", (lab.astype(np.int64) + 1).astype(np.uint16))
     save_png(d / "overlay.png", overlay(el))
     el.save(d)

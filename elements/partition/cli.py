@@ -22,6 +22,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 from elements import defaults
 
 
@@ -69,18 +71,61 @@ def run(args) -> int:
     return 0
 
 
-def elements_json(el) -> dict:
-    """The ``elements.json`` document for an :class:`ImageElements` value."""
+def elements_json(el, labels=None) -> dict:
+    """The ``elements.json`` document for an :class:`ImageElements` value.
+
+    With ``labels`` (the :func:`input_labels` map written as ``labels.png``) each element also
+    gets ``"pixels"``: its pixel count in that file (0 = too thin to survive at the input's size).
+    """
     g = el.geometry
+    records = [{k: r[k] for k in ("id", "centroid", "bbox", "area")} for r in el.records()]
+    if labels is not None:
+        counts = np.bincount(labels[labels >= 0].ravel(), minlength=el.num_elements)
+        for r in records:
+            r["pixels"] = int(counts[r["id"]])
     return {
         "image_size": [g.input_w, g.input_h],
         "coordinates": "input-image pixels, origin top-left, x right, y down",
         "partition": el.meta.get("partition", {}),
         "dropped_fraction": el.meta.get("dropped_fraction"),
         "num_elements": el.num_elements,
-        "elements": [{k: r[k] for k in ("id", "centroid", "bbox", "area")} for r in el.records()],
+        "elements": records,
     }
 
 
-def dumps(el) -> str:
-    return json.dumps(elements_json(el), indent=1)
+def dumps(el, labels=None) -> str:
+    return json.dumps(elements_json(el, labels), indent=1)
+
+
+def input_labels(el) -> np.ndarray:
+    """The canvas labels at the input's size, ``(H, W) int64``, -1 = dropped: what ``labels.png`` holds (+1).
+
+    Guarantee: every element present is **one 4-connected region**. Nearest-neighbour resampling
+    from the 512 canvas to a smaller input can cut a thin element in pieces; every piece but the
+    largest goes to the neighbouring elements (nearest pixel), and that is repeated until each
+    element is one piece. An element thinner than an input pixel can be absent; ``elements.json``
+    then says ``"pixels": 0`` for it.
+    """
+    from scipy import ndimage
+
+    lab = el.geometry.labels_to_input(el.labels).astype(np.int64)
+    for _ in range(4):
+        stray = np.zeros(lab.shape, dtype=bool)
+        for k, box in enumerate(ndimage.find_objects(lab + 1)):  # label k + 1 - 1 = element k
+            if box is None:
+                continue
+            mine = lab[box] == k
+            parts, n = ndimage.label(mine)  # 4-connected (the default cross structure)
+            if n > 1:
+                keep = np.argmax(np.bincount(parts.ravel())[1:]) + 1
+                stray[box] |= mine & (parts != keep)
+        if not stray.any():
+            return lab
+        fill = lab.copy()
+        fill[stray] = -1
+        dropped = lab < 0
+        _, (iy, ix) = ndimage.distance_transform_edt(fill < 0, return_indices=True)
+        lab = np.where(stray, fill[iy, ix], lab)
+        lab[dropped] = -1
+    lab[stray] = -1  # pieces still split after four rounds (never seen) are marked dropped, not left split
+    return lab
