@@ -96,8 +96,11 @@ def load_image(source, *, max_side: int = MAX_DECODED_SIDE, name: str | None = N
 
 def _open(fp, max_side: int, label: str) -> LoadedImage:
     try:
-        with Image.open(fp) as img:
-            return _decode(img, max_side, label)
+        with warnings.catch_warnings():  # also when a caller (pytest) reset the module-level filters
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            warnings.filterwarnings("ignore", module=r"PIL\.")
+            with Image.open(fp) as img:
+                return _decode(img, max_side, label)
     except UserError:
         raise
     except Image.DecompressionBombError:
@@ -153,6 +156,11 @@ def _normalise(arr: np.ndarray, is_float: bool) -> np.ndarray:
     16-bit (divided by 257); anything else (negative, > 65535, floats > 1) is stretched from
     its finite min to its finite max. NaN becomes 0, +/-inf the max/min.
     """
+    with np.errstate(all="ignore"):
+        return _normalise_quiet(arr, is_float)
+
+
+def _normalise_quiet(arr: np.ndarray, is_float: bool) -> np.ndarray:
     a = np.asarray(arr, dtype=np.float64)
     finite = np.isfinite(a)
     if not finite.all():

@@ -115,6 +115,9 @@ def test_resume_continues_exactly(blocks, tmp_path):
     assert state["step"] == 6
     log = [json.loads(line) for line in (split / "train_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log if "loss" in r] == [1, 2, 3, 4, 5, 6] and all(r["loss"] < 100 for r in log if "loss" in r)
+    # the epoch's sample count continues across the mid-epoch resume (it counted from the resume point before)
+    ref = [json.loads(line) for line in (straight / "train_log.jsonl").read_text().splitlines()]
+    assert [r["epoch_samples"] for r in log if "loss" in r] == [r["epoch_samples"] for r in ref if "loss" in r]
     assert (split / "validation" / "step-0000006.png").is_file()
     # the final folder is a loadable stage-1 checkpoint
     from elements.reconstruct import LightReconstructor

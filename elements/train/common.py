@@ -294,13 +294,17 @@ def run_training(accelerator, args, *, stage: str, lr_scheduler, named_models: d
     import torch
 
     from elements.data.dataset import make_dataloader, total_stats
+    from elements.data.sources import DataStats
 
     state = resume_state(accelerator, args)
     global_step, epoch = int(state["step"]), int(state.get("epoch", 0))
     positions = {int(k): v for k, v in state.get("rank", {}).get("positions", {}).items()}
+    # each worker's counters up to the checkpoint: a resumed reader counts from its start position,
+    # so the epoch's figures (epoch_samples, ...) are these plus what it counts after the resume
+    base_stats = {int(k): v for k, v in state.get("rank", {}).get("stats", {}).items()}
     if positions and state["rank"].get("num_workers") != args.dataloader_num_workers:
         logger.warning("--dataloader_num_workers changed since the checkpoint; restarting epoch %d from its start", epoch)
-        positions = {}
+        positions, base_stats = {}, {}
 
     out = Path(args.output_dir)
     log = JsonlLogger(out, is_main_process=accelerator.is_main_process, resume_step=global_step if "path" in state else None)
@@ -328,7 +332,8 @@ def run_training(accelerator, args, *, stage: str, lr_scheduler, named_models: d
             if epoch_done:
                 break
             epoch_positions[batch["worker"]] = batch["position"]
-            worker_stats[batch["worker"]] = batch["stats"]
+            w = batch["worker"]
+            worker_stats[w] = DataStats.total([base_stats.get(w, {}), batch["stats"]]) if w in base_stats else batch["stats"]
             window.append(step(batch))
             if not accelerator.sync_gradients:
                 continue
@@ -342,7 +347,8 @@ def run_training(accelerator, args, *, stage: str, lr_scheduler, named_models: d
                 accelerator.log(record, step=global_step)
             if global_step % args.checkpointing_steps == 0 or global_step == max_steps:
                 save_checkpoint(accelerator, out, global_step, named_models, state={"epoch": epoch},
-                                rank_state={"positions": epoch_positions, "num_workers": args.dataloader_num_workers})
+                                rank_state={"positions": epoch_positions, "num_workers": args.dataloader_num_workers,
+                                            "stats": {**base_stats, **worker_stats}})
                 if accelerator.is_main_process:
                     prune_checkpoints(out, args.checkpoints_total_limit)
             if accelerator.is_main_process and args.validation_steps and (
@@ -355,7 +361,7 @@ def run_training(accelerator, args, *, stage: str, lr_scheduler, named_models: d
                 done = True
                 break
         if epoch_done:
-            epoch, positions = epoch + 1, {}
+            epoch, positions, base_stats, worker_stats = epoch + 1, {}, {}, {}
             done = done or epoch >= args.num_train_epochs
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
