@@ -159,7 +159,7 @@ def _valid_spec() -> dict:
     return {"version": 1, "prompt": "a cat", "seed": 3, "edits": [
         {"op": "move", "elements": [1, 2], "dx": 10, "dy": -4},
         {"op": "scale", "points": [[100, 80]], "factor": 1.5},
-        {"op": "delete", "rect": [0, 0, 60, 60]}]}
+        {"op": "delete", "rect": [0, 0, 200, 200]}]}
 
 
 _BIG = "1" + "0" * 400
