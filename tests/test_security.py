@@ -99,7 +99,7 @@ def test_app_errors_never_show_the_upload_path(tmp_path):
 BIG = "1" + "0" * 400
 
 
-@pytest.mark.parametrize("edit", [
+@pytest.mark.parametrize("edit", ids=["dx", "dy", "id", "point", "rect", "at", "5000-digit id"], argvalues=[
     '{"op": "move", "elements": [1], "dx": %s, "dy": 0}' % BIG,
     '{"op": "move", "elements": [1], "dx": 0, "dy": -%s}' % BIG,
     '{"op": "delete", "elements": [%s]}' % BIG,
@@ -113,14 +113,14 @@ def test_huge_integers_are_one_sentence(el, edit):
         apply_spec(el, '{"version": 1, "edits": [%s]}' % edit)
 
 
-@pytest.mark.parametrize("text", ["[" * 1000 + "]" * 1000, '{"a":' * 1000 + "1" + "}" * 1000,
+@pytest.mark.parametrize("text", ids=["list", "object", "in-edits"], argvalues=["[" * 1000 + "]" * 1000, '{"a":' * 1000 + "1" + "}" * 1000,
                                   '{"version": 1, "edits": [' + "[" * 1000 + "]" * 1000 + "]}"])
 def test_deep_json_is_one_sentence(el, text):
     with pytest.raises(UserError, match="nested"):
         apply_spec(el, text)
 
 
-@pytest.mark.parametrize("source", ["x" * 5000, "a\x00b"])
+@pytest.mark.parametrize("source", ["x" * 5000, "a\x00b"], ids=["long", "nul"])
 def test_odd_compose_sources_are_one_sentence(el, source):
     with pytest.raises(UserError, match="compose source"):
         apply_spec(el, {"version": 1, "edits": [{"op": "compose", "source": source, "elements": [1], "at": [5, 5]}]})
@@ -147,7 +147,7 @@ def _cli(*args, cwd=None):
     return p.returncode, p.stderr.strip().splitlines(), max(peak, before) / 1024
 
 
-@pytest.mark.parametrize("name, data", [("bomb.png", bomb_png()), ("bomb.jpg", bomb_jpeg())])
+@pytest.mark.parametrize("name, data", [("bomb.png", bomb_png()), ("bomb.jpg", bomb_jpeg())], ids=["png", "jpeg"])
 def test_bombs_are_refused_in_one_line_without_gigabytes(tmp_path, name, data):
     path = tmp_path / name
     path.write_bytes(data)

@@ -7,7 +7,10 @@ traceback in the server log. The frontend is the stock image component.
 
 from __future__ import annotations
 
+import warnings
+
 import gradio as gr
+from PIL import Image
 
 
 class UploadImage(gr.Image):
@@ -23,7 +26,9 @@ class UploadImage(gr.Image):
 
     def preprocess(self, payload):
         try:
-            return super().preprocess(payload)
+            with warnings.catch_warnings():  # Pillow's bomb warning at open: our pixel budget decides, quietly
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                return super().preprocess(payload)
         except gr.Error:
             raise
         except Exception as err:

@@ -12,6 +12,13 @@ import gradio as gr
 from gradio.events import Dependency
 
 class UploadImage(gr.Image):
+    """``image_mode`` defaults to None: with ``type="filepath"`` Gradio then only reads the header and
+    passes the file on untouched, so :func:`elements.image_io.load_image` decodes it within the pixel
+    budget (Gradio's own RGB conversion would decode a 12000x12000 upload at full size)."""
+
+    def __init__(self, *args, image_mode=None, **kwargs):
+        super().__init__(*args, image_mode=image_mode, **kwargs)
+
     def get_block_name(self) -> str:
         return "image"  # reuse gr.Image's Svelte component
 
@@ -21,8 +28,12 @@ class UploadImage(gr.Image):
         except gr.Error:
             raise
         except Exception as err:
-            name = getattr(payload, "orig_name", None) or "The uploaded file"
-            raise gr.Error(f"{name} is not an image file that can be read ({type(err).__name__}); "
+            from elements.errors import excerpt
+
+            name = getattr(payload, "orig_name", None)
+            name = f"The file {excerpt(name, 40)}" if name else "The uploaded file"
+            why = "it is too large to decode safely" if "DecompressionBomb" in type(err).__name__ else type(err).__name__
+            raise gr.Error(f"{name} is not an image file that can be read ({why}); "
                            "upload a PNG, JPEG or WebP photo.", print_exception=False) from None
     from typing import Callable, Literal, Sequence, Any, TYPE_CHECKING
     from gradio.blocks import Block
