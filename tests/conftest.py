@@ -11,8 +11,16 @@ os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 # Make sure no real checkpoint leaks into the tests from the developer's environment.
-for var in ("EIE_SAM_CHECKPOINT", "EIE_STAGE1_CHECKPOINT", "EIE_STAGE2_CHECKPOINT", "EIE_SD_BASE", "EIE_SD_INPAINT"):
+for var in ("EIE_SAM_CHECKPOINT", "EIE_STAGE1_CHECKPOINT", "EIE_STAGE2_CHECKPOINT", "EIE_SD_BASE", "EIE_SD_INPAINT",
+            "EIE_TINYSAM", "EIE_SAM_MODEL_TYPE"):
     os.environ.pop(var, None)
+# The distilled SAM that tools/install_test_deps.sh put in the user's cache is used only by the tests that
+# ask for it (the `distilled_sam` fixture); everything else sees an empty cache and no npm, so "auto" is SLIC.
+from elements.partition.tinysam import cache_root  # noqa: E402
+
+REAL_CACHE = cache_root()
+os.environ["EIE_CACHE_DIR"] = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"eie-test-cache-{os.getpid()}")
+os.environ["EIE_NO_NPM"] = "1"
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -54,6 +62,18 @@ def tiny_sam():
     from elements.partition.sam import build_tiny_sam
 
     return build_tiny_sam(img_size=256)
+
+
+@pytest.fixture(scope="session")
+def distilled_sam():
+    """The real distilled SAM (vit_t) from the user's cache, loaded once per session; skips saying why without it."""
+    from elements.errors import UserError
+    from elements.partition.tinysam import _CACHE_NAME, load_tinysam
+
+    try:
+        return load_tinysam(str(REAL_CACHE / _CACHE_NAME))
+    except UserError as err:
+        pytest.skip(f"distilled SAM not available ({err}); tools/install_test_deps.sh fetches it with npm")
 
 
 @pytest.fixture

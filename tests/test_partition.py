@@ -7,11 +7,13 @@ from skimage.measure import label as cc_label
 from elements.geometry import Geometry
 from elements.partition import Partitioner, random_partition
 from elements.partition.algorithm import (
+    adjust_centroids,
     assign_with_distance,
     cleanup,
     grid_shape,
     keep_largest_components,
     mode_filter,
+    plain_assignment_centroids,
     query_grid,
     run_algorithm2,
 )
@@ -80,29 +82,120 @@ def test_uniform_affinity_reduces_to_regular_grid():
         np.testing.assert_array_equal(labels, (yy // 32) * 16 + xx // 32)
 
 
-def test_affinity_pulls_boundaries_within_one_over_beta():
-    # Two queries; a strong affinity for query 1 moves the boundary by at most 1/beta of the canvas (8 px at beta=64).
+@pytest.mark.parametrize("distance, boundary", [("euclidean", 0.5 - 1 / 128), ("squared", 0.5 - 1 / 64)])
+def test_affinity_pulls_boundaries_as_far_as_eq1_allows(distance, boundary):
+    # Two queries 0.5 apart; affinity 1 for query 1 everywhere moves their boundary towards query 0 by:
+    # euclidean: 1 - 64*d1 = -64*d0 -> d1 - d0 = 1/64 -> x = 0.5 - 1/128 (4 px);
+    # squared:   1 - 64*d1^2 = -64*d0^2 -> d1^2 - d0^2 = 0.5 - x = 1/64 -> x = 0.5 - 1/64 (8 px).
     q = np.array([[0.25, 0.5], [0.75, 0.5]], dtype=np.float32)
     valid = np.ones((512, 512), dtype=bool)
     s = np.zeros((2, 512, 512), dtype=np.float32)
     s[1] = 1.0
-    labels = assign_with_distance(s, q, valid, beta=64.0)
+    labels = assign_with_distance(s, q, valid, beta=64.0, distance=distance)
     first_col_of_1 = int(np.argmax(labels[256] == 1))
-    # boundary where 1 - 64*d1 = -64*d0, i.e. d1 - d0 = 1/64 -> x = 0.5 - 1/128
-    assert abs((first_col_of_1 + 0.5) / 512 - (0.5 - 1 / 128)) <= 1.5 / 512
+    assert abs((first_col_of_1 + 0.5) / 512 - boundary) <= 1.5 / 512
 
 
-def test_assign_with_distance_matches_brute_force(rng):
-    # the block-wise candidate pruning is exact
+def _brute_eq1(s, c, valid, beta, distance):
+    size = s.shape[-1]
+    pix = (np.arange(size) + 0.5) / size
+    d2 = (pix[None, None, :] - c[:, 0, None, None]) ** 2 + (pix[None, :, None] - c[:, 1, None, None]) ** 2
+    d = d2 if distance == "squared" else np.sqrt(d2)
+    lab = np.argmax(s - beta * d, axis=0).astype(np.int32)
+    lab[~valid] = -1
+    return lab
+
+
+@pytest.mark.parametrize("distance", ["squared", "euclidean"])
+@pytest.mark.parametrize("beta", [8.0, 64.0])
+def test_assign_with_distance_matches_brute_force(rng, distance, beta):
+    # the block-wise candidate pruning is exact, for both forms of d
     n, size = 64, 128
     q = rng.uniform(0, 1, (n, 2)).astype(np.float32)
     s = rng.uniform(0, 1, (n, size, size)).astype(np.float32)
     valid = np.ones((size, size), dtype=bool)
-    fast = assign_with_distance(s, q, valid, beta=8.0)
+    valid[:, :7] = False
+    fast = assign_with_distance(s, q, valid, beta=beta, distance=distance)
+    np.testing.assert_array_equal(fast, _brute_eq1(s, q, valid, beta, distance))
+
+
+def _smooth_affinity(rng, n, size):
+    """A random affinity that depends on the prompt points: a bump at each point times a smooth random field."""
+    from scipy import ndimage
+
+    field = ndimage.gaussian_filter(rng.uniform(0, 1, (n, size, size)), sigma=(0, 6, 6))
+    field = (field - field.min()) / (field.max() - field.min())
     pix = (np.arange(size) + 0.5) / size
-    d = np.sqrt((pix[None, None, :] - q[:, 0, None, None]) ** 2 + (pix[None, :, None] - q[:, 1, None, None]) ** 2)
-    brute = np.argmax(s - 8.0 * d, axis=0)
-    np.testing.assert_array_equal(fast, brute)
+
+    def fn(pts):
+        d2 = (pix[None, None, :] - pts[:, 0, None, None]) ** 2 + (pix[None, :, None] - pts[:, 1, None, None]) ** 2
+        return (np.exp(-d2 / 0.02) * field).astype(np.float32)
+
+    return fn
+
+
+def _brute_centroids(s, queries, valid, stride=4):
+    # Alg. 2 lines 3-5 on the documented stride-4 sample grid: argmax_n s(m, n), then each element's mean position
+    size = s.shape[-1]
+    pos = (np.arange(0, size, stride) + stride / 2) / size
+    out = queries.astype(np.float64).copy()
+    members = {}
+    for i, y in enumerate(range(stride // 2, size, stride)):
+        for j, x in enumerate(range(stride // 2, size, stride)):
+            if valid[y, x]:
+                members.setdefault(int(np.argmax(s[:, y, x])), []).append((pos[j], pos[i]))
+    for n, pts in members.items():
+        out[n] = np.mean(pts, axis=0)
+    return out.astype(np.float32)
+
+
+def test_plain_assignment_centroids_match_brute_force(rng):
+    n, size = 16, 64
+    q = query_grid((0.0, 0.0, 1.0, 1.0), n)
+    s = _smooth_affinity(rng, n, size)(q)
+    valid = np.ones((size, size), dtype=bool)
+    valid[40:] = False
+    np.testing.assert_allclose(plain_assignment_centroids(s, q, valid), _brute_centroids(s, q, valid), atol=1e-6)
+
+
+def test_centroid_adjustment_is_beta_c_mix():
+    c = np.array([[0.1, 0.9], [0.6, 0.2]], dtype=np.float32)
+    q = np.array([[0.3, 0.5], [0.5, 0.5]], dtype=np.float32)
+    np.testing.assert_allclose(adjust_centroids(c, q, 0.2), 0.2 * c + 0.8 * q, atol=1e-7)
+    np.testing.assert_allclose(adjust_centroids(c, q, 0.0), q)
+    np.testing.assert_allclose(adjust_centroids(c, q, 1.0), c)
+
+
+@pytest.mark.parametrize("iterations", [1, 3])
+@pytest.mark.parametrize("distance", ["squared", "euclidean"])
+def test_algorithm2_matches_brute_force(rng, iterations, distance):
+    # Alg. 2 end to end against a loop that follows its lines literally (no pruning, no vectorised centroids)
+    n, size, beta, beta_c = 16, 64, 16.0, 0.2
+    q = query_grid((0.0, 0.0, 1.0, 1.0), n)
+    fn = _smooth_affinity(rng, n, size)
+    valid = np.ones((size, size), dtype=bool)
+    calls = []
+
+    def affinity(pts):
+        calls.append(pts.copy())
+        return fn(pts)
+
+    fast = run_algorithm2(affinity, q, valid, beta=beta, beta_c=beta_c, iterations=iterations, distance=distance)
+    c, pix = q, (np.arange(size) + 0.5) / size
+    for it in range(iterations):
+        np.testing.assert_allclose(calls[it], c, atol=1e-6)  # line 3: SAM is prompted at the current centroids
+        s = fn(c)
+        c_adj = beta_c * _brute_centroids(s, q, valid) + (1 - beta_c) * q  # lines 4-6
+        lab = _brute_eq1(s, c_adj.astype(np.float32), valid, beta, distance)  # line 7
+        if it < iterations - 1:  # line 9: new centroids from the assignment
+            c = q.astype(np.float64).copy()
+            for k in range(n):
+                ys, xs = np.nonzero(lab == k)
+                if len(xs):
+                    c[k] = (pix[xs].mean(), pix[ys].mean())
+            c = c.astype(np.float32)
+    assert len(calls) == iterations
+    np.testing.assert_array_equal(fast, cleanup(lab))
 
 
 def test_cleanup_keeps_largest_piece_and_removes_spurs():
@@ -153,9 +246,14 @@ def test_partitioner_rejects_bad_settings():
         Partitioner("grid", num_elements=0)
     with pytest.raises(UserError):
         Partitioner("grid", beta=float("nan"))
+    with pytest.raises(UserError):
+        Partitioner("grid", distance="manhattan")
 
 
-def test_auto_falls_back_to_slic_offline_and_says_so():
+def test_auto_falls_back_to_slic_offline_and_says_so(tmp_path, monkeypatch):
+    monkeypatch.setenv("EIE_CACHE_DIR", str(tmp_path))  # no distilled SAM in the cache
+    monkeypatch.setenv("PATH", str(tmp_path))  # and no npm to fetch it
     part = Partitioner("auto")
     assert part.backend == "slic"
-    assert "SLIC" in part.note and "EIE_SAM_CHECKPOINT" in part.note
+    assert "SLIC" in part.note and "EIE_SAM_CHECKPOINT" in part.note and "EIE_TINYSAM" in part.note
+    assert "npm" in part.note

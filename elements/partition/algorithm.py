@@ -10,14 +10,18 @@ dropped pixels and padding.
 
 Distance in Eq. 1
 -----------------
-``d(m, n)`` is the *plain* Euclidean distance between pixel m and centroid n in normalised
-coordinates (the canvas is [0, 1]², so one unit is 512 px). With β = 64 a query can take a
-pixel from a nearer one only if its affinity is higher by β·Δd: a full affinity swing of 1
-moves a boundary by Δd = 1/64 of the canvas = 8 px, a quarter of the 32-px grid spacing at
-N = 256. That is the balance Fig. 15 describes: boundaries snap to object edges within a
-few pixels, while elements stay compact and near their grid cell (squared distances would
-let a boundary move 1/(β·2·d) ≈ 128 px at the cell edge, i.e. no regularisation; distances in
-units of the grid spacing would make β·d = 64 per cell and ignore the affinity entirely).
+``d(m, n)`` is the distance between pixel m and centroid n in normalised canvas coordinates
+(the canvas is [0, 1]², one unit is 512 px). The paper calls Eq. 1 "one iteration of SLIC" and
+does not spell the distance out, so its form is a parameter, ``distance``:
+
+* ``"squared"`` (default) — β·d², SLIC's own form. A query takes pixel m from the nearest
+  centroid only if β·(d_n² − d_min²) ≤ 1, i.e. within ~1/√β = 64 px (two grid cells at N = 256,
+  β = 64), so elements reach the object edge SAM's logits show while staying local. With the
+  distilled SAM on the four bundled photos this drops 0.05-0.3 % of pixels (the paper reports
+  ~0.1 %) and its elements follow objects (docs/sam.md has the table and the command).
+* ``"euclidean"`` — β·d, plain distance. A full affinity swing of 1 moves a boundary by
+  1/β = 8 px, a quarter of the grid spacing: the partition stays an almost regular grid
+  (the first version's reading; kept for comparison).
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ BETA = 64.0  # Eq. 1; Sec. 4.1 and App. C.3
 BETA_C = 0.2  # centroid adjustment ratio, App. C.3
 NUM_ELEMENTS = 256  # 16 × 16 query grid, Sec. 3.1
 ITERATIONS = 1  # T, App. C.3
+DISTANCES = ("squared", "euclidean")
+DISTANCE = "squared"  # form of d in Eq. 1 ("one iteration of SLIC", App. C.3); evidence in docs/sam.md
 _BLOCK = 16  # pixel block used to prune candidate queries in Eq. 1 (exact, see assign_with_distance)
 _CENTROID_STRIDE = 4  # stride of the coarse grid on which the plain SAM assignment is evaluated
 
@@ -112,15 +118,21 @@ def adjust_centroids(centroids: np.ndarray, queries: np.ndarray, beta_c: float =
     return (beta_c * centroids + (1.0 - beta_c) * queries).astype(np.float32)
 
 
-def assign_with_distance(s: np.ndarray, centroids: np.ndarray, valid: np.ndarray, beta: float = BETA) -> np.ndarray:
-    """Eq. 1: g(m) = argmax_n [s(m, n) − β·d(m, n)], for every canvas pixel.
+def assign_with_distance(s: np.ndarray, centroids: np.ndarray, valid: np.ndarray, beta: float = BETA,
+                         distance: str = DISTANCE) -> np.ndarray:
+    """Eq. 1: g(m) = argmax_n [s(m, n) − β·f(d(m, n))], for every canvas pixel.
 
-    Exact, but only candidates that can win are evaluated: with s in [0, 1], query n can win
-    at pixel m only if d(m, n) <= min_k d(m, k) + 1/β. Per 16 × 16 pixel block we keep the
-    queries whose distance to the block is within (the smallest farthest-corner distance of
-    any query) + 1/β, which is a superset of those winners. Cost ~ S² · K, K ≈ 10-20, instead
-    of S² · N. Returns ``(S, S) int32``; -1 where ``valid`` is False.
+    ``f`` is the square (``distance="squared"``, default) or the identity (``"euclidean"``);
+    see the module docstring. Exact, but only candidates that can win are evaluated: with s in
+    [0, 1], query n can win at pixel m only if f(d(m, n)) <= min_k f(d(m, k)) + 1/β. Per 16 × 16
+    pixel block we keep the queries whose f(distance to the block) is within (the smallest
+    f(farthest-corner distance) of any query) + 1/β, which is a superset of those winners (f is
+    increasing). Cost ~ S² · K, K ≈ 10-30, instead of S² · N. Returns ``(S, S) int32``; -1 where
+    ``valid`` is False.
     """
+    if distance not in DISTANCES:
+        raise ValueError(f"distance must be one of {DISTANCES}, got {distance!r}")
+    squared = distance == "squared"
     size = s.shape[-1]
     b = _BLOCK if size % _BLOCK == 0 else 1
     nb = size // b
@@ -131,9 +143,11 @@ def assign_with_distance(s: np.ndarray, centroids: np.ndarray, valid: np.ndarray
     dy_min = np.maximum(np.maximum(lo[:, None] - cy[None], cy[None] - hi[:, None]), 0.0)
     dx_max = np.maximum(np.abs(cx[None] - lo[:, None]), np.abs(cx[None] - hi[:, None]))
     dy_max = np.maximum(np.abs(cy[None] - lo[:, None]), np.abs(cy[None] - hi[:, None]))
-    dmin = np.sqrt(dy_min[:, None, :] ** 2 + dx_min[None, :, :] ** 2)  # (nb_y, nb_x, N)
-    dmax = np.sqrt(dy_max[:, None, :] ** 2 + dx_max[None, :, :] ** 2)
-    cand = dmin <= dmax.min(axis=-1, keepdims=True) + 1.0 / beta + 1e-9
+    fmin = dy_min[:, None, :] ** 2 + dx_min[None, :, :] ** 2  # (nb_y, nb_x, N), squared distances
+    fmax = dy_max[:, None, :] ** 2 + dx_max[None, :, :] ** 2
+    if not squared:
+        fmin, fmax = np.sqrt(fmin), np.sqrt(fmax)
+    cand = fmin <= fmax.min(axis=-1, keepdims=True) + 1.0 / beta + 1e-9
     k = int(cand.sum(-1).max())
     order = np.argsort(~cand, axis=-1, kind="stable")[..., :k]  # (nb, nb, K) candidates first
     ok = np.take_along_axis(cand, order, axis=-1)
@@ -146,7 +160,9 @@ def assign_with_distance(s: np.ndarray, centroids: np.ndarray, valid: np.ndarray
     cx32, cy32 = cx.astype(np.float32), cy.astype(np.float32)
     dx = pix.reshape(1, 1, nb, b, 1) - cx32[cand_e]
     dy = pix.reshape(nb, b, 1, 1, 1) - cy32[cand_e]
-    dist = np.sqrt(dx * dx + dy * dy)
+    dist = dx * dx + dy * dy
+    if not squared:
+        dist = np.sqrt(dist)
     score -= np.float32(beta) * dist
     score[np.broadcast_to(~ok[:, None, :, None, :], score.shape)] = -np.inf
     best = np.take_along_axis(cand_e, score.argmax(-1)[..., None], axis=-1)[..., 0]  # (nb, b, nb, b)
@@ -217,7 +233,7 @@ def cleanup(labels: np.ndarray, *, smooth: bool = True) -> np.ndarray:
 
 
 def run_algorithm2(affinity_fn, queries: np.ndarray, valid: np.ndarray, *, beta: float = BETA,
-                   beta_c: float = BETA_C, iterations: int = ITERATIONS) -> np.ndarray:
+                   beta_c: float = BETA_C, iterations: int = ITERATIONS, distance: str = DISTANCE) -> np.ndarray:
     """Algorithm 2 end to end. ``affinity_fn(points (N, 2)) -> (N, S, S)`` is called once per iteration.
 
     Returns the cleaned, contiguous label map ``(S, S) int32`` (-1 = dropped/padding).
@@ -230,7 +246,7 @@ def run_algorithm2(affinity_fn, queries: np.ndarray, valid: np.ndarray, *, beta:
         s = affinity_fn(centroids)  # line 3: SAM scores at the current centroids
         c_plain = plain_assignment_centroids(s, queries, valid)  # lines 4-5
         c_adj = adjust_centroids(c_plain, queries, beta_c)  # line 6
-        labels = assign_with_distance(s, c_adj, valid, beta)  # line 7, Eq. 1
+        labels = assign_with_distance(s, c_adj, valid, beta, distance)  # line 7, Eq. 1
         if i == iterations - 1:
             labels = cleanup(labels)  # line 8
         else:

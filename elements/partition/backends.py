@@ -14,7 +14,7 @@ import warnings
 import numpy as np
 from skimage.segmentation import slic
 
-from elements.partition.algorithm import BETA, BETA_C, ITERATIONS, cleanup, query_grid, run_algorithm2
+from elements.partition.algorithm import BETA, BETA_C, DISTANCE, ITERATIONS, cleanup, query_grid, run_algorithm2
 
 SLIC_COMPACTNESS = 10.0  # scikit-image's default for RGB in Lab space
 SLIC_SIGMA = 1.0  # scikit-image's recommended pre-smoothing for noisy photos
@@ -98,9 +98,11 @@ def _split_collapsed(lab: np.ndarray, canvas: np.ndarray, valid: np.ndarray, num
 
 
 def sam_labels(affinity, canvas: np.ndarray, valid: np.ndarray, content_box, num: int, *,
-               beta: float = BETA, beta_c: float = BETA_C, iterations: int = ITERATIONS) -> np.ndarray:
+               beta: float = BETA, beta_c: float = BETA_C, iterations: int = ITERATIONS,
+               distance: str = DISTANCE) -> np.ndarray:
     """Algorithm 2 with a :class:`~elements.partition.sam.SamAffinity` (embedding computed once)."""
     affinity.set_image(canvas)
     q = query_grid(content_box, num)
     size = canvas.shape[0]
-    return run_algorithm2(lambda pts: affinity(pts, size), q, valid, beta=beta, beta_c=beta_c, iterations=iterations)
+    return run_algorithm2(lambda pts: affinity(pts, size), q, valid, beta=beta, beta_c=beta_c, iterations=iterations,
+                          distance=distance)

@@ -2,9 +2,19 @@
 
 The image embedding is computed once per image (``SamPredictor.set_image``); each call of
 :meth:`SamAffinity.__call__` only runs the prompt encoder and the mask decoder, batched over
-all queries, and upsamples the *low-resolution* logits of all prompts in one interpolate call
-(SAM's own ``postprocess_masks`` upsamples each prompt to 1024² and back, which would
+the queries (64 per call, SAM's ``points_per_batch``), and upsamples the *low-resolution*
+logits (SAM's own ``postprocess_masks`` upsamples each prompt to 1024² and back, which would
 dominate the cost).
+
+Windowed decoding
+-----------------
+Eq. 1 only reads a query's affinity near its own cell: with the squared distance a query can win
+a pixel only within ~1/√β of the nearest centroid (64 px, two grid cells, at β = 64). So with
+``window=w`` each prompt is decoded over a w × w-token window of the 64 × 64 image embedding
+centred on the prompt (with the matching crop of the dense positional encoding), and only that
+window is upscaled; the affinity is 0 outside it. The two-way transformer and the upscaling
+then cost (w/64)² of the full decode. ``window="full"`` is SAM's exact decode over all tokens.
+Agreement with the full decode and the time of each are printed by ``bench/partition.py``.
 """
 
 from __future__ import annotations
@@ -16,25 +26,41 @@ import numpy as np
 from elements import defaults
 from elements.errors import UserError
 
-_PROMPT_CHUNK = 64  # prompts per mask-decoder call: bounds memory, same result
+_PROMPT_CHUNK = 64  # prompts per mask-decoder call (SAM's points_per_batch): bounds memory, same result
+DECODE_WINDOWS = ("full", 16, 24, 32)
+DECODE_WINDOW = 24  # tokens; chosen from bench/partition.py (docs/sam.md)
+MODEL_TYPES = ("vit_b", "vit_l", "vit_h", "vit_t")  # vit_t: the distilled SAM (elements/partition/tinysam.py)
 
 
-def load_sam(checkpoint: str | None = None, model_type: str | None = None, device: str = "cpu"):
+def load_sam(checkpoint: str | None = None, model_type: str | None = None, device: str = "cpu", *,
+             tinysam: str | None = None, local_only: bool = False):
     """Build a SAM model from a local checkpoint or a Hub reference (``repo_id:path``).
 
+    ``model_type="vit_t"`` is the distilled SAM (:func:`elements.partition.tinysam.load_tinysam`,
+    found through ``tinysam`` / ``EIE_TINYSAM``, the cache or npm). The returned model carries
+    ``model_type``, ``model_file`` and ``source`` (one sentence saying where it came from).
     Weights are loaded with ``torch.load(weights_only=True)``: the official ``.pth`` files are
-    plain state dicts, and nothing else should be unpickled.
+    plain state dicts, and nothing else should be unpickled. ``local_only``: never download.
     """
     import torch
     from segment_anything import sam_model_registry
 
-    from elements.hub import resolve_file
+    from elements.hub import local_file, resolve_file
 
     ref = defaults.SAM_CHECKPOINT.get(checkpoint)
     model_type = defaults.SAM_MODEL_TYPE.get(model_type)
+    if model_type == "vit_t":
+        from elements.partition.tinysam import load_tinysam
+
+        return load_tinysam(tinysam, device, allow_npm=not local_only)
     if model_type not in sam_model_registry or model_type == "default":
-        raise UserError(f"Unknown SAM model type '{model_type}'; use one of vit_b, vit_l, vit_h.")
-    path = resolve_file(ref, what="The SAM checkpoint", env=defaults.SAM_CHECKPOINT.env)
+        raise UserError(f"Unknown SAM model type '{model_type}'; use one of {', '.join(MODEL_TYPES)}.")
+    if local_only:
+        path = local_file(ref)
+        if path is None:
+            raise UserError(f"the SAM {model_type} checkpoint '{ref}' is not on this machine")
+    else:
+        path = resolve_file(ref, what="The SAM checkpoint", env=defaults.SAM_CHECKPOINT.env)
     # The random init is overwritten by the checkpoint; fork the RNG so that loading SAM never
     # shifts the caller's random stream (exact resume of training that partitions with SAM).
     with torch.random.fork_rng(devices=[]):
@@ -44,7 +70,9 @@ def load_sam(checkpoint: str | None = None, model_type: str | None = None, devic
         sam.load_state_dict(state)
     except Exception as err:
         raise UserError(f"'{path}' is not a {model_type} SAM checkpoint ({type(err).__name__}).") from None
-    return sam.to(device).eval()
+    sam = sam.to(device).eval()
+    sam.model_type, sam.model_file, sam.source = model_type, str(path), f"SAM {model_type} from {path}"
+    return sam
 
 
 def build_tiny_sam(*, img_size: int = 256, embed_dim: int = 32, depth: int = 1, out_chans: int = 32, seed: int = 0):
@@ -72,21 +100,47 @@ def build_tiny_sam(*, img_size: int = 256, embed_dim: int = 32, depth: int = 1, 
     return sam.eval()
 
 
+def _attend(attn, q, k, v):
+    """segment-anything's ``Attention.forward`` after its three input projections (already applied)."""
+    import math
+
+    import torch
+
+    q, k, v = (attn._separate_heads(t, attn.num_heads) for t in (q, k, v))
+    weights = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1]), dim=-1)
+    return attn.out_proj(attn._recombine_heads(weights @ v))
+
+
 class SamAffinity:
-    """Affinity s(m, n) in [0, 1] from SAM mask logits; one instance per model, any number of images."""
+    """Affinity s(m, n) in [0, 1] from SAM mask logits; one instance per model, any number of images.
+
+    ``window``: tokens per side of the embedding window each query is decoded over, or
+    ``"full"`` for SAM's exact decode (module docstring).
+    """
 
     name = "sam"
 
-    def __init__(self, sam) -> None:
+    def __init__(self, sam, *, window: int | str = DECODE_WINDOW) -> None:
         from segment_anything import SamPredictor
 
+        if window != "full" and not (isinstance(window, int) and 4 <= window <= 64):
+            raise UserError(f"The SAM decode window must be 'full' or a token count in 4..64, got {window!r}.")
         self.predictor = SamPredictor(sam)
         self.model = sam
+        self.window = window
         self._image_key: str | None = None
 
     @property
     def device(self):
         return self.predictor.device
+
+    @property
+    def model_type(self) -> str:
+        return getattr(self.model, "model_type", "custom")
+
+    @property
+    def model_file(self) -> str | None:
+        return getattr(self.model, "model_file", None)
 
     def set_image(self, canvas: np.ndarray) -> None:
         """Compute (or reuse) the image embedding of a ``(S, S, 3) uint8`` canvas."""
@@ -108,33 +162,124 @@ class SamAffinity:
         p.features, p.original_size, p.input_size, p.is_image_set = feats, orig, inp, True
         self._image_key = key
 
-    def __call__(self, points: np.ndarray, size: int) -> np.ndarray:
-        """``points (N, 2)`` normalised (x, y) -> affinity ``(N, size, size) float32`` in [0, 1]."""
+    def __call__(self, points: np.ndarray, size: int, window: int | str | None = None) -> np.ndarray:
+        """``points (N, 2)`` normalised (x, y) -> affinity ``(N, size, size) float32`` in [0, 1].
+
+        ``window`` overrides the instance's decode window for this call. Outside a query's
+        window the affinity is 0.
+        """
         import torch
-        import torch.nn.functional as F
 
         if self._image_key is None:
             raise RuntimeError("call set_image first")
+        window = self.window if window is None else window
         p = self.predictor
         coords = p.transform.apply_coords(np.asarray(points, dtype=np.float64) * size, p.original_size)
-        coords_t = torch.as_tensor(coords, dtype=torch.float32, device=p.device)[:, None, :]  # (N, 1, 2)
-        labels_t = torch.ones(coords_t.shape[:2], dtype=torch.int64, device=p.device)
-        dense_pe = self.model.prompt_encoder.get_dense_pe()
-        lows = []
+        coords_t = torch.as_tensor(coords, dtype=torch.float32, device=p.device)[:, None, :]  # (N, 1, 2), SAM input px
+        out = np.zeros((len(coords), size, size), dtype=np.float32)  # calloc: untouched pages cost nothing
         with torch.inference_mode():
             for i in range(0, coords_t.shape[0], _PROMPT_CHUNK):
-                sparse, dense = self.model.prompt_encoder(points=(coords_t[i : i + _PROMPT_CHUNK], labels_t[i : i + _PROMPT_CHUNK]), boxes=None, masks=None)
-                low, _ = self.model.mask_decoder(
-                    image_embeddings=p.features, image_pe=dense_pe,
-                    sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense, multimask_output=False,
-                )
-                lows.append(low[:, 0])
-            low = torch.cat(lows)  # (N, h, w) logits over SAM's padded input square
-            # our canvas is square, so SAM's input has no padding: the low-res map covers the canvas
-            h_in, w_in = p.input_size
-            lh = low.shape[-2] * h_in // self.model.image_encoder.img_size
-            lw = low.shape[-1] * w_in // self.model.image_encoder.img_size
-            low = low[:, :lh, :lw]
-            # sigmoid at low resolution (4× fewer values); bilinear interpolation keeps [0, 1]
-            up = F.interpolate(torch.sigmoid(low.float())[None], size=(size, size), mode="bilinear", align_corners=False)[0]
-            return up.cpu().numpy()
+                chunk = coords_t[i : i + _PROMPT_CHUNK]
+                low, origin = self._decode_windows(chunk, window)  # (B, h, w) logits, (B, 2) low-res (x0, y0)
+                self._paste(out[i : i + _PROMPT_CHUNK], low, origin, size)
+        return out
+
+    def _decode_windows(self, coords, window):
+        """SAM's ``MaskDecoder.predict_masks`` over a token window per prompt (the whole grid for ``"full"``).
+
+        ``coords``: ``(B, 1, 2)`` in SAM input pixels. Returns the single-mask logits
+        ``(B, 4w, 4w)`` at SAM's low resolution and each window's top-left ``(B, 2)`` (x, y) in that grid.
+        Layer 0 of the two-way transformer sees the same image tokens for every prompt, so its
+        image-side projections are computed once per image (:meth:`_image_side`) and cropped.
+        """
+        import torch
+
+        pe, md = self.model.prompt_encoder, self.model.mask_decoder
+        g = self.predictor.features.shape[-1]
+        w = g if window == "full" else min(int(window), g)
+        b = coords.shape[0]
+        labels = torch.ones(coords.shape[:2], dtype=torch.int64, device=coords.device)
+        sparse, _ = pe(points=(coords, labels), boxes=None, masks=None)  # (B, 2, C)
+        if w == g:
+            origin = torch.zeros((b, 2), dtype=torch.int64, device=coords.device)
+        else:
+            token = coords[:, 0] * (g / self.model.image_encoder.img_size)  # (B, 2) in token units
+            origin = torch.clamp(torch.round(token - w / 2).long(), 0, g - w)  # window's top-left token (x, y)
+        r = torch.arange(w, device=coords.device)
+        idx = ((origin[:, 1, None] + r)[:, :, None] * g + (origin[:, 0, None] + r)[:, None, :]).reshape(b, -1)  # (B, w*w)
+        out_tokens = torch.cat([md.iou_token.weight, md.mask_tokens.weight], dim=0)
+        tokens = torch.cat([out_tokens[None].expand(b, -1, -1), sparse], dim=1)  # (B, 7, C)
+        hs, src = self._two_way(tokens, idx)
+        src = src.transpose(1, 2).reshape(b, -1, w, w)
+        up = md.output_upscaling(src)  # (B, C/8, 4w, 4w)
+        hyper = md.output_hypernetworks_mlps[0](hs[:, 1])  # the single-mask output token (multimask_output=False)
+        low = torch.einsum("bc,bchw->bhw", hyper, up)
+        return low, origin * 4
+
+    def _image_side(self):
+        """Per image: image tokens (+ no-mask embedding), their positional encoding, layer 0's image projections."""
+        if getattr(self, "_side_key", None) != self._image_key:
+            pe, tr = self.model.prompt_encoder, self.model.mask_decoder.transformer
+            keys = (self.predictor.features + pe.no_mask_embed.weight.reshape(1, -1, 1, 1))[0].flatten(1).T  # (g*g, C)
+            pos = pe.get_dense_pe()[0].flatten(1).T
+            l0 = tr.layers[0]
+            self._side = (keys, pos, l0.cross_attn_token_to_image.k_proj(keys + pos),
+                          l0.cross_attn_token_to_image.v_proj(keys), l0.cross_attn_image_to_token.q_proj(keys + pos))
+            self._side_key = self._image_key
+        return self._side
+
+    def _two_way(self, tokens, idx):
+        """segment-anything's ``TwoWayTransformer.forward`` on the image tokens ``idx (B, T)``; layer 0's image side reused."""
+        tr = self.model.mask_decoder.transformer
+        keys_all, pos_all, k0, v0, q0 = self._image_side()
+        keys, key_pe = keys_all[idx], pos_all[idx]  # (B, T, C)
+        l0 = tr.layers[0]  # skip_first_layer_pe: its self-attention has no positional term
+        queries = l0.norm1(l0.self_attn(q=tokens, k=tokens, v=tokens))
+        a = l0.cross_attn_token_to_image
+        queries = l0.norm2(queries + _attend(a, a.q_proj(queries + tokens), k0[idx], v0[idx]))
+        queries = l0.norm3(queries + l0.mlp(queries))
+        a = l0.cross_attn_image_to_token
+        keys = l0.norm4(keys + _attend(a, q0[idx], a.k_proj(queries + tokens), a.v_proj(queries)))
+        for layer in tr.layers[1:]:
+            queries, keys = layer(queries=queries, keys=keys, query_pe=tokens, key_pe=key_pe)
+        attn = tr.final_attn_token_to_image(q=queries + tokens, k=keys + key_pe, v=keys)
+        return tr.norm_final_attn(queries + attn), keys
+
+    def _paste(self, out: np.ndarray, low, origin, size: int) -> None:
+        """sigmoid + bilinear upsampling of each window onto the canvas, in place into ``out (B, S, S)``."""
+        import torch
+        import torch.nn.functional as F
+
+        p = self.predictor
+        low_size = 4 * self.predictor.features.shape[-1]  # SAM's low-res grid covers its padded input square
+        h_in, w_in = p.input_size
+        scale = size * self.model.image_encoder.img_size / (low_size * max(h_in, w_in))  # canvas px per low-res px
+        win = low.shape[-1]
+        n_up = int(round(win * scale))
+        # sigmoid at low resolution (4× fewer values); bilinear interpolation keeps [0, 1]
+        up = F.interpolate(torch.sigmoid(low.float())[:, None], size=(n_up, n_up), mode="bilinear", align_corners=False)[:, 0]
+        up = up.cpu().numpy()
+        offs = np.round(origin.cpu().numpy() * scale).astype(int)  # (B, 2) canvas (x, y)
+        for k in range(len(out)):
+            x0, y0 = offs[k]
+            x1, y1 = min(x0 + n_up, size), min(y0 + n_up, size)
+            if x1 > x0 and y1 > y0:
+                out[k, y0:y1, x0:x1] = up[k, : y1 - y0, : x1 - x0]
+
+    def mask(self, points: np.ndarray | None = None, labels: np.ndarray | None = None, box: np.ndarray | None = None) -> np.ndarray:
+        """SAM's mask for a prompt on the current canvas: ``(S, S) bool``.
+
+        ``points``: ``(K, 2)`` canvas pixels (x, y); ``labels``: ``(K,)`` 1 = positive, 0 = negative;
+        ``box``: ``(4,)`` canvas pixels (x0, y0, x1, y1). A lone point is ambiguous (part, object,
+        whole), so SAM's three masks are asked for and the one with the best predicted IoU is
+        kept, as SAM's predictor recommends; with more prompts SAM's single mask is used.
+        """
+        if self._image_key is None:
+            raise RuntimeError("call set_image first")
+        k = 0 if points is None else len(points)
+        multi = k == 1 and box is None
+        import torch
+
+        with torch.inference_mode():
+            masks, scores, _ = self.predictor.predict(point_coords=points, point_labels=labels, box=box, multimask_output=multi)
+        return masks[int(np.argmax(scores))].astype(bool)

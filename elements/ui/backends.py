@@ -7,8 +7,10 @@ sessions must not interleave restore-embedding and prompt).
 
 Choices come from the environment, so a Space is configured in its settings page:
 
-* ``EIE_APP_PARTITION`` — ``auto`` (default: SAM when its checkpoint can be had, else SLIC),
+* ``EIE_APP_PARTITION`` — ``auto`` (default: on a GPU SAM ViT-B when it can be had; on a CPU
+  the distilled SAM, else a local ViT-B, else SLIC — :func:`elements.partition.choose_auto`),
   ``sam``, ``slic`` or ``grid``;
+* ``EIE_APP_DEVICE`` — torch device for SAM (default: cuda if a GPU is visible, else cpu);
 * ``EIE_APP_DECODER`` — the decoder selected at start (default: the strongest available,
   :func:`elements.decoders.best_available`);
 * the checkpoint variables of :mod:`elements.defaults` (``EIE_SAM_CHECKPOINT``, ``EIE_SD_BASE``,
@@ -58,9 +60,11 @@ def partitioner():
     global _partitioner
     with _INIT_LOCK:
         if _partitioner is None:
+            from elements.decoders import torch_device
             from elements.partition import Partitioner
 
-            _partitioner = Partitioner(partition_backend())
+            device = torch_device(os.environ.get("EIE_APP_DEVICE", "").strip() or None)
+            _partitioner = Partitioner(partition_backend(), device=device)
         return _partitioner
 
 
@@ -134,9 +138,11 @@ def banner(selected_decoder: str | None = None) -> str:
     status = decoder_status()
     name = selected_decoder or default_decoder()
     if part.backend == "sam":
-        head = ["SAM partition (Alg. 2)"]
+        kind = part.affinity.model_type
+        head = ["distilled-SAM (vit_t) partition (Alg. 2, approximates the paper's ViT-B)" if kind == "vit_t"
+                else f"SAM {kind} partition (Alg. 2)"]
     elif part.note:
-        head = [f"SAM checkpoint not available → {part.backend.upper()} partition"]
+        head = [f"no SAM available → {part.backend.upper()} partition"]
     else:
         head = [f"{part.backend.upper()} partition (EIE_APP_PARTITION={partition_backend()})"]
     if name in PAPER_DECODERS:
@@ -155,10 +161,11 @@ def banner(selected_decoder: str | None = None) -> str:
 
 def object_mode_status() -> tuple[bool, str]:
     """Whether the "object" click mode can run (it needs SAM), with a short reason when it cannot."""
-    if sam_affinity() is not None:
-        return True, "SAM selects every element of the object under the click"
+    aff = sam_affinity()
+    if aff is not None:
+        return True, f"SAM ({aff.model_type}) selects every element of the object under the click or inside the box"
     part = partitioner()
-    why = "the SAM checkpoint is not available" if part.note else f"the partition backend is {part.backend}"
+    why = "no SAM is available" if part.note else f"the partition backend is {part.backend}"
     return False, f"object mode needs SAM, and {why} (see the banner)"
 
 

@@ -89,9 +89,6 @@ def element_under(view: View, x: float, y: float) -> int | None:
 
 def elements_in_mask(view: View, mask: np.ndarray, min_fraction: float = 0.5) -> np.ndarray:
     """Active elements with at least ``min_fraction`` of their shown pixels inside ``mask (S, S) bool``."""
-    n = view.elements.num_elements
-    own = view.owner
-    shown = np.bincount(own[own >= 0], minlength=n)
-    inside = np.bincount(own[(own >= 0) & mask], minlength=n)
-    frac = inside / np.maximum(shown, 1)
-    return np.flatnonzero((shown > 0) & (frac >= min_fraction)).astype(np.int64)
+    from elements.partition.objects import elements_in_mask as in_mask
+
+    return in_mask(view.owner, mask, view.elements.num_elements, min_fraction)

@@ -28,6 +28,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     m.add_argument("--seed", type=int, default=0, help="master seed (default 0)")
     m.add_argument("--backend", default="auto", choices=["auto", "sam", "slic", "grid"], help="partition backend (default auto)")
     m.add_argument("--sam-checkpoint", default=None, help="SAM checkpoint for the sam backend (path or repo_id:file)")
+    m.add_argument("--device", default="cpu", help="torch device for SAM in the partition (default cpu)")
     m.add_argument("--background-prompt", default="a photo of the background",
                    help="text prompt of 'remove' edits (Fig. 8: a prompt describing the background)")
     m.add_argument("--out", required=True, help="output folder: items.csv, specs/, elements/, input/")
@@ -76,7 +77,7 @@ def run(args) -> int:
 
         items = make_edits(args.data, args.out, split=args.split, limit=args.limit, ops=args.ops.split(","),
                            seed=args.seed, backend=args.backend, sam_checkpoint=args.sam_checkpoint,
-                           background_prompt=args.background_prompt)
+                           background_prompt=args.background_prompt, device=args.device)
         print(f"{len(items)} edit specs -> {args.out}")
     elif args.step == "render":
         from eval.study.render import parse_methods, render

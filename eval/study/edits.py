@@ -111,7 +111,8 @@ def outline(image: np.ndarray, labels_input: np.ndarray, ids_labels: np.ndarray,
 
 
 def make_edits(data, out, *, split: str = "heldout", limit: int = 100, ops=OPS, seed: int = 0, backend: str = "auto",
-               sam_checkpoint: str | None = None, background_prompt: str = "a photo of the background") -> pd.DataFrame:
+               sam_checkpoint: str | None = None, background_prompt: str = "a photo of the background",
+               device: str = "cpu") -> pd.DataFrame:
     from elements.data import iter_samples
     from elements.image_io import save_png
     from elements.partition import Partitioner
@@ -128,7 +129,7 @@ def make_edits(data, out, *, split: str = "heldout", limit: int = 100, ops=OPS, 
     out = Path(out)
     for sub in ("specs", "elements", "input", "source"):
         (out / sub).mkdir(parents=True, exist_ok=True)
-    part = Partitioner(backend, sam_checkpoint=sam_checkpoint)
+    part = Partitioner(backend, sam_checkpoint=sam_checkpoint, device=device)
     rows = []
     for index, sample in enumerate(iter_samples(data, split=split)):
         if index >= limit:
