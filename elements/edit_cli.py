@@ -39,8 +39,9 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--stage1", default=None, help=f"stage-1 checkpoint, for light and diffusion (env {defaults.STAGE1_CHECKPOINT.env})")
     p.add_argument("--sd-base", default=None, help=f"SD-1.5 folder or Hub id (env {defaults.SD_BASE.env})")
     p.add_argument("--sd-inpaint", default=None, help=f"SD-Inpaint folder or Hub id (env {defaults.SD_INPAINT.env})")
-    p.add_argument("--inpaint-backend", default="auto", choices=["auto", "sd", "opencv"],
-                   help="pixel+inpaint hole filling: sd = SD-Inpaint, opencv = Telea (default auto: sd if available)")
+    p.add_argument("--inpaint-backend", default="auto", choices=["auto", "sd", "patchmatch", "telea", "opencv"],
+                   help="pixel+inpaint hole filling: sd = SD-Inpaint, patchmatch = PatchMatch on the CPU, telea (alias "
+                        "opencv) = OpenCV Telea (default auto: sd if available, else patchmatch)")
     p.add_argument("--strength", type=float, default=0.7, help="SDEdit strength for pixel+sdedit (paper: 0.5, 0.7, 0.9)")
     p.add_argument("--prompt", default=None, help="text prompt (overrides the spec's)")
     p.add_argument("--seed", type=int, default=None, help="random seed (overrides the spec's; default 0)")
@@ -120,5 +121,9 @@ def run(args) -> int:
     save_png(out, result)
     if args.save_elements:
         edited.save(args.save_elements)
+    from elements.decoders.result import ran_of
+
+    note = getattr(result, "note", "")
+    print(f"ran: {ran_of(result, decoder.name)}" + (f" — {note}" if note else ""))
     print(f"wrote {out} ({result.shape[1]}x{result.shape[0]}) in {dt:.2f} s")
     return 0

@@ -50,11 +50,20 @@ class Source:
     image: np.ndarray  # (S, S, 3) uint8
     labels: np.ndarray  # (S, S) int32, -1 = dropped/padding
     geometry: Geometry
+    #: (h, w, 3) uint8: the input's pixels as decoded (its aspect ratio, at most image_io.MAX_DECODED_SIDE
+    #: on the long side); the pixel decoders copy from it at full resolution. None = only the canvas is kept.
+    full: np.ndarray | None = None
 
     def validate(self) -> None:
         s = self.geometry.size
         if self.image.shape != (s, s, 3) or self.image.dtype != np.uint8:
             raise ValueError(f"source image must be ({s}, {s}, 3) uint8, got {self.image.shape} {self.image.dtype}")
+        if self.full is not None:
+            f, g = self.full, self.geometry
+            if f.ndim != 3 or f.shape[2] != 3 or f.dtype != np.uint8 or min(f.shape[:2]) < 1:
+                raise ValueError(f"source full image must be (h, w, 3) uint8, got {f.shape} {f.dtype}")
+            if abs(f.shape[1] / f.shape[0] - g.input_w / g.input_h) > 0.02 * g.input_w / g.input_h + 2.0 / min(f.shape[:2]):
+                raise ValueError(f"source full image {f.shape[1]}x{f.shape[0]} has not the input's aspect ratio ({g.input_w}x{g.input_h})")
         if self.labels.shape != (s, s) or self.labels.dtype != np.int32:
             raise ValueError(f"source labels must be ({s}, {s}) int32, got {self.labels.shape} {self.labels.dtype}")
         if self.labels.min(initial=0) < -1:
@@ -175,6 +184,8 @@ class ImageElements:
         for i, s in enumerate(self.sources):
             tensors[f"source{i}.image"] = np.ascontiguousarray(s.image)
             tensors[f"source{i}.labels"] = np.ascontiguousarray(s.labels)
+            if s.full is not None:
+                tensors[f"source{i}.full"] = np.ascontiguousarray(s.full)
         meta = {
             "format": "editable-image-elements",
             "version": FORMAT_VERSION,
@@ -203,7 +214,8 @@ class ImageElements:
             raise ValueError(f"{d} is not an ImageElements save of format version {FORMAT_VERSION}")
         sources = []
         for i, g in enumerate(meta["sources"]):
-            sources.append(Source(arrays[f"source{i}.image"], arrays[f"source{i}.labels"], Geometry.from_dict(g)))
+            sources.append(Source(arrays[f"source{i}.image"], arrays[f"source{i}.labels"], Geometry.from_dict(g),
+                                  arrays.get(f"source{i}.full")))
         kw = {k: arrays[k] for k in cls._ARRAYS}
         kw["active"] = kw["active"].astype(bool)
         kw["edited"] = kw["edited"].astype(bool)

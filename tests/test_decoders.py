@@ -102,25 +102,37 @@ def red_square(el):
     return np.unique(el.labels[red])
 
 
-def test_pixel_inpaint_opencv_fills_every_hole_plausibly():
+@pytest.mark.parametrize("backend", ["opencv", "telea", "patchmatch"])
+def test_pixel_inpaint_cpu_engines_fill_every_hole_plausibly(backend):
+    from elements.decoders.blend import ghost_band
+    from elements.decoders.pixel import render
+
     el = small_elements()
     deleted = edit.delete(el, red_square(el))
-    dec = get_decoder("pixel+inpaint", backend="opencv")
-    assert "OpenCV" in dec.describe() and dec.requirements()["gpu"] == "no"
+    dec = get_decoder("pixel+inpaint", backend=backend)
+    engine = "PatchMatch" if backend == "patchmatch" else "Telea"
+    assert engine in dec.describe() and dec.requirements()["gpu"] == "no"
     canvas, holes = pixel_edit(deleted)
     assert holes.sum() > 300
     out_canvas = dec.decode_canvas(deleted, prompt="", seed=0, steps=None, guidance=None, progress=None)
     filled = out_canvas[holes].astype(int)
     assert (filled.max(axis=1) > 0).all()  # no hole pixel is left black
-    assert np.array_equal(out_canvas[~holes], canvas[~holes])  # nothing else changes
-    # the red square is gone: the fill is close to the smooth background it replaced
+    band = ghost_band(render(deleted, full_res=False), deleted)
+    band_c = np.zeros_like(holes)
     g = el.geometry
+    band_c[g.content_y : g.content_y + g.content_h, g.content_x : g.content_x + g.content_w] = band
+    assert not (band_c & holes).any() and band_c.sum() < 0.5 * holes.sum()  # a thin band, outside the holes
+    reach = holes | band_c
+    assert np.array_equal(out_canvas[~reach], canvas[~reach])  # nothing else changes
+    # the red square is gone: the fill is close to the smooth background it replaced
     ys, xs = np.nonzero(holes)
     xin, yin = ((xs + 0.5 - g.content_x) / g.scale_xy[0], (ys + 0.5 - g.content_y) / g.scale_xy[1])
     background = np.stack([100 + xin, 120 + yin, 160 + 0 * xin], -1)
     assert np.abs(filled - background).mean() < 20
+    red = (filled[:, 0] > 180) & (filled[:, 1] < 80)
+    assert red.mean() < 0.01
     out = dec(deleted)
-    assert out.shape == (56, 80, 3)
+    assert out.shape == (56, 80, 3) and out.ran == f"pixel+inpaint ({engine})"
     assert np.array_equal(out, dec(deleted))  # deterministic
 
 
@@ -128,7 +140,7 @@ def test_registry_and_offline_availability(monkeypatch):
     avail = available_decoders()
     assert set(avail) == {"pixel", "pixel+inpaint", "pixel+sdedit", "light", "diffusion"}
     assert avail["pixel"][0] and avail["pixel+inpaint"][0]
-    assert "OpenCV" in avail["pixel+inpaint"][1]  # offline: the classical fallback
+    assert "PatchMatch" in avail["pixel+inpaint"][1]  # offline: the classical CPU engine
     assert not avail["light"][0] and "EIE_STAGE1_CHECKPOINT" in avail["light"][1]
     assert not avail["diffusion"][0]
     with pytest.raises(UserError, match="Unknown decoder 'magic'"):
@@ -177,7 +189,11 @@ def test_sd_inpaint_backend_closes_gaps_and_only_changes_holes(tiny_sd):
     canvas, holes = pixel_edit(deleted)
     import cv2
 
-    reach = cv2.dilate(holes.astype(np.uint8), np.ones((11, 11), np.uint8)).astype(bool)
+    from elements.decoders.blend import CLOSE_PX
+    from elements.decoders.inpaint import MASK_DILATION
+
+    k = 2 * (CLOSE_PX + MASK_DILATION) + 3  # the hole band, then SD-Inpaint's dilated mask
+    reach = cv2.dilate(holes.astype(np.uint8), np.ones((k, k), np.uint8)).astype(bool)
     assert np.array_equal(a[~reach], canvas[~reach])  # outside the (dilated) holes: the pixel edit, exactly
     assert (a[holes].max(axis=1) > 0).mean() > 0.99  # holes now hold generated pixels
     b = dec.decode_canvas(deleted, prompt="grass", seed=1, steps=2, guidance=2.0, progress=None)

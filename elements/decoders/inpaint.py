@@ -1,19 +1,30 @@
-"""``pixel+inpaint``: pixel editing, then the holes are filled (App. A).
+"""``pixel+inpaint``: pixel editing, then the holes are filled (App. A) — at full resolution.
 
-Two back-ends, chosen by ``backend=``:
+Steps, on the output grid (the input's decoded full resolution, :func:`elements.decoders.pixel.render`):
 
-* ``"sd"`` — Stable Diffusion Inpainting (diffusers ``StableDiffusionInpaintPipeline``, model
-  :data:`elements.defaults.SD_INPAINT`). App. A notes that SD-Inpaint handles the small gaps
-  between patches badly, so "we run the morphological operation on the masks to fill in the
-  gaps first": :func:`split_holes` closes the covered mask; the thin gaps it fills are filled
-  classically, and only the remaining holes go to the diffusion model. The model's output is
-  pasted back inside the (slightly dilated) hole mask only, so every other pixel is exactly
-  the pixel-editing result.
-* ``"opencv"`` — classical inpainting (``cv2.inpaint``, Telea's fast-marching method), the
-  offline CPU default: no weights, deterministic, a few hundred ms.
+1. **Pixel editing** (App. A): every element's pixels copied to its edited place and size.
+2. **Hole band** (:func:`elements.decoders.blend.ghost_band`): vacated holes grow into the
+   leftovers of the removed object in neighbouring unselected elements, so no ghost is filled in.
+3. **Filling**, by one of three back-ends (``backend=``):
 
-``"auto"`` (default) uses ``sd`` when the SD-Inpaint weights can be had, else ``opencv``.
-Either way the output has no hole pixels.
+   * ``"sd"`` — Stable Diffusion Inpainting (diffusers ``StableDiffusionInpaintPipeline``, model
+     :data:`elements.defaults.SD_INPAINT`). App. A notes that SD-Inpaint handles the small gaps
+     between patches badly, so "we run the morphological operation on the masks to fill in the
+     gaps first": :func:`split_holes` closes the covered mask; the thin gaps it fills are filled
+     classically, and only the remaining holes go to the model, which works on the 512 canvas;
+     its fill is upsampled and pasted into the (slightly dilated) holes only.
+   * ``"patchmatch"`` — PatchMatch (:mod:`elements.decoders.holefill`): the offline CPU default;
+     continues texture, seeded, never copies from the moved elements.
+   * ``"telea"`` — OpenCV's Telea inpainting: the previous CPU default, kept for comparison (a
+     smear on large holes). ``"opencv"`` is accepted as its old name.
+
+   ``"auto"`` (default) uses ``sd`` when the SD-Inpaint weights can be had, else ``patchmatch``
+   (``telea`` if the PatchMatch library cannot load).
+4. **Seamless placement** (:func:`elements.decoders.blend.place_seamless`, ``blend=True``): moved,
+   resized and composed elements are Poisson-blended into their new surroundings.
+
+Pixels outside the holes, the hole band and the edited elements' footprints are the input's own
+pixels, exactly. The output has no hole pixels; its ``ran`` names the engine that ran.
 """
 
 from __future__ import annotations
@@ -22,24 +33,27 @@ import cv2
 import numpy as np
 
 from elements import defaults
-from elements.decoders import Decoder, diffusers_call_kwargs, load_sd_pipeline, weights_status
-from elements.decoders.pixel import pixel_edit
+from elements.decoders import diffusers_call_kwargs, load_sd_pipeline, weights_status
+from elements.decoders.blend import ghost_band, place_seamless
+from elements.decoders.holefill import ENGINE_NAMES, check_engine, fill_holes, patchmatch_status
+from elements.decoders.pixel import FullResDecoder, grid_to_canvas, render
 from elements.errors import UserError
 from elements.types import ImageElements
 
-#: Closing kernel (pixels, ellipse) that decides what counts as a "small gap" between patches.
+BACKENDS = ("auto", "sd", "patchmatch", "telea", "opencv")
+#: Closing kernel (canvas pixels, ellipse) that decides what counts as a "small gap" between patches.
 #: App. A gives no size; 5 px closes the 1-2 px cracks that resizing leaves between elements.
 GAP_KERNEL = 5
-#: Telea inpainting radius (pixels): the neighbourhood each filled pixel averages over.
+#: Telea inpainting radius (canvas pixels): the neighbourhood each filled pixel averages over.
 TELEA_RADIUS = 5
-#: SD-Inpaint's mask is dilated by this many pixels so its output blends over the hole's border.
+#: SD-Inpaint's mask is dilated by this many canvas pixels so its output blends over the hole's border.
 MASK_DILATION = 4
 DEFAULT_STEPS = 50  # same sampler budget as our decoder, Sec. 3.3 / App. C.2
 DEFAULT_GUIDANCE = 7.5  # diffusers' default for SD-Inpaint; App. A does not state one
 
 
 def split_holes(holes: np.ndarray, content: np.ndarray, kernel: int = GAP_KERNEL) -> tuple[np.ndarray, np.ndarray]:
-    """Split ``holes (S, S) bool`` into (small gaps, large holes) by closing the covered mask.
+    """Split ``holes (H, W) bool`` into (small gaps, large holes) by closing the covered mask.
 
     A hole pixel is a *small gap* when the morphological closing of the covered content
     (``content & ~holes``) with a ``kernel``-pixel ellipse covers it.
@@ -52,57 +66,74 @@ def split_holes(holes: np.ndarray, content: np.ndarray, kernel: int = GAP_KERNEL
 
 
 def telea_fill(image: np.ndarray, holes: np.ndarray, content_box: tuple[int, int, int, int], radius: int = TELEA_RADIUS) -> np.ndarray:
-    """Fill ``holes`` of ``image (S, S, 3) uint8`` with ``cv2.inpaint`` (Telea) inside ``content_box`` (x, y, w, h).
+    """Fill ``holes`` of a canvas ``image (S, S, 3) uint8`` with Telea inside ``content_box`` (x, y, w, h).
 
     Working on the content box alone keeps the black letterbox padding from bleeding in.
     """
     out = image.copy()
-    if not holes.any():
-        return out
     x, y, w, h = content_box
-    crop = np.ascontiguousarray(image[y : y + h, x : x + w])
-    mask = holes[y : y + h, x : x + w].astype(np.uint8) * 255
-    if mask.all():  # nothing to propagate from: a flat mid-grey is the least wrong answer
-        out[y : y + h, x : x + w] = 127
-        return out
-    out[y : y + h, x : x + w] = cv2.inpaint(crop, mask, radius, cv2.INPAINT_TELEA)
+    crop, _ = fill_holes(np.ascontiguousarray(image[y : y + h, x : x + w]), holes[y : y + h, x : x + w], engine="telea",
+                         grid_scale=radius / TELEA_RADIUS)
+    out[y : y + h, x : x + w] = crop
     return out
 
 
-class InpaintDecoder(Decoder):
-    """``pixel+inpaint`` (App. A)."""
+def default_engine() -> str:
+    """The CPU engine ``auto`` picks: PatchMatch when its library loads, else Telea."""
+    return "patchmatch" if patchmatch_status()[0] else "telea"
+
+
+class InpaintDecoder(FullResDecoder):
+    """``pixel+inpaint`` (App. A), with a hole band against ghosts and seamless placement."""
 
     name = "pixel+inpaint"
 
     def __init__(self, *, backend: str = "auto", sd_inpaint: str | None = None, device: str | None = None,
-                 dtype=None, gap_kernel: int = GAP_KERNEL, radius: int = TELEA_RADIUS) -> None:
-        if backend not in ("auto", "sd", "opencv"):
-            raise UserError(f"Unknown inpainting backend '{backend}'; choose auto, sd or opencv.")
+                 dtype=None, gap_kernel: int = GAP_KERNEL, radius: int = TELEA_RADIUS, blend: bool = True,
+                 hole_band: bool = True) -> None:
+        if backend not in BACKENDS:
+            raise UserError(f"Unknown inpainting backend '{backend}'; choose auto, sd, patchmatch or telea.")
         if int(gap_kernel) < 1 or int(radius) < 1:
             raise UserError("The gap kernel and the inpainting radius must be at least 1 pixel.")
+        backend = "telea" if backend == "opencv" else backend
         self.ref = defaults.SD_INPAINT.get(sd_inpaint)
-        ok, self.reason = weights_status(self.ref, what="SD-Inpaint model", env=defaults.SD_INPAINT.env)
+        ok, self.reason = weights_status(self.ref, what="SD-Inpaint model", env=defaults.SD_INPAINT.env) if backend in ("auto", "sd") else (False, "")
         if backend == "sd" and not ok:
             raise UserError(f"The SD-Inpaint back-end cannot run: {self.reason}.")
-        self.backend = "sd" if (backend == "sd" or (backend == "auto" and ok)) else "opencv"
+        if backend in ("patchmatch", "telea"):
+            check_engine(backend)
+        self.backend = "sd" if (backend == "sd" or (backend == "auto" and ok)) else (default_engine() if backend == "auto" else backend)
+        self.engine = "telea" if self.backend == "telea" else default_engine() if self.backend == "sd" else self.backend
         self.device, self.dtype = device, dtype
         self.gap_kernel, self.radius = int(gap_kernel), int(radius)
+        self.blend, self.hole_band = bool(blend), bool(hole_band)
         self._pipe = None
 
     @classmethod
     def availability(cls, sd_inpaint: str | None = None, **_) -> tuple[bool, str]:
         ok, why = weights_status(defaults.SD_INPAINT.get(sd_inpaint), what="SD-Inpaint model", env=defaults.SD_INPAINT.env)
-        return True, (f"SD-Inpaint: {why}" if ok else f"OpenCV Telea inpainting ({why})")
+        if ok:
+            return True, f"SD-Inpaint: {why}"
+        engine = default_engine()
+        return True, f"{ENGINE_NAMES[engine]} hole filling on the CPU ({why})"
 
     def requirements(self) -> dict:
         if self.backend == "sd":
             return {"weights": [f"SD-Inpaint ({self.ref})"], "gpu": "advised"}
         return {"weights": [], "gpu": "no"}
 
+    @property
+    def ran(self) -> str:
+        """What runs, as results name it: ``pixel+inpaint (PatchMatch)``, ``(Telea)`` or ``(SD-Inpaint)``."""
+        return f"{self.name} ({'SD-Inpaint' if self.backend == 'sd' else ENGINE_NAMES[self.backend]})"
+
     def describe(self) -> str:
+        extras = ", hole band" * self.hole_band + ", Poisson placement of moved elements" * self.blend
         if self.backend == "sd":
-            return f"pixel+inpaint: pixel editing (App. A) + gap closing ({self.gap_kernel} px) + SD-Inpaint {self.ref}"
-        return f"pixel+inpaint: pixel editing (App. A) + OpenCV Telea inpainting (radius {self.radius} px; offline CPU fallback)"
+            return (f"pixel+inpaint: pixel editing (App. A) at full resolution + gap closing ({self.gap_kernel} px) + "
+                    f"SD-Inpaint {self.ref}{extras}")
+        what = {"patchmatch": "PatchMatch hole filling", "telea": f"OpenCV Telea inpainting (radius {self.radius} px)"}[self.backend]
+        return f"pixel+inpaint: pixel editing (App. A) at full resolution + {what} on the CPU{extras}"
 
     def pipeline(self):
         if self._pipe is None:
@@ -110,26 +141,56 @@ class InpaintDecoder(Decoder):
                                           env=defaults.SD_INPAINT.env, device=self.device, dtype=self.dtype)
         return self._pipe
 
-    def decode_canvas(self, el: ImageElements, *, prompt, seed, steps, guidance, progress) -> np.ndarray:
-        image, holes = pixel_edit(el)
-        g = el.geometry
-        box = (g.content_x, g.content_y, g.content_w, g.content_h)
-        if self.backend == "opencv":
-            return telea_fill(image, holes, box, self.radius)
-        small, large = split_holes(holes, g.content_mask(), self.gap_kernel)
-        image = telea_fill(image, small, box, max(1, self.gap_kernel // 2))
+    def decode_grid(self, el: ImageElements, *, full_res, prompt, seed, steps, guidance, progress):
+        r = render(el, full_res=full_res)
+        gs = r.holes.shape[1] / el.geometry.content_w  # output-grid pixels per canvas pixel
+        band = ghost_band(r, el, gs) if self.hole_band else np.zeros_like(r.holes)
+        holes = r.holes | band
+        exclude = r.edited_cover
+        h, w = holes.shape
+        if self.backend == "sd":
+            image, note = self._sd_fill(el, r.image, holes, exclude, gs, prompt=prompt, seed=seed, steps=steps,
+                                        guidance=guidance, progress=progress)
+        else:
+            radius_scale = gs * self.radius / TELEA_RADIUS if self.backend == "telea" else gs
+            image, report = fill_holes(r.image, holes, engine=self.backend, seed=seed, exclude=exclude, grid_scale=radius_scale)
+            note = report.note((h, w))
+        if self.blend and any(layer.edited for layer in r.layers):
+            image = place_seamless(image, r, gs)
+            note += "; moved elements Poisson-blended"
+        if not r.full_res:
+            note += f" (canvas resolution {w}x{h}: no full-resolution pixels saved)"
+        return image, self.ran, note
+
+    def _sd_fill(self, el, image, holes, exclude, gs, *, prompt, seed, steps, guidance, progress):
+        """Small gaps classically at full resolution; the rest by SD-Inpaint on the canvas, upsampled."""
+        small, large = split_holes(holes, np.ones_like(holes), max(1, int(round(self.gap_kernel * gs))))
+        image, _ = fill_holes(image, small, engine=self.engine, seed=seed, exclude=exclude, grid_scale=gs)
         if not large.any():
-            return image
+            return image, f"gaps filled by {ENGINE_NAMES[self.engine]}; no large hole for SD-Inpaint"
         from PIL import Image
 
-        k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * MASK_DILATION + 1,) * 2)
-        mask = cv2.dilate(large.astype(np.uint8), k).astype(bool) & g.content_mask()
+        g = el.geometry
         s = el.size
+        canvas = grid_to_canvas(image, el)
+        large_c = grid_to_canvas(np.repeat(large[..., None].astype(np.uint8) * 255, 3, -1), el, fill=0)[..., 0] > 0
+        k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * MASK_DILATION + 1,) * 2)
+        mask_c = cv2.dilate(large_c.astype(np.uint8), k).astype(bool) & g.content_mask()
         result = self.pipeline()(
-            prompt=prompt, image=Image.fromarray(image), mask_image=Image.fromarray(mask.astype(np.uint8) * 255),
+            prompt=prompt, image=Image.fromarray(canvas), mask_image=Image.fromarray(mask_c.astype(np.uint8) * 255),
             height=s, width=s, num_inference_steps=int(steps or DEFAULT_STEPS),
             guidance_scale=float(DEFAULT_GUIDANCE if guidance is None else guidance), output_type="np",
             **diffusers_call_kwargs(seed, progress),
         ).images[0]
         generated = np.clip(np.rint(np.asarray(result, dtype=np.float32) * 255.0), 0, 255).astype(np.uint8)
-        return np.where(mask[..., None], generated, image)
+        crop = generated[g.content_y : g.content_y + g.content_h, g.content_x : g.content_x + g.content_w]
+        h, w = holes.shape
+        up = cv2.resize(np.ascontiguousarray(crop), (w, h), interpolation=cv2.INTER_CUBIC) if (w, h) != (g.content_w, g.content_h) else crop
+        reach = cv2.dilate(large.astype(np.uint8), _disk(MASK_DILATION * gs)).astype(bool) & ~exclude
+        note = f"holes filled by SD-Inpaint on the {s}-px canvas" + (", upsampled" if (w, h) != (g.content_w, g.content_h) else "")
+        return np.where(reach[..., None], up, image), note
+
+
+def _disk(radius: float) -> np.ndarray:
+    r = max(1, int(round(radius)))
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))

@@ -11,11 +11,16 @@ dropped pixels, and cracks between resized elements. They are set to :data:`HOLE
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
 
 from elements.decoders import Decoder
+from elements.decoders.result import DecodedImage
 from elements.edit import layer_masks, layers
+from elements.errors import UserError
 from elements.types import ImageElements
 
 HOLE_VALUE = 0  # black: what "left empty" means in App. A's pixel editing
@@ -61,7 +66,180 @@ def pixel_edit(el: ImageElements) -> tuple[np.ndarray, np.ndarray]:
     return out, holes
 
 
-class PixelDecoder(Decoder):
+# --- full resolution (the decoders' output) ---------------------------------------------------------
+def output_pixels(source) -> np.ndarray:
+    """The pixels a source is copied from at full resolution: ``source.full`` (the decoded input),
+    or, for elements saved without it, the canvas content box (canvas resolution)."""
+    if source.full is not None:
+        return source.full
+    g = source.geometry
+    return source.image[g.content_y : g.content_y + g.content_h, g.content_x : g.content_x + g.content_w]
+
+
+def _grid(source) -> tuple[np.ndarray, np.ndarray]:
+    """(scale, offset) per axis, ``(2,) float64`` (x, y): output-grid pixel = (canvas pixel - offset) * scale."""
+    g = source.geometry
+    h, w = output_pixels(source).shape[:2]
+    return np.array([w / g.content_w, h / g.content_h]), g.offset_xy
+
+
+@dataclass(frozen=True)
+class RenderedLayer:
+    """One layer (elements sharing a source and a map) on the output grid."""
+
+    members: np.ndarray  # (M,) int64 element ids (active ones)
+    edited: bool  # moved / resized / composed
+    mask: np.ndarray  # (H, W) bool, the output pixels this layer covers (before later layers paint over it)
+    warped: np.ndarray  # (H, W, 3) uint8, the layer's whole source mapped by the layer's map
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """Pixel editing on the output grid: the input's decoded full resolution (``sources[0].full``).
+
+    ``image (H, W, 3) uint8`` with holes = :data:`HOLE_VALUE`; ``holes (H, W) bool``; ``shown (H, W) int32``:
+    index into ``layers`` of the layer shown at each pixel (-1 = hole); ``base_labels (H, W) int32``: the
+    source-0 partition label at each output pixel before any edit (-1 = dropped); ``full_res``: False
+    when source 0 carried no full image and the grid is the canvas content box.
+    """
+
+    image: np.ndarray
+    holes: np.ndarray
+    shown: np.ndarray
+    layers: list
+    base_labels: np.ndarray
+    full_res: bool
+
+    @property
+    def edited_cover(self) -> np.ndarray:
+        """``(H, W) bool``: pixels shown by edited (moved, resized, composed) layers."""
+        out = np.zeros(self.holes.shape, dtype=bool)
+        for k, layer in enumerate(self.layers):
+            if layer.edited:
+                out |= self.shown == k
+        return out
+
+
+def _sample_labels(labels: np.ndarray, transform, grid_scale, grid_offset, shape) -> np.ndarray:
+    """Nearest inverse lookup of canvas ``labels (S, S)`` at the output pixels' centres; -1 outside."""
+    size = labels.shape[0]
+    sx, sy, tx, ty = (float(v) for v in transform)
+    h, w = shape
+    cx = (np.arange(w) + 0.5) / grid_scale[0] + grid_offset[0]  # canvas x of each output column
+    cy = (np.arange(h) + 0.5) / grid_scale[1] + grid_offset[1]
+    ix = np.floor((cx - tx) / sx).astype(np.int64)
+    iy = np.floor((cy - ty) / sy).astype(np.int64)
+    okx, oky = (ix >= 0) & (ix < size), (iy >= 0) & (iy < size)
+    out = labels[np.clip(iy, 0, size - 1)[:, None], np.clip(ix, 0, size - 1)[None, :]]
+    return np.where(oky[:, None] & okx[None, :], out, -1).astype(np.int32)
+
+
+def _warp_affine(image: np.ndarray, a, b, shape) -> np.ndarray:
+    """Map ``image`` by ``p_out = a * p_in + b`` per axis (continuous pixels) onto a ``shape`` grid; bilinear,
+    Gaussian pre-filter when shrinking; an identity or integer shift copies pixels exactly."""
+    (ax, ay), (bx, by) = a, b
+    h, w = shape
+    if ax == 1.0 and ay == 1.0 and bx == 0.0 and by == 0.0 and image.shape[:2] == (h, w):
+        return image.copy()
+    src = image
+    if ax < 1.0 or ay < 1.0:
+        sig_x, sig_y = max(0.0, (1.0 / ax - 1.0) / 2.0), max(0.0, (1.0 / ay - 1.0) / 2.0)
+        src = cv2.GaussianBlur(image, (0, 0), sigmaX=max(sig_x, 1e-3), sigmaY=max(sig_y, 1e-3))
+    m = np.array([[ax, 0.0, bx + 0.5 * (ax - 1.0)], [0.0, ay, by + 0.5 * (ay - 1.0)]], dtype=np.float64)
+    return cv2.warpAffine(src, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def render(el: ImageElements, *, full_res: bool = True) -> Rendered:
+    """Pixel editing at the input's full resolution (``full_res=False``: on the canvas content box).
+
+    Element masks are the canvas footprints upsampled by nearest lookup at the output pixels' centres
+    (so they agree with :func:`elements.edit.owner_map`), and pixels are copied from each source's full
+    image by one bilinear warp per layer: an unedited layer reproduces the input exactly.
+    """
+    src0 = el.sources[0]
+    full_res = full_res and src0.full is not None
+    pix0 = output_pixels(src0) if full_res else output_pixels(dataclasses.replace(src0, full=None))
+    shape = pix0.shape[:2]
+    g0 = src0.geometry
+    scale0 = np.array([shape[1] / g0.content_w, shape[0] / g0.content_h])
+    off0 = g0.offset_xy
+    image = np.full((*shape, 3), HOLE_VALUE, dtype=np.uint8)
+    shown = np.full(shape, -1, dtype=np.int32)
+    out_layers = []
+    for layer in layers(el):
+        src = el.sources[layer.source]
+        act = layer.members[el.active[layer.members]]
+        if act.size == 0:
+            continue
+        labels = _sample_labels(src.labels, layer.transform, scale0, off0, shape)
+        lut = np.zeros(int(src.labels.max(initial=-1)) + 2, dtype=bool)
+        lut[el.source_label[act] + 1] = True
+        mask = lut[labels + 1]
+        if not mask.any():
+            continue
+        pix = output_pixels(src) if full_res else output_pixels(dataclasses.replace(src, full=None))
+        scale_k = np.array([pix.shape[1] / src.geometry.content_w, pix.shape[0] / src.geometry.content_h])
+        s, t = np.asarray(layer.transform[:2], float), np.asarray(layer.transform[2:], float)
+        a = scale0 * s / scale_k
+        b = scale0 * (s * src.geometry.offset_xy + t - off0)
+        warped = _warp_affine(pix, a, b, shape)
+        image[mask] = warped[mask]
+        shown[mask] = len(out_layers)
+        out_layers.append(RenderedLayer(act, bool(el.edited[act].any()), mask, warped))
+    base = _sample_labels(src0.labels, (1.0, 1.0, 0.0, 0.0), scale0, off0, shape)
+    return Rendered(image, shown < 0, shown, out_layers, base, full_res)
+
+
+def to_input_size(image: np.ndarray, el: ImageElements) -> np.ndarray:
+    """Resize an output-grid image to the input's true size (only differs for inputs decoded smaller)."""
+    g = el.geometry
+    if image.shape[:2] == (g.input_h, g.input_w):
+        return image
+    interp = cv2.INTER_AREA if g.input_w < image.shape[1] else cv2.INTER_CUBIC
+    return cv2.resize(np.ascontiguousarray(image), (g.input_w, g.input_h), interpolation=interp)
+
+
+def grid_to_canvas(image: np.ndarray, el: ImageElements, fill: int = HOLE_VALUE) -> np.ndarray:
+    """An output-grid image ``(H, W, 3)`` on the ``(S, S, 3)`` canvas (content box resized, padding = ``fill``)."""
+    g = el.geometry
+    canvas = np.full((g.size, g.size, 3), fill, dtype=np.uint8)
+    if image.shape[:2] == (g.content_h, g.content_w):
+        small = image
+    else:
+        interp = cv2.INTER_AREA if g.content_w < image.shape[1] else cv2.INTER_CUBIC
+        small = cv2.resize(np.ascontiguousarray(image), (g.content_w, g.content_h), interpolation=interp)
+    canvas[g.content_y : g.content_y + g.content_h, g.content_x : g.content_x + g.content_w] = small
+    return canvas
+
+
+class FullResDecoder(Decoder):
+    """A decoder that renders on the output grid (full resolution) instead of the 512 canvas.
+
+    Subclasses implement :meth:`decode_grid`; :meth:`__call__` returns a
+    :class:`~elements.decoders.result.DecodedImage` at the input's size naming what ran.
+    """
+
+    def decode_grid(self, el: ImageElements, *, full_res: bool, prompt, seed, steps, guidance, progress):
+        """Returns ``(image (H, W, 3) uint8 on the output grid, ran: str, note: str)``."""
+        raise NotImplementedError
+
+    def decode_canvas(self, el, *, prompt, seed, steps, guidance, progress) -> np.ndarray:
+        image, _, _ = self.decode_grid(el, full_res=False, prompt=prompt, seed=seed, steps=steps, guidance=guidance, progress=progress)
+        return grid_to_canvas(image, el)
+
+    def __call__(self, el: ImageElements, *, prompt: str = "", seed: int = 0, steps: int | None = None,
+                 guidance: float | None = None, progress=None) -> DecodedImage:
+        """Decode ``el`` to ``(H_in, W_in, 3) uint8`` at the input's size, copied at full resolution."""
+        if steps is not None and int(steps) < 1:
+            raise UserError(f"The number of steps must be at least 1, got {steps}.")
+        if guidance is not None and not np.isfinite(guidance):
+            raise UserError(f"The guidance scale must be a finite number, got {guidance}.")
+        image, ran, note = self.decode_grid(el, full_res=True, prompt=prompt or "", seed=int(seed), steps=steps,
+                                            guidance=guidance, progress=progress)
+        return DecodedImage(to_input_size(image, el), ran, note)
+
+
+class PixelDecoder(FullResDecoder):
     """``pixel``: App. A's pixel editing; vacated regions stay black."""
 
     name = "pixel"
@@ -71,7 +249,10 @@ class PixelDecoder(Decoder):
         return True, "always available (no weights)"
 
     def describe(self) -> str:
-        return "pixel: pixel editing (App. A), copies element pixels to their edited place; holes left black"
+        return "pixel: pixel editing (App. A), copies element pixels to their edited place at full resolution; holes left black"
 
-    def decode_canvas(self, el, *, prompt, seed, steps, guidance, progress) -> np.ndarray:
-        return pixel_edit(el)[0]
+    def decode_grid(self, el, *, full_res, prompt, seed, steps, guidance, progress):
+        r = render(el, full_res=full_res)
+        h, w = r.holes.shape
+        where = f"at full resolution ({w}x{h})" if r.full_res else f"at canvas resolution ({w}x{h}; no full-resolution pixels saved)"
+        return r.image, "pixel", f"pixels copied {where}"

@@ -127,7 +127,7 @@ class Partitioner:
         meta = {"partition": self.params()}
         if self.note:
             meta["partition_note"] = self.note
-        return elements_from_labels(canvas, labels, geometry, meta)
+        return elements_from_labels(canvas, labels, geometry, meta, full=loaded.pixels)
 
 
 def _load_sam_explicit(checkpoint, model_type, tinysam, device):

@@ -33,10 +33,12 @@ def masked_patches(image: np.ndarray, labels: np.ndarray, boxes: np.ndarray, ids
     return np.clip(out / 255.0, 0.0, 1.0).transpose(0, 3, 1, 2).copy()
 
 
-def elements_from_labels(canvas: np.ndarray, labels: np.ndarray, geometry: Geometry, meta: dict | None = None) -> ImageElements:
+def elements_from_labels(canvas: np.ndarray, labels: np.ndarray, geometry: Geometry, meta: dict | None = None,
+                         full: np.ndarray | None = None) -> ImageElements:
     """Build the value for one image. ``labels`` must be contiguous 0..N-1 (-1 = dropped/padding).
 
-    ``canvas``: ``(S, S, 3) uint8``. Centroid = mean pixel centre; size = bounding-box extent;
+    ``canvas``: ``(S, S, 3) uint8``; ``full``: the input's decoded pixels ``(h, w, 3) uint8`` (kept
+    for the pixel decoders, which work at full resolution) or None. Centroid = mean pixel centre; size = bounding-box extent;
     both normalised by S.
     """
     size = geometry.size
@@ -57,7 +59,7 @@ def elements_from_labels(canvas: np.ndarray, labels: np.ndarray, geometry: Geome
     dropped = float(((labels < 0) & content).sum() / max(1, content.sum()))
     info = {"num_elements": num, "dropped_fraction": dropped, **(meta or {})}
     return ImageElements(
-        sources=(Source(canvas, labels.astype(np.int32), geometry),),
+        sources=(Source(canvas, labels.astype(np.int32), geometry, full),),
         centroids=centroids,
         sizes=sizes,
         areas=areas,
