@@ -102,6 +102,15 @@ def _groups(el: ImageElements, ids: np.ndarray) -> list[tuple[int, np.ndarray, l
         return []
     order = ids[np.lexsort((ids, el.edited[ids]))]  # unedited first, then id order: the paint order
     tr = transforms(el)[order]
+    plain = ~el.edited[order]
+    src = el.source_index[order]
+    if plain.all() and (src == src[0]).all():  # fast path: one source, every map the first one's (no edits)
+        scale = np.array([el.size, el.size, 1.0, 1.0])
+        if np.all(np.abs(tr - tr[0]) * scale < _SAME_MAP_TOL):
+            return [(int(src[0]), tr[0], order.tolist())]
+    if plain.any() and not plain.all():  # unedited ones first (usually one group), then the few edited ones
+        head, tail = _groups(el, order[plain]), _groups(el, order[~plain])
+        return _merge_groups(el, head, tail)
     key = np.column_stack([el.source_index[order].astype(np.float64), np.floor(tr[:, :2] * el.size / _SAME_MAP_TOL),
                            np.floor(tr[:, 2:] / _SAME_MAP_TOL)])
     _, first, inv = np.unique(key, axis=0, return_index=True, return_inverse=True)
@@ -126,6 +135,19 @@ def _groups(el: ImageElements, ids: np.ndarray) -> list[tuple[int, np.ndarray, l
     for n in range(len(groups)):
         groups[n][2].extend(order[group_of == n].tolist())
     return groups
+
+
+def _merge_groups(el: ImageElements, head: list, tail: list) -> list:
+    """``head + tail``, where a tail group whose map matches a head group's joins it (as one pass would)."""
+    out = [(k, t, list(m)) for k, t, m in head]
+    for k, t, members in tail:
+        for _, (k0, t0, m0) in enumerate(out):
+            if k0 == k and np.all(np.abs(t0[:2] - t[:2]) * el.size < _SAME_MAP_TOL) and np.all(np.abs(t0[2:] - t[2:]) < _SAME_MAP_TOL):
+                m0.extend(members)
+                break
+        else:
+            out.append((k, t, list(members)))
+    return out
 
 
 def _sample(labels: np.ndarray, transform, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
