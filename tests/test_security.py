@@ -277,3 +277,50 @@ def test_user_error_carries_the_edit_and_the_ui_shows_only_the_message(el):
         with pytest.raises(UserError) as err:
             h._apply(s, edit)
         assert str(err.value).startswith(text) and "Edit 1" not in str(err.value)
+
+
+# --- the windowed collision rule equals the full-canvas one -------------------------------------------
+def _collide_reference(el, ids):
+    """The collision rule as first written: every layer rasterised over the whole canvas."""
+    from elements.edit import _label_lut, layers
+
+    ids = np.asarray(ids, dtype=np.int64)
+    mine = np.zeros(el.num_elements, dtype=bool)
+    mine[ids] = True
+    lays = layers(el)
+    cover = np.zeros((el.size, el.size), dtype=bool)
+    for layer in lays:
+        sel = layer.members[mine[layer.members]]
+        if sel.size:
+            cover |= np.isin(layer.warped, el.source_label[sel])
+    active = el.active.copy()
+    for layer in lays:
+        lut = _label_lut(el, layer)
+        w = layer.warped
+        visible = np.bincount(w[w >= 0], minlength=lut.size)
+        hit = np.bincount(w[(w >= 0) & cover], minlength=lut.size)
+        for i in layer.members:
+            if visible[el.source_label[i]] == 0 or (not mine[i] and hit[el.source_label[i]] > 0):
+                active[i] = False
+    return active
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_windowed_collision_rule_matches_the_full_canvas_rule(seed):
+    from skimage import data
+
+    from elements import edit
+    from elements.partition import Partitioner
+
+    rng = np.random.default_rng(seed)
+    el = Partitioner("slic", num_elements=64)(data.astronaut()[::2, ::3])
+    for _ in range(12):
+        ids = rng.choice(np.flatnonzero(el.active), size=int(rng.integers(1, 4)), replace=False)
+        if rng.random() < 0.6:
+            moved = edit.move(el, ids, float(rng.integers(-60, 61)), float(rng.integers(-60, 61)), collide=False)
+        else:
+            moved = edit.resize(el, ids, float(rng.choice([0.3, 0.7, 1.4, 2.5])), collide=False)
+        fast = edit.collide_with(moved, ids)
+        np.testing.assert_array_equal(fast.active, _collide_reference(moved, ids))
+        el = fast
+        assert edit.coverage(el).max() <= 1

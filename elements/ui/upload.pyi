@@ -24,7 +24,9 @@ class UploadImage(gr.Image):
 
     def preprocess(self, payload):
         try:
-            return super().preprocess(payload)
+            with warnings.catch_warnings():  # Pillow's bomb warning at open: our pixel budget decides, quietly
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                return super().preprocess(payload)
         except gr.Error:
             raise
         except Exception as err:
