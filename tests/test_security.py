@@ -324,3 +324,14 @@ def test_windowed_collision_rule_matches_the_full_canvas_rule(seed):
         np.testing.assert_array_equal(fast.active, _collide_reference(moved, ids))
         el = fast
         assert edit.coverage(el).max() <= 1
+
+
+def test_api_edit_refuses_odd_seeds_and_decoders_in_one_short_sentence():
+    from elements.ui import api
+
+    empty = json.dumps({"version": 1, "edits": []})
+    for decoder, seed, match in [("pixel", "1" * 400, "seed must be an integer"), ("pixel", [1], "seed must be an integer"),
+                                 ("x<script>" * 20, 0, "Unknown decoder"), (5, 0, "decoder name must be text")]:
+        with pytest.raises(gr.Error, match=match) as err:
+            api.api_edit(str(ASTRONAUT), empty, decoder, seed)
+        assert "<script>" not in str(err.value) and len(str(err.value)) < 200
