@@ -30,7 +30,7 @@ def excerpt(value, limit: int = 24) -> str:
         text = str(value) if abs(value) < 10**15 else f"an integer of {len(str(abs(value)))} digits"
         return text
     if isinstance(value, float):
-        return f"{value:g}"
+        return repr(value) if len(repr(value)) <= limit else f"{value:.6g}"
     if not isinstance(value, str):
         return f"a {type(value).__name__}"
     clean = _UNSAFE.sub("?", value)

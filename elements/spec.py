@@ -222,7 +222,7 @@ def validate_dict(d: object) -> None:
                 raise UserError(f"Select elements with exactly one of elements, points or rect (got {what}).",
                                 edit_index=i, op=op)
             if "factor" in e and isinstance(e["factor"], (int, float)) and not isinstance(e["factor"], bool) and e["factor"] <= 0:
-                raise UserError(f"The factor is {excerpt(e['factor'])}; a scale factor must be greater than 0.",
+                raise UserError(f"The {op} edit has factor {excerpt(e['factor'])}; a scale factor must be greater than 0.",
                                 edit_index=i, op=op)
             src = e.get("source")
             if op == "compose" and isinstance(src, str) and (len(src) > MAX_SOURCE_CHARS

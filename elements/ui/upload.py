@@ -35,7 +35,7 @@ class UploadImage(gr.Image):
             from elements.errors import excerpt
 
             name = getattr(payload, "orig_name", None)
-            name = f"The file {excerpt(name, 40)}" if name else "The uploaded file"
+            name = excerpt(name, 40).strip("'") if name else "The uploaded file"  # the visitor's own file name, shortened
             why = "it is too large to decode safely" if "DecompressionBomb" in type(err).__name__ else type(err).__name__
             raise gr.Error(f"{name} is not an image file that can be read ({why}); "
                            "upload a PNG, JPEG or WebP photo.", print_exception=False) from None
