@@ -60,7 +60,7 @@ class UserError(Exception):
         where = f"Edit {self.edit_index}" + (f" ({self.op})" if self.op else "")
         return f"{where}: {self.message}"
 
-    def for_edit(self, edit_index: int, op: str | None) -> "UserError":
+    def for_edit(self, edit_index: int, op: str | None) -> UserError:
         """The same error, attributed to edit ``edit_index`` (keeps an index already set)."""
         if self.edit_index is not None:
             return self

@@ -409,5 +409,5 @@ def apply_spec(el: ImageElements, spec, *, partitioner=None, base_dir=None,
     return el
 
 
-__all__ = ["EditSpec", "MAX_DEPTH", "MAX_NUMBER", "OPS", "SCHEMA_PATH", "SPEC_VERSION", "apply_edit", "apply_spec",
+__all__ = ["MAX_DEPTH", "MAX_NUMBER", "OPS", "SCHEMA_PATH", "SPEC_VERSION", "EditSpec", "apply_edit", "apply_spec",
            "default_loader", "load_spec", "parse_spec", "schema", "select", "validate_dict"]

@@ -141,7 +141,7 @@ def test_premultiplied_alpha_modes_load():
 def _cli(*args, cwd=None):
     """Run ``python -m elements ...``; returns (exit code, stderr lines, child peak RSS in MB)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    p = subprocess.run([sys.executable, "-m", "elements", *map(str, args)], capture_output=True, text=True,
+    p = subprocess.run([sys.executable, "-m", "elements", *map(str, args)], check=False, capture_output=True, text=True,
                        cwd=cwd or ROOT, timeout=300)
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return p.returncode, p.stderr.strip().splitlines(), max(peak, before) / 1024
@@ -158,7 +158,7 @@ def test_bombs_are_refused_in_one_line_without_gigabytes(tmp_path, name, data):
     probe = ("import resource; from elements.image_io import load_image\n"
              f"try: load_image({str(path)!r})\nexcept Exception as e: print(type(e).__name__)\n"
              "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=120).stdout.split()
+    out = subprocess.run([sys.executable, "-c", probe], check=False, capture_output=True, text=True, cwd=ROOT, timeout=120).stdout.split()
     assert out[0] == "UserError" and int(out[1]) / 1024 < 400, out
 
 
