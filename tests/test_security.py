@@ -335,3 +335,19 @@ def test_api_edit_refuses_odd_seeds_and_decoders_in_one_short_sentence():
         with pytest.raises(gr.Error, match=match) as err:
             api.api_edit(str(ASTRONAUT), empty, decoder, seed)
         assert "<script>" not in str(err.value) and len(str(err.value)) < 200
+
+
+def test_data_url_uploads_are_not_decoded_by_gradio(tmp_path):
+    import base64
+
+    from gradio.data_classes import ImageData
+
+    from elements.ui.session import load_for_app
+    from elements.ui.upload import UploadImage
+
+    comp = UploadImage(type="filepath", format="png")
+    url = "data:image/png;base64," + base64.b64encode(bomb_png()).decode()
+    path = comp.preprocess(ImageData(url=url, orig_name="bomb.png"))
+    assert Path(path).read_bytes() == bomb_png()  # written as sent, not decoded and re-encoded
+    with pytest.raises(UserError, match="40 Mpx budget"):
+        load_for_app(path)
