@@ -102,6 +102,15 @@ def _groups(el: ImageElements, ids: np.ndarray) -> list[tuple[int, np.ndarray, l
         return []
     order = ids[np.lexsort((ids, el.edited[ids]))]  # unedited first, then id order: the paint order
     tr = transforms(el)[order]
+    plain = ~el.edited[order]
+    src = el.source_index[order]
+    if plain.all() and (src == src[0]).all():  # fast path: one source, every map the first one's (no edits)
+        scale = np.array([el.size, el.size, 1.0, 1.0])
+        if np.all(np.abs(tr - tr[0]) * scale < _SAME_MAP_TOL):
+            return [(int(src[0]), tr[0], order.tolist())]
+    if plain.any() and not plain.all():  # unedited ones first (usually one group), then the few edited ones
+        head, tail = _groups(el, order[plain]), _groups(el, order[~plain])
+        return _merge_groups(el, head, tail)
     key = np.column_stack([el.source_index[order].astype(np.float64), np.floor(tr[:, :2] * el.size / _SAME_MAP_TOL),
                            np.floor(tr[:, 2:] / _SAME_MAP_TOL)])
     _, first, inv = np.unique(key, axis=0, return_index=True, return_inverse=True)
@@ -128,6 +137,19 @@ def _groups(el: ImageElements, ids: np.ndarray) -> list[tuple[int, np.ndarray, l
     return groups
 
 
+def _merge_groups(el: ImageElements, head: list, tail: list) -> list:
+    """``head + tail``, where a tail group whose map matches a head group's joins it (as one pass would)."""
+    out = [(k, t, list(m)) for k, t, m in head]
+    for k, t, members in tail:
+        for _, (k0, t0, m0) in enumerate(out):
+            if k0 == k and np.all(np.abs(t0[:2] - t[:2]) * el.size < _SAME_MAP_TOL) and np.all(np.abs(t0[2:] - t[2:]) < _SAME_MAP_TOL):
+                m0.extend(members)
+                break
+        else:
+            out.append((k, t, list(members)))
+    return out
+
+
 def _sample(labels: np.ndarray, transform, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     """Source labels under canvas pixels ``(rows, cols)`` (matching 1-D arrays) for one map; -1 outside."""
     size = labels.shape[0]
@@ -139,18 +161,43 @@ def _sample(labels: np.ndarray, transform, rows: np.ndarray, cols: np.ndarray) -
     return np.where(ok, out, -1)
 
 
+_BOXES: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _label_boxes(labels: np.ndarray) -> np.ndarray:
+    """``(L, 4) int64`` bounding box (y0, y1, x0, x1), end-exclusive, of each label of a source label map.
+
+    Cached per array (source label maps are never modified), the few most recent ones kept.
+    """
+    hit = _BOXES.get(id(labels))
+    if hit is not None and hit[0] is labels:
+        return hit[1]
+    from scipy import ndimage
+
+    objs = ndimage.find_objects(labels.astype(np.int64) + 1)
+    boxes = np.array([[o[0].start, o[0].stop, o[1].start, o[1].stop] if o is not None else [1, 0, 1, 0]
+                      for o in objs], dtype=np.int64).reshape(-1, 4)
+    if len(_BOXES) >= 16:
+        _BOXES.pop(next(iter(_BOXES)))
+    _BOXES[id(labels)] = (labels, boxes)
+    return boxes
+
+
 def _window(labels: np.ndarray, transform, wanted: np.ndarray, box) -> tuple[slice, slice] | None:
     """Canvas window (rows, cols) that holds every pixel mapped from source labels ``wanted``, within ``box``."""
-    hit = labels == wanted[0] if wanted.size == 1 else np.isin(labels, wanted)
-    rows, cols = np.flatnonzero(hit.any(axis=1)), np.flatnonzero(hit.any(axis=0))
-    if rows.size == 0:
+    boxes = _label_boxes(labels)  # (L, 4) y0, y1, x0, x1 per label; empty labels have y0 > y1
+    wanted = wanted[(wanted >= 0) & (wanted < len(boxes))]
+    b = boxes[wanted]
+    b = b[b[:, 0] < b[:, 1]]
+    if b.size == 0:
         return None
+    ys0, ys1, xs0, xs1 = int(b[:, 0].min()), int(b[:, 1].max()), int(b[:, 2].min()), int(b[:, 3].max())
     sx, sy, tx, ty = (float(v) for v in transform)
     # canvas pixel c samples source floor((c + 0.5 - t) / s): invert the source range, one pixel of margin
-    c0 = int(np.floor(cols[0] * sx + tx - 0.5)) - 1
-    c1 = int(np.ceil((cols[-1] + 1) * sx + tx - 0.5)) + 1
-    r0 = int(np.floor(rows[0] * sy + ty - 0.5)) - 1
-    r1 = int(np.ceil((rows[-1] + 1) * sy + ty - 0.5)) + 1
+    c0 = int(np.floor(xs0 * sx + tx - 0.5)) - 1
+    c1 = int(np.ceil(xs1 * sx + tx - 0.5)) + 1
+    r0 = int(np.floor(ys0 * sy + ty - 0.5)) - 1
+    r1 = int(np.ceil(ys1 * sy + ty - 0.5)) + 1
     x0, y0, x1, y1 = box
     r0, r1, c0, c1 = max(r0, y0), min(r1, y1), max(c0, x0), min(c1, x1)
     if r0 >= r1 or c0 >= c1:

@@ -30,7 +30,7 @@ def excerpt(value, limit: int = 24) -> str:
         text = str(value) if abs(value) < 10**15 else f"an integer of {len(str(abs(value)))} digits"
         return text
     if isinstance(value, float):
-        return f"{value:g}"
+        return repr(value) if len(repr(value)) <= limit else f"{value:.6g}"
     if not isinstance(value, str):
         return f"a {type(value).__name__}"
     clean = _UNSAFE.sub("?", value)
@@ -60,7 +60,7 @@ class UserError(Exception):
         where = f"Edit {self.edit_index}" + (f" ({self.op})" if self.op else "")
         return f"{where}: {self.message}"
 
-    def for_edit(self, edit_index: int, op: str | None) -> "UserError":
+    def for_edit(self, edit_index: int, op: str | None) -> UserError:
         """The same error, attributed to edit ``edit_index`` (keeps an index already set)."""
         if self.edit_index is not None:
             return self

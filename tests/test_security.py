@@ -141,7 +141,7 @@ def test_premultiplied_alpha_modes_load():
 def _cli(*args, cwd=None):
     """Run ``python -m elements ...``; returns (exit code, stderr lines, child peak RSS in MB)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    p = subprocess.run([sys.executable, "-m", "elements", *map(str, args)], capture_output=True, text=True,
+    p = subprocess.run([sys.executable, "-m", "elements", *map(str, args)], check=False, capture_output=True, text=True,
                        cwd=cwd or ROOT, timeout=300)
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return p.returncode, p.stderr.strip().splitlines(), max(peak, before) / 1024
@@ -158,7 +158,7 @@ def test_bombs_are_refused_in_one_line_without_gigabytes(tmp_path, name, data):
     probe = ("import resource; from elements.image_io import load_image\n"
              f"try: load_image({str(path)!r})\nexcept Exception as e: print(type(e).__name__)\n"
              "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=120).stdout.split()
+    out = subprocess.run([sys.executable, "-c", probe], check=False, capture_output=True, text=True, cwd=ROOT, timeout=120).stdout.split()
     assert out[0] == "UserError" and int(out[1]) / 1024 < 400, out
 
 
@@ -277,3 +277,77 @@ def test_user_error_carries_the_edit_and_the_ui_shows_only_the_message(el):
         with pytest.raises(UserError) as err:
             h._apply(s, edit)
         assert str(err.value).startswith(text) and "Edit 1" not in str(err.value)
+
+
+# --- the windowed collision rule equals the full-canvas one -------------------------------------------
+def _collide_reference(el, ids):
+    """The collision rule as first written: every layer rasterised over the whole canvas."""
+    from elements.edit import _label_lut, layers
+
+    ids = np.asarray(ids, dtype=np.int64)
+    mine = np.zeros(el.num_elements, dtype=bool)
+    mine[ids] = True
+    lays = layers(el)
+    cover = np.zeros((el.size, el.size), dtype=bool)
+    for layer in lays:
+        sel = layer.members[mine[layer.members]]
+        if sel.size:
+            cover |= np.isin(layer.warped, el.source_label[sel])
+    active = el.active.copy()
+    for layer in lays:
+        lut = _label_lut(el, layer)
+        w = layer.warped
+        visible = np.bincount(w[w >= 0], minlength=lut.size)
+        hit = np.bincount(w[(w >= 0) & cover], minlength=lut.size)
+        for i in layer.members:
+            if visible[el.source_label[i]] == 0 or (not mine[i] and hit[el.source_label[i]] > 0):
+                active[i] = False
+    return active
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_windowed_collision_rule_matches_the_full_canvas_rule(seed):
+    from skimage import data
+
+    from elements import edit
+    from elements.partition import Partitioner
+
+    rng = np.random.default_rng(seed)
+    el = Partitioner("slic", num_elements=64)(data.astronaut()[::2, ::3])
+    for _ in range(12):
+        ids = rng.choice(np.flatnonzero(el.active), size=int(rng.integers(1, 4)), replace=False)
+        if rng.random() < 0.6:
+            moved = edit.move(el, ids, float(rng.integers(-60, 61)), float(rng.integers(-60, 61)), collide=False)
+        else:
+            moved = edit.resize(el, ids, float(rng.choice([0.3, 0.7, 1.4, 2.5])), collide=False)
+        fast = edit.collide_with(moved, ids)
+        np.testing.assert_array_equal(fast.active, _collide_reference(moved, ids))
+        el = fast
+        assert edit.coverage(el).max() <= 1
+
+
+def test_api_edit_refuses_odd_seeds_and_decoders_in_one_short_sentence():
+    from elements.ui import api
+
+    empty = json.dumps({"version": 1, "edits": []})
+    for decoder, seed, match in [("pixel", "1" * 400, "seed must be an integer"), ("pixel", [1], "seed must be an integer"),
+                                 ("x<script>" * 20, 0, "Unknown decoder"), (5, 0, "decoder name must be text")]:
+        with pytest.raises(gr.Error, match=match) as err:
+            api.api_edit(str(ASTRONAUT), empty, decoder, seed)
+        assert "<script>" not in str(err.value) and len(str(err.value)) < 200
+
+
+def test_data_url_uploads_are_not_decoded_by_gradio(tmp_path):
+    import base64
+
+    from gradio.data_classes import ImageData
+
+    from elements.ui.session import load_for_app
+    from elements.ui.upload import UploadImage
+
+    comp = UploadImage(type="filepath", format="png")
+    url = "data:image/png;base64," + base64.b64encode(bomb_png()).decode()
+    path = comp.preprocess(ImageData(url=url, orig_name="bomb.png"))
+    assert Path(path).read_bytes() == bomb_png()  # written as sent, not decoded and re-encoded
+    with pytest.raises(UserError, match="40 Mpx budget"):
+        load_for_app(path)

@@ -73,8 +73,8 @@ def spec_with(edit_dict, **top):
 @pytest.mark.parametrize("spec, message", [
     (spec_with({"op": "rotate", "elements": [1], "angle": 3}), r"Edit 1: This edit has an unknown op 'rotate'; choose one of move, scale, delete, compose\."),
     (spec_with({"elements": [1]}), r"Edit 1: Each edit needs an 'op'"),
-    (spec_with({"op": "scale", "elements": [1], "factor": 0}), r"factor is 0; a scale factor must be greater than 0"),
-    (spec_with({"op": "scale", "elements": [1], "factor": -2.5}), r"factor is -2.5; a scale factor must be greater than 0"),
+    (spec_with({"op": "scale", "elements": [1], "factor": 0}), r"factor 0; a scale factor must be greater than 0"),
+    (spec_with({"op": "scale", "elements": [1], "factor": -2.5}), r"factor -2.5; a scale factor must be greater than 0"),
     (spec_with({"op": "scale", "elements": [1], "factor": 1000}), r"spec\.edits\[0\]\.factor"),
     (spec_with({"op": "move", "elements": [1], "dx": 1}), r"'dy' is a required property"),
     (spec_with({"op": "move", "elements": [1], "points": [[1, 1]], "dx": 1, "dy": 1}), r"exactly one of elements, points or rect \(got elements and points\)"),

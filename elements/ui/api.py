@@ -12,7 +12,7 @@ import json
 
 import numpy as np
 
-from elements.errors import UserError
+from elements.errors import UserError, excerpt
 from elements.spec import parse_spec
 from elements.ui import backends
 from elements.ui.generate import MAX_SEED, render_candidates
@@ -66,11 +66,20 @@ def api_edit(image, spec_json: str, decoder_name: str | None = None, seed: float
     if len(spec.edits) > MAX_API_EDITS:
         raise UserError(f"The edit endpoint takes at most {MAX_API_EDITS} edits per request (got {len(spec.edits)}); "
                         "split the spec or use the CLI.")
+    if not isinstance(decoder_name, (str, type(None))):
+        raise UserError("The decoder name must be text.")
     name = (decoder_name or "").strip() or spec.decoder or backends.default_decoder()
+    if name not in backends.decoder_status():
+        raise UserError(f"Unknown decoder {excerpt(name)}; choose one of {', '.join(backends.decoder_status())}.")
     if seed is None or seed == "":
         seed = spec.seed
-    if not (float(seed).is_integer() and 0 <= float(seed) <= MAX_SEED):
+    try:
+        ok = float(seed).is_integer() and 0 <= float(seed) <= MAX_SEED
+    except (TypeError, ValueError, OverflowError):  # a string, a list, an integer too big for a float
+        ok = False
+    if not ok:
         raise UserError(f"The seed must be an integer between 0 and {MAX_SEED}.")
+
     loaded, _ = load_for_app(image)
     el, _ = partition(loaded)
     editor = EditorSession(backends.partitioner())

@@ -25,6 +25,9 @@ class UploadImage(gr.Image):
         return "image"  # reuse gr.Image's Svelte component
 
     def preprocess(self, payload):
+        url = getattr(payload, "url", None)
+        if self.type == "filepath" and isinstance(url, str) and url.startswith("data:"):
+            return self._data_url_to_file(url)  # Gradio would decode (and re-encode) it at full size
         try:
             with warnings.catch_warnings():  # Pillow's bomb warning at open: our pixel budget decides, quietly
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -35,10 +38,35 @@ class UploadImage(gr.Image):
             from elements.errors import excerpt
 
             name = getattr(payload, "orig_name", None)
-            name = f"The file {excerpt(name, 40)}" if name else "The uploaded file"
+            name = excerpt(name, 40).strip("'") if name else "The uploaded file"  # the visitor's own file name, shortened
             why = "it is too large to decode safely" if "DecompressionBomb" in type(err).__name__ else type(err).__name__
             raise gr.Error(f"{name} is not an image file that can be read ({why}); "
                            "upload a PNG, JPEG or WebP photo.", print_exception=False) from None
 
+    def _data_url_to_file(self, url: str) -> str:
+        """Write the bytes of a ``data:`` URL into Gradio's cache, undecoded; returns the path."""
+        import base64
+        import binascii
+        import hashlib
+        from pathlib import Path
 
-__all__ = ["UploadImage"]
+        head, _, body = url.partition(",")
+        if len(body) > MAX_DATA_URL_CHARS:
+            raise gr.Error("The image is too large; upload a file of at most 20 MB.", print_exception=False)
+        try:
+            data = base64.b64decode(body, validate=False) if head.endswith(";base64") else body.encode()
+        except (binascii.Error, ValueError):
+            raise gr.Error("The image data could not be read; upload a PNG, JPEG or WebP photo.",
+                           print_exception=False) from None
+        folder = Path(self.GRADIO_CACHE) / hashlib.sha256(data).hexdigest()[:32]
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / "image"
+        path.write_bytes(data)
+        return str(path)
+
+
+#: Longest ``data:`` URL taken (base64 of the 20 MB upload limit).
+MAX_DATA_URL_CHARS = 28 * 1024 * 1024
+
+
+__all__ = ["MAX_DATA_URL_CHARS", "UploadImage"]
