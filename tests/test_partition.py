@@ -283,3 +283,17 @@ def test_select_object_follows_the_half_inside_rule(tiny_sam, astronaut):
         select_object(el, part.affinity)
     with pytest.raises(UserError):
         select_object(el, part.affinity, points=[(-5, 10, True)])
+
+
+def test_cli_rejects_a_bad_decode_window():
+    from elements.errors import UserError
+    from elements.partition.cli import _window
+
+    assert _window("full") == "full" and _window("16") == 16 and _window(None) is None
+    with pytest.raises(UserError, match="sam-window"):
+        _window("wide")
+
+    with pytest.raises(UserError, match="window"):
+        from elements.partition.sam import SamAffinity, build_tiny_sam
+
+        SamAffinity(build_tiny_sam(img_size=64), window=2)
