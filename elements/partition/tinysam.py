@@ -139,6 +139,7 @@ def _install_archive(archive: Path) -> Path:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{_CACHE_NAME}.", dir=target.parent))
+    os.chmod(tmp, 0o755)  # mkdtemp makes it private; the cache is readable like any other
     try:
         with tarfile.open(archive, "r:gz") as tar:
             members = {m.name: m for m in tar.getmembers()}
