@@ -212,7 +212,9 @@ def test_elements_without_full_pixels_still_decode(scene):
     el = scene.elements
     bare = el.replace(sources=(dataclasses.replace(el.sources[0], full=None),))
     out = get_decoder("pixel+inpaint", backend="telea")(edit.delete(bare, scene.selection))
-    assert out.shape == scene.image.shape and "canvas resolution" in out.note
+    assert out.shape == scene.image.shape and "no full-resolution pixels saved" in out.note
+    small = get_decoder("pixel", full_res=False)(el)  # the 512-canvas baseline, e.g. for a benchmark at 512
+    assert small.shape == scene.image.shape and "full_res=False" in small.note
 
 
 @pytest.mark.parametrize("backend, engine", [("auto", "PatchMatch"), ("telea", "Telea")])
