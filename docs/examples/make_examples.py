@@ -5,9 +5,16 @@ default) it decodes with ``pixel+inpaint`` twice and writes ``docs/examples/<op>
 input | Telea as it was (no hole band, no blending) | PatchMatch + hole band + Poisson placement (the
 CPU default now), scaled to half size. It also writes full-resolution before/after crops of the
 rocket move and the spoon removal to ``docs/images/`` and prints the rocket's ghost and seam figures.
+
+``--before REV`` (e.g. ``--before cd5e6bd``, the commit before issue 13) takes the "before" column of
+the ``docs/images/`` crops from that commit's own ``python -m elements edit`` (its default
+``pixel+inpaint``: Telea on the 512 canvas, upsampled), run from ``git archive REV`` in a temporary folder.
 """
 
+import argparse
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import cv2
@@ -38,7 +45,7 @@ def gap(h: int, w: int = 8) -> np.ndarray:
     return np.full((h, w, 3), 255, np.uint8)
 
 
-def rocket_figures(edited, before: np.ndarray, now: np.ndarray, dx: int) -> None:
+def rocket_figures(edited, before: np.ndarray, now: np.ndarray, dx: int, only_before: str | None = None) -> None:
     """Ghost (pixels at the rocket's old place, above the lit pad, that are not sky-blue) and seam contrast, printed."""
     h, w = before.shape[:2]
     old = np.zeros((h, w), np.uint8)
@@ -47,17 +54,46 @@ def rocket_figures(edited, before: np.ndarray, now: np.ndarray, dx: int) -> None
     old[340:] = False  # below, the launch pad's lights are as bright as the rocket
     covered = render(edited).edited_cover
     moved_poly = cv2.dilate(np.roll(old, dx, axis=1).astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool)
-    no_blend = np.asarray(get_decoder("pixel+inpaint", backend="patchmatch", blend=False)(edited, seed=0))
-    for name, img in (("Telea as it was", before), ("PatchMatch + band, no blending", no_blend), ("PatchMatch + band + blend", now)):
+    if only_before:
+        runs = ((only_before, before),)
+    else:
+        no_blend = np.asarray(get_decoder("pixel+inpaint", backend="patchmatch", blend=False)(edited, seed=0))
+        runs = (("Telea as it was", before), ("PatchMatch + band, no blending", no_blend), ("PatchMatch + band + blend", now))
+    for name, img in runs:
         px = img.astype(np.int64)
         grey = px[..., 2] - px[..., 0] < 30  # dusk sky: blue - red 36-50 (1st-50th percentile); the rocket: -27-8
         ghost = (grey & old & ~covered).sum() / old.sum()
+        if only_before:  # its seam is not comparable: that output is the 512 canvas upsampled, soft everywhere
+            print(f"  rocket move, {name}: ghost {100 * ghost:.1f} % of the rocket's area (above the pad)")
+            continue
         seam = seam_contrast(img, covered, ignore=moved_poly)
         print(f"  rocket move, {name}: ghost {100 * ghost:.1f} % of the rocket's area (above the pad); "
               f"seam contrast {seam:.2f}")
 
 
+def old_outputs(rev: str, tmp: Path) -> dict:
+    """``{op: image}``: the crops' "before" images decoded by commit ``rev``'s own edit CLI."""
+    tree = tmp / "old"
+    tree.mkdir()
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev], check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    out = {}
+    for op in CROPS:
+        png = tmp / f"{op}.png"
+        subprocess.run([sys.executable, "-m", "elements", "edit", str(ROOT / "assets" / f"{EXAMPLES[op]}.jpg"),
+                        "--spec", str(HERE / f"{op}.json"), "--out", str(png), "--decoder", "pixel+inpaint",
+                        "--backend", "slic"], cwd=tree, check=True, capture_output=True,
+                       env={**__import__("os").environ, "PYTHONPATH": str(tree)})
+        out[op] = np.asarray(Image.open(png).convert("RGB"))
+    return out
+
+
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--before", default=None, metavar="REV", help="git revision whose edit CLI gives the crops' 'before' column")
+    args = ap.parse_args()
+    tmp = tempfile.TemporaryDirectory()
+    old = old_outputs(args.before, Path(tmp.name)) if args.before else {}
     part = Partitioner("slic")
     (ROOT / "docs" / "images").mkdir(parents=True, exist_ok=True)
     before_dec, now_dec = get_decoder("pixel+inpaint", **BEFORE), get_decoder("pixel+inpaint", **NOW)
@@ -76,11 +112,14 @@ def main() -> None:
         strip.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.FLOYDSTEINBERG).save(HERE / f"{op}.png", optimize=True)
         if op in CROPS:
             x0, y0, x1, y1 = CROPS[op]
-            crops = [a[y0:y1, x0:x1] for a in (src, before, now)]
+            crops = [a[y0:y1, x0:x1] for a in (src, old.get(op, before), now)]
             fig = np.concatenate([crops[0], gap(y1 - y0), crops[1], gap(y1 - y0), crops[2]], axis=1)
             Image.fromarray(fig).save(ROOT / "docs" / "images" / FIGURES[op], optimize=True)
         if op == "move":
             rocket_figures(edited, before, now, int(spec.edits[0]["dx"]))
+            if "move" in old:
+                rocket_figures(edited, old["move"], now, int(spec.edits[0]["dx"]), only_before=f"commit {args.before}")
+    tmp.cleanup()
 
 
 if __name__ == "__main__":

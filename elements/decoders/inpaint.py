@@ -156,8 +156,8 @@ class InpaintDecoder(FullResDecoder):
             image, report = fill_holes(r.image, holes, engine=self.backend, seed=seed, exclude=exclude, grid_scale=radius_scale)
             note = report.note((h, w))
         if self.blend and any(layer.edited for layer in r.layers):
-            image = place_seamless(image, r, gs)
-            note += "; moved elements Poisson-blended"
+            image, n = place_seamless(image, r, gs)
+            note += "; moved elements Poisson-blended" if n else ""
         if not r.full_res:
             note += f" (canvas resolution {w}x{h}: {'no full-resolution pixels saved' if full_res else 'full_res=False'})"
         return image, self.ran, note
