@@ -131,7 +131,7 @@ def main() -> None:
     print(f"CPU hole filling, {os.cpu_count()} cores, load average {load1:.1f} at the end (other processes share this "
           f"machine: read wall times with it); PatchMatch radius {PATCH_RADIUS}, full-resolution budget "
           f"{FULL_RES_BUDGET} px; median of {args.repeats} interleaved repeats")
-    print(f"| case | wall s | CPU s |\n|---|---:|---:|")
+    print("| case | wall s | CPU s |\n|---|---:|---:|")
     for k in cases:
         print(f"| {k} | {statistics.median(wall[k]):.2f} | {statistics.median(cpu[k]):.2f} |")
     for k, n in notes.items():

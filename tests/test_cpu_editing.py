@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 from elements import edit
-from elements.decoders import get_decoder
-from elements.decoders import holefill
+from elements.decoders import get_decoder, holefill
 from elements.decoders.blend import ghost_band, poisson_membrane
 from elements.decoders.pixel import render
 from elements.decoders.quality import ghost_fraction, grid_elements, seam_contrast, synthetic_scene
@@ -32,10 +31,10 @@ def moved(scene):
 def decoded(moved):
     """PatchMatch with and without the hole band and the blending, Telea as it was (no band, no blend)."""
     runs = {
-        "full": dict(backend="patchmatch"),
-        "no_band": dict(backend="patchmatch", hole_band=False),
-        "no_blend": dict(backend="patchmatch", blend=False),
-        "telea_plain": dict(backend="telea", hole_band=False, blend=False),
+        "full": {"backend": "patchmatch"},
+        "no_band": {"backend": "patchmatch", "hole_band": False},
+        "no_blend": {"backend": "patchmatch", "blend": False},
+        "telea_plain": {"backend": "telea", "hole_band": False, "blend": False},
     }
     return {k: get_decoder("pixel+inpaint", **kw)(moved, seed=0) for k, kw in runs.items()}
 
@@ -132,7 +131,10 @@ def test_fill_never_copies_excluded_pixels():
     red = np.zeros_like(hole)
     red[30:66, 76:100] = True  # the moved object, right beside the hole
     img[red] = (230, 20, 20)
-    redness = lambda px: (np.abs(px.astype(int) - (230, 20, 20)).max(axis=-1) < 60).mean()  # noqa: E731
+
+    def redness(px):
+        return (np.abs(px.astype(int) - (230, 20, 20)).max(axis=-1) < 60).mean()
+
     assert redness(img[~red]) == 0.0
     with_excl, report = holefill.fill_holes(img, hole, engine="patchmatch", seed=0, exclude=red)
     without, _ = holefill.fill_holes(img, hole, engine="patchmatch", seed=0)

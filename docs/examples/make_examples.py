@@ -25,12 +25,6 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT))
 
-from elements.decoders import get_decoder  # noqa: E402
-from elements.decoders.pixel import render  # noqa: E402
-from elements.decoders.quality import seam_contrast  # noqa: E402
-from elements.image_io import load_image  # noqa: E402
-from elements.partition import Partitioner  # noqa: E402
-from elements.spec import apply_spec, load_spec  # noqa: E402
 
 EXAMPLES = {"move": "rocket", "scale": "astronaut", "delete": "coffee", "compose": "astronaut"}
 #: Full-resolution crops (x0, y0, x1, y1) for docs/images/.
@@ -47,6 +41,10 @@ def gap(h: int, w: int = 8) -> np.ndarray:
 
 def rocket_figures(edited, before: np.ndarray, now: np.ndarray, dx: int, only_before: str | None = None) -> None:
     """Ghost (pixels at the rocket's old place, above the lit pad, that are not sky-blue) and seam contrast, printed."""
+    from elements.decoders import get_decoder
+    from elements.decoders.pixel import render
+    from elements.decoders.quality import seam_contrast
+
     h, w = before.shape[:2]
     old = np.zeros((h, w), np.uint8)
     cv2.fillPoly(old, [np.asarray(ROCKET_POLYGON, np.int32)], 1)
@@ -92,6 +90,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--before", default=None, metavar="REV", help="git revision whose edit CLI gives the crops' 'before' column")
     args = ap.parse_args()
+    from elements.decoders import get_decoder
+    from elements.image_io import load_image
+    from elements.partition import Partitioner
+    from elements.spec import apply_spec, load_spec
+
     tmp = tempfile.TemporaryDirectory()
     old = old_outputs(args.before, Path(tmp.name)) if args.before else {}
     part = Partitioner("slic")

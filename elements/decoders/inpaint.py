@@ -164,7 +164,7 @@ class InpaintDecoder(FullResDecoder):
 
     def _sd_fill(self, el, image, holes, exclude, gs, *, prompt, seed, steps, guidance, progress):
         """Small gaps classically at full resolution; the rest by SD-Inpaint on the canvas, upsampled."""
-        small, large = split_holes(holes, np.ones_like(holes), max(1, int(round(self.gap_kernel * gs))))
+        small, large = split_holes(holes, np.ones_like(holes), max(1, round(self.gap_kernel * gs)))
         image, _ = fill_holes(image, small, engine=self.engine, seed=seed, exclude=exclude, grid_scale=gs)
         if not large.any():
             return image, f"gaps filled by {ENGINE_NAMES[self.engine]}; no large hole for SD-Inpaint"
@@ -192,5 +192,5 @@ class InpaintDecoder(FullResDecoder):
 
 
 def _disk(radius: float) -> np.ndarray:
-    r = max(1, int(round(radius)))
+    r = max(1, round(radius))
     return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))

@@ -132,11 +132,11 @@ def report(seed: int = 0) -> list[tuple[str, float, float]]:
     now = render(moved).edited_cover
     disc = cv2.dilate(np.roll(scene.object_mask, 170, axis=1).astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool)
     runs = [
-        ("Telea (before: no hole band, no blending)", dict(backend="telea", hole_band=False, blend=False)),
-        ("Telea + hole band + blending", dict(backend="telea")),
-        ("PatchMatch, no hole band, no blending", dict(backend="patchmatch", hole_band=False, blend=False)),
-        ("PatchMatch + hole band, no blending", dict(backend="patchmatch", blend=False)),
-        ("PatchMatch + hole band + blending (default)", dict(backend="patchmatch")),
+        ("Telea (before: no hole band, no blending)", {"backend": "telea", "hole_band": False, "blend": False}),
+        ("Telea + hole band + blending", {"backend": "telea"}),
+        ("PatchMatch, no hole band, no blending", {"backend": "patchmatch", "hole_band": False, "blend": False}),
+        ("PatchMatch + hole band, no blending", {"backend": "patchmatch", "blend": False}),
+        ("PatchMatch + hole band + blending (default)", {"backend": "patchmatch"}),
     ]
     rows = []
     for name, kw in runs:
