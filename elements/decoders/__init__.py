@@ -8,8 +8,8 @@
 name               what runs                                                          needs
 =================  ==================================================================  =====================
 ``pixel``          pixel editing (App. A): copy/scale each element's pixels; holes = 0  nothing
-``pixel+inpaint``  pixel editing, then SD-Inpaint on the holes (App. A); OpenCV         SD-Inpaint (optional)
-                   Telea inpainting when SD-Inpaint cannot be had
+``pixel+inpaint``  pixel editing, then SD-Inpaint on the holes (App. A); PatchMatch     SD-Inpaint (optional)
+                   on the CPU when SD-Inpaint cannot be had (docs/cpu-editing.md)
 ``pixel+sdedit``   pixel editing, then SDEdit with SD-1.5 img2img, strength 0.5/0.7/0.9  SD-1.5 (GPU advised)
 ``light``          the stage-1 light transformer decoder (Sec. 3.2)                    stage-1 checkpoint
 ``diffusion``      the element-conditioned SD-1.5 decoder (Sec. 3.3), ours             stage-1 + 2, SD-1.5

@@ -52,7 +52,7 @@ BLEND_BAND = 8
 
 
 def _disk(radius: float) -> np.ndarray:
-    r = max(1, int(round(radius)))
+    r = max(1, round(radius))
     return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
 
 
@@ -165,14 +165,20 @@ def poisson_membrane(src: np.ndarray, dst: np.ndarray, mask: np.ndarray) -> np.n
     m8 = cv2.copyMakeBorder(mask.astype(np.uint8) * 255, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0)
     flat = np.full_like(d8, 128)
     x, y, w, h = cv2.boundingRect(m8)
+    if min(w, h) < 8 or not cv2.erode(m8, None, iterations=3).any():
+        return None  # seamlessClone erodes its mask by 3 px: nothing would be left to solve
     solved = cv2.seamlessClone(flat, d8, m8, (x + w // 2, y + h // 2), cv2.NORMAL_CLONE)
     return solved[pad:-pad, pad:-pad].astype(np.float32) - 128.0
 
 
-def place_seamless(image: np.ndarray, r: Rendered, grid_scale: float = 1.0) -> np.ndarray:
+def place_seamless(image: np.ndarray, r: Rendered, grid_scale: float = 1.0) -> tuple[np.ndarray, int]:
     """Re-paste every edited layer of ``r`` onto ``image (H, W, 3) uint8`` (holes already filled) by
-    Poisson blending; only pixels the edited layers show change (see the module docstring)."""
+    Poisson blending; only pixels the edited layers show change (see the module docstring).
+
+    Returns the image and the number of layers blended (layers too thin to solve are left as pasted).
+    """
     out = image.copy()
+    blended_layers = 0
     full_band = BLEND_BAND * grid_scale
     for k, layer in enumerate(r.layers):
         mask = r.shown == k
@@ -191,7 +197,8 @@ def place_seamless(image: np.ndarray, r: Rendered, grid_scale: float = 1.0) -> n
         weight = np.clip(2.0 - depth / full_band, 0.0, 1.0)[..., None]
         blended = np.clip(np.rint(src.astype(np.float32) + weight * corr), 0, 255).astype(np.uint8)
         out[y0:y1, x0:x1][m] = blended[m]
-    return out
+        blended_layers += 1
+    return out, blended_layers
 
 
 __all__ = ["BAND_ELEMENTS", "BLEND_BAND", "CLOSE_PX", "HIST_BINS", "STEP_KEEP", "STEP_SMOOTH", "ghost_band", "place_seamless", "poisson_membrane", "vacated_region"]

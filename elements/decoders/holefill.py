@@ -92,7 +92,7 @@ def hole_windows(holes: np.ndarray, margin_min: int) -> list[tuple[int, int, int
     h, w = holes.shape
     boxes = []
     for x, y, bw, bh, _ in stats[1:n]:
-        m = max(margin_min, int(round(CONTEXT * max(bw, bh))))
+        m = max(margin_min, round(CONTEXT * max(bw, bh)))
         boxes.append([max(0, x - m), max(0, y - m), min(w, x + bw + m), min(h, y + bh + m)])
     merged = True
     while merged:  # merge overlapping windows until none overlap
@@ -152,7 +152,7 @@ def fill_holes(image: np.ndarray, holes: np.ndarray, *, engine: str = "patchmatc
     if engine == "telea":  # cheap at any size: one pass over the whole image
         return _telea(image, holes, exclude, TELEA_RADIUS * grid_scale), FillReport(engine, 1, 1.0)
     floor_scale = min(1.0, 1.0 / max(grid_scale, 1e-6))  # never coarser than the canvas
-    windows = hole_windows(holes, int(round(MIN_CONTEXT * grid_scale)))
+    windows = hole_windows(holes, round(MIN_CONTEXT * grid_scale))
     min_scale = 1.0
     for k, (x0, y0, x1, y1) in enumerate(windows):
         crop, hole, excl = image[y0:y1, x0:x1], holes[y0:y1, x0:x1], exclude[y0:y1, x0:x1]
@@ -175,5 +175,5 @@ def fill_holes(image: np.ndarray, holes: np.ndarray, *, engine: str = "patchmatc
     return out, FillReport(engine, len(windows), min_scale)
 
 
-__all__ = ["CONTEXT", "ENGINES", "ENGINE_NAMES", "FULL_RES_BUDGET", "FillReport", "MIN_CONTEXT", "PATCH_RADIUS",
-           "TELEA_RADIUS", "check_engine", "fill_holes", "hole_windows", "patchmatch_status"]
+__all__ = ["CONTEXT", "ENGINES", "ENGINE_NAMES", "FULL_RES_BUDGET", "MIN_CONTEXT", "PATCH_RADIUS", "TELEA_RADIUS",
+           "FillReport", "check_engine", "fill_holes", "hole_windows", "patchmatch_status"]

@@ -90,7 +90,7 @@ class InpaintDecoder(FullResDecoder):
 
     def __init__(self, *, backend: str = "auto", sd_inpaint: str | None = None, device: str | None = None,
                  dtype=None, gap_kernel: int = GAP_KERNEL, radius: int = TELEA_RADIUS, blend: bool = True,
-                 hole_band: bool = True) -> None:
+                 hole_band: bool = True, full_res: bool = True) -> None:
         if backend not in BACKENDS:
             raise UserError(f"Unknown inpainting backend '{backend}'; choose auto, sd, patchmatch or telea.")
         if int(gap_kernel) < 1 or int(radius) < 1:
@@ -106,7 +106,7 @@ class InpaintDecoder(FullResDecoder):
         self.engine = "telea" if self.backend == "telea" else default_engine() if self.backend == "sd" else self.backend
         self.device, self.dtype = device, dtype
         self.gap_kernel, self.radius = int(gap_kernel), int(radius)
-        self.blend, self.hole_band = bool(blend), bool(hole_band)
+        self.blend, self.hole_band, self.full_res = bool(blend), bool(hole_band), bool(full_res)
         self._pipe = None
 
     @classmethod
@@ -156,15 +156,15 @@ class InpaintDecoder(FullResDecoder):
             image, report = fill_holes(r.image, holes, engine=self.backend, seed=seed, exclude=exclude, grid_scale=radius_scale)
             note = report.note((h, w))
         if self.blend and any(layer.edited for layer in r.layers):
-            image = place_seamless(image, r, gs)
-            note += "; moved elements Poisson-blended"
+            image, n = place_seamless(image, r, gs)
+            note += "; moved elements Poisson-blended" if n else ""
         if not r.full_res:
-            note += f" (canvas resolution {w}x{h}: no full-resolution pixels saved)"
+            note += f" (canvas resolution {w}x{h}: {'no full-resolution pixels saved' if full_res else 'full_res=False'})"
         return image, self.ran, note
 
     def _sd_fill(self, el, image, holes, exclude, gs, *, prompt, seed, steps, guidance, progress):
         """Small gaps classically at full resolution; the rest by SD-Inpaint on the canvas, upsampled."""
-        small, large = split_holes(holes, np.ones_like(holes), max(1, int(round(self.gap_kernel * gs))))
+        small, large = split_holes(holes, np.ones_like(holes), max(1, round(self.gap_kernel * gs)))
         image, _ = fill_holes(image, small, engine=self.engine, seed=seed, exclude=exclude, grid_scale=gs)
         if not large.any():
             return image, f"gaps filled by {ENGINE_NAMES[self.engine]}; no large hole for SD-Inpaint"
@@ -192,5 +192,5 @@ class InpaintDecoder(FullResDecoder):
 
 
 def _disk(radius: float) -> np.ndarray:
-    r = max(1, int(round(radius)))
+    r = max(1, round(radius))
     return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))

@@ -4,9 +4,17 @@ The baseline "directly copies the image patches ... to the target location and r
 as desired". Each active element's source pixels (``labels == source_label`` in its source
 image) are mapped by the element's map (:func:`elements.edit.transforms`), bilinearly, with a
 Gaussian pre-filter when shrinking. Elements sharing a map are drawn from one warp; unedited
-layers are drawn first, edited ones on top. Canvas pixels in the content box that no active
-element covers are **holes**: vacated source regions, deleted elements, the partition's
-dropped pixels, and cracks between resized elements. They are set to :data:`HOLE_VALUE`.
+layers are drawn first, edited ones on top. Pixels that no active element covers are **holes**:
+vacated source regions, deleted elements, the partition's dropped pixels, and cracks between
+resized elements. They are set to :data:`HOLE_VALUE`.
+
+Two resolutions:
+
+* :func:`pixel_edit` works on the 512 canvas (the view's overlay and ``pixel+sdedit`` use it);
+* :func:`render` works on the **output grid**, the input's decoded full resolution
+  (``Source.full``): element masks are the canvas footprints upsampled (nearest, at output pixel
+  centres), pixels are copied from the full-resolution sources, so an unedited region is the
+  input exactly. The pixel decoders (``pixel``, ``pixel+inpaint``) return this.
 """
 
 from __future__ import annotations
@@ -217,7 +225,11 @@ class FullResDecoder(Decoder):
 
     Subclasses implement :meth:`decode_grid`; :meth:`__call__` returns a
     :class:`~elements.decoders.result.DecodedImage` at the input's size naming what ran.
+    ``full_res=False`` (a constructor option) works on the canvas content box and upsamples, as the
+    paper's 512-px baselines do (e.g. for a reconstruction benchmark at 512).
     """
+
+    full_res: bool = True
 
     def decode_grid(self, el: ImageElements, *, full_res: bool, prompt, seed, steps, guidance, progress):
         """Returns ``(image (H, W, 3) uint8 on the output grid, ran: str, note: str)``."""
@@ -234,7 +246,7 @@ class FullResDecoder(Decoder):
             raise UserError(f"The number of steps must be at least 1, got {steps}.")
         if guidance is not None and not np.isfinite(guidance):
             raise UserError(f"The guidance scale must be a finite number, got {guidance}.")
-        image, ran, note = self.decode_grid(el, full_res=True, prompt=prompt or "", seed=int(seed), steps=steps,
+        image, ran, note = self.decode_grid(el, full_res=self.full_res, prompt=prompt or "", seed=int(seed), steps=steps,
                                             guidance=guidance, progress=progress)
         return DecodedImage(to_input_size(image, el), ran, note)
 
@@ -243,6 +255,9 @@ class PixelDecoder(FullResDecoder):
     """``pixel``: App. A's pixel editing; vacated regions stay black."""
 
     name = "pixel"
+
+    def __init__(self, *, full_res: bool = True) -> None:
+        self.full_res = bool(full_res)
 
     @classmethod
     def availability(cls, **options) -> tuple[bool, str]:
@@ -254,5 +269,6 @@ class PixelDecoder(FullResDecoder):
     def decode_grid(self, el, *, full_res, prompt, seed, steps, guidance, progress):
         r = render(el, full_res=full_res)
         h, w = r.holes.shape
-        where = f"at full resolution ({w}x{h})" if r.full_res else f"at canvas resolution ({w}x{h}; no full-resolution pixels saved)"
+        why = "no full-resolution pixels saved" if full_res else "full_res=False"
+        where = f"at full resolution ({w}x{h})" if r.full_res else f"at canvas resolution ({w}x{h}; {why})"
         return r.image, "pixel", f"pixels copied {where}"

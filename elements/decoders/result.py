@@ -20,7 +20,7 @@ class DecodedImage(np.ndarray):
     ran: str
     note: str
 
-    def __new__(cls, image: np.ndarray, ran: str, note: str = "") -> "DecodedImage":
+    def __new__(cls, image: np.ndarray, ran: str, note: str = ""):
         obj = np.asarray(image).view(cls)
         obj.ran, obj.note = str(ran), str(note)
         return obj
