@@ -60,13 +60,19 @@ def test_edit_endpoint_changes_only_what_the_spec_says(client):
     assert gone.size > 0  # the collision rule deleted what the moved elements now cover
     for i in gone:
         touched |= footprint(el, i)
+    from elements.decoders.blend import ghost_band
+    from elements.decoders.pixel import render
+
+    touched |= ghost_band(render(edited), edited)  # the hole band against ghosts (docs/cpu-editing.md)
     diff = np.abs(out.astype(int) - inp.astype(int)).max(axis=2)
-    # a 512² input needs no resampling and Telea writes only hole pixels: everything else is exact
+    # a 512² input needs no resampling and the fill writes only hole and band pixels: everything else is exact
     assert diff[~touched].max() == 0, "pixels outside the edited footprints changed"
-    # the first moved element's pixels are at their new place (integer shift: exact copy)
+    # the first moved element's pixels are at their new place (integer shift: an exact copy, then Poisson-blended
+    # into its new surroundings: a small smooth correction, measured mean 5.8 levels)
     ys, xs = np.nonzero(footprint(el, moved[0]))
     ok = (ys + 16 < 512) & (xs + 48 < 512)
-    np.testing.assert_array_equal(out[ys[ok] + 16, xs[ok] + 48], inp[ys[ok], xs[ok]])
+    shift = np.abs(out[ys[ok] + 16, xs[ok] + 48].astype(int) - inp[ys[ok], xs[ok]])
+    assert shift.mean() < 10 and np.median(shift) <= 5
     assert (diff[touched] > 10).mean() > 0.2  # and the edit did change the image there
 
 
@@ -97,6 +103,11 @@ def test_edit_endpoint_on_a_non_square_photo(client):
     assert np.abs(rec.astype(int) - inp.astype(int)).mean() < 3.0  # bicubic 600 -> 512 -> 600
     g = el.geometry
     hole = g.labels_to_input(np.where(footprint(el, k) | (el.labels < 0), 1, 0)) > 0
+    from elements.decoders.blend import ghost_band
+    from elements.decoders.pixel import render
+
+    deleted = apply_spec(el, spec)
+    hole |= ghost_band(render(deleted), deleted, 600 / 512)  # the hole band against ghosts, full resolution
     from scipy.ndimage import binary_dilation
 
     near = binary_dilation(hole, iterations=3)  # bicubic upsampling spreads a canvas pixel over ~2 input pixels

@@ -20,9 +20,9 @@ cracks around the object's new place; those are filled as they are, never grown.
 (gradient-domain) blending, ``cv2.seamlessClone`` in normal mode: inside its footprint the result
 keeps the layer's own gradients while its border takes the colours of the new surroundings, which
 removes halos and colour steps. Where the border cuts through an edge of the content (a colour
-difference above :data:`STEP_KEEP`), the edge is kept rather than smeared. The correction is applied in full within :data:`BLEND_BAND` of the
-footprint's border and fades out over the next :data:`BLEND_BAND`, so the inside of a distinct
-object keeps its colours.
+difference above :data:`STEP_KEEP`), the edge is kept rather than smeared. The correction is
+applied in full within :data:`BLEND_BAND` of the footprint's border and fades out over the next
+:data:`BLEND_BAND`, so the inside of a distinct object keeps its colours.
 """
 
 from __future__ import annotations
