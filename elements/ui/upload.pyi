@@ -20,10 +20,9 @@ class UploadImage(gr.Image):
             return super().preprocess(payload)
         except gr.Error:
             raise
-        except Exception as err:
+        except Exception:
             name = getattr(payload, "orig_name", None) or "The uploaded file"
-            raise gr.Error(f"{name} is not an image file that can be read ({type(err).__name__}); "
-                           "upload a PNG, JPEG or WebP photo.", print_exception=False) from None
+            return UnreadableUpload(f"{name} is not an image file that can be read; upload a PNG, JPEG or WebP photo.")
     from typing import Callable, Literal, Sequence, Any, TYPE_CHECKING
     from gradio.blocks import Block
     if TYPE_CHECKING:
