@@ -34,17 +34,24 @@ QUEUE_SIZE = 64
 #: Page layout: one screen at 1280×800 (canvas beside the tool panel), canvas first on a phone.
 APP_CSS = """
 .gradio-container { max-width: 1400px !important; padding-top: 6px !important; }
-#title-row { align-items: baseline; gap: 12px; }
-#title-row h2 { margin: 0; font-size: 20px; white-space: nowrap; }
-#banner p { margin: 0; }
+#title-row { align-items: center; gap: 12px; }
+#title-row > * { min-width: 0 !important; }
+#title { flex: 0 0 auto !important; }
+#title h2 { margin: 0; font-size: 20px; white-space: nowrap; }
+#banner { flex: 1 1 380px !important; }
+#banner p { margin: 0; font-size: 14px; }
+#details { flex: 0 1 260px !important; }
 #panel { gap: 8px; }
+#canvas > .html-container { padding: 0 !important; }
 #input-image { max-height: 190px; }
 #status p { margin: 2px 0; font-size: 14px; }
 #settings-note p { margin: 0; font-size: 13px; }
-@media (max-width: 640px) {
-  .gradio-container { padding: 4px !important; }
-  #title-row h2 { font-size: 17px; }
+/* Gradio keeps top-level rules as written but scopes @media blocks under .contain, so the phone
+   rules are nested inside top-level rules to reach the page padding. */
+.gradio-container > .main.fillable {
+  @media (max-width: 640px) { padding-left: 6px !important; padding-right: 6px !important; }
 }
+#title h2 { @media (max-width: 640px) { font-size: 17px; } }
 """
 
 
@@ -53,13 +60,13 @@ def build_demo() -> gr.Blocks:
     uses0, why0 = backends.decoder_settings(decoder0)
     with gr.Blocks(title="Editable Image Elements", delete_cache=DELETE_CACHE) as demo:
         state = gr.State(None, delete_callback=delete_session)
-        with gr.Row(elem_id="title-row"):
+        with gr.Row(elem_id="title-row", equal_height=False):
             gr.Markdown("## Editable Image Elements", elem_id="title")
             banner = gr.Markdown(backends.banner(decoder0), elem_id="banner")
-        with gr.Accordion("Details", open=False, elem_id="details"):
-            details = gr.Markdown(backends.details(decoder0))
-            gr.Markdown("[The paper](https://jitengmu.github.io/Editable_Image_Elements/) · gestures and keys: "
-                        "docs/canvas.md in the repository.")
+            with gr.Accordion("Details", open=False, elem_id="details"):
+                details = gr.Markdown(backends.details(decoder0))
+                gr.Markdown("[The paper](https://jitengmu.github.io/Editable_Image_Elements/) · gestures and keys: "
+                            "docs/canvas.md in the repository.")
         with gr.Row(equal_height=False):
             with gr.Column(scale=3, min_width=340):
                 with gr.Tabs(selected="edit", elem_id="view-tabs") as tabs:
@@ -67,7 +74,7 @@ def build_demo() -> gr.Blocks:
                         canvas = make_canvas(elem_id="canvas")
                     with gr.Tab("Result (before / after)", id="result"):
                         result_view = gr.ImageSlider(label="Input / result", format="png", type="numpy",
-                                                     elem_id="result-view", max_height=640)
+                                                     elem_id="result-view", max_height=520)
                         gallery = gr.Gallery(label="Candidates — click one to choose it", format="png", columns=4,
                                              height=140, object_fit="contain", allow_preview=False, visible=False,
                                              elem_id="candidates")

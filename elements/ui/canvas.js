@@ -38,8 +38,9 @@ const S = {
   pending: null,                          // a move sent and not yet answered: its ghost stays
   frame: 0,
 };
-const timings = { select: [], drag: [] };
-window.__eie = { timings, state: S };
+const timings = { select: [], drag: [] };  // ms, read by bench/canvas.py
+const sent = [];  // every event sent, for tests and benchmarks
+window.__eie = { timings, state: S, sent };
 
 // --- value from the server ---------------------------------------------------------------------
 function decodeRuns(runs, size) {
@@ -93,7 +94,9 @@ watch("value", onValue);
 function layout() {
   const cw = stage.parentElement.clientWidth || root.clientWidth || 300;
   const w = S.w || 4, h = S.h || 3;
-  const maxH = Math.max(200, window.innerHeight - 150);
+  // the whole image and the toolbar under it fit in the window (one screen at 1280x800)
+  const top = stage.getBoundingClientRect().top + window.scrollY;
+  const maxH = Math.max(240, window.innerHeight - Math.min(top, 260) - 64);
   S.fit = Math.min(cw / w, maxH / h);
   S.cssW = Math.round(w * S.fit);
   S.cssH = Math.round(h * S.fit);
@@ -237,6 +240,7 @@ function drawGhost(dx, dy) {
 function send(payload) {
   S.seq += 1;
   payload.seq = S.seq;
+  sent.push(payload);
   trigger("gesture", payload);
   return S.seq;
 }
@@ -270,7 +274,7 @@ function startPinch() {
 stage.addEventListener("pointerdown", (ev) => {
   if (!S.labels) return;
   stage.focus({ preventScroll: true });
-  stage.setPointerCapture(ev.pointerId);
+  try { stage.setPointerCapture(ev.pointerId); } catch (e) { /* synthetic or already released pointer */ }
   const r = stage.getBoundingClientRect();
   S.pointers.set(ev.pointerId, { x: ev.clientX - r.left, y: ev.clientY - r.top });
   if (S.pointers.size === 2) {  // second finger: the gesture becomes pinch-zoom + pan
@@ -313,9 +317,11 @@ stage.addEventListener("pointermove", (ev) => {
     clampPan(); requestRender();
     return;
   }
-  const far = Math.hypot((p.x - g.p.x) * scale(), (p.y - g.p.y) * scale()) >= DRAG_START_PX;
-  if (g.kind === "press-sel" && far) S.g = { kind: "move", p0: g.p, dx: 0, dy: 0, ghost: ghostCanvas() };
-  else if (g.kind === "press" && far && S.mode !== "place") S.g = { kind: "box", x0: g.p.x, y0: g.p.y, x1: p.x, y1: p.y, shift: g.shift, alt: g.alt };
+  if (g.kind === "press-sel" || g.kind === "press") {
+    const far = Math.hypot((p.x - g.p.x) * scale(), (p.y - g.p.y) * scale()) >= DRAG_START_PX;
+    if (g.kind === "press-sel" && far) S.g = { kind: "move", p0: g.p, dx: 0, dy: 0, ghost: ghostCanvas() };
+    else if (g.kind === "press" && far && S.mode !== "place") S.g = { kind: "box", x0: g.p.x, y0: g.p.y, x1: p.x, y1: p.y, shift: g.shift, alt: g.alt };
+  }
   if (S.g.kind === "move") { S.g.dx = p.x - S.g.p0.x; S.g.dy = p.y - S.g.p0.y; requestRender(); }
   if (S.g.kind === "box") { S.g.x1 = p.x; S.g.y1 = p.y; requestRender(); }
 });
