@@ -14,7 +14,7 @@ from elements.errors import UserError as UserErrorLike
 from elements.ui import api, backends
 from elements.ui import generate as gen
 from elements.ui import handlers as h
-from elements.ui.canvas import DISPLAY_MAX_SIDE, parse_gesture
+from elements.ui.canvas import DISPLAY_MAX_SIDE, decode_labels, parse_gesture
 from elements.ui.session import APP_MAX_SIDE, delete_session
 from elements.ui.view import build_view, draw
 from elements.visualize import EDITED, SELECTED
@@ -46,8 +46,7 @@ def gesture(session, factor=1.0, **data):
 
 
 def runs_to_labels(value):
-    flat = np.repeat(value["labels"][0::2], value["labels"][1::2])
-    return flat.reshape(value["h"], value["w"])
+    return decode_labels(value)
 
 
 def inside(session, k):

@@ -40,11 +40,13 @@ const S = {
 };
 const timings = { select: [], drag: [] };  // ms, read by bench/canvas.py
 const sent = [];  // every event sent, for tests and benchmarks
-window.__eie = { timings, state: S, sent };
+window.__eie = { timings, state: S, sent, render: () => render() };
 
 // --- value from the server ---------------------------------------------------------------------
-function decodeRuns(runs, size) {
-  const out = new Int32Array(size);
+function decodeRuns(b64, size) {  // base64 of int32 little-endian (id, run) pairs -> Int32Array(size)
+  const bin = atob(b64), bytes = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+  const runs = new Int32Array(bytes.buffer), out = new Int32Array(size);
   let p = 0;
   for (let i = 0; i < runs.length; i += 2) {
     out.fill(runs[i], p, p + runs[i + 1]);
@@ -154,10 +156,14 @@ function render() {
   photoX.drawImage(S.img, 0, 0);
 
   // per screen pixel: which element it shows, then the marks
-  const xs = new Int32Array(W), ys = new Int32Array(H);
+  if (!S.buf || S.buf.W !== W || S.buf.H !== H) {
+    S.buf = { W, H, xs: new Int32Array(W), ys: new Int32Array(H), lab: new Int32Array(W * H), isSel: new Uint8Array(W * H),
+              out: new ImageData(W, H) };
+  }
+  const { xs, ys, lab, isSel, out } = S.buf;
   for (let X = 0; X < W; X++) { const x = Math.floor(((X + 0.5) / d - S.ox) / s); xs[X] = x >= 0 && x < S.w ? x : -1; }
   for (let Y = 0; Y < H; Y++) { const y = Math.floor(((Y + 0.5) / d - S.oy) / s); ys[Y] = y >= 0 && y < S.h ? y : -1; }
-  const lab = new Int32Array(W * H).fill(-1);
+  lab.fill(-1);
   for (let Y = 0; Y < H; Y++) {
     const y = ys[Y];
     if (y < 0) continue;
@@ -166,10 +172,9 @@ function render() {
   }
   const selFlag = new Uint8Array(S.n + 2);
   for (const i of S.sel) if (i >= 0 && i <= S.n) selFlag[i] = 1;
-  const isSel = new Uint8Array(W * H);
-  for (let i = 0; i < lab.length; i++) if (lab[i] >= 0 && selFlag[lab[i]]) isSel[i] = 1;
-  const out = new ImageData(W, H);
+  for (let i = 0; i < lab.length; i++) isSel[i] = lab[i] >= 0 && selFlag[lab[i]] ? 1 : 0;
   const px = new Uint32Array(out.data.buffer);
+  px.fill(0);
   const t = Math.max(1, Math.round(d * 1.5));  // selection outline width, screen px
   for (let Y = 0; Y < H; Y++) {
     for (let X = 0; X < W; X++) {
@@ -214,8 +219,11 @@ function ghostCanvas() {  // the selection's pixels on a transparent canvas at t
     S.pixels = x.getImageData(0, 0, S.w, S.h);
   }
   const src = S.pixels.data, img = new ImageData(S.w, S.h), dst = img.data;
+  const flag = new Uint8Array(S.n + 2);
+  for (const i of S.sel) if (i >= 0 && i <= S.n) flag[i] = 1;
   for (let i = 0, n = S.w * S.h; i < n; i++) {
-    if (S.sel.has(S.labels[i])) {
+    const l = S.labels[i];
+    if (l >= 0 && flag[l]) {
       dst[4 * i] = src[4 * i]; dst[4 * i + 1] = src[4 * i + 1]; dst[4 * i + 2] = src[4 * i + 2]; dst[4 * i + 3] = 255;
     }
   }
@@ -248,8 +256,11 @@ function send(payload) {
 function setSelection(ids, t0) {
   S.sel = new Set(ids);
   render();
-  if (t0 !== undefined) requestAnimationFrame(() => timings.select.push(performance.now() - t0));
-  send({ type: "selection", ids: [...S.sel].sort((a, b) => a - b) });
+  const payload = { type: "selection", ids: [...S.sel].sort((a, b) => a - b) };
+  requestAnimationFrame(() => {  // draw first, tell the server after the frame
+    if (t0 !== undefined) timings.select.push(performance.now() - t0);
+    setTimeout(() => send(payload), 0);
+  });
 }
 
 function idsInBox(b) {  // elements whose current centre lies in the box (the spec's "rect" rule)

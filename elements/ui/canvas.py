@@ -13,7 +13,8 @@ Value (``dict``, JSON)::
      "w": int, "h": int,         # size of the image sent, <= DISPLAY_MAX_SIDE on its long side
      "input_w": int, "input_h": int,   # the input's size; event coordinates are input pixels
      "image": str | None,        # data URL of the pixel-edit preview (None: unchanged since the last value)
-     "labels": [id, run, ...],   # run-length label map (w*h, row-major) of the shown element per pixel, -1 = none
+     "labels": str,              # run-length label map (w*h, row-major) of the shown element per pixel, -1 = none:
+                                 # base64 of int32 little-endian (id, run) pairs (decode_labels); None with "image"
      "centroids": [[x, y] | None, ...],  # current centre of each element, image px (None = deleted)
      "edited": [id, ...], "selection": [id, ...],
      "seq": int,                 # the last gesture number the server has handled
@@ -52,11 +53,19 @@ def make_canvas(**kwargs) -> gr.HTML:
                    js_on_load=_read("canvas.js"), apply_default_css=False, container=False, padding=False, **kwargs)
 
 
-def _rle(labels: np.ndarray) -> list[int]:
+def _rle(labels: np.ndarray) -> str:
+    """Run-length label map as base64 of little-endian int32 pairs (id, run); one string, not a long JSON list."""
     flat = labels.ravel()
     starts = np.r_[0, np.flatnonzero(np.diff(flat)) + 1]
     runs = np.diff(np.r_[starts, flat.size])
-    return np.stack([flat[starts], runs], 1).ravel().astype(np.int64).tolist()
+    pairs = np.stack([flat[starts], runs], 1).astype("<i4")
+    return base64.b64encode(pairs.tobytes()).decode("ascii")
+
+
+def decode_labels(value: dict) -> np.ndarray:
+    """``(h, w) int32`` label map of a :func:`canvas_value` (what canvas.js decodes)."""
+    pairs = np.frombuffer(base64.b64decode(value["labels"]), dtype="<i4").reshape(-1, 2)
+    return np.repeat(pairs[:, 0], pairs[:, 1]).reshape(value["h"], value["w"])
 
 
 def _data_url(rgb: np.ndarray) -> str:
@@ -139,4 +148,4 @@ def parse_gesture(data) -> dict:
     return out
 
 
-__all__ = ["DISPLAY_MAX_SIDE", "GESTURES", "canvas_value", "make_canvas", "parse_gesture"]
+__all__ = ["DISPLAY_MAX_SIDE", "GESTURES", "canvas_value", "decode_labels", "make_canvas", "parse_gesture"]
