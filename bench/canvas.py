@@ -64,27 +64,34 @@ def measure(page, repeats: int) -> tuple[list[float], list[float]]:
         skip.append(a["id"])
         page.mouse.click(*T.to_page(page, a["x"], a["y"]))
         page.wait_for_timeout(120)
+    page.wait_for_function(f"window.__eie.timings.select.length >= {repeats}", timeout=30_000)
     clicks = page.evaluate("window.__eie.timings.select.slice()")
     page.keyboard.press("Escape")
     page.wait_for_timeout(300)
     a = page.evaluate(T.JS_ELEMENT, [])
     page.mouse.click(*T.to_page(page, a["x"], a["y"]))
     page.wait_for_timeout(300)
-    x, y = a["x"], a["y"]
-    k = page.evaluate("window.__eie.state.k")
     for i in range(repeats):
+        x, y = point_of(page, a["id"])  # where the element is now
         sx, sy = T.to_page(page, x, y)
         step = 40 if i % 2 == 0 else -40
         page.mouse.move(sx, sy)
         page.mouse.down()
         page.mouse.move(sx + step, sy + 10, steps=6)
         page.mouse.up()
-        page.wait_for_function("window.__eie.state.pending === null", timeout=60_000)
-        last = page.evaluate("window.__eie.sent.filter((e) => e.type === 'move').at(-1)")
-        x, y = x + last["dx"] / k, y + last["dy"] / k
+        page.wait_for_function(f"window.__eie.sent.filter((e) => e.type === 'move').length >= {i + 1} && "
+                               "window.__eie.state.pending === null", timeout=60_000)
         page.wait_for_timeout(150)
+    page.wait_for_function(f"window.__eie.timings.drag.length >= {repeats}", timeout=30_000)
     drags = page.evaluate("window.__eie.timings.drag.slice()")
     return clicks, drags
+
+
+def point_of(page, k: int) -> tuple[float, float]:
+    """An interior pixel (image px) of element k as shown now: the middle one of its pixels."""
+    x, y = page.evaluate(f"(() => {{ const S = window.__eie.state; const out = []; for (let i = 0; i < S.labels.length; i++) "
+                         f"if (S.labels[i] === {k}) out.push([i % S.w, Math.floor(i / S.w)]); return out[Math.floor(out.length / 2)]; }})()")
+    return x + 0.5, y + 0.5
 
 
 def fmt(name: str, ts: list[float], target: float) -> str:
@@ -112,9 +119,7 @@ def rocket(page, shots: Path | None, tag: str) -> int:
         page.screenshot(path=str(shots / f"canvas-selection-{tag}.png"))
     cents = page.evaluate("window.__eie.state.centroids")
     grab = max(sel, key=lambda i: -abs(cents[i][1] - (y0 + y1) / 2))
-    labels = page.evaluate(f"(() => {{ const S = window.__eie.state; const out = []; for (let i = 0; i < S.labels.length; i++) "
-                           f"if (S.labels[i] === {grab}) out.push([i % S.w, Math.floor(i / S.w)]); return out[Math.floor(out.length / 2)]; }})()")
-    sx, sy = T.to_page(page, labels[0] + 0.5, labels[1] + 0.5)
+    sx, sy = T.to_page(page, *point_of(page, grab))
     fit = page.evaluate("window.__eie.state.fit")
     page.mouse.move(sx, sy)  # 2: drag the selection 150 input px to the left
     page.mouse.down()
@@ -131,7 +136,10 @@ def rocket(page, shots: Path | None, tag: str) -> int:
     if shots:
         page.evaluate("document.querySelector('#view-tabs').scrollIntoView({block: 'start'})")
         box = page.locator("#result-view").bounding_box()  # slider handle to the left: mostly the result shows
-        page.mouse.click(box["x"] + box["width"] * 0.2, box["y"] + box["height"] * 0.5)
+        page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.5)
+        page.mouse.down()
+        page.mouse.move(box["x"] + box["width"] * 0.12, box["y"] + box["height"] * 0.5, steps=8)
+        page.mouse.up()
         page.wait_for_timeout(300)
         page.screenshot(path=str(shots / f"canvas-result-{tag}.png"))
     print(f"rocket ({tag}): {len(sel)} elements selected by the box; gestures to select and move it: {gestures}")
@@ -160,7 +168,7 @@ def main(argv=None) -> None:
             page = browser.new_page(viewport={"width": 1280, "height": 800})
             page.goto(url, wait_until="domcontentloaded")
             expect(page.locator("#banner")).to_contain_text("mode", timeout=60_000)
-            print(f"{os.cpu_count()} CPUs, shared with other jobs: figures are noisy")
+            print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} (shared with other jobs: figures are noisy)")
             for path, name in ((ROOT / "assets" / "astronaut.jpg", "512 px"), (big, "1024 px")):
                 load(page, path, expect)
                 clicks, drags = measure(page, args.repeats)
