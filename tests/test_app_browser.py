@@ -139,6 +139,13 @@ def test_canvas_gestures_at_1280x800(url, artifacts, tmp_path):
             expect(page.locator("#status")).to_contain_text(f"{len(boxed)} selected", timeout=10_000)
             page.keyboard.press("Escape")
 
+            # wheel zooms about the pointer, Fit goes back
+            page.mouse.move(*to_page(page, 256, 256))
+            page.mouse.wheel(0, -400)
+            page.wait_for_function("window.__eie.state.zoom > 1.5", timeout=5_000)
+            page.locator("#canvas button[data-act=fit]").click()
+            assert page.evaluate("window.__eie.state.zoom") == 1
+
             # drag-move: select a, drag it; its pixels land at the drop point
             page.mouse.click(*to_page(page, a["x"], a["y"]))
             n0 = counts(page)
