@@ -391,3 +391,18 @@ def test_bad_partition_setting_is_one_sentence(monkeypatch):
     finally:
         monkeypatch.delenv("EIE_APP_PARTITION")
         backends._reset_for_tests()
+
+
+def test_transparency_is_shown_as_it_is_edited(tmp_path):
+    """An RGBA upload: the canvas shows the pixels being edited (alpha composited on white), not the hidden colour."""
+    from PIL import Image
+
+    rgba = np.zeros((200, 300, 4), np.uint8)
+    rgba[..., 0] = 255  # hidden red under full transparency on the left half
+    rgba[:, 150:] = [20, 120, 40, 255]
+    path = tmp_path / "cutout.png"
+    Image.fromarray(rgba, "RGBA").save(path)
+    session, value, *_ = h.on_image(None, str(path))
+    photo = session.view().photo
+    assert np.abs(photo[100, 40].astype(int) - 255).max() <= 3  # white, not the red under the alpha
+    np.testing.assert_array_equal(photo, session.input_pixels)  # the canvas shows exactly what is edited

@@ -142,7 +142,7 @@ class AppSession:
         """The cached view of the current elements (rebuilt only after an edit, undo or redo)."""
         el = self.elements
         if self._view is None or self._view.elements is not el:
-            self._view = build_view(el)
+            self._view = build_view(el, self.input_pixels)
             self.view_rev += 1
         return self._view
 

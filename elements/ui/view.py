@@ -44,10 +44,15 @@ class View:
     dots: np.ndarray
 
 
-def build_view(el: ImageElements) -> View:
-    """Pixel-edit preview of ``el`` (holes as a faded original), its label map and dot positions."""
+def build_view(el: ImageElements, original: np.ndarray | None = None) -> View:
+    """Pixel-edit preview of ``el`` (holes as a faded original), its label map and dot positions.
+
+    ``original``: ``(H_in, W_in, 3) uint8`` the input at full resolution, if known; wherever an
+    unedited element is shown, its pixels are taken from it rather than from the 512 canvas.
+    """
     g = el.geometry
     owner = owner_map(el)
+    labels = g.labels_to_input(owner).astype(np.int32)
     if el.active.all() and not el.edited.any():
         canvas = el.image  # unedited: show the photo itself, dropped pixels included
     else:
@@ -55,7 +60,12 @@ def build_view(el: ImageElements) -> View:
         faded = (HOLE_ALPHA * el.image.astype(np.float32) + (1 - HOLE_ALPHA) * 96).astype(np.uint8)
         canvas = np.where(holes[..., None], faded, canvas)
     photo = np.ascontiguousarray(g.from_canvas(canvas))
-    labels = g.labels_to_input(owner).astype(np.int32)
+    if original is not None and original.shape == photo.shape:
+        if not el.edited.any() and el.active.all():
+            photo = np.ascontiguousarray(original)
+        else:
+            still = (labels >= 0) & ~np.r_[el.edited, False][labels]  # shown where it was partitioned
+            photo[still] = original[still]
     dots = np.where(el.active[:, None], g.norm_to_input(el.centroids), np.nan)
     return View(el, photo, owner, labels, dots)
 
