@@ -65,7 +65,7 @@ def build_view(el: ImageElements, original: np.ndarray | None = None) -> View:
             photo = np.ascontiguousarray(original)
         else:
             still = (labels >= 0) & ~np.r_[el.edited, False][labels]  # shown where it was partitioned
-            photo[still] = original[still]
+            np.copyto(photo, original, where=still[..., None])
     dots = np.where(el.active[:, None], g.norm_to_input(el.centroids), np.nan)
     return View(el, photo, owner, labels, dots)
 
