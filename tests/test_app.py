@@ -17,7 +17,7 @@ from elements.ui import handlers as h
 from elements.ui.canvas import DISPLAY_MAX_SIDE, decode_labels, parse_gesture
 from elements.ui.session import APP_MAX_SIDE, delete_session
 from elements.ui.view import build_view, draw
-from elements.visualize import EDITED, SELECTED
+from elements.visualize import SELECTED
 
 ROOT = Path(__file__).resolve().parents[1]
 ASTRONAUT = str(ROOT / "assets" / "astronaut.jpg")

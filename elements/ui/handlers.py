@@ -24,7 +24,6 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 
-from elements import edit as ops
 from elements.errors import UserError
 from elements.ui import backends
 from elements.ui.canvas import canvas_value, parse_gesture
