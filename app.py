@@ -3,8 +3,9 @@
     python app.py                      # http://127.0.0.1:7860, offline CPU defaults
     python app.py --host 0.0.0.0 --port 7861
 
-Layout and event wiring only; what each event does lives in :mod:`elements.ui` and the
-models in :mod:`elements`. Hugging Face Spaces runs this file as is (see the README, "The demo").
+Layout and event wiring only; what each event does lives in :mod:`elements.ui` (the canvas's
+front end in ``elements/ui/canvas.{html,css,js}``) and the models in :mod:`elements`.
+Gestures, keys and layout: docs/canvas.md. Hugging Face Spaces runs this file as is (see the README, "The demo").
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from elements.errors import UserError
 from elements.ui import api, backends
 from elements.ui import generate as gen
 from elements.ui import handlers as h
-from elements.ui.session import APP_MAX_SIDE, delete_session
+from elements.ui.canvas import make_canvas
+from elements.ui.session import delete_session
 from elements.ui.upload import UploadImage
 
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -29,92 +31,125 @@ MAX_FILE_SIZE = "20mb"  # uploads above this are refused by the server before an
 DELETE_CACHE = (1800, 3600)  # every 30 min, delete cached files older than 1 h
 QUEUE_SIZE = 64
 
-INTRO = f"""# Editable Image Elements
-Upload a photo (or pick an example). It is cut into image elements; **click** elements to select them
-(red dots), then move, scale, delete or compose them (edited elements get green dots, as in Fig. 4-5 of
-[the paper](https://jitengmu.github.io/Editable_Image_Elements/)) and press **Generate**. Photos over {APP_MAX_SIDE} px are downscaled."""
+#: Page layout: one screen at 1280×800 (canvas beside the tool panel), canvas first on a phone.
+APP_CSS = """
+.gradio-container { max-width: 1400px !important; padding-top: 6px !important; }
+#title-row { align-items: center; gap: 12px; }
+#title-row > * { min-width: 0 !important; }
+#title { flex: 0 0 auto !important; }
+#title h2 { margin: 0; font-size: 20px; white-space: nowrap; }
+#banner { flex: 1 1 380px !important; }
+#banner p { margin: 0; font-size: 14px; }
+#details { flex: 0 1 260px !important; }
+#panel { gap: 8px; }
+#canvas > .html-container { padding: 0 !important; }
+#input-image { max-height: 190px; }
+#status p { margin: 2px 0; font-size: 14px; }
+#settings-note p { margin: 0; font-size: 13px; }
+/* Gradio keeps top-level rules as written but scopes @media blocks under .contain, so the phone
+   rules are nested inside top-level rules to reach the page padding. */
+.gradio-container > .main.fillable {
+  @media (max-width: 640px) { padding-left: 6px !important; padding-right: 6px !important; }
+}
+#title h2 { @media (max-width: 640px) { font-size: 17px; } }
+"""
 
 
 def build_demo() -> gr.Blocks:
-    sam_ok, sam_why = backends.object_mode_status()
-    modes = [m for m in h.MODES if m[1] != "object" or sam_ok]
-    mode_info = "" if sam_ok else f"Select object (SAM) is off: {sam_why}."
+    decoder0 = backends.default_decoder()
+    uses0, why0 = backends.decoder_settings(decoder0)
     with gr.Blocks(title="Editable Image Elements", delete_cache=DELETE_CACHE) as demo:
         state = gr.State(None, delete_callback=delete_session)
-        gr.Markdown(INTRO)
-        banner = gr.Markdown(backends.banner(), elem_id="banner")
-        with gr.Row():
-            with gr.Column():
-                image = UploadImage(label="Input image", type="filepath", format="png", sources=["upload", "clipboard"],
-                                    elem_id="input-image")
-                gr.Examples([[str(p)] for p in EXAMPLES], inputs=image, label="Examples (public domain / CC0)")
-            with gr.Column():
-                overlay = gr.Image(label="Elements — click here", interactive=False, format="jpeg", elem_id="overlay")
+        with gr.Row(elem_id="title-row", equal_height=False):
+            gr.Markdown("## Editable Image Elements", elem_id="title")
+            banner = gr.Markdown(backends.banner(decoder0), elem_id="banner")
+            with gr.Accordion("Details", open=False, elem_id="details"):
+                details = gr.Markdown(backends.details(decoder0))
+                gr.Markdown("[The paper](https://jitengmu.github.io/Editable_Image_Elements/) · gestures and keys: "
+                            "docs/canvas.md in the repository.")
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=3, min_width=340):
+                with gr.Tabs(selected="edit", elem_id="view-tabs") as tabs:
+                    with gr.Tab("Edit", id="edit"):
+                        canvas = make_canvas(elem_id="canvas")
+                    with gr.Tab("Result (before / after)", id="result"):
+                        result_view = gr.ImageSlider(label="Input / result", format="png", type="numpy",
+                                                     elem_id="result-view", max_height=520)
+                        gallery = gr.Gallery(label="Candidates — click one to choose it", format="png", columns=4,
+                                             height=140, object_fit="contain", allow_preview=False, visible=False,
+                                             elem_id="candidates")
                 info = gr.Markdown(h.status(None), elem_id="status")
-        with gr.Row():
-            mode = gr.Radio(modes, value="select", label="Click mode", info=mode_info, scale=3)
-            clear = gr.Button("Clear selection", scale=1)
-        with gr.Row():
-            dx = gr.Number(0, label="dx (px, right)")
-            dy = gr.Number(0, label="dy (px, down)")
-            move = gr.Button("Move by dx/dy")
-            factor = gr.Slider(0.25, 3.0, value=1.0, step=0.05, label="Scale factor (also for pasting)")
-            scale = gr.Button("Scale selection")
-            delete = gr.Button("Delete selection", variant="stop")
-        with gr.Row():
-            undo, redo, reset = gr.Button("Undo"), gr.Button("Redo"), gr.Button("Reset edits")
-        with gr.Accordion("Compose: paste elements of a second image", open=False):
-            with gr.Row():
-                other = UploadImage(label="Second image", type="filepath", format="png", sources=["upload", "clipboard"])
-                other_overlay = gr.Image(label="Its elements — click to pick", interactive=False, format="jpeg")
-            other_info = gr.Markdown()
-        prompt = gr.Textbox(label="Prompt (describes the scene; used for removal and variation)", max_lines=2)
-        with gr.Row():
-            names = backends.available_decoder_names()
-            decoder = gr.Dropdown(names, value=backends.default_decoder(), label="Decoder")
-            seed = gr.Number(0, precision=0, minimum=0, maximum=gen.MAX_SEED, label="Seed")
-            steps = gr.Slider(1, 100, value=50, step=1, label="Steps (50 DDIM, App. C.2)")
-            guidance = gr.Slider(0.0, 15.0, value=3.0, step=0.5, label="Guidance w (3.0, App. C.2)")
-            n = gr.Slider(1, h.MAX_CANDIDATES, value=1, step=1, label="Candidates")
-        run = gr.Button("Generate", variant="primary", elem_id="generate")
-        gallery = gr.Gallery(label="Candidates — click one to choose it", format="png", columns=4, height=400,
-                             object_fit="contain", allow_preview=False, fit_columns=False,
-                             elem_id="candidates")
-        with gr.Row():
-            use = gr.Button("Use chosen candidate as input")
-            result_file = gr.DownloadButton("Download result (PNG)", elem_id="download-result")
-            spec_file = gr.DownloadButton("Download edit spec (JSON)", elem_id="download-spec")
+            with gr.Column(scale=2, min_width=300, elem_id="panel"):
+                image = UploadImage(label="Input image (upload, paste or pick below)", type="filepath", format="png",
+                                    sources=["upload", "clipboard"], height=170, elem_id="input-image")
+                gr.Examples([[str(p)] for p in EXAMPLES], inputs=image, label="Examples (public domain / CC0)",
+                            examples_per_page=8)
+                with gr.Row():
+                    factor = gr.Slider(0.25, 3.0, value=1.0, step=0.05, label="Scale factor (also for pasting)",
+                                       scale=3, min_width=160)
+                    scale = gr.Button("Scale selection", scale=1, min_width=100)
+                names = backends.available_decoder_names()
+                decoder = gr.Dropdown(names, value=decoder0, label="Decoder")
+                settings_note = gr.Markdown(why0, elem_id="settings-note", visible=not uses0)
+                with gr.Group(visible=uses0) as settings:
+                    prompt = gr.Textbox(label="Prompt (describes the scene; used for removal and variation)", max_lines=2)
+                    with gr.Row():
+                        seed = gr.Number(0, precision=0, minimum=0, maximum=gen.MAX_SEED, label="Seed", min_width=80)
+                        n = gr.Slider(1, h.MAX_CANDIDATES, value=1, step=1, label="Candidates", min_width=120)
+                    with gr.Row():
+                        steps = gr.Slider(1, 100, value=50, step=1, label="Steps (50 DDIM, App. C.2)", min_width=120)
+                        guidance = gr.Slider(0.0, 15.0, value=3.0, step=0.5, label="Guidance w (3.0, App. C.2)",
+                                             min_width=120)
+                run = gr.Button("Generate", variant="primary", elem_id="generate")
+                with gr.Row():
+                    use = gr.Button("Use result as input", size="sm", elem_id="use-result")
+                    reset = gr.Button("Reset edits", size="sm")
+                with gr.Row():
+                    result_file = gr.DownloadButton("Result (PNG)", size="sm", elem_id="download-result")
+                    spec_file = gr.DownloadButton("Edit spec (JSON)", size="sm", elem_id="download-spec")
+                with gr.Accordion("Compose: paste elements of a second image", open=False):
+                    other = UploadImage(label="Second image", type="filepath", format="png",
+                                        sources=["upload", "clipboard"], height=160)
+                    other_overlay = gr.Image(label="Its elements — click to pick", interactive=False, format="png")
+                    other_info = gr.Markdown()
         with gr.Row(visible=False):  # the scriptable API: /partition and /edit (README, "Scriptable API")
             api_image, api_overlay = UploadImage(type="filepath"), gr.Image(format="png")
             api_json, api_spec, api_decoder = gr.Textbox(), gr.Textbox(), gr.Textbox()
             api_seed, api_out = gr.Number(None), gr.Image(format="png")
             api_partition, api_edit = gr.Button(), gr.Button()
 
-        shown = [state, overlay, info]
+        shown = [state, canvas, info]
         private = {"api_visibility": "private"}
-        image.change(h.on_image, [state, image], [*shown, gallery], concurrency_id="partition", concurrency_limit=2,
-                     **private)
-        # every click counts (toggles must not be dropped while one is in flight); the session lock orders them
-        overlay.select(h.on_click, [state, mode, factor], shown, show_progress="minimal", concurrency_limit=None,
-                       trigger_mode="multiple", **private)
-        for button, fn, inputs in [(clear, h.clear_selection, []), (move, h.move_by, [dx, dy]), (scale, h.scale, [factor]),
-                                   (delete, h.delete, []), (undo, h.undo, []), (redo, h.redo, []), (reset, h.reset, [])]:
-            button.click(fn, [state, *inputs], shown, show_progress="minimal", concurrency_limit=None, **private)
-        other.change(h.on_other_image, [state, other], [state, other_overlay, other_info], concurrency_id="partition",
+        image.change(h.on_image, [state, image], [*shown, result_view, gallery, image], concurrency_id="partition",
                      concurrency_limit=2, **private)
-        other_overlay.select(h.on_other_click, state, [state, other_overlay, other_info], show_progress="minimal",
-                             concurrency_limit=None, trigger_mode="multiple", **private)
+        # every gesture counts (none may be dropped while one is in flight); the session lock orders them
+        canvas.gesture(h.on_gesture, [state, factor], shown, show_progress="hidden", concurrency_limit=None,
+                       trigger_mode="multiple", **private)
+        for button, fn, inputs in [(scale, h.scale, [factor]), (reset, h.reset, [])]:
+            button.click(fn, [state, *inputs], shown, show_progress="minimal", concurrency_limit=None, **private)
+        other.change(h.on_other_image, [state, other], [state, other_overlay, other_info, canvas],
+                     concurrency_id="partition", concurrency_limit=2, **private)
+        other_overlay.select(h.on_other_click, state, [state, other_overlay, other_info, canvas],
+                             show_progress="minimal", concurrency_limit=None, trigger_mode="multiple", **private)
         run.click(gen.generate, [state, decoder, prompt, seed, steps, guidance, n],
-                  [state, gallery, result_file, spec_file, info], concurrency_id="decode", concurrency_limit=1, **private)
-        gallery.select(gen.pick_candidate, state, [state, result_file], **private)
-        use.click(gen.use_as_input, state, image, **private)
-        decoder.change(backends.banner, decoder, banner, **private)
+                  [state, result_view, gallery, result_file, spec_file, info, tabs], concurrency_id="decode",
+                  concurrency_limit=1, **private)
+        gallery.select(gen.pick_candidate, state, [state, result_file, result_view], **private)
+        use.click(gen.use_as_input, state, [image, tabs], **private)
+        decoder.change(on_decoder, decoder, [banner, details, settings, settings_note], **private)
         api_partition.click(api.api_partition, api_image, [api_overlay, api_json], api_name="partition",
                             concurrency_id="partition", concurrency_limit=2)
         api_edit.click(api.api_edit, [api_image, api_spec, api_decoder, api_seed], api_out, api_name="edit",
                        concurrency_id="decode", concurrency_limit=1)
     demo.queue(default_concurrency_limit=4, max_size=QUEUE_SIZE)
     return demo
+
+
+def on_decoder(name: str):
+    """Banner, details and which settings show for the chosen decoder."""
+    uses, why = backends.decoder_settings(name)
+    return (backends.banner(name), backends.details(name), gr.Group(visible=uses),
+            gr.Markdown(why, visible=not uses))
 
 
 def launch_kwargs(host: str | None = None, port: int | None = None) -> dict:
@@ -125,6 +160,7 @@ def launch_kwargs(host: str | None = None, port: int | None = None) -> dict:
         "max_file_size": MAX_FILE_SIZE,
         "allowed_paths": [str(ASSETS)],
         "share": False,
+        "css": APP_CSS,
     }
 
 

@@ -24,7 +24,7 @@ from typing import Callable
 import numpy as np
 
 from elements.errors import UserError
-from elements.spec import EditSpec, apply_edit, default_loader, load_spec, select
+from elements.spec import EditSpec, OpenRun, apply_edits, default_loader, load_spec, select
 from elements.types import ImageElements
 
 
@@ -40,6 +40,10 @@ class EditorSession:
             decoder that needs them lends its own encoder on the first render (encoding once).
         decoder_options: options passed to :func:`elements.decoders.get_decoder` when
             :meth:`render` is given a decoder *name*; decoders are built once and cached.
+
+    Consecutive moves/scales of the same elements coalesce (:mod:`elements.spec`, "Re-moving
+    repositions"): each is still its own undo step, but the value after each is the run's
+    placement with collisions computed once, so a second drag does not punch a second hole.
     """
 
     def __init__(self, partitioner=None, *, encoder=None, decoder_options: dict | None = None) -> None:
@@ -49,6 +53,7 @@ class EditorSession:
         self._decoders: dict[str, object] = {}
         self._values: list[ImageElements] = []  # _values[0] = as partitioned; one per applied step
         self._steps: list[tuple[dict, ...]] = []  # the edits that led from _values[k] to _values[k + 1]
+        self._runs: list[OpenRun | None] = []  # the coalescing run open at _values[k] (elements.spec, "Re-moving")
         self._pos = -1
         self._others: Callable[[str], ImageElements] | None = None
         self.prompt = ""
@@ -84,7 +89,7 @@ class EditorSession:
         el.validate()
         if self._encode is not None and el.embeddings is None:
             el = self._encode(el)
-        self._values, self._steps, self._pos = [el], [], 0
+        self._values, self._steps, self._runs, self._pos = [el], [], [None], 0
         part = self.partitioner if self._partitioner is not None else None
         loader = default_loader(part, like=el)  # caches each partitioned compose source
         encoded: dict[int, ImageElements] = {}
@@ -167,21 +172,21 @@ class EditorSession:
             spec = load_spec(spec_or_edit)
             edits = [_anchor(e, spec.base_dir) for e in spec.edits]
         checked = load_spec({"version": 1, "edits": edits}).edits  # same validation as a spec file
-        el = self.elements
-        for i, e in enumerate(checked, 1):
-            try:
-                el = apply_edit(el, e, load_other=self._others)
-            except UserError as err:
-                raise err.for_edit(i, e["op"]) from None
+        # a move/scale of the elements the previous step moved/scaled continues its run: collisions
+        # are computed once against the final placement, exactly as apply_spec replays the spec
+        el, run = apply_edits(self.elements, checked, load_other=self._others, run=self._runs[self._pos],
+                              first=1 if len(checked) > 1 else 0)
         if spec is not None:
             self.prompt, self.seed = spec.prompt, spec.seed
-        return self._push(el, checked) if checked else self.elements
+        return self._push(el, checked, run) if checked else self.elements
 
-    def _push(self, el: ImageElements, edits: tuple[dict, ...]) -> ImageElements:
+    def _push(self, el: ImageElements, edits: tuple[dict, ...], run: OpenRun | None = None) -> ImageElements:
         del self._values[self._pos + 1:]
         del self._steps[self._pos:]
+        del self._runs[self._pos + 1:]
         self._values.append(el)
         self._steps.append(tuple(dict(e) for e in edits))
+        self._runs.append(run)
         self._pos += 1
         return el
 
@@ -223,6 +228,9 @@ class EditorSession:
                 self._encode = self._as_encode(lent)
             el = self._encode(el)
             self._values[self._pos] = el
+            run = self._runs[self._pos]
+            if run is not None:  # embeddings do not depend on placement; keep the run's copy encoded too
+                self._runs[self._pos] = OpenRun(run.ids, run.placed.replace(embeddings=el.embeddings))
         return dec(el, prompt=self.prompt if prompt is None else prompt, seed=self.seed if seed is None else seed,
                    steps=steps, guidance=guidance, progress=progress)
 

@@ -18,6 +18,17 @@ Edits apply in order, so later edits see earlier ones (ids of composed elements 
 the last id). Problems raise :class:`~elements.errors.UserError` with one sentence, e.g.
 ``Edit 2 (move): Unknown element id 300: the image has 256 elements (ids 0-255).``
 
+Re-moving repositions (coalescing rule)
+----------------------------------------
+Consecutive ``move`` / ``scale`` edits of the **same elements** (the same resolved ids), with
+``collide`` on and no other edit between them, form one *run*: the collision rule of
+:mod:`elements.edit` is applied once, against the run's final placement, not after every step.
+Dragging a selection twice therefore moves it from its first drop point to its second without
+punching a second hole, and the elements the first drop covered come back when the second drop
+uncovers them. :func:`apply_spec`, the ``edit`` CLI and :class:`~elements.editor.EditorSession`
+(one undo step per edit, same result) all go through :func:`apply_edits`, so a replayed spec
+gives exactly what the session showed.
+
 The same spec, input image, partition backend, decoder and seed give the same output.
 """
 
@@ -376,24 +387,73 @@ def default_loader(partitioner=None, base_dir=None, like: ImageElements | None =
 
 
 def apply_edit(el: ImageElements, e: dict, *, load_other: Callable[[str], ImageElements] | None = None) -> ImageElements:
-    """Apply one validated edit dict; raises UserError (without the edit number)."""
-    op, collide = e["op"], bool(e.get("collide", True))
-    if op == "move":
-        return ops.move(el, select(el, e), float(e["dx"]), float(e["dy"]), collide=collide)
-    if op == "scale":
-        return ops.resize(el, select(el, e), float(e["factor"]), collide=collide)
-    if op == "delete":
-        return ops.delete(el, select(el, e, allow_deleted=True))
-    if op == "compose":
-        load_other = load_other or default_loader(like=el)
-        other = load_other(e["source"])
-        return ops.compose(el, other, select(other, e), e["at"], float(e.get("factor", 1.0)), collide=collide)
-    raise UserError(f"Unknown op {op!r}; choose one of {', '.join(OPS)}.")
+    """Apply one validated edit dict on its own (no coalescing); raises UserError (without the edit number)."""
+    return apply_edits(el, [e], load_other=load_other, first=0)[0]
+
+
+#: Ops whose consecutive edits of the same elements are coalesced into one run (module docstring).
+COALESCED_OPS = ("move", "scale")
+
+
+@dataclass(frozen=True)
+class OpenRun:
+    """A coalescing run still open after some edits: its element ids and their placement *before* collisions.
+
+    ``ids``: sorted int ids the run moves/scales. ``placed``: the value with every edit of the run
+    applied with ``collide=False``; the visible value is ``collide_with(placed, ids)``.
+    """
+
+    ids: tuple[int, ...]
+    placed: ImageElements
+
+
+def _transform(el: ImageElements, e: dict, ids) -> ImageElements:
+    if e["op"] == "move":
+        return ops.move(el, ids, float(e["dx"]), float(e["dy"]), collide=False)
+    return ops.resize(el, ids, float(e["factor"]), collide=False)
+
+
+def apply_edits(el: ImageElements, edits, *, load_other: Callable[[str], ImageElements] | None = None,
+                run: OpenRun | None = None, first: int = 1) -> tuple[ImageElements, OpenRun | None]:
+    """Apply validated edit dicts in order with the coalescing rule; returns ``(value, open run or None)``.
+
+    ``run``: the run left open by earlier edits of ``el`` (from a previous call), so that edits
+    applied one call at a time give the same value as all of them at once. ``first``: the number
+    of the first edit in error messages (``Edit 3 (move): ...``); 0 = no prefix.
+    """
+    load_other = load_other or default_loader(like=el)
+    for i, e in enumerate(edits, first):
+        try:
+            op = e["op"]
+            if op in COALESCED_OPS and bool(e.get("collide", True)):
+                ids = select(el, e)
+                key = tuple(int(v) for v in ids)
+                placed = run.placed if run is not None and run.ids == key else el
+                placed = _transform(placed, e, ids)
+                run = OpenRun(key, placed)
+                el = ops.collide_with(placed, ids)
+                continue
+            run = None
+            collide = bool(e.get("collide", True))
+            if op == "move":
+                el = ops.move(el, select(el, e), float(e["dx"]), float(e["dy"]), collide=collide)
+            elif op == "scale":
+                el = ops.resize(el, select(el, e), float(e["factor"]), collide=collide)
+            elif op == "delete":
+                el = ops.delete(el, select(el, e, allow_deleted=True))
+            elif op == "compose":
+                other = load_other(e["source"])
+                el = ops.compose(el, other, select(other, e), e["at"], float(e.get("factor", 1.0)), collide=collide)
+            else:
+                raise UserError(f"Unknown op {op!r}; choose one of {', '.join(OPS)}.")
+        except UserError as err:
+            raise (err.for_edit(i, e["op"]) if first else err) from None
+    return el, run
 
 
 def apply_spec(el: ImageElements, spec, *, partitioner=None, base_dir=None,
                load_other: Callable[[str], ImageElements] | None = None) -> ImageElements:
-    """Apply every edit of ``spec`` (anything :func:`load_spec` takes) to ``el``, in order.
+    """Apply every edit of ``spec`` (anything :func:`load_spec` takes) to ``el``, in order, coalescing runs.
 
     ``partitioner`` cuts compose sources (default: the backend recorded in ``el.meta``);
     ``base_dir`` overrides where relative compose sources are found. An empty edit list
@@ -401,13 +461,9 @@ def apply_spec(el: ImageElements, spec, *, partitioner=None, base_dir=None,
     """
     spec = load_spec(spec)
     load_other = load_other or default_loader(partitioner, base_dir or spec.base_dir, like=el)
-    for i, e in enumerate(spec.edits, 1):
-        try:
-            el = apply_edit(el, e, load_other=load_other)
-        except UserError as err:
-            raise err.for_edit(i, e["op"]) from None
-    return el
+    return apply_edits(el, spec.edits, load_other=load_other)[0]
 
 
-__all__ = ["MAX_DEPTH", "MAX_NUMBER", "OPS", "SCHEMA_PATH", "SPEC_VERSION", "EditSpec", "apply_edit", "apply_spec",
-           "default_loader", "load_spec", "parse_spec", "schema", "select", "validate_dict"]
+__all__ = ["COALESCED_OPS", "MAX_DEPTH", "MAX_NUMBER", "OPS", "SCHEMA_PATH", "SPEC_VERSION", "EditSpec", "OpenRun",
+           "apply_edit", "apply_edits", "apply_spec", "default_loader", "load_spec", "parse_spec", "schema", "select",
+           "validate_dict"]

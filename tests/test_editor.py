@@ -154,3 +154,59 @@ def test_a_decoder_lends_its_encoder_once(chelsea):
 def test_no_image_yet():
     with pytest.raises(UserError, match="upload an image"):
         EditorSession(Partitioner("grid")).apply(MOVE)
+
+
+# --- re-moving repositions (coalescing rule, elements/spec.py) ----------------------------------
+def _two_drags(el):
+    """The largest element and two moves of it: the second lands elsewhere."""
+    k = int(np.argmax(el.areas))
+    return k, [{"op": "move", "elements": [k], "dx": 60, "dy": 0}, {"op": "move", "elements": [k], "dx": 0, "dy": 70}]
+
+
+def test_second_move_repositions_without_new_holes(astronaut_elements):
+    el = astronaut_elements
+    k, (a, b) = _two_drags(el)
+    once = apply_spec(el, {"version": 1, "edits": [{"op": "move", "elements": [k], "dx": 60, "dy": 70}]})
+    twice = apply_spec(el, {"version": 1, "edits": [a, b]})
+    # two drags of the same selection = one drag to the final place: the first drop's victims come back
+    assert np.array_equal(twice.active, once.active) and np.array_equal(twice.centroids, once.centroids)
+    first = apply_spec(el, {"version": 1, "edits": [a]})
+    hit_first = set(np.flatnonzero(el.active & ~first.active).tolist())
+    hit_final = set(np.flatnonzero(el.active & ~twice.active).tolist())
+    assert hit_first - hit_final, "an element covered only by the first drop must be restored"
+    # without coalescing (the old rule) both drops punch holes: strictly more deletions
+    stepwise = edit.move(edit.move(el, [k], 60, 0), [k], 0, 70)
+    assert (~stepwise.active).sum() > (~twice.active).sum()
+    assert edit.coverage(twice).max() <= 1
+
+
+def test_other_edit_between_moves_closes_the_run(astronaut_elements):
+    el = astronaut_elements
+    k, (a, b) = _two_drags(el)
+    far = int(np.argmin(np.abs(el.centroids - [0.05, 0.95]).sum(1)))
+    mid = {"op": "delete", "elements": [far]}
+    out = apply_spec(el, {"version": 1, "edits": [a, mid, b]})
+    stepwise = edit.move(edit.delete(edit.move(el, [k], 60, 0), [far]), [k], 0, 70)
+    assert np.array_equal(out.active, stepwise.active)
+    # a move of a different selection is a new run as well
+    j = int(np.argsort(el.areas)[-2])
+    other = apply_spec(el, {"version": 1, "edits": [a, {"op": "move", "elements": [j], "dx": 5, "dy": 5}]})
+    assert np.array_equal(other.active, edit.move(edit.move(el, [k], 60, 0), [j], 5, 5).active)
+
+
+def test_session_coalesces_like_the_replayed_spec(astronaut_elements):
+    el = astronaut_elements
+    k, (a, b) = _two_drags(el)
+    s = EditorSession(Partitioner("slic"))
+    s.set_elements(el)
+    s.apply(a)
+    after_first = s.elements
+    s.apply({"op": "scale", "elements": [k], "factor": 1.2})
+    s.apply(b)
+    replay = apply_spec(el, s.to_spec())
+    assert np.array_equal(s.elements.active, replay.active) and np.array_equal(s.elements.centroids, replay.centroids)
+    s.undo()
+    s.undo()  # each gesture is still its own undo step
+    assert s.elements is after_first
+    s.apply(b)  # continues the run open after the first move
+    assert np.array_equal(s.elements.active, apply_spec(el, {"version": 1, "edits": [a, b]}).active)

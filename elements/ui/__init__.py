@@ -2,9 +2,10 @@
 
 * :mod:`elements.ui.backends` — process-wide partitioner/SAM/decoders and the backend banner;
 * :mod:`elements.ui.session` — per-tab state (``gr.State``);
-* :mod:`elements.ui.view` — the overlay (preview + boundaries + red/green dots, Fig. 4-5);
-* :mod:`elements.ui.handlers` — upload, click, edit, undo/redo, compose handlers;
+* :mod:`elements.ui.canvas` — the editing canvas (``gr.HTML``; its front end is canvas.html/css/js here);
+* :mod:`elements.ui.view` — what the canvas shows: pixel-edit preview and label map of the current elements;
+* :mod:`elements.ui.handlers` — upload, canvas gestures, edit, undo/redo, compose handlers;
 * :mod:`elements.ui.generate` — decoding into candidates, downloads, "use as input";
 * :mod:`elements.ui.api` — the ``/partition`` and ``/edit`` API endpoints;
-* :mod:`elements.ui.upload` — an image upload whose decode errors read as one sentence.
+* :mod:`elements.ui.upload` — an image upload whose unreadable files reach the handler, which keeps the state.
 """

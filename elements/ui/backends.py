@@ -124,39 +124,75 @@ def _decoder_line(name: str) -> str:
     return decoder(name).describe()
 
 
-#: Short names of the baselines (App. A) for the banner's headline.
-BASELINES = {"pixel": "pixel editing", "pixel+inpaint": "pixel editing + inpainting", "pixel+sdedit": "pixel editing + SDEdit"}
+#: What each decoder does to the picture, in plain words, for the banner's one line.
+PLAIN_DECODERS = {"diffusion": "the paper's element-conditioned diffusion decoder draws the result",
+                  "light": "the paper's light decoder draws the result (blurry by design)",
+                  "pixel": "pixels are moved, holes are left grey",
+                  "pixel+sdedit": "pixels are moved, then SDEdit redraws the picture",
+                  "pixel+inpaint": "holes filled by classic inpainting"}
 
 
-def banner(selected_decoder: str | None = None) -> str:
-    """Markdown saying what runs and why, e.g. "SAM checkpoint not available → SLIC partition".
+def _plain_decoder(name: str) -> str:
+    if name == "pixel+inpaint" and getattr(decoder(name), "backend", "") == "sd":
+        return "holes filled by Stable Diffusion inpainting"
+    return PLAIN_DECODERS.get(name, name)
 
-    A one-line headline, then the details. Nothing is called the paper's method unless it is:
-    the SAM partition (Alg. 2) and the ``light`` / ``diffusion`` decoders.
+
+def decoder_settings(name: str) -> tuple[bool, str]:
+    """Whether ``name`` uses prompt, seed, steps, guidance and candidates; else one line saying why not."""
+    if name in ("diffusion", "pixel+sdedit") or (name == "pixel+inpaint" and getattr(decoder(name), "backend", "") == "sd"):
+        return True, ""
+    why = {"light": "it decodes in one pass, without sampling",
+           "pixel": "it only copies pixels"}.get(name, "it fills holes with a classical method: one fixed-seed result")
+    return False, f"Prompt, seed, steps, guidance and candidates are hidden: `{name}` ignores them ({why})."
+
+
+def _banner_parts(selected_decoder: str | None) -> tuple[str, str]:
+    """``(headline, what runs)`` of the banner, as data; :func:`banner` and :func:`startup_summary` render it.
+
+    Nothing is called the paper's method unless it is: the SAM partition (Alg. 2) with the
+    ``light`` / ``diffusion`` decoders.
     """
     part = partitioner()
-    status = decoder_status()
     name = selected_decoder or default_decoder()
     if part.backend == "sam":
         kind = part.affinity.model_type
-        head = ["distilled-SAM (vit_t) partition (Alg. 2, approximates the paper's ViT-B)" if kind == "vit_t"
-                else f"SAM {kind} partition (Alg. 2)"]
+        elements = ("elements from a small distilled SAM (Alg. 2; approximates the paper's ViT-B)" if kind == "vit_t"
+                    else f"elements from SAM {kind} (Alg. 2)")
     elif part.note:
-        head = [f"no SAM available → {part.backend.upper()} partition"]
+        elements = f"elements from {part.backend.upper()} superpixels (no SAM checkpoint)"
     else:
-        head = [f"{part.backend.upper()} partition (EIE_APP_PARTITION={partition_backend()})"]
-    if name in PAPER_DECODERS:
-        head.append(f"{PAPER_DECODERS[name]}")
-    else:
-        trained = "no trained decoder" if not status["diffusion"][0] else "baseline selected"
-        head.append(f"{trained} → {BASELINES.get(name, name)}")
+        elements = f"elements from a {part.backend.upper()} partition"
     paper = part.backend == "sam" and name in PAPER_DECODERS
-    lines = [f"**Running:** {'; '.join(head)}." + ("" if paper else " This demo is *not* running the paper's full method.")]
-    details = [f"Partition: {part.describe()}" + (f" — {part.note}" if part.note else ""),
-               f"Decoder: {_decoder_line(name)}"]
-    details += [f"`{n}` unavailable: {why}" for n, (ok, why) in status.items() if not ok]
-    lines.append("<small>" + "<br>".join(details) + "</small>")
-    return "\n\n".join(lines)
+    if paper:
+        head = "The paper's method"
+    elif name in PAPER_DECODERS or name == "pixel+sdedit" or "Stable Diffusion" in _plain_decoder(name):
+        head = "Baseline mode"
+    else:
+        head = "Fast CPU mode"
+    tail = "" if paper else " — not the paper's full method" if name in PAPER_DECODERS else " — not the paper's diffusion decoder"
+    return head, f"{elements}, {_plain_decoder(name)}{tail}."
+
+
+def _detail_lines(selected_decoder: str | None) -> list[tuple[str | None, str]]:
+    """The "Details" lines as ``(decoder name to set as code or None, text)``: partition, decoder, unavailable ones."""
+    part = partitioner()
+    name = selected_decoder or default_decoder()
+    lines = [(None, f"Partition: {part.describe()}" + (f" — {part.note}" if part.note else "")),
+             (None, f"Decoder: {_decoder_line(name)}")]
+    lines += [(n, f"unavailable: {why}") for n, (ok, why) in decoder_status().items() if not ok]
+    return lines
+
+
+def banner(selected_decoder: str | None = None) -> str:
+    """One plain-language Markdown line saying what runs, e.g. "**Fast CPU mode:** elements from SLIC superpixels …"."""
+    head, body = _banner_parts(selected_decoder)
+    return f"**{head}:** {body}"
+
+
+def details(selected_decoder: str | None = None) -> str:
+    """Markdown list for the collapsed "Details": partition, decoder and why others are unavailable."""
+    return "\n".join(f"- `{n}` {text}" if n else f"- {text}" for n, text in _detail_lines(selected_decoder))
 
 
 def object_mode_status() -> tuple[bool, str]:
@@ -170,11 +206,10 @@ def object_mode_status() -> tuple[bool, str]:
 
 
 def startup_summary() -> str:
-    """Plain-text lines printed by ``python app.py``."""
-    import re
-
-    text = banner().replace("<br>", "\n  ")
-    return re.sub(r"\*\*|\*|`|</?small>", "", text).replace("\n\n", "\n  ")
+    """Plain-text lines printed by ``python app.py``: the same data as :func:`banner` and :func:`details`."""
+    head, body = _banner_parts(None)
+    lines = [f"{head}: {body}"] + [f"  {n} {text}" if n else f"  {text}" for n, text in _detail_lines(None)]
+    return "\n".join(lines)
 
 
 def _reset_for_tests() -> None:
@@ -186,6 +221,6 @@ def _reset_for_tests() -> None:
     _decoder_line.cache_clear()
 
 
-__all__ = ["DECODE_LOCK", "MODEL_LOCK", "PAPER_DECODERS", "available_decoder_names", "banner", "decoder", "decoder_status",
-           "default_decoder", "gpu", "object_mode_status", "partition_backend", "partitioner", "sam_affinity",
+__all__ = ["DECODE_LOCK", "MODEL_LOCK", "PAPER_DECODERS", "available_decoder_names", "banner", "decoder", "decoder_settings",
+           "decoder_status", "default_decoder", "details", "gpu", "object_mode_status", "partition_backend", "partitioner", "sam_affinity",
            "startup_summary"]

@@ -2,8 +2,8 @@
 
 Decoding runs through :meth:`elements.editor.EditorSession.render` with the process-wide
 decoder (:func:`elements.ui.backends.decoder`), inside ``@spaces.GPU`` on ZeroGPU Spaces.
-Candidates use seeds ``seed, seed + 1, ...``; deterministic decoders (``pixel``, the OpenCV
-``pixel+inpaint``) give identical candidates, which are shown once.
+Candidates use seeds ``seed, seed + 1, ...``; identical candidates (``pixel``, Telea filling) are
+shown once. The status names what actually ran (:attr:`elements.decoders.result.DecodedImage.ran`).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import numpy as np
 from elements.errors import UserError
 from elements.image_io import save_png
 from elements.spec import EditSpec
+from elements.decoders.result import ran_of
 from elements.ui import backends
 from elements.ui.handlers import MAX_CANDIDATES, _need_image, status, user_errors
 from elements.ui.session import AppSession
@@ -82,10 +83,38 @@ def _write_downloads(session: AppSession, spec: EditSpec) -> tuple[str, str]:
     return str(img), str(path)
 
 
+def _before(session: AppSession) -> np.ndarray:
+    """The input as loaded (full resolution), the "before" of the before/after view."""
+    if session.input_pixels is not None:
+        return session.input_pixels
+    el = session.editor.original
+    return el.geometry.from_canvas(el.image)
+
+
+def resolution_note(decoder_name: str, shape, size: int) -> str:
+    """One line when the decoder works on the 512-px canvas and its result is upsampled ('' at full resolution)."""
+    dec = backends.decoder(decoder_name)
+    if getattr(dec, "full_res", False):
+        return ""
+    h, w = shape[:2]
+    if max(h, w) <= size:
+        return ""
+    return f"`{decoder_name}` works on the {size}-px canvas (Sec. 3.1); its result is upsampled to {w}×{h}."
+
+
 @user_errors
 def generate(session, decoder_name: str, prompt: str, seed, steps, guidance, n_candidates, progress=gr.Progress()):
-    """Decode the current elements. Returns (session, gallery, result PNG path, spec JSON path, status)."""
+    """Decode the current elements.
+
+    Returns (session, before/after pair, candidates, result PNG path, spec JSON path, status, tabs):
+    the result replaces the canvas in place (the "Result" tab), the input beside it.
+    Decoders that ignore prompt, seed and the rest (:func:`elements.ui.backends.decoder_settings`)
+    get one candidate whatever the hidden controls hold.
+    """
     session = _need_image(session)
+    uses, _ = backends.decoder_settings(decoder_name)
+    if not uses:
+        prompt, n_candidates = "", 1
     seed, steps, guidance, n = _check_settings(seed, steps, guidance, n_candidates)
     prompt = (prompt or "").strip()
     if len(prompt) > 2000:
@@ -94,18 +123,27 @@ def generate(session, decoder_name: str, prompt: str, seed, steps, guidance, n_c
         session.editor.prompt, session.editor.seed = prompt, seed
         progress(0.0, desc="decoding")
         images = render_candidates(session.editor, decoder_name, prompt=prompt, seeds=[seed + k for k in range(n)],
-                                   steps=steps, guidance=guidance, progress=progress)
+                                   steps=steps if uses else None, guidance=guidance if uses else None, progress=progress)
         session.candidates, session.chosen = images, 0
-        spec = export_spec(session, decoder=decoder_name, steps=steps, guidance=guidance)
+        spec = export_spec(session, decoder=decoder_name, steps=steps if uses else None,
+                           guidance=guidance if uses else None)
         result, spec_path = _write_downloads(session, spec)
         gallery = [(img, f"seed {seed + k}" if len(images) == n else f"seed {seed}") for k, img in enumerate(images)]
-        note = "" if len(images) == n else f"\n\n`{decoder_name}` is deterministic here: one candidate."
-        return session, gallery, result, spec_path, status(session) + note
+        ran = ran_of(images[0], decoder_name)  # what actually ran, e.g. "pixel+inpaint (PatchMatch)"
+        notes = [f"Result of `{ran}` — drag the slider to compare with the input."]
+        if len(images) < n:
+            notes.append(f"`{decoder_name}` is deterministic here: one candidate.")
+        res = getattr(images[0], "note", "") or resolution_note(decoder_name, images[0].shape,
+                                                                   session.elements.geometry.size)
+        if res:
+            notes.append(res[0].upper() + res[1:] + ("" if res.endswith(".") else "."))
+        return (session, (_before(session), images[0]), gr.update(value=gallery if len(images) > 1 else [], visible=len(images) > 1),
+                result, spec_path, status(session, " ".join(notes)), gr.Tabs(selected="result"))
 
 
 @user_errors
 def pick_candidate(session, evt: gr.SelectData):
-    """A click on a gallery item makes it the result to download and the one "use as input" takes."""
+    """A click on a candidate makes it the result shown, downloaded and taken by "use as input"."""
     session = _need_image(session)
     with session.lock:
         if not session.candidates:
@@ -116,17 +154,20 @@ def pick_candidate(session, evt: gr.SelectData):
         session.chosen = k
         img = session.workdir / "edited.png"
         save_png(img, session.candidates[k])
-        return session, str(img)
+        return session, str(img), (_before(session), session.candidates[k])
 
 
 @user_errors
 def use_as_input(session):
-    """The chosen candidate becomes the next input (multi-round editing); the input's change event re-partitions it."""
+    """The chosen candidate becomes the next input (multi-round editing); the input's change event re-partitions it.
+
+    The image it replaces, with its edits, stays one Undo away (:meth:`AppSession.start`).
+    """
     session = _need_image(session)
     with session.lock:
         if not session.candidates:
             raise UserError("Press Generate first, then pick the candidate to continue from.")
-        return session.candidates[session.chosen]
+        return session.candidates[session.chosen], gr.Tabs(selected="edit")
 
 
-__all__ = ["MAX_SEED", "export_spec", "generate", "pick_candidate", "render_candidates", "use_as_input"]
+__all__ = ["MAX_SEED", "export_spec", "generate", "pick_candidate", "render_candidates", "resolution_note", "use_as_input"]

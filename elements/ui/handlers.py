@@ -7,30 +7,31 @@ same path the ``edit`` CLI and the ``edit`` API take, so the downloaded spec rep
 what the visitor did. A :class:`~elements.errors.UserError` — or any bug — reaches the browser
 as one ``gr.Error`` sentence, never a traceback (:func:`user_errors`).
 
-Click positions (``gr.SelectData.index``) are ``[x, y]`` pixels of the displayed overlay,
-which is drawn at the input's size, so they are input pixels.
+The main image is the canvas (:mod:`elements.ui.canvas`): each gesture arrives as one small
+JSON event (:func:`on_gesture`) whose coordinates are input pixels, and becomes at most one
+spec edit. Clicks on the second image of a composition (``gr.SelectData.index``) are pixels of
+its overlay, drawn at its input size.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 from pathlib import Path
 
 import gradio as gr
 import numpy as np
 
-from elements import edit as ops
 from elements.errors import UserError
 from elements.ui import backends
+from elements.ui.canvas import canvas_value, parse_gesture
 from elements.ui.session import AppSession, OtherImage, load_for_app, partition
+from elements.ui.upload import UnreadableUpload
 from elements.ui.view import draw, element_under, elements_in_mask
 
 log = logging.getLogger("elements.app")
 
-#: Click modes of the main image: (label, value).
-MODES = [("Select element", "select"), ("Select object (SAM)", "object"),
-         ("Move selection here", "move"), ("Place composed elements here", "place")]
 MAX_CANDIDATES = 4
 
 
@@ -65,83 +66,191 @@ def _need_selection(session: AppSession) -> tuple[int, ...]:
     return session.selection
 
 
-def status(session: AppSession | None) -> str:
-    """One Markdown line about the current state (and any downscaling note)."""
+def status(session: AppSession | None, message: str = "") -> str:
+    """One Markdown line about the current state (and any downscaling note or one-line message)."""
     if session is None or not session.has_image:
-        return "Upload an image or pick an example."
+        text = "Upload an image or pick an example."
+        return f"{message}\n\n{text}" if message else text
     el = session.elements
     deleted = int((~el.active).sum())
     parts = [f"{int(el.active.sum())} elements", f"{len(session.selection)} selected",
              f"{int((el.edited & el.active).sum())} edited", f"{deleted} deleted"]
     ed = session.editor
-    parts.append("undo ✓" if ed.can_undo else "undo –")
-    parts.append("redo ✓" if ed.can_redo else "redo –")
+    parts.append("undo ✓" if ed.can_undo or session.past else "undo –")
+    parts.append("redo ✓" if ed.can_redo or session.future else "redo –")
     text = " · ".join(parts)
-    return f"{text}\n\n{session.note}" if session.note else text
+    for extra in (session.note, message):
+        if extra:
+            text += f"\n\n{extra}"
+    return text
 
 
-def _shown(session: AppSession):
-    return session, draw(session.view(), session.selection), status(session)
+def _canvas(session: AppSession) -> dict:
+    """The canvas value; the preview image travels only when the shown elements changed."""
+    view = session.view()
+    with_image = session.sent_rev != session.view_rev
+    session.sent_rev = session.view_rev
+    ok, _ = backends.object_mode_status()
+    other = session.other
+    return canvas_value(view, rev=session.view_rev, selection=session.selection, seq=session.seq, with_image=with_image,
+                        object_mode=ok and session.sam_embedding is not None,
+                        place=other is not None and bool(other.selection))
+
+
+def _shown(session: AppSession, message: str = ""):
+    return session, _canvas(session), status(session, message)
 
 
 # --- image -------------------------------------------------------------------------------------
-@user_errors
+def _file_key(image) -> str | None:
+    """A content hash of an uploaded file, so the change event a widget reset fires is recognised."""
+    if isinstance(image, (str, Path)) and Path(image).is_file():
+        return hashlib.sha1(Path(image).read_bytes()).hexdigest()
+    return None
+
+
 def on_image(session: AppSession | None, image):
-    """A new input (upload, example, "use as input"): partition it once. Returns (session, overlay, status, gallery)."""
+    """A new input (upload, example, "use as input"): partition it once.
+
+    Returns (session, canvas, status, result, candidates, input widget). Never loses state: an
+    empty widget (✕) changes nothing; an unreadable file keeps the current image and its edits
+    and says why in the status line; a replaced image stays one Undo away.
+    """
     session = session or AppSession()
+    keep = gr.skip()
     with session.lock:
         if image is None:
-            session.editor, session.note, session.selection, session.candidates = None, "", (), []
-            return session, None, status(session), []
-        loaded, note = load_for_app(image)
-        el, emb = partition(loaded)
+            return session, keep, keep, keep, keep, keep
+        try:
+            if isinstance(image, UnreadableUpload):
+                raise UserError(image.message)
+            key = _file_key(image)
+            if key is not None and key == session.input_key:
+                return session, keep, keep, keep, keep, keep
+            loaded, note = load_for_app(image)
+            el, emb = partition(loaded)
+        except Exception as err:
+            if isinstance(err, UserError):
+                why = str(err)
+            else:
+                log.exception("reading an upload failed")
+                why = "That file could not be read as an image; upload a PNG, JPEG or WebP photo."
+            kept = " The current image and its edits are kept." if session.has_image else ""
+            return session, keep, status(session, f"**{why.rstrip('.')}.**{kept}"), keep, keep, None
+        replaced = session.has_image and (session.editor.can_undo or bool(session.candidates))
         session.start(el, emb, note)
-        return (*_shown(session), [])
+        session.input_key, session.input_pixels = key, loaded.pixels
+        message = "The previous image and its edits are kept: Undo (Ctrl+Z) goes back to them." if replaced else ""
+        return (*_shown(session, message), None, [], keep)
 
 
+# --- the canvas ----------------------------------------------------------------------------------
 @user_errors
-def on_click(session: AppSession | None, mode: str, factor: float, evt: gr.SelectData):
-    """A click on the overlay, by mode: toggle an element, select a SAM object, move there, or place the paste."""
+def on_gesture(session: AppSession | None, factor: float, evt: gr.EventData):
+    """One canvas gesture (:func:`elements.ui.canvas.parse_gesture`) → at most one spec edit.
+
+    Returns (session, canvas, status); the canvas is skipped when only the selection changed
+    (the browser already shows it).
+    """
     session = _need_image(session)
+    g = parse_gesture(getattr(evt, "_data", None))
     with session.lock:
-        x, y = (float(v) for v in evt.index)
-        if mode == "select":
-            k = element_under(session.view(), x, y)
-            if k is None:
-                raise UserError(f"No element lies under ({x:g}, {y:g}); that pixel is empty.")
-            sel = set(session.selection)
-            sel ^= {k}
-            session.selection = tuple(sorted(sel))
-        elif mode == "object":
-            session.selection = tuple(sorted(set(session.selection) | set(_object_at(session, x, y).tolist())))
-        elif mode == "move":
-            sel = _need_selection(session)
-            el = session.elements
-            cx, cy = el.geometry.norm_to_input(ops.selection_centroid(el, sel))
-            _apply(session, {"op": "move", "elements": list(sel), "dx": x - cx, "dy": y - cy})
-        elif mode == "place":
-            _place(session, x, y, factor)
-        else:
-            raise UserError(f"Unknown click mode '{mode}'.")
+        stale = g["seq"] < session.seq
+        session.seq = max(session.seq, g["seq"])
+        t = g["type"]
+        if t == "selection":
+            if not stale:
+                el = session.elements
+                session.selection = tuple(i for i in g["ids"] if 0 <= i < el.num_elements and el.active[i])
+                session.object_prompt = {}
+            return session, gr.skip(), status(session)
+        if t == "mode":
+            session.object_prompt = {}
+            return session, gr.skip(), status(session)
+        if t == "move":
+            _apply(session, {"op": "move", "elements": g["ids"], "dx": g["dx"], "dy": g["dy"]})
+            session.selection = tuple(g["ids"])
+            session.prune_selection()
+        elif t == "delete":
+            if g["ids"]:
+                _apply(session, {"op": "delete", "elements": g["ids"]})
+            session.selection = ()
+        elif t == "undo":
+            _undo(session)
+        elif t == "redo":
+            _redo(session)
+        elif t == "object":
+            _object_gesture(session, g)
+        elif t == "place":
+            _place(session, g["x"], g["y"], factor)
+        session.object_prompt = {} if t != "object" else session.object_prompt
         return _shown(session)
 
 
-def _object_at(session: AppSession, x: float, y: float) -> np.ndarray:
-    """Elements mostly inside SAM's mask for a point prompt at input pixel (x, y)."""
+def _object_gesture(session: AppSession, g: dict) -> None:
+    """Grow the SAM prompt (points accumulate, a box replaces the box) and select what it covers."""
+    prompt = session.object_prompt
+    if not prompt:
+        prompt = {"points": [], "box": None, "base": session.selection if g["add"] else ()}
+    points = prompt["points"] + list(g["points"])
+    box = g["box"] if g["box"] is not None else prompt["box"]
+    ids = select_object(session, points=points, box=box)
+    session.object_prompt = {"points": points, "box": box, "base": prompt["base"]}
+    session.selection = tuple(sorted(set(prompt["base"]) | set(ids.tolist())))
+
+
+def select_object(session: AppSession, *, points=(), box=None) -> np.ndarray:
+    """The one entry of every object gesture (point, box, negative point): element ids SAM's mask covers.
+
+    ``points``: ``[(x, y, positive), ...]`` input pixels; ``box``: ``(x0, y0, x1, y1)`` input
+    pixels or None. Uses :func:`elements.partition.objects.select_object` (the distilled-SAM
+    issue's API) when it is installed; until then only positive points run, through the stock
+    SAM affinity, one mask per point.
+    """
     ok, why = backends.object_mode_status()
     if not ok or session.sam_embedding is None:
         raise UserError(f"Object selection is not available: {why}.")
     view = session.view()
-    g = session.elements.geometry
-    point = g.input_to_norm([x, y])[None]
+    el = session.elements
     affinity = backends.sam_affinity()
+    try:
+        from elements.partition.objects import select_object as sam_select
+    except ImportError:
+        sam_select = None
     with backends.MODEL_LOCK:
         affinity.restore_embedding(session.sam_embedding)
-        mask = affinity(point, g.size)[0] > 0.5  # sigmoid(logit) > 0.5: SAM's own mask threshold
+        if sam_select is not None:
+            return sam_select(el, affinity, points=points, box=box, owner=view.owner)
+        if box is not None or not points or not all(p[2] for p in points):
+            raise UserError("Box and negative-point prompts need the distilled-SAM object selection; "
+                            "click points on the object instead.")
+        g = el.geometry
+        mask = np.zeros((g.size, g.size), dtype=bool)
+        for x, y, _ in points:
+            mask |= affinity(g.input_to_norm([x, y])[None], g.size)[0] > 0.5  # SAM's own mask threshold
     ids = elements_in_mask(view, mask)
     if ids.size == 0:
-        raise UserError(f"SAM found no object at ({x:g}, {y:g}).")
+        raise UserError("SAM found no object under that prompt.")
     return ids
+
+
+def _undo(session: AppSession) -> None:
+    """One step back; before the first edit of an image, back to the image it replaced."""
+    if session.editor.can_undo:
+        session.editor.undo()
+    elif session.past:
+        session.future.append(session.snapshot())
+        session.restore(session.past.pop())
+    session.prune_selection()
+
+
+def _redo(session: AppSession) -> None:
+    if session.editor.can_redo:
+        session.editor.redo()
+    elif session.future:
+        session.past.append(session.snapshot())
+        session.restore(session.future.pop())
+    session.prune_selection()
 
 
 def _apply(session: AppSession, edit: dict) -> None:
@@ -149,6 +258,7 @@ def _apply(session: AppSession, edit: dict) -> None:
         session.editor.apply(edit)
     except UserError as err:  # the spec's "Edit 1 (op)" numbering means nothing to a clicking visitor
         raise UserError(err.message) from None
+    session.future = []
     session.prune_selection()
 
 
@@ -163,30 +273,10 @@ def _place(session: AppSession, x: float, y: float, factor: float) -> None:
     session.selection = tuple(i for i in range(n0, el.num_elements) if el.active[i])
 
 
-# --- selection and edit buttons ----------------------------------------------------------------
-@user_errors
-def clear_selection(session):
-    session = _need_image(session)
-    with session.lock:
-        session.selection = ()
-        return _shown(session)
-
-
-@user_errors
-def move_by(session, dx: float, dy: float):
-    """Move the selection by (dx, dy) input pixels."""
-    session = _need_image(session)
-    with session.lock:
-        sel = _need_selection(session)
-        if not dx and not dy:
-            raise UserError("Set dx or dy to a non-zero number of pixels first.")
-        _apply(session, {"op": "move", "elements": list(sel), "dx": float(dx), "dy": float(dy)})
-        return _shown(session)
-
-
+# --- edit buttons ----------------------------------------------------------------------------
 @user_errors
 def scale(session, factor: float):
-    """Scale the selection about its area-weighted centre."""
+    """Scale the selection about its area-weighted centre (repeated scales coalesce like moves)."""
     session = _need_image(session)
     with session.lock:
         sel = _need_selection(session)
@@ -208,8 +298,7 @@ def delete(session):
 def undo(session):
     session = _need_image(session)
     with session.lock:
-        session.editor.undo()
-        session.prune_selection()
+        _undo(session)
         return _shown(session)
 
 
@@ -217,8 +306,7 @@ def undo(session):
 def redo(session):
     session = _need_image(session)
     with session.lock:
-        session.editor.redo()
-        session.prune_selection()
+        _redo(session)
         return _shown(session)
 
 
@@ -238,8 +326,9 @@ def on_other_image(session, image):
     session = _need_image(session)
     with session.lock:
         if image is None:
-            session.other = None
-            return session, None, status(session)
+            return session, gr.skip(), gr.skip(), gr.skip()
+        if isinstance(image, UnreadableUpload):
+            raise UserError(image.message)
         loaded, note = load_for_app(image, what="The second image")
         el, _ = partition(loaded)
         k = len(list(session.workdir.glob("compose-*")))
@@ -248,7 +337,7 @@ def on_other_image(session, image):
         name = Path(image).name if isinstance(image, (str, Path)) else f"compose-{k}.png"
         session.other = OtherImage(el, str(folder), name, note)
         session.compose_names[str(folder)] = name
-        return session, draw(session.other.current_view()), _other_status(session)
+        return session, draw(session.other.current_view()), _other_status(session), _canvas(session)
 
 
 @user_errors
@@ -264,15 +353,15 @@ def on_other_click(session, evt: gr.SelectData):
         if k is None:
             raise UserError(f"No element lies under ({x:g}, {y:g}) in the second image.")
         other.selection = tuple(sorted(set(other.selection) ^ {k}))
-        return session, draw(other.current_view(), other.selection), _other_status(session)
+        return session, draw(other.current_view(), other.selection), _other_status(session), _canvas(session)
 
 
 def _other_status(session: AppSession) -> str:
     o = session.other
-    text = (f"{len(o.selection)} elements of the second image selected; choose 'Place composed elements here' "
-            "and click the main image where they should go.")
+    text = (f"{len(o.selection)} elements of the second image selected; choose **Place** under the canvas "
+            "and click where they should go.")
     return f"{text}\n\n{o.note}" if o.note else text
 
 
-__all__ = ["MAX_CANDIDATES", "MODES", "clear_selection", "delete", "move_by", "on_click", "on_image", "on_other_click",
-           "on_other_image", "redo", "reset", "scale", "status", "undo", "user_errors"]
+__all__ = ["MAX_CANDIDATES", "delete", "on_gesture", "on_image", "on_other_click", "on_other_image", "redo", "reset",
+           "scale", "select_object", "status", "undo", "user_errors"]

@@ -25,8 +25,10 @@ from elements.ui import backends
 from elements.ui.view import View, build_view
 
 #: Uploads larger than this on their long side are downscaled before partitioning; the UI says so.
-#: The canvas is 512 (Sec. 3.1), so more pixels only cost time (decoding, drawing, transfer).
-APP_MAX_SIDE = 1024
+#: Elements live on the 512 canvas (Sec. 3.1) whatever the input size; the pixel decoders paste
+#: results at the input's full resolution, so the demo keeps photos up to this size as they are
+#: (the canvas itself is sent at most elements.ui.canvas.DISPLAY_MAX_SIDE wide).
+APP_MAX_SIDE = 4096
 
 
 def load_for_app(path_or_image, what: str = "The image") -> tuple[LoadedImage, str]:
@@ -72,6 +74,19 @@ class OtherImage:
 
 
 @dataclass
+class Snapshot:
+    """One image's editing state, kept when another image replaces it (undo goes back to it)."""
+
+    editor: object
+    note: str
+    selection: tuple[int, ...]
+    sam_embedding: object
+    candidates: list
+    chosen: int
+    input_pixels: object = None
+
+
+@dataclass
 class AppSession:
     editor: object | None = None  # elements.editor.EditorSession once an image is loaded
     note: str = ""
@@ -81,6 +96,14 @@ class AppSession:
     candidates: list = field(default_factory=list)  # [(H_in, W_in, 3) uint8, ...] of the last Generate
     chosen: int = 0
     compose_names: dict = field(default_factory=dict)  # compose-source folder -> file name for the spec
+    seq: int = 0  # the last canvas gesture number handled (elements/ui/canvas.py)
+    sent_rev: int = -1  # the view revision whose image the canvas already has
+    view_rev: int = 0  # bumped whenever the view is rebuilt
+    object_prompt: dict = field(default_factory=dict)  # the SAM prompt being built: points, box, base selection
+    past: list = field(default_factory=list)  # [Snapshot] of replaced images, newest last (undo returns to them)
+    future: list = field(default_factory=list)  # [Snapshot] undone back past (redo returns to them)
+    input_key: str | None = None  # content hash of the current input file (a repeated change event is a no-op)
+    input_pixels: object = None  # (H_in, W_in, 3) uint8 the input as loaded: the "before" of the result view
     _view: View | None = None
     _workdir: str | None = None
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
@@ -94,10 +117,23 @@ class AppSession:
         """Begin editing ``el`` (history, selection, candidates and composition reset)."""
         from elements.editor import EditorSession
 
+        if self.editor is not None:  # the image it replaces stays one undo away
+            self.past.append(self.snapshot())
+            self.future = []
         editor = EditorSession(backends.partitioner())
         editor.set_elements(el)
         self.editor, self.note, self.sam_embedding = editor, note, sam_embedding
-        self.selection, self.candidates, self.chosen, self._view = (), [], 0, None
+        self.selection, self.candidates, self.chosen, self._view, self.object_prompt = (), [], 0, None, {}
+
+    def snapshot(self) -> Snapshot:
+        return Snapshot(self.editor, self.note, self.selection, self.sam_embedding, self.candidates, self.chosen,
+                        self.input_pixels)
+
+    def restore(self, snap: Snapshot) -> None:
+        """Make ``snap`` the current image again (its history, selection and results)."""
+        self.editor, self.note, self.selection, self.sam_embedding = snap.editor, snap.note, snap.selection, snap.sam_embedding
+        self.candidates, self.chosen, self._view, self.object_prompt, self.input_key = snap.candidates, snap.chosen, None, {}, None
+        self.input_pixels = snap.input_pixels
 
     @property
     def elements(self) -> ImageElements:
@@ -107,7 +143,8 @@ class AppSession:
         """The cached view of the current elements (rebuilt only after an edit, undo or redo)."""
         el = self.elements
         if self._view is None or self._view.elements is not el:
-            self._view = build_view(el)
+            self._view = build_view(el, self.input_pixels)
+            self.view_rev += 1
         return self._view
 
     def prune_selection(self) -> None:
@@ -135,4 +172,4 @@ def delete_session(session: AppSession | None) -> None:
         session.cleanup()
 
 
-__all__ = ["APP_MAX_SIDE", "AppSession", "OtherImage", "delete_session", "load_for_app", "partition"]
+__all__ = ["APP_MAX_SIDE", "AppSession", "OtherImage", "Snapshot", "delete_session", "load_for_app", "partition"]

@@ -1,16 +1,25 @@
-"""``gr.Image`` whose preprocessing failures become one ``gr.Error`` sentence.
+"""``gr.Image`` whose unreadable uploads reach the handler as :class:`UnreadableUpload`, not an exception.
 
 Gradio opens an uploaded image with Pillow *before* any handler runs; a file that is not an
 image (renamed text, a truncated header) would otherwise surface as a bare "Error" with the
-traceback in the server log. The frontend is the stock image component.
+traceback in the server log, and the handler — which keeps the current image and its edits
+and says why in the status line — would never run. The frontend is the stock image component.
 """
 
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import gradio as gr
 from PIL import Image
+
+
+@dataclass(frozen=True)
+class UnreadableUpload:
+    """What the handler receives instead of an image; ``message`` is one sentence for the visitor."""
+
+    message: str
 
 
 class UploadImage(gr.Image):
@@ -39,9 +48,9 @@ class UploadImage(gr.Image):
 
             name = getattr(payload, "orig_name", None)
             name = excerpt(name, 40).strip("'") if name else "The uploaded file"  # the visitor's own file name, shortened
-            why = "it is too large to decode safely" if "DecompressionBomb" in type(err).__name__ else type(err).__name__
-            raise gr.Error(f"{name} is not an image file that can be read ({why}); "
-                           "upload a PNG, JPEG or WebP photo.", print_exception=False) from None
+            why = " (it is too large to decode safely)" if "DecompressionBomb" in type(err).__name__ else ""
+            return UnreadableUpload(f"{name} is not an image file that can be read{why}; "
+                                    "upload a PNG, JPEG or WebP photo.")
 
     def _data_url_to_file(self, url: str) -> str:
         """Write the bytes of a ``data:`` URL into Gradio's cache, undecoded; returns the path."""

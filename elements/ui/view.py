@@ -1,25 +1,26 @@
-"""What the demo shows of the current elements: a pixel-edit preview with boundaries and dots.
+"""What the demo shows of the current elements: a pixel-edit preview and the label map shown on it.
 
-A click only changes which dots are red, so the expensive part — the pixel-edit preview, the
-owner map and the boundaries of the *current* (edited) footprints — is computed once per
-edit in :func:`build_view` and every click only redraws dots with :func:`draw` (paper Fig. 4-5:
-red = selected, green = edited, white = other; deleted elements have no dot).
+A selection change only changes how elements are marked, so the expensive part — the pixel-edit
+preview, the owner map and its input-size label map — is computed once per edit in
+:func:`build_view`. The browser canvas (``elements/ui/canvas.js``) draws boundaries, the
+selection, the edited elements and the hover highlight from ``photo`` and ``labels`` itself;
+:func:`draw` renders the same marks server-side (PNG overlays: the compose picker, tests)
+through the one renderer, :func:`elements.visualize.render_overlay`.
 
-All images here are at the input's size (``(H_in, W_in, 3) uint8``, what the user sees and
-clicks, so a click's pixel is an input pixel); the owner map stays on the canvas.
+All images here are at the input's size (``(H_in, W_in, 3) uint8``, so a pixel is an input
+pixel); the owner map stays on the canvas.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
 from elements.decoders.pixel import pixel_edit
-from elements.edit import owner_map
+from elements.edit import element_at, owner_map
 from elements.types import ImageElements
-from elements.visualize import EDITED, PLAIN, SELECTED, boundaries
+from elements.visualize import render_overlay
 
 #: Holes (vacated or deleted regions the decoder will fill) show the original this faintly.
 HOLE_ALPHA = 0.3
@@ -27,64 +28,59 @@ HOLE_ALPHA = 0.3
 
 @dataclass(frozen=True)
 class View:
-    """The click-independent part of an overlay, for one :class:`ImageElements` value.
+    """The selection-independent part of what the demo shows, for one :class:`ImageElements` value.
 
     ``elements``: the value it was drawn for (identity is the cache key).
-    ``base``: ``(H_in, W_in, 3) uint8`` preview with boundaries, no dots.
+    ``photo``: ``(H_in, W_in, 3) uint8`` pixel-edit preview, holes as a faded original, no marks.
     ``owner``: ``(S, S) int64`` canvas map of the active element shown at each pixel, -1 = none.
-    ``dots``: ``(N, 2) float64`` current centroids (x, y) in input pixels.
+    ``labels``: ``(H_in, W_in) int32`` the same map at the input's size (nearest), -1 = none.
+    ``dots``: ``(N, 2) float64`` current centroids (x, y) in input pixels, NaN for deleted elements.
     """
 
     elements: ImageElements
-    base: np.ndarray
+    photo: np.ndarray
     owner: np.ndarray
+    labels: np.ndarray
     dots: np.ndarray
 
 
-def build_view(el: ImageElements) -> View:
-    """Pixel-edit preview of ``el`` (holes as a faded original), current boundaries, dot positions."""
+def build_view(el: ImageElements, original: np.ndarray | None = None) -> View:
+    """Pixel-edit preview of ``el`` (holes as a faded original), its label map and dot positions.
+
+    ``original``: ``(H_in, W_in, 3) uint8`` the input at full resolution, if known; wherever an
+    unedited element is shown, its pixels are taken from it rather than from the 512 canvas.
+    """
     g = el.geometry
     owner = owner_map(el)
+    labels = g.labels_to_input(owner).astype(np.int32)
     if el.active.all() and not el.edited.any():
         canvas = el.image  # unedited: show the photo itself, dropped pixels included
     else:
         canvas, holes = pixel_edit(el)
         faded = (HOLE_ALPHA * el.image.astype(np.float32) + (1 - HOLE_ALPHA) * 96).astype(np.uint8)
         canvas = np.where(holes[..., None], faded, canvas)
-    img = np.ascontiguousarray(g.from_canvas(canvas))
-    edge = boundaries(g.labels_to_input(owner))
-    img[edge] = (0.45 * img[edge] + 0.55 * 255).astype(np.uint8)
-    return View(el, img, owner, g.norm_to_input(el.centroids))
-
-
-def dot_radius(shape) -> int:
-    """The same dot size as :func:`elements.visualize.overlay`."""
-    return max(2, round(min(shape[:2]) / 170))
+    photo = np.ascontiguousarray(g.from_canvas(canvas))
+    if original is not None and original.shape == photo.shape:
+        if not el.edited.any() and el.active.all():
+            photo = np.ascontiguousarray(original)
+        else:
+            still = (labels >= 0) & ~np.r_[el.edited, False][labels]  # shown where it was partitioned
+            np.copyto(photo, original, where=still[..., None])
+    dots = np.where(el.active[:, None], g.norm_to_input(el.centroids), np.nan)
+    return View(el, photo, owner, labels, dots)
 
 
 def draw(view: View, selected=()) -> np.ndarray:
-    """The overlay: ``view.base`` plus one dot per active element, ``(H_in, W_in, 3) uint8``."""
-    el = view.elements
-    img = view.base.copy()
-    r = dot_radius(img.shape)
-    sel = set(int(i) for i in selected)
-    for i in np.flatnonzero(el.active):
-        colour = SELECTED if i in sel else EDITED if el.edited[i] else PLAIN
-        x, y = int(round(view.dots[i, 0])), int(round(view.dots[i, 1]))
-        cv2.circle(img, (x, y), r + 1, (0, 0, 0), -1, lineType=cv2.LINE_AA)
-        cv2.circle(img, (x, y), r, colour, -1, lineType=cv2.LINE_AA)
-    return img
+    """``(H_in, W_in, 3) uint8``: the preview with boundaries, selection, edited tint and dots (PNG overlays)."""
+    return render_overlay(view.photo, view.labels, selected=selected, edited=view.elements.edited, dots=view.dots)
 
 
 def element_under(view: View, x: float, y: float) -> int | None:
     """The element shown at input pixel (x, y), or None (a hole, padding, or outside the image)."""
     g = view.elements.geometry
-    if not (0 <= x < g.input_w and 0 <= y < g.input_h):
+    if not (np.isfinite(x) and np.isfinite(y) and 0 <= x < g.input_w and 0 <= y < g.input_h):
         return None
-    p = g.input_to_norm([x, y]) * g.size
-    i, j = (int(np.clip(np.floor(v), 0, g.size - 1)) for v in (p[1], p[0]))
-    k = int(view.owner[i, j])
-    return None if k < 0 else k
+    return element_at(view.elements, x, y, view.owner)
 
 
 def elements_in_mask(view: View, mask: np.ndarray, min_fraction: float = 0.5) -> np.ndarray:
