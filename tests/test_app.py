@@ -226,7 +226,7 @@ def test_generate_shows_before_after_and_replays_through_the_edit_api(fresh):
     gesture(session, type="move", ids=[k], dx=40, dy=0)
     session, pair, gallery, result, spec_path, text, tabs = gen.generate(session, "pixel+inpaint", "a photo", 7, 50, 3.0, 2)
     before, image = pair
-    assert gallery["visible"] is False and "Result of `pixel+inpaint`" in text  # one candidate: the settings are ignored
+    assert gallery["visible"] is False and "Result of `pixel+inpaint (PatchMatch)`" in text  # names what ran; one candidate
     assert image.shape == (512, 512, 3) and image.dtype == np.uint8 and before.shape == image.shape
     assert np.array_equal(before, session.input_pixels) and tabs.selected == "result"
     assert Path(result).is_file() and Path(spec_path).is_file()
@@ -349,25 +349,34 @@ def test_object_gestures_go_through_select_object(tiny_sam, monkeypatch):
     h.on_image(None, COFFEE)  # another tab: its embedding is now SAM's current one
     seen = []
 
-    def disc(self, points, size):
+    def disc(self, points=None, labels=None, box=None, size=512):
+        """SAM's mask stand-in: a disc of radius 80 around the first click (canvas pixels), or the box itself."""
         seen.append(self._image_key)
         yy, xx = np.mgrid[:size, :size] + 0.5
-        cx, cy = points[0] * size
-        return (((xx - cx) ** 2 + (yy - cy) ** 2) < 80 ** 2)[None].astype(np.float32)
+        if box is not None:
+            x0, y0, x1, y1 = box
+            return (xx >= x0) & (xx < x1) & (yy >= y0) & (yy < y1)
+        cx, cy = points[0]
+        return ((xx - cx) ** 2 + (yy - cy) ** 2) < 80 ** 2
 
-    monkeypatch.setattr(SamAffinity, "__call__", disc)
+    monkeypatch.setattr(SamAffinity, "mask", disc)
     x, y = 256.0, 200.0
     session, value, _ = gesture(session, type="object", points=[[x, y, True]])
     assert seen == [session.sam_embedding[0]]  # the astronaut's embedding, not the coffee's
     el = session.elements
-    mask = disc(part.affinity, el.geometry.input_to_norm([x, y])[None], 512)[0] > 0.5
-    expect = tuple(i for i in range(el.num_elements) if (m := footprint(el, i)).any() and (m & mask).sum() >= 0.5 * m.sum())
+    g = el.geometry
+
+    def inside(mask):
+        return tuple(i for i in range(el.num_elements) if (m := footprint(el, i)).any() and (m & mask).sum() >= 0.5 * m.sum())
+
+    expect = inside(disc(part.affinity, g.input_to_norm([[x, y]]) * 512))
     assert session.selection == expect and len(expect) >= 3 and value["selection"] == list(expect)
-    try:
-        import elements.partition.objects  # noqa: F401  (the distilled-SAM API answers boxes itself)
-    except ImportError:
-        with pytest.raises(gr.Error, match="click points on the object"):
-            gesture(session, type="object", box=[10, 10, 100, 100])
+    # a box prompt selects the elements mostly inside SAM's mask for that box
+    box = (100.0, 100.0, 300.0, 260.0)
+    session, value, _ = gesture(session, type="object", box=list(box))
+    canvas_box = (g.input_to_norm(np.array([box[:2], box[2:]])) * 512).reshape(4)
+    expect_box = inside(disc(part.affinity, box=canvas_box))
+    assert set(expect_box) <= set(session.selection) and len(expect_box) >= 3
 
 
 def test_gpu_decorator_uses_spaces_when_importable(monkeypatch):

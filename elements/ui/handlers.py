@@ -24,11 +24,12 @@ import gradio as gr
 import numpy as np
 
 from elements.errors import UserError
+from elements.partition.objects import select_object as sam_select
 from elements.ui import backends
 from elements.ui.canvas import canvas_value, parse_gesture
 from elements.ui.session import AppSession, OtherImage, load_for_app, partition
 from elements.ui.upload import UnreadableUpload
-from elements.ui.view import draw, element_under, elements_in_mask
+from elements.ui.view import draw, element_under
 
 log = logging.getLogger("elements.app")
 
@@ -203,35 +204,15 @@ def select_object(session: AppSession, *, points=(), box=None) -> np.ndarray:
     """The one entry of every object gesture (point, box, negative point): element ids SAM's mask covers.
 
     ``points``: ``[(x, y, positive), ...]`` input pixels; ``box``: ``(x0, y0, x1, y1)`` input
-    pixels or None. Uses :func:`elements.partition.objects.select_object` (the distilled-SAM
-    issue's API) when it is installed; until then only positive points run, through the stock
-    SAM affinity, one mask per point.
+    pixels or None. SAM's mask comes from :func:`elements.partition.objects.select_object`.
     """
     ok, why = backends.object_mode_status()
     if not ok or session.sam_embedding is None:
         raise UserError(f"Object selection is not available: {why}.")
-    view = session.view()
-    el = session.elements
     affinity = backends.sam_affinity()
-    try:
-        from elements.partition.objects import select_object as sam_select
-    except ImportError:
-        sam_select = None
     with backends.MODEL_LOCK:
         affinity.restore_embedding(session.sam_embedding)
-        if sam_select is not None:
-            return sam_select(el, affinity, points=points, box=box, owner=view.owner)
-        if box is not None or not points or not all(p[2] for p in points):
-            raise UserError("Box and negative-point prompts need the distilled-SAM object selection; "
-                            "click points on the object instead.")
-        g = el.geometry
-        mask = np.zeros((g.size, g.size), dtype=bool)
-        for x, y, _ in points:
-            mask |= affinity(g.input_to_norm([x, y])[None], g.size)[0] > 0.5  # SAM's own mask threshold
-    ids = elements_in_mask(view, mask)
-    if ids.size == 0:
-        raise UserError("SAM found no object under that prompt.")
-    return ids
+        return sam_select(session.elements, affinity, points=points, box=box, owner=session.view().owner)
 
 
 def _undo(session: AppSession) -> None:

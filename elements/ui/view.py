@@ -81,10 +81,3 @@ def element_under(view: View, x: float, y: float) -> int | None:
     if not (np.isfinite(x) and np.isfinite(y) and 0 <= x < g.input_w and 0 <= y < g.input_h):
         return None
     return element_at(view.elements, x, y, view.owner)
-
-
-def elements_in_mask(view: View, mask: np.ndarray, min_fraction: float = 0.5) -> np.ndarray:
-    """Active elements with at least ``min_fraction`` of their shown pixels inside ``mask (S, S) bool``."""
-    from elements.partition.objects import elements_in_mask as in_mask
-
-    return in_mask(view.owner, mask, view.elements.num_elements, min_fraction)
