@@ -212,7 +212,7 @@ def test_float_and_int32_images_are_normalised_by_their_range():
 @pytest.mark.parametrize("w, h", [(1, 1), (4, 3), (MIN_SIDE - 1, 40)])
 def test_tiny_images_are_refused(w, h):
     with pytest.raises(UserError, match=f"at least {MIN_SIDE} pixels"):
-        load_image(np.zeros((h, w, 3), np.uint8))
+        load_image(np.zeros((h, w, 3), np.uint8), min_side=MIN_SIDE)
 
 
 def _stripes(n=1024):
@@ -351,3 +351,11 @@ def test_data_url_uploads_are_not_decoded_by_gradio(tmp_path):
     assert Path(path).read_bytes() == bomb_png()  # written as sent, not decoded and re-encoded
     with pytest.raises(UserError, match="40 Mpx budget"):
         load_for_app(path)
+
+
+def test_the_cli_refuses_tiny_images_but_training_data_keeps_them(tmp_path):
+    path = tmp_path / "tiny.png"
+    Image.fromarray(np.zeros((3, 4, 3), np.uint8)).save(path)
+    code, err, _ = _cli("partition", path, "--out", tmp_path / "out", "--backend", "grid")
+    assert code == 2 and len(err) == 1 and f"at least {MIN_SIDE} pixels" in err[0], err
+    assert load_image(path).size == (4, 3)  # the Python API default (min_side=1), as training data reads it
