@@ -38,9 +38,11 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 def child_run(args: list[str], timeout: float = 600) -> tuple[int, float, float, str]:
     """Run ``python -m elements ...``; returns (exit code, seconds, peak RSS MB of the child, last stderr line)."""
-    wrapper = ("import resource, runpy, sys; sys.argv = ['elements'] + sys.argv[1:]\n"
+    # VmHWM is this process image's own peak (ru_maxrss would carry the parent's peak across exec)
+    wrapper = ("import runpy, sys; from pathlib import Path; sys.argv = ['elements'] + sys.argv[1:]\n"
                "try:\n    runpy.run_module('elements', run_name='__main__')\n"
-               "finally:\n    print('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)")
+               "finally:\n    print('PEAK', next(l.split()[1] for l in Path('/proc/self/status').read_text().splitlines()"
+               " if l.startswith('VmHWM')), file=sys.stderr)")
     t0 = time.perf_counter()
     p = subprocess.run([sys.executable, "-c", wrapper, *args], check=False, capture_output=True, text=True, cwd=ROOT, timeout=timeout)
     dt = time.perf_counter() - t0
