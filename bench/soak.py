@@ -95,7 +95,9 @@ def collision_ratio(moves: int = 400, repeats: int = 3) -> None:
     from skimage import data
 
     sys.path.insert(0, str(ROOT / "tests"))
-    from test_security import _collide_reference  # the rule as first written, kept as the tests' reference
+    from test_security import (
+        _collide_reference,  # the rule as first written, kept as the tests' reference
+    )
 
     from elements import edit
     from elements.partition import Partitioner
@@ -112,8 +114,8 @@ def collision_ratio(moves: int = 400, repeats: int = 3) -> None:
             el = moved.replace(active=active)
         return t
 
-    new = lambda m: edit.collide_with(m, [100]).active  # noqa: E731
-    old = lambda m: _collide_reference(m, [100])  # noqa: E731
+    new = lambda m: edit.collide_with(m, [100]).active
+    old = lambda m: _collide_reference(m, [100])
     times = {"windowed": [], "full canvas": []}
     for _ in range(repeats):
         times["full canvas"].append(run(old))
