@@ -38,9 +38,11 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 def child_run(args: list[str], timeout: float = 600) -> tuple[int, float, float, str]:
     """Run ``python -m elements ...``; returns (exit code, seconds, peak RSS MB of the child, last stderr line)."""
-    wrapper = ("import resource, runpy, sys; sys.argv = ['elements'] + sys.argv[1:]\n"
+    # VmHWM is this process image's own peak (ru_maxrss would carry the parent's peak across exec)
+    wrapper = ("import runpy, sys; from pathlib import Path; sys.argv = ['elements'] + sys.argv[1:]\n"
                "try:\n    runpy.run_module('elements', run_name='__main__')\n"
-               "finally:\n    print('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)")
+               "finally:\n    print('PEAK', next(l.split()[1] for l in Path('/proc/self/status').read_text().splitlines()"
+               " if l.startswith('VmHWM')), file=sys.stderr)")
     t0 = time.perf_counter()
     p = subprocess.run([sys.executable, "-c", wrapper, *args], check=False, capture_output=True, text=True, cwd=ROOT, timeout=timeout)
     dt = time.perf_counter() - t0
@@ -86,6 +88,41 @@ def cli_figures(tmp: Path) -> None:
     t0 = time.perf_counter()
     load_spec(spec)
     print(f"  and load_spec (JSON Schema validation of 10,000 edits): {time.perf_counter() - t0:.1f} s")
+
+
+def collision_ratio(moves: int = 400, repeats: int = 3) -> None:
+    """The windowed collision rule against the full-canvas one it replaced (same moves, interleaved repeats)."""
+    from skimage import data
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from test_security import (
+        _collide_reference,  # the rule as first written, kept as the tests' reference
+    )
+
+    from elements import edit
+    from elements.partition import Partitioner
+
+    el0 = Partitioner("grid")(data.chelsea())
+
+    def run(rule) -> float:
+        el, t = el0, 0.0
+        for i in range(moves):
+            moved = edit.move(el, [100], 1.0 if i % 2 == 0 else -1.0, 0.0, collide=False)
+            t0 = time.perf_counter()
+            active = rule(moved)
+            t += time.perf_counter() - t0
+            el = moved.replace(active=active)
+        return t
+
+    new = lambda m: edit.collide_with(m, [100]).active
+    old = lambda m: _collide_reference(m, [100])
+    times = {"windowed": [], "full canvas": []}
+    for _ in range(repeats):
+        times["full canvas"].append(run(old))
+        times["windowed"].append(run(new))
+    a, b = min(times["full canvas"]), min(times["windowed"])
+    print(f"collision rule, {moves} one-element moves (best of {repeats}, interleaved): full canvas {1000 * a / moves:.2f} ms "
+          f"per move, windowed {1000 * b / moves:.2f} ms per move ({a / b:.1f}x faster)")
 
 
 def free_port() -> int:
@@ -182,6 +219,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         if not args.skip_cli:
+            collision_ratio()
             cli_figures(tmp)
         if not args.skip_app:
             app_figures(tmp, args.requests, args.max_seconds)

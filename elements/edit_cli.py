@@ -66,7 +66,7 @@ def decoder_options(name: str, args) -> dict:
 
 def run(args) -> int:
     from elements.decoders import best_available, get_decoder
-    from elements.image_io import load_image, save_png
+    from elements.image_io import MIN_SIDE, load_image, save_png
     from elements.spec import apply_spec, load_spec
     from elements.types import ImageElements
 
@@ -78,7 +78,7 @@ def run(args) -> int:
     if args.seed is not None and args.seed < 0:
         raise UserError(f"--seed must be >= 0, got {args.seed}.")
     spec = load_spec(args.spec)  # cheap checks first, before any model loads
-    image = load_image(args.image)
+    image = load_image(args.image, min_side=MIN_SIDE)
 
     name = args.decoder or spec.decoder or "auto"
     if name == "auto":

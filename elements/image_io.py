@@ -8,8 +8,8 @@ decoded at reduced scale (``Image.draft``: 1/2, 1/4 or 1/8), so a JPEG may be up
 each side; any other format whose header claims more than the budget is refused with one
 sentence before a single pixel is decoded. Decoded images are then reduced (``Image.reduce``)
 to at most ``max_side`` on the long side before any mode conversion, so memory stays near the
-budget's size whatever the mode. Inputs smaller than :data:`MIN_SIDE` on a side are refused:
-256 elements cannot be shown at that size.
+budget's size whatever the mode. The CLIs and the demo refuse inputs smaller than
+:data:`MIN_SIDE` on a side (``min_side``): 256 elements cannot be shown at that size.
 
 Unreadable, empty, truncated or absurd files raise :class:`UserError`; Pillow's own warnings
 (decompression bomb, corrupt EXIF, truncated TIFF) are not printed — the budget replaces them.
@@ -62,21 +62,23 @@ class LoadedImage:
         return (self.pixels.shape[1], self.pixels.shape[0]) != self.size
 
 
-def load_image(source, *, max_side: int = MAX_DECODED_SIDE, name: str | None = None) -> LoadedImage:
+def load_image(source, *, max_side: int = MAX_DECODED_SIDE, name: str | None = None, min_side: int = 1) -> LoadedImage:
     """Decode ``source`` to RGB uint8.
 
     ``source``: a path, encoded file bytes, a PIL image, an ``(H, W[, C])`` array or a
     :class:`LoadedImage`. ``name`` is how error sentences call it (default: the path); the
-    demo passes "The image" so that server paths never reach a visitor. Raises UserError.
+    demo passes "The image" so that server paths never reach a visitor. ``min_side``: refuse
+    images smaller than this on a side; the CLIs and the demo pass :data:`MIN_SIDE` (training
+    data, centre-cropped and resized anyway, keeps 1). Raises UserError.
     """
     if isinstance(source, LoadedImage):
         return source
     if isinstance(source, np.ndarray):
-        return _from_array(source, max_side)
+        return _from_array(source, max_side, min_side)
     if isinstance(source, Image.Image):
-        return _decode(source, max_side, name or "The image")
+        return _decode(source, max_side, name or "The image", min_side)
     if isinstance(source, (bytes, bytearray, memoryview)):
-        return _open(io.BytesIO(bytes(source)), max_side, name or "The image data")
+        return _open(io.BytesIO(bytes(source)), max_side, name or "The image data", min_side)
     if not isinstance(source, (str, os.PathLike)):
         raise UserError(f"An image must be a file path, file bytes, a PIL image or an array, "
                         f"not {type(source).__name__}.")
@@ -91,16 +93,16 @@ def load_image(source, *, max_side: int = MAX_DECODED_SIDE, name: str | None = N
             raise UserError(f"{label} is empty.")
     except (OSError, ValueError, TypeError):  # a name too long, NUL in the name
         raise UserError(f"{name or 'The image file name'} is not a usable file name.") from None
-    return _open(path, max_side, label)
+    return _open(path, max_side, label, min_side)
 
 
-def _open(fp, max_side: int, label: str) -> LoadedImage:
+def _open(fp, max_side: int, label: str, min_side: int = 1) -> LoadedImage:
     try:
         with warnings.catch_warnings():  # also when a caller (pytest) reset the module-level filters
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             warnings.filterwarnings("ignore", module=r"PIL\.")
             with Image.open(fp) as img:
-                return _decode(img, max_side, label)
+                return _decode(img, max_side, label, min_side)
     except UserError:
         raise
     except Image.DecompressionBombError:
@@ -111,7 +113,7 @@ def _open(fp, max_side: int, label: str) -> LoadedImage:
         raise UserError(f"{label} could not be decoded ({_short(err)}).") from None
 
 
-def _decode(img: Image.Image, max_side: int, name: str) -> LoadedImage:
+def _decode(img: Image.Image, max_side: int, name: str, min_side: int = 1) -> LoadedImage:
     """Header checks, reduced decode, EXIF rotation, RGB conversion; ``img`` is not modified."""
     w0, h0 = img.size
     if w0 == 0 or h0 == 0:
@@ -122,8 +124,8 @@ def _decode(img: Image.Image, max_side: int, name: str) -> LoadedImage:
     if w * h > MAX_PIXELS:
         raise UserError(f"{name} is {w0}x{h0} pixels, over the {MAX_PIXELS // 1_000_000} Mpx budget; "
                         "downscale it (or save it as JPEG) first.")
-    if min(w0, h0) < MIN_SIDE:
-        raise UserError(f"{name} is {w0}x{h0} pixels; images need at least {MIN_SIDE} pixels on each side.")
+    if min(w0, h0) < min_side:
+        raise UserError(f"{name} is {w0}x{h0} pixels; images need at least {min_side} pixels on each side.")
     img.load()
     img = _reduce(img, max_side)
     before = img.size
@@ -197,7 +199,7 @@ def _to_rgb(img: Image.Image) -> Image.Image:
         raise UserError(f"Images in Pillow mode {excerpt(mode)} are not supported; save it as RGB PNG.") from None
 
 
-def _from_array(arr: np.ndarray, max_side: int) -> LoadedImage:
+def _from_array(arr: np.ndarray, max_side: int, min_side: int = 1) -> LoadedImage:
     if arr.ndim == 2:
         arr = arr[..., None]
     if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4) or arr.shape[0] == 0 or arr.shape[1] == 0:
@@ -214,7 +216,7 @@ def _from_array(arr: np.ndarray, max_side: int) -> LoadedImage:
     if arr.shape[2] == 1:
         arr = np.repeat(arr, 3, axis=2)
     mode = "RGBA" if arr.shape[2] == 4 else "RGB"
-    return _decode(Image.fromarray(np.ascontiguousarray(arr), mode), max_side, name="The image array")
+    return _decode(Image.fromarray(np.ascontiguousarray(arr), mode), max_side, "The image array", min_side)
 
 
 def _short(err: Exception) -> str:

@@ -12,7 +12,7 @@ import pytest
 from odd_inputs import odd_images, sample
 
 from elements.errors import UserError
-from elements.image_io import MAX_DECODED_SIDE, load_image
+from elements.image_io import MAX_DECODED_SIDE, MIN_SIDE, load_image
 
 
 @functools.lru_cache(maxsize=1)
@@ -24,7 +24,7 @@ def check(name, data, expect):
     """Returns "ok" or "refused"; fails on any other exception, a warning, or a wrong size."""
     with warnings.catch_warnings(record=True) as caught:
         try:
-            out = load_image(data)
+            out = load_image(data, min_side=MIN_SIDE)  # as the CLIs and the demo call it
         except UserError as err:
             assert "\n" not in str(err) and len(str(err)) < 300, name
             assert expect != "ok", f"{name}: refused: {err}"

@@ -52,11 +52,11 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
-    from elements.image_io import load_image
+    from elements.image_io import MIN_SIDE, load_image
     from elements.partition import Partitioner
     from elements.visualize import write_partition_outputs
 
-    image = load_image(args.image)  # fail on a bad file before loading any model
+    image = load_image(args.image, min_side=MIN_SIDE)  # fail on a bad file before loading any model
     part = Partitioner(args.backend, num_elements=args.num_elements, beta=args.beta, beta_c=args.beta_c,
                        iterations=args.iterations, sam_checkpoint=args.sam_checkpoint,
                        sam_model_type=args.sam_model_type, device=args.device, distance=args.distance,

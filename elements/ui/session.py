@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
-from elements.image_io import LoadedImage, load_image
+from elements.image_io import MIN_SIDE, LoadedImage, load_image
 from elements.types import ImageElements
 from elements.ui import backends
 from elements.ui.view import View, build_view
@@ -37,7 +37,7 @@ def load_for_app(path_or_image, what: str = "The image") -> tuple[LoadedImage, s
     The downscaled pixels *are* the input from then on: clicks, specs and outputs use its size.
     """
     # ``name=what``: error sentences never show the server's upload path
-    loaded = load_image(path_or_image, max_side=APP_MAX_SIDE, name=what)  # long side <= APP_MAX_SIDE after this
+    loaded = load_image(path_or_image, max_side=APP_MAX_SIDE, name=what, min_side=MIN_SIDE)  # long side <= APP_MAX_SIDE after this
     note = ""
     if loaded.downscaled:
         h, w = loaded.pixels.shape[:2]

@@ -23,12 +23,10 @@ class UnreadableUpload:
 
 
 class UploadImage(gr.Image):
-    """``image_mode`` defaults to None: with ``type="filepath"`` Gradio then only reads the header and
-    passes the file on untouched, so :func:`elements.image_io.load_image` decodes it within the pixel
-    budget (Gradio's own RGB conversion would decode a 12000x12000 upload at full size)."""
-
-    def __init__(self, *args, image_mode=None, **kwargs):
-        super().__init__(*args, image_mode=image_mode, **kwargs)
+    """With ``type="filepath"`` the upload is passed on untouched (Gradio only reads its header), so
+    :func:`elements.image_io.load_image` decodes it within the pixel budget; Gradio's own conversion
+    to ``image_mode`` would decode a 12000x12000 upload at full size. (``__init__`` is not
+    overridden: Gradio builds the frontend's config from its signature.)"""
 
     def get_block_name(self) -> str:
         return "image"  # reuse gr.Image's Svelte component
@@ -40,6 +38,11 @@ class UploadImage(gr.Image):
         try:
             with warnings.catch_warnings():  # Pillow's bomb warning at open: our pixel budget decides, quietly
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                if self.type == "filepath":
+                    from gradio import image_utils
+
+                    return image_utils.preprocess_image(payload, cache_dir=self.GRADIO_CACHE, format=self.format,
+                                                        image_mode=None, type="filepath")
                 return super().preprocess(payload)
         except gr.Error:
             raise
