@@ -31,7 +31,6 @@ Anything else raises :class:`~elements.errors.UserError` with one sentence sayin
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import shutil
 import subprocess
