@@ -93,8 +93,8 @@ def agreement(a: np.ndarray, b: np.ndarray, valid: np.ndarray) -> float:
 def run_windows(args, part_cls, load_tinysam) -> None:
     import torch
 
-    from elements.partition import to_canvas
     from elements.image_io import load_image
+    from elements.partition import to_canvas
 
     sam = load_tinysam(allow_npm=False)
     modes = [m if m == "full" else int(m) for m in args.modes.split(",")]
@@ -224,7 +224,9 @@ def run_rocket(args, part_cls, load_tinysam) -> None:
     gap = np.full((a.shape[0], 8, 3), 255, np.uint8)
     out = ROOT / "docs" / "images" / "sam_vs_slic.png"
     out.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.concatenate([a, gap, b], 1)).save(out, optimize=True)
+    from elements.atomic import atomic_write
+
+    atomic_write(out, lambda tmp: Image.fromarray(np.concatenate([a, gap, b], 1)).save(tmp, format="PNG", optimize=True))
     print(f"wrote {out.relative_to(ROOT)}")
 
 

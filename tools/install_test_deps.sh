@@ -20,5 +20,5 @@ if ! command -v npm >/dev/null 2>&1; then
     echo "note: npm not found and cannot be installed here; the distilled-SAM tests will be skipped" >&2
   fi
 fi
-python -c "from elements.partition.tinysam import resolve_tinysam as r; print('distilled SAM:', r().source)" \
+python -m elements.partition.tinysam \
   || echo "note: the distilled SAM could not be fetched; its tests will be skipped" >&2

@@ -17,9 +17,9 @@ by ``auto`` as well. :attr:`Partitioner.source` says which model file ran.
 
 from __future__ import annotations
 
-import numpy as np
-
 import os
+
+import numpy as np
 
 from elements import defaults
 from elements.errors import UserError

