@@ -41,7 +41,7 @@ def _time(fn, repeats: int, device: str) -> float:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     p.add_argument("--preset", default="paper", help="model preset (paper | tiny)")
     p.add_argument("--device", default="cpu", help="torch device")
     p.add_argument("--elements", type=int, default=256, help="elements per image (Sec. 3.1 uses ~256)")

@@ -70,7 +70,7 @@ def inception_features(device=None):
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     p.add_argument("--n", type=int, default=16, help="image pairs (default 16)")
     p.add_argument("--repeats", type=int, default=3, help="timing repeats, best is kept (default 3)")
     p.add_argument("--batch-size", type=int, default=8)

@@ -132,7 +132,7 @@ def filters_from(args):
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description="Write the held-out manifest (keys, its sha256, the rule) and "
+    p = argparse.ArgumentParser(prog=prog, allow_abbrev=False, description="Write the held-out manifest (keys, its sha256, the rule) and "
                                 "512x512 bicubic PNG references of the held-out samples.")
     p.add_argument("--data", required=True, help="image folder, img2dataset shard folder / .tar / pattern (with parquet)")
     p.add_argument("--out", required=True, help="output folder: manifest.csv, manifest.json, refs/")

@@ -132,7 +132,7 @@ def build_lpips(metrics, args):
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description="MSE, PSNR, SSIM, LPIPS and FID between two image folders "
+    p = argparse.ArgumentParser(prog=prog, allow_abbrev=False, description="MSE, PSNR, SSIM, LPIPS and FID between two image folders "
                                 "matched by file stem (paper Tables 1-2 conventions).")
     p.add_argument("--pred", required=True, help="folder of predicted / reconstructed images")
     p.add_argument("--ref", required=True, help="folder of reference images (same stems, same sizes)")

@@ -52,7 +52,7 @@ def fake_decoder(monkeypatch):
 
 
 def _args(data, out, *extra):
-    return ["recon", "--data", str(data), "--decoder", "pixel", "--out", str(out), "--partition", "grid",
+    return ["recon", "--data", str(data), "--decoder", "pixel", "--out", str(out), "--backend", "grid",
             "--metrics", "mse,psnr,ssim,fid", "--feature-extractor", "eval.fid:pooled_pixels", "--name", "run", *extra]
 
 

@@ -179,8 +179,8 @@ def test_cli_trains_checkpoints_resumes_and_loads(checkpoints, tmp_path, astrona
         save_png(data / f"{i}.png", im)
     out = tmp_path / "run"
     common = ["--train_data", str(data), "--output_dir", str(out), "--sd_base", str(checkpoints / "base"),
-              "--stage1", str(checkpoints / "stage1"), "--image_size", "64", "--partition", "grid",
-              "--num_elements", "16", "--train_batch_size", "2", "--dataloader_num_workers", "0",
+              "--stage1", str(checkpoints / "stage1"), "--image_size", "64", "--backend", "grid",
+              "--num-elements", "16", "--train_batch_size", "2", "--dataloader_num_workers", "0",
               "--checkpointing_steps", "2", "--logging_steps", "1", "--validation_steps", "2",
               "--validation_inference_steps", "2", "--num_validation_images", "2", "--dropout_masks", "random",
               "--num_train_epochs", "10"]

@@ -41,8 +41,8 @@ def _args(data, out, *extra):
     from elements.train.stage1 import build_parser
 
     return build_parser("stage1").parse_args([
-        "--train_data", str(data), "--output_dir", str(out), "--preset", "tiny", "--partition", "grid",
-        "--num_elements", "16", "--train_batch_size", "2", "--dataloader_num_workers", "0", "--logging_steps", "1",
+        "--train_data", str(data), "--output_dir", str(out), "--preset", "tiny", "--backend", "grid",
+        "--num-elements", "16", "--train_batch_size", "2", "--dataloader_num_workers", "0", "--logging_steps", "1",
         "--num_validation_images", "2", "--num_train_epochs", "100", *extra])
 
 

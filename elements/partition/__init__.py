@@ -18,9 +18,8 @@ from elements.geometry import Geometry
 from elements.image_io import LoadedImage, load_image
 from elements.partition.algorithm import BETA, BETA_C, ITERATIONS, NUM_ELEMENTS, cleanup
 from elements.partition.build import elements_from_labels
+from elements.partition.options import BACKENDS, partition_kwargs
 from elements.types import ImageElements
-
-BACKENDS = ("sam", "slic", "grid")
 
 
 class Partitioner:
@@ -59,6 +58,11 @@ class Partitioner:
                 self.note = f"SAM checkpoint not available → SLIC partition ({err})"
                 backend = "slic"
         self.backend = backend
+
+    @classmethod
+    def from_args(cls, args, **overrides) -> Partitioner:
+        """Build from flags added by :func:`elements.partition.options.add_partition_args` (``overrides`` win)."""
+        return cls(**{**partition_kwargs(args), **overrides})
 
     def params(self) -> dict:
         p = {"backend": self.backend, "num_elements": self.num_elements}

@@ -22,23 +22,14 @@ import sys
 import tempfile
 from pathlib import Path
 
-from elements import defaults
+from elements.partition.options import add_partition_args
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description="Split an image into ~256 editable image elements (paper Sec. 3.1, Alg. 2).")
+    p = argparse.ArgumentParser(prog=prog, allow_abbrev=False, description="Split an image into ~256 editable image elements (paper Sec. 3.1, Alg. 2).")
     p.add_argument("image", help="input image (any format Pillow reads; EXIF rotation is applied)")
     p.add_argument("--out", required=True, help="output folder (created; existing files of the same names are replaced)")
-    p.add_argument("--backend", default="auto", choices=["auto", "sam", "slic", "grid"],
-                   help="affinity backend: sam (the paper's), slic (pixel SLIC baseline, offline default), grid; "
-                        "auto = sam if a checkpoint can be had, else slic (default: auto)")
-    p.add_argument("--num-elements", type=int, default=256, help="number of query points N (default 256 = 16x16, Sec. 3.1)")
-    p.add_argument("--beta", type=float, default=64.0, help="distance weight beta of Eq. 1 (default 64, App. C.3)")
-    p.add_argument("--beta-c", type=float, default=0.2, help="centroid adjustment ratio beta_c (default 0.2, App. C.3)")
-    p.add_argument("--iterations", type=int, default=1, help="iterations T of Alg. 2 (default 1)")
-    p.add_argument("--sam-checkpoint", default=None,
-                   help=f"local .pth or Hub file 'repo_id:path' (env {defaults.SAM_CHECKPOINT.env}; default {defaults.SAM_CHECKPOINT.value})")
-    p.add_argument("--sam-model-type", default=None, help=f"vit_b, vit_l or vit_h (env {defaults.SAM_MODEL_TYPE.env}; default vit_b)")
+    add_partition_args(p)
     p.add_argument("--device", default="cpu", help="torch device for SAM (default cpu)")
     return p
 
@@ -49,9 +40,7 @@ def run(args) -> int:
     from elements.visualize import write_partition_outputs
 
     image = load_image(args.image)  # fail on a bad file before loading any model
-    part = Partitioner(args.backend, num_elements=args.num_elements, beta=args.beta, beta_c=args.beta_c,
-                       iterations=args.iterations, sam_checkpoint=args.sam_checkpoint,
-                       sam_model_type=args.sam_model_type, device=args.device)
+    part = Partitioner.from_args(args, device=args.device)
     if part.note:
         print(f"note: {part.note}", file=sys.stderr)
     el = part(image)

@@ -32,7 +32,7 @@ logger = logging.getLogger("elements.train.stage1")
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description="Stage 1: train the content encoder and the light transformer "
+    p = argparse.ArgumentParser(prog=prog, allow_abbrev=False, description="Stage 1: train the content encoder and the light transformer "
                                 "decoder to reconstruct images from their elements with an MSE loss (Sec. 3.2, App. C.2).")
     add_common_args(p, learning_rate=LEARNING_RATE, adam_beta1=BETAS[0], adam_beta2=BETAS[1],
                     weight_decay=WEIGHT_DECAY, train_batch_size=PER_DEVICE_BATCH)

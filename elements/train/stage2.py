@@ -43,7 +43,7 @@ logger = logging.getLogger("elements.train.stage2")
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description="Stage 2: fine-tune Stable Diffusion 1.5 with cross-attention on "
+    p = argparse.ArgumentParser(prog=prog, allow_abbrev=False, description="Stage 2: fine-tune Stable Diffusion 1.5 with cross-attention on "
                                 "image elements (Sec. 3.3, App. C.2).")
     add_common_args(p, learning_rate=LEARNING_RATE, adam_beta1=BETAS[0], adam_beta2=BETAS[1],
                     weight_decay=WEIGHT_DECAY, train_batch_size=PER_DEVICE_BATCH)

@@ -110,8 +110,13 @@ def outline(image: np.ndarray, labels_input: np.ndarray, ids_labels: np.ndarray,
     return out
 
 
-def make_edits(data, out, *, split: str = "heldout", limit: int = 100, ops=OPS, seed: int = 0, backend: str = "auto",
-               sam_checkpoint: str | None = None, background_prompt: str = "a photo of the background") -> pd.DataFrame:
+def make_edits(data, out, *, split: str = "heldout", limit: int = 100, ops=OPS, seed: int = 0,
+               partition: dict | None = None, background_prompt: str = "a photo of the background") -> pd.DataFrame:
+    """Seeded edit specs for the first ``limit`` samples of ``data`` (see the module docstring).
+
+    ``partition``: :class:`~elements.partition.Partitioner` keyword arguments
+    (:func:`elements.partition.options.partition_kwargs`); default ``{"backend": "auto"}``.
+    """
     from elements.data import iter_samples
     from elements.image_io import save_png
     from elements.partition import Partitioner
@@ -128,7 +133,7 @@ def make_edits(data, out, *, split: str = "heldout", limit: int = 100, ops=OPS, 
     out = Path(out)
     for sub in ("specs", "elements", "input", "source"):
         (out / sub).mkdir(parents=True, exist_ok=True)
-    part = Partitioner(backend, sam_checkpoint=sam_checkpoint)
+    part = Partitioner(**(partition or {"backend": "auto"}))
     rows = []
     for index, sample in enumerate(iter_samples(data, split=split)):
         if index >= limit:
