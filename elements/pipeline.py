@@ -25,9 +25,11 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from elements import defaults
 from elements.errors import UserError
+from elements.pixels import to_uint8
 from elements.models.element_attention import ElementAdapter, install, set_slice_size
-from elements.models.element_unet import ADAPTER_DIR, CONTENT_ENCODER_DIR, UNET_DIR
-from elements.models.tokens import collate, element_boxes, element_tokens, pad_elements
+from elements.models.content_encoder import CONTENT_ENCODER_DIR
+from elements.models.element_unet import ADAPTER_DIR, UNET_DIR
+from elements.models.tokens import collate, tokens_from_embeddings
 from elements.types import ImageElements
 
 DEFAULT_STEPS = 50  # DDIM sampling steps, App. C.2
@@ -166,15 +168,9 @@ class ElementsPipeline(DiffusionPipeline):
         cached = use_cached_embeddings and all(
             el.embeddings is not None and el.embeddings.shape[1] == enc.content_dim for el in elements)
         if cached:
-            n = max(el.num_elements for el in elements)
-            batch = pad_elements([np.zeros((el.num_elements, 3, 1, 1), np.float32) for el in elements],
-                                 [element_boxes(el) for el in elements], [el.active for el in elements], n)
-            content = torch.zeros(len(elements), n, enc.content_dim)
-            for i, el in enumerate(elements):
-                content[i, : el.num_elements] = torch.from_numpy(el.embeddings)
-            tokens = element_tokens(content.to(device, enc.dtype), batch.boxes.to(device, enc.dtype),
-                                    batch.active.to(device), enc.config.num_freqs)
-            return tokens, batch.active.to(device)
+            tokens, _, active = tokens_from_embeddings(elements, [el.embeddings for el in elements],
+                                                       enc.config.num_freqs, device=device, dtype=enc.dtype)
+            return tokens, active
         batch = collate(elements).to(device, enc.dtype)
         return enc.tokens(batch), batch.active
 
@@ -293,7 +289,7 @@ class ElementsPipeline(DiffusionPipeline):
 
         image = np.asarray(image)
         if image.dtype != np.uint8:
-            image = np.clip(np.rint(image.astype(np.float32) * 255.0), 0, 255).astype(np.uint8)
+            image = to_uint8(image)
         g = elements.geometry
         if image.shape[:2] != (g.size, g.size):
             image = cv2.resize(image, (g.size, g.size), interpolation=cv2.INTER_CUBIC)

@@ -19,6 +19,7 @@ from elements.data.preprocess import PartitionCache, center_crop_resize
 from elements.data.sources import DataStats, iter_positioned, resolve_source
 from elements.geometry import WORKING_SIZE
 from elements.models.tokens import element_boxes, pad_elements
+from elements.pixels import from_uint8
 
 
 class ElementsDataset(IterableDataset):
@@ -81,7 +82,7 @@ class ElementsDataset(IterableDataset):
             if el.num_elements == 0:
                 stats.corrupt += 1  # nothing to encode (e.g. a blank image under SAM): treat as unusable
                 continue
-            pixels = torch.from_numpy(canvas).permute(2, 0, 1).float() / 127.5 - 1.0
+            pixels = from_uint8(canvas).permute(2, 0, 1)  # (3, S, S) in [-1, 1]
             yield {
                 "pixel_values": pixels,
                 "caption": sample.caption,

@@ -14,6 +14,7 @@ import numpy as np
 from elements import defaults
 from elements.decoders import Decoder, diffusers_call_kwargs, torch_device, weights_status
 from elements.errors import UserError
+from elements.pixels import to_uint8
 from elements.types import ImageElements
 
 DEFAULT_STEPS = 50  # DDIM steps, App. C.2
@@ -76,5 +77,4 @@ class DiffusionDecoder(Decoder):
             guidance_scale=float(DEFAULT_GUIDANCE if guidance is None else guidance), output_type="np",
             **diffusers_call_kwargs(seed, progress),
         )
-        image = np.asarray(out.images[0])  # (S, S, 3) float in [0, 1]
-        return np.clip(np.rint(image.astype(np.float32) * 255.0), 0, 255).astype(np.uint8)
+        return to_uint8(np.asarray(out.images[0]))  # (S, S, 3) float in [0, 1] -> uint8

@@ -20,9 +20,9 @@ from torch import nn
 
 from elements.models.element_attention import ElementAdapter, install
 
+#: subfolders of a stage-2 checkpoint (``unet`` is also the SD-1.5 base layout's name)
 UNET_DIR = "unet"
 ADAPTER_DIR = "element_adapter"
-CONTENT_ENCODER_DIR = "content_encoder"
 
 
 class ElementUNet(nn.Module):

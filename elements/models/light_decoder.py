@@ -26,6 +26,9 @@ from torch import nn
 
 from elements.models.positional import fourier_dim, fourier_features, grid_coordinates
 
+#: subfolder of a stage-1 checkpoint that holds the light decoder (``save_pretrained`` form)
+LIGHT_DECODER_DIR = "light_decoder"
+
 
 class ElementCrossAttention(nn.Module):
     """Pre-norm cross-attention from grid queries to elements with separate key and value inputs.

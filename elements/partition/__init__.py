@@ -120,12 +120,18 @@ def random_partition(image, donor_labels: np.ndarray) -> ImageElements:
     """Random partition (Sec. 3.3): impose another image's partition on this one.
 
     ``donor_labels``: ``(S, S) int32`` canvas labels of another image (e.g. ``other.labels``).
+    A square ``(S, S, 3) uint8`` array of the same S is used as the canvas as it is (training
+    canvases at any S); any other image is letterboxed onto the 512² working canvas first.
     Pixels outside this image's content box are dropped; each element keeps its largest
     4-connected piece. Stage-2 training uses this so that the decoder cannot learn the
     correlation between element boundaries and object edges.
     """
-    loaded = load_image(image)
-    geometry, canvas = to_canvas(loaded)
+    if (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3
+            and image.shape == (*donor_labels.shape, 3) and image.shape[0] == image.shape[1]):
+        size = image.shape[0]
+        geometry, canvas = Geometry.fit(size, size, size), np.ascontiguousarray(image)
+    else:
+        geometry, canvas = to_canvas(load_image(image))
     if donor_labels.shape != (geometry.size, geometry.size):
         raise ValueError(f"donor labels must be {(geometry.size,) * 2}, got {donor_labels.shape}")
     labels = np.where(geometry.content_mask(), donor_labels, -1).astype(np.int32)

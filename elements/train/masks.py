@@ -24,6 +24,7 @@ import numpy as np
 
 from elements.data.dataset import ElementsDataset
 from elements.errors import UserError
+from elements.partition import random_partition
 from elements.types import ImageElements
 
 MIN_AREA = 0.02  # mask area bounds, fractions of the canvas: object-sized holes, never the whole image
@@ -120,24 +121,6 @@ def drop_overlapping(el: ImageElements, mask: np.ndarray) -> ImageElements:
     return el.replace(active=el.active & ~drop)
 
 
-def recut(canvas: np.ndarray, donor_labels: np.ndarray) -> ImageElements:
-    """Elements of a square ``(S, S, 3) uint8`` canvas cut along another image's ``(S, S)`` partition.
-
-    :func:`elements.partition.random_partition` for training canvases of any size S (it
-    letterboxes onto 512²): same cleanup (largest 4-connected piece per element), same result at S = 512.
-    """
-    from elements.geometry import Geometry
-    from elements.partition.algorithm import cleanup
-    from elements.partition.build import elements_from_labels
-
-    s = canvas.shape[0]
-    if canvas.shape != (s, s, 3) or donor_labels.shape != (s, s):
-        raise ValueError(f"need a square canvas and donor labels of the same size, got {canvas.shape} and {donor_labels.shape}")
-    labels = cleanup(np.ascontiguousarray(donor_labels, dtype=np.int32), smooth=False)
-    return elements_from_labels(canvas, labels, Geometry.fit(s, s, s),
-                                {"partition": {"backend": "random", "num_elements": int(labels.max()) + 1}})
-
-
 class ElementDropout:
     """Per-sample element dropout of stage 2 (Sec. 3.3).
 
@@ -166,7 +149,7 @@ class ElementDropout:
             self.applied += 1
             if self.random_partition:
                 donor = self.donor if self.donor is not None and self.donor.shape == own.shape else own[::-1, ::-1].T
-                out = recut(canvas, donor)
+                out = random_partition(canvas, donor)
             out = drop_overlapping(out, self.masks(canvas))
         self.donor = own.copy()
         return out

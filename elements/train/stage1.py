@@ -20,6 +20,9 @@ import numpy as np
 
 from elements.data import add_data_args, filters_from_args, partition_from_args
 from elements.errors import UserError
+from elements.models.content_encoder import CONTENT_ENCODER_DIR
+from elements.models.light_decoder import LIGHT_DECODER_DIR
+from elements.pixels import SIGNED, from_uint8, to_uint8
 from elements.train.common import add_common_args, check_common_args
 
 LEARNING_RATE = 1e-4  # App. C.2
@@ -152,9 +155,9 @@ def run_validation(accelerator, model, samples, output_dir: Path, step: int) -> 
         batch = collate([el for _, _, el in samples]).to(accelerator.device)
         pred = net(batch).float().clamp(-1, 1)
     net.train(was_training)
-    target = torch.stack([torch.from_numpy(c).permute(2, 0, 1).float() / 127.5 - 1 for _, c, _ in samples]).to(pred.device)
+    target = torch.stack([from_uint8(c).permute(2, 0, 1) for _, c, _ in samples]).to(pred.device)
     mse = float(torch.mean((pred - target) ** 2))
-    recon = ((pred + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    recon = to_uint8(pred, SIGNED).permute(0, 2, 3, 1).cpu().numpy()
     rows = [np.concatenate([c, r], axis=1) for (_, c, _), r in zip(samples, recon)]
     (output_dir / "validation").mkdir(parents=True, exist_ok=True)
     save_png(output_dir / "validation" / f"step-{step:07d}.png", np.concatenate(rows, axis=0))
@@ -218,4 +221,4 @@ def run(args) -> int:
 
 def _named(accelerator, model) -> dict:
     net = accelerator.unwrap_model(model)
-    return {"content_encoder": net.encoder, "light_decoder": net.decoder}
+    return {CONTENT_ENCODER_DIR: net.encoder, LIGHT_DECODER_DIR: net.decoder}

@@ -28,6 +28,9 @@ import numpy as np
 from elements import defaults
 from elements.data import add_data_args, filters_from_args, partition_from_args
 from elements.errors import UserError
+from elements.models.content_encoder import CONTENT_ENCODER_DIR
+from elements.models.element_unet import ADAPTER_DIR, UNET_DIR
+from elements.pixels import to_uint8
 from elements.train.common import add_common_args, check_common_args
 
 LEARNING_RATE = 6.4e-5  # App. C.2
@@ -141,13 +144,13 @@ def build_models(*, sd_base: str | None, stage1: str | None, joint: bool = False
     from transformers import CLIPTextModel, CLIPTokenizer
 
     from elements.models.content_encoder import ContentEncoder
-    from elements.models.element_unet import CONTENT_ENCODER_DIR, ElementUNet
+    from elements.models.element_unet import ElementUNet
     from elements.models.presets import build_content_encoder
     from elements.pipeline import _folder
 
     base = str(_folder(defaults.SD_BASE, sd_base))
     try:
-        unet = UNet2DConditionModel.from_pretrained(base, subfolder="unet")
+        unet = UNet2DConditionModel.from_pretrained(base, subfolder=UNET_DIR)
         vae = AutoencoderKL.from_pretrained(base, subfolder="vae")
         text_encoder = CLIPTextModel.from_pretrained(base, subfolder="text_encoder")
         tokenizer = CLIPTokenizer.from_pretrained(base, subfolder="tokenizer")
@@ -251,7 +254,7 @@ def run_validation(accelerator, model, frozen: Frozen, samples, args, step: int)
                   generator=torch.Generator().manual_seed(args.seed)).images
     net.train(was_training)
     net.content_encoder.train(was_training and any(p.requires_grad for p in net.content_encoder.parameters()))
-    decoded = np.clip(np.rint(images * 255), 0, 255).astype(np.uint8)
+    decoded = to_uint8(images)
     rows = [np.concatenate([c, d], axis=1) for (_, c, _), d in zip(samples, decoded)]
     folder = Path(args.output_dir) / "validation"
     folder.mkdir(parents=True, exist_ok=True)
@@ -329,5 +332,5 @@ def run(args) -> int:
 
 def _named(accelerator, model) -> dict:
     net = accelerator.unwrap_model(model)
-    return {"unet": net.element_unet.unet, "element_adapter": net.element_unet.adapter,
-            "content_encoder": net.content_encoder}
+    return {UNET_DIR: net.element_unet.unet, ADAPTER_DIR: net.element_unet.adapter,
+            CONTENT_ENCODER_DIR: net.content_encoder}

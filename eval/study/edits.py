@@ -1,7 +1,7 @@
 """``eval study make-edits``: deterministic, seeded edit specs with instruction sentences.
 
 For each held-out image (first ``--limit`` in reader order; the 512² reference of
-:func:`eval.manifest.prepare_reference`) one edit is made; the kind cycles through ``--ops``:
+:func:`elements.data.preprocess.center_crop_resize`) one edit is made; the kind cycles through ``--ops``:
 
 * ``move``   — the object moves by 15-25 % of the image side towards the side with more room;
 * ``scale``  — the object is scaled by one of 0.6, 0.75, 1.33, 1.5 about its centre;
@@ -121,7 +121,8 @@ def make_edits(data, out, *, split: str = "heldout", limit: int = 100, ops=OPS, 
     from elements.image_io import save_png
     from elements.partition import Partitioner
     from elements.spec import load_spec
-    from eval.manifest import prepare_reference, stem_for
+    from elements.data.preprocess import center_crop_resize
+    from eval.manifest import stem_for
     from eval.report import write_csv, write_text
 
     ops = [o.strip() for o in ops if o.strip()]
@@ -138,7 +139,7 @@ def make_edits(data, out, *, split: str = "heldout", limit: int = 100, ops=OPS, 
     for index, sample in enumerate(iter_samples(data, split=split)):
         if index >= limit:
             break
-        image = prepare_reference(sample.image)
+        image = center_crop_resize(sample.image)
         el = part(image)
         el.save(out / "elements" / f"{index:05d}")
         op = ops[index % len(ops)]
