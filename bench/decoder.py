@@ -148,7 +148,7 @@ def pipeline_overhead(steps: int, repeats: int, device: str) -> None:
     from elements.models.element_attention import ElementAdapter
     from elements.models.presets import build_content_encoder
     from elements.partition import Partitioner
-    from elements.pipeline import ElementsPipeline
+    from elements.decoders.pipeline import ElementsPipeline
     from elements.tiny_base import build_tiny_components
 
     parts = build_tiny_components(seed=0)

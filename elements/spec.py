@@ -239,7 +239,7 @@ def apply_edit(el: ImageElements, e: dict, *, load_other: Callable[[str], ImageE
     if op == "move":
         return ops.move(el, select(el, e), float(e["dx"]), float(e["dy"]), collide=collide)
     if op == "scale":
-        return ops.resize(el, select(el, e), float(e["factor"]), collide=collide)
+        return ops.scale(el, select(el, e), float(e["factor"]), collide=collide)
     if op == "delete":
         return ops.delete(el, select(el, e, allow_deleted=True))
     if op == "compose":

@@ -117,14 +117,14 @@ def test_batching_equals_single(tiny, astronaut_elements):
 
 
 def test_save_load_round_trip(tiny, tmp_path):
-    from elements.models import ContentEncoder, LightDecoder
+    from elements.models import ContentEncoder, LightDecoderNet
 
     enc, dec = tiny
     enc.save_pretrained(tmp_path / "content_encoder")
     dec.save_pretrained(tmp_path / "light_decoder")
     assert (tmp_path / "content_encoder" / "diffusion_pytorch_model.safetensors").is_file()
     enc2 = ContentEncoder.from_pretrained(tmp_path, subfolder="content_encoder").eval()
-    dec2 = LightDecoder.from_pretrained(tmp_path, subfolder="light_decoder").eval()
+    dec2 = LightDecoderNet.from_pretrained(tmp_path, subfolder="light_decoder").eval()
     patches, boxes = _batch()
     active = torch.ones(2, 7, dtype=torch.bool)
     with torch.no_grad():
@@ -135,7 +135,7 @@ def test_save_load_round_trip(tiny, tmp_path):
 
 
 def test_reconstructor(tiny, tmp_path, astronaut_elements):
-    from elements.reconstruct import LightReconstructor, encode
+    from elements.decoders.reconstruct import LightReconstructor, encode
 
     enc, dec = tiny
     enc.save_pretrained(tmp_path / "content_encoder")
@@ -161,7 +161,7 @@ def test_reconstructor(tiny, tmp_path, astronaut_elements):
 
 
 def test_reconstructor_errors(tmp_path, monkeypatch):
-    from elements.reconstruct import LightReconstructor
+    from elements.decoders.reconstruct import LightReconstructor
 
     monkeypatch.delenv("EIE_STAGE1_CHECKPOINT", raising=False)
     with pytest.raises(UserError, match="EIE_STAGE1_CHECKPOINT"):

@@ -10,7 +10,7 @@ from elements.errors import UserError
 from elements.models.element_attention import ElementAdapter, ElementAttnProcessor
 from elements.models.element_unet import ElementUNet
 from elements.models.presets import build_content_encoder
-from elements.pipeline import ElementsPipeline, guide, make_scheduler
+from elements.decoders.pipeline import ElementsPipeline, guide, make_scheduler
 from elements.tiny_base import build_tiny_components
 
 SIZE = 64  # generate 64² images (8² latents): element boxes are normalised, so any size works
@@ -215,7 +215,7 @@ def test_real_sd15_base_with_zero_adapter_is_sd15(els):
     from diffusers import UNet2DConditionModel
 
     from elements import defaults
-    from elements.pipeline import _folder
+    from elements.decoders.pipeline import _folder
 
     base = _folder(defaults.SD_BASE, None)
     unet = UNet2DConditionModel.from_pretrained(base, subfolder="unet")

@@ -171,7 +171,7 @@ def test_joint_ablation_builds_a_fresh_encoder(checkpoints):
 
 def test_cli_trains_checkpoints_resumes_and_loads(checkpoints, tmp_path, astronaut, coffee, chelsea):
     from elements.image_io import save_png
-    from elements.pipeline import ElementsPipeline
+    from elements.decoders.pipeline import ElementsPipeline
 
     data = tmp_path / "data"
     data.mkdir()

@@ -117,7 +117,7 @@ def test_resume_continues_exactly(blocks, tmp_path):
     assert [r["step"] for r in log if "loss" in r] == [1, 2, 3, 4, 5, 6] and all(r["loss"] < 100 for r in log if "loss" in r)
     assert (split / "validation" / "step-0000006.png").is_file()
     # the final folder is a loadable stage-1 checkpoint
-    from elements.reconstruct import LightReconstructor
+    from elements.decoders.reconstruct import LightReconstructor
 
     assert LightReconstructor.from_pretrained(str(split)).decoder.config.grid_size == 16
 

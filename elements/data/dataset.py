@@ -18,7 +18,7 @@ from elements.data.filters import LaionFilter
 from elements.data.preprocess import PartitionCache, center_crop_resize
 from elements.data.sources import DataStats, iter_positioned, resolve_source
 from elements.geometry import WORKING_SIZE
-from elements.models.tokens import element_boxes, pad_elements
+from elements.models.tokens import token_boxes, pad_elements
 from elements.pixels import from_uint8
 
 
@@ -88,7 +88,7 @@ class ElementsDataset(IterableDataset):
                 "caption": sample.caption,
                 "key": sample.key,
                 "patches": el.patches,
-                "boxes": element_boxes(el),
+                "boxes": token_boxes(el),
                 "active": el.active.copy(),
                 "worker": worker,
                 "position": position,

@@ -1,6 +1,6 @@
 """``diffusion``: our element-conditioned Stable Diffusion decoder (Sec. 3.3, App. C.1-C.2).
 
-Runs :class:`elements.pipeline.ElementsPipeline`: SD-1.5 with extra cross-attention on the
+Runs :class:`elements.decoders.pipeline.ElementsPipeline`: SD-1.5 with extra cross-attention on the
 element tokens, classifier-free guidance with equal weight on text and elements, w = 3 and
 50 DDIM steps by default (App. C.2). Needs SD-1.5 (``--sd-base`` / ``EIE_SD_BASE``), a stage-1
 checkpoint (element UNet + adapter, usually with the content encoder; otherwise a stage-1
@@ -30,7 +30,7 @@ class DiffusionDecoder(Decoder):
                  device: str | None = None, dtype=None) -> None:
         import torch
 
-        from elements.pipeline import ElementsPipeline
+        from elements.decoders.pipeline import ElementsPipeline
 
         self.base = defaults.SD_BASE.get(sd_base)
         self.stage1 = defaults.STAGE1_CHECKPOINT.get(stage1)

@@ -15,7 +15,7 @@ import importlib
 
 _EXPORTS = {
     "ContentEncoder": "elements.models.content_encoder",
-    "LightDecoder": "elements.models.light_decoder",
+    "LightDecoderNet": "elements.models.light_decoder",
     "PRESETS": "elements.models.presets",
     "build_content_encoder": "elements.models.presets",
     "build_light_decoder": "elements.models.presets",

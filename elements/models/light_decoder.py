@@ -69,7 +69,7 @@ class ElementCrossAttention(nn.Module):
         return torch.where(any_active[:, None, None], out, torch.zeros((), dtype=out.dtype, device=out.device))
 
 
-class LightDecoder(ModelMixin, ConfigMixin):
+class LightDecoderNet(ModelMixin, ConfigMixin):
     """Element tokens → RGB image.
 
     Args (keyword-only, saved in ``config.json``):

@@ -46,7 +46,7 @@ class ElementBatch:
                             self.active.to(device=device))
 
 
-def element_boxes(el: ImageElements) -> np.ndarray:
+def token_boxes(el: ImageElements) -> np.ndarray:
     """``(N, 4) float32`` ``(cx, cy, w, h)`` of an :class:`ImageElements` (its *edited* centroids and sizes)."""
     return np.concatenate([el.centroids, el.sizes], axis=1).astype(np.float32)
 
@@ -76,7 +76,7 @@ def pad_elements(patches: Sequence[np.ndarray], boxes: Sequence[np.ndarray], act
 
 def collate(elements: Sequence[ImageElements], num_elements: int | None = None) -> ElementBatch:
     """Batch several :class:`ImageElements` (boxes from ``el.centroids`` / ``el.sizes``, activity from ``el.active``)."""
-    return pad_elements([el.patches for el in elements], [element_boxes(el) for el in elements],
+    return pad_elements([el.patches for el in elements], [token_boxes(el) for el in elements],
                         [el.active for el in elements], num_elements)
 
 
@@ -105,7 +105,7 @@ def tokens_from_embeddings(elements: Sequence[ImageElements], embeddings: Sequen
             raise ValueError(f"element set {i}: embeddings {emb.shape} do not match {el.num_elements} elements of width {width}")
         k = el.num_elements
         content[i, :k] = torch.from_numpy(np.asarray(emb, dtype=np.float32))
-        boxes[i, :k] = torch.from_numpy(element_boxes(el))
+        boxes[i, :k] = torch.from_numpy(token_boxes(el))
         active[i, :k] = torch.from_numpy(el.active)
     content, boxes, active = content.to(device, dtype), boxes.to(device, dtype), active.to(device)
     return element_tokens(content, boxes, active, num_freqs), content, active

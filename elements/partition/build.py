@@ -10,7 +10,7 @@ from elements.geometry import Geometry
 from elements.types import PATCH_SIZE, ImageElements, Source
 
 
-def element_boxes(labels: np.ndarray, num: int) -> np.ndarray:
+def pixel_bboxes(labels: np.ndarray, num: int) -> np.ndarray:
     """Pixel bounding boxes ``(num, 4) int64`` (x0, y0, x1, y1), end-exclusive, of labels 0..num-1."""
     boxes = np.zeros((num, 4), dtype=np.int64)
     for i, sl in enumerate(ndimage.find_objects(labels + 1, max_label=num)):
@@ -50,7 +50,7 @@ def elements_from_labels(canvas: np.ndarray, labels: np.ndarray, geometry: Geome
     cx = np.bincount(lab, weights=xs + 0.5, minlength=num) / safe / size
     cy = np.bincount(lab, weights=ys + 0.5, minlength=num) / safe / size
     centroids = np.stack([cx, cy], axis=1).astype(np.float32)
-    boxes = element_boxes(labels, num)
+    boxes = pixel_bboxes(labels, num)
     sizes = np.stack([boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]], axis=1).astype(np.float32) / size
     ids = np.arange(num, dtype=np.int32)
     content = geometry.content_mask()

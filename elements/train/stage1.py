@@ -7,7 +7,7 @@ Objective (Sec. 3.2): ``E*, D* = argmin || x - D_light({(E(a_n), p_n)}) ||²``, 
 present (no element dropout in this stage, App. C.2). Recipe (App. C.2): AdamW, lr 1e-4,
 weight decay 0.01, betas (0.9, 0.95), MSE, 30 epochs, total batch 128 (8 GPUs × 16).
 The output folder (and each ``checkpoint-<step>``) holds ``content_encoder/`` and
-``light_decoder/``, loadable with :class:`elements.reconstruct.LightReconstructor`.
+``light_decoder/``, loadable with :class:`elements.decoders.reconstruct.LightReconstructor`.
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def build_autoencoder(preset: str = "paper", init_from: str | None = None):
     from elements.models.presets import build_content_encoder, build_light_decoder
 
     if init_from:
-        from elements.reconstruct import LightReconstructor
+        from elements.decoders.reconstruct import LightReconstructor
 
         rec = LightReconstructor.from_pretrained(init_from)
         encoder, decoder = rec.encoder.train(), rec.decoder.train()

@@ -146,7 +146,7 @@ def build_models(*, sd_base: str | None, stage1: str | None, joint: bool = False
     from elements.models.content_encoder import ContentEncoder
     from elements.models.element_unet import ElementUNet
     from elements.models.presets import build_content_encoder
-    from elements.pipeline import _folder
+    from elements.decoders.pipeline import _folder
 
     base = str(_folder(defaults.SD_BASE, sd_base))
     try:
@@ -238,7 +238,7 @@ def run_validation(accelerator, model, frozen: Frozen, samples, args, step: int)
     from diffusers import DDIMScheduler
 
     from elements.image_io import save_png
-    from elements.pipeline import ElementsPipeline
+    from elements.decoders.pipeline import ElementsPipeline
 
     if not samples:
         return

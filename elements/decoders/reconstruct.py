@@ -58,7 +58,7 @@ class LightReconstructor:
         from elements.defaults import STAGE1_CHECKPOINT
         from elements.hub import resolve_folder
         from elements.models.content_encoder import CONTENT_ENCODER_DIR, ContentEncoder
-        from elements.models.light_decoder import LIGHT_DECODER_DIR, LightDecoder
+        from elements.models.light_decoder import LIGHT_DECODER_DIR, LightDecoderNet
 
         ref = STAGE1_CHECKPOINT.get(ref)
         what = "The stage-1 checkpoint (content encoder + light decoder)"
@@ -67,7 +67,7 @@ class LightReconstructor:
         base, sub = resolve_folder(ref, what=what, env=STAGE1_CHECKPOINT.env)
         root = Path(base) / sub if sub else Path(base)  # resolve_folder always yields a local folder
         models = []
-        for klass, name in ((ContentEncoder, CONTENT_ENCODER_DIR), (LightDecoder, LIGHT_DECODER_DIR)):
+        for klass, name in ((ContentEncoder, CONTENT_ENCODER_DIR), (LightDecoderNet, LIGHT_DECODER_DIR)):
             if not (root / name / "config.json").is_file():
                 raise UserError(f"{what} at '{ref}' has no {name}/config.json; point to a stage-1 output or checkpoint folder.")
             try:
