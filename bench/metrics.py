@@ -86,7 +86,7 @@ def main() -> None:
     from eval.fid import compute_fid
     from eval.images import pair_folders
     from eval.metrics import LPIPSMetric, compute_batch
-    from eval.run_metrics import per_image_metrics
+    from eval.summary import per_image_metrics
 
     pred, ref = images(args.n)
     n, bs = args.n, args.batch_size

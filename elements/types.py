@@ -231,3 +231,21 @@ class ImageElements:
             for i in range(self.num_elements)
         ]
 
+
+def elements_json(el: ImageElements) -> dict:
+    """The ``elements.json`` document of an :class:`ImageElements` value, in **input pixels**.
+
+    ``{"image_size": [W, H], "coordinates": ..., "partition": {...}, "dropped_fraction": float,
+    "num_elements": N, "elements": [{"id", "centroid": [x, y], "bbox": [w, h], "area"}, ...]}``;
+    written by ``python -m elements partition`` and returned by the app's ``/partition`` endpoint.
+    """
+    g = el.geometry
+    return {
+        "image_size": [g.input_w, g.input_h],
+        "coordinates": "input-image pixels, origin top-left, x right, y down",
+        "partition": el.meta.get("partition", {}),
+        "dropped_fraction": el.meta.get("dropped_fraction"),
+        "num_elements": el.num_elements,
+        "elements": [{k: r[k] for k in ("id", "centroid", "bbox", "area")} for r in el.records()],
+    }
+

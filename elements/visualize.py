@@ -55,11 +55,13 @@ def overlay(el: ImageElements, *, selected=(), at_input_size: bool = True, image
 
 def write_partition_outputs(el: ImageElements, directory) -> None:
     """Write elements.json, labels.png (16-bit, id + 1, 0 = dropped), overlay.png and the saved value."""
+    import json
+
     from elements.image_io import save_png
-    from elements.partition.cli import dumps
+    from elements.types import elements_json
 
     d = Path(directory)
-    (d / "elements.json").write_text(dumps(el))
+    (d / "elements.json").write_text(json.dumps(elements_json(el), indent=1))
     lab = el.geometry.labels_to_input(el.labels)
     save_png(d / "labels.png", (lab.astype(np.int64) + 1).astype(np.uint16))
     save_png(d / "overlay.png", overlay(el))

@@ -38,7 +38,7 @@ from elements.partition.options import add_partition_args, partition_kwargs
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
     from eval.manifest import add_data_args
-    from eval.run_metrics import add_metric_args
+    from eval.summary import add_metric_args
 
     p = argparse.ArgumentParser(prog=prog, allow_abbrev=False, description="Reconstruction benchmark on the held-out split (paper Tables 1-2): "
                                 "partition, encode all elements, decode, compare. Resumable; shard with accelerate launch.")
@@ -122,7 +122,7 @@ def run(args, *, on_image=None) -> int:
     from eval.manifest import build_split, filters_from, is_split_folder, load_split
     from eval.metrics import compute_batch, parse_metrics
     from eval.report import write_text
-    from eval.run_metrics import PER_IMAGE_METRICS, build_lpips, format_summary, summarize, write_outputs
+    from eval.summary import PER_IMAGE_METRICS, build_lpips, format_summary, summarize, write_outputs
 
     metrics = parse_metrics(args.metrics)
     state = _state()

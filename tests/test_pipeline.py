@@ -215,9 +215,9 @@ def test_real_sd15_base_with_zero_adapter_is_sd15(els):
     from diffusers import UNet2DConditionModel
 
     from elements import defaults
-    from elements.decoders.pipeline import _folder
+    from elements.decoders.pipeline import model_folder
 
-    base = _folder(defaults.SD_BASE, None)
+    base = model_folder(defaults.SD_BASE, None)
     unet = UNet2DConditionModel.from_pretrained(base, subfolder="unet")
     vanilla = copy.deepcopy(unet)
     model = ElementUNet.from_base(unet, token_dim=build_content_encoder("paper").token_dim, init="zero_out").eval()

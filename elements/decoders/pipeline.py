@@ -101,19 +101,19 @@ class ElementsPipeline(DiffusionPipeline):
 
         from elements.models.content_encoder import ContentEncoder
 
-        base_dir = _folder(defaults.SD_BASE, base)
+        base_dir = model_folder(defaults.SD_BASE, base)
         stage2_ref = defaults.STAGE2_CHECKPOINT.get(stage2)
         if not stage2_ref:
             raise UserError(f"The element pipeline needs {defaults.STAGE2_CHECKPOINT.what}; "
                             f"pass it or set {defaults.STAGE2_CHECKPOINT.env}.")
-        stage2_dir = _folder(defaults.STAGE2_CHECKPOINT, stage2_ref)
+        stage2_dir = model_folder(defaults.STAGE2_CHECKPOINT, stage2_ref)
         if (stage2_dir / CONTENT_ENCODER_DIR).is_dir():
             encoder_dir = stage2_dir
         else:
             if not defaults.STAGE1_CHECKPOINT.get(stage1):
                 raise UserError(f"The stage-2 checkpoint has no {CONTENT_ENCODER_DIR}/ folder, so the pipeline needs "
                                 f"{defaults.STAGE1_CHECKPOINT.what}; pass it or set {defaults.STAGE1_CHECKPOINT.env}.")
-            encoder_dir = _folder(defaults.STAGE1_CHECKPOINT, stage1)
+            encoder_dir = model_folder(defaults.STAGE1_CHECKPOINT, stage1)
         kw = {"torch_dtype": dtype} if dtype is not None else {}
         parts = {
             "vae": (AutoencoderKL, base_dir, "vae"),
@@ -296,7 +296,7 @@ class ElementsPipeline(DiffusionPipeline):
         return g.from_canvas(image)
 
 
-def _folder(default: defaults.Default, ref: str | None) -> Path:
+def model_folder(default: defaults.Default, ref: str | None) -> Path:
     """Local folder for a ``save_pretrained`` reference (path, ``repo`` or ``repo:subfolder``), or UserError."""
     from elements.hub import resolve_folder
 

@@ -15,7 +15,6 @@ so a failed run leaves no half-written files.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
@@ -56,20 +55,3 @@ def run(args) -> int:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"{el.num_elements} elements ({part.describe()}), dropped {100 * el.meta['dropped_fraction']:.3f}% of pixels -> {out}")
     return 0
-
-
-def elements_json(el) -> dict:
-    """The ``elements.json`` document for an :class:`ImageElements` value."""
-    g = el.geometry
-    return {
-        "image_size": [g.input_w, g.input_h],
-        "coordinates": "input-image pixels, origin top-left, x right, y down",
-        "partition": el.meta.get("partition", {}),
-        "dropped_fraction": el.meta.get("dropped_fraction"),
-        "num_elements": el.num_elements,
-        "elements": [{k: r[k] for k in ("id", "centroid", "bbox", "area")} for r in el.records()],
-    }
-
-
-def dumps(el) -> str:
-    return json.dumps(elements_json(el), indent=1)

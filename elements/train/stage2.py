@@ -146,9 +146,9 @@ def build_models(*, sd_base: str | None, stage1: str | None, joint: bool = False
     from elements.models.content_encoder import ContentEncoder
     from elements.models.element_unet import ElementUNet
     from elements.models.presets import build_content_encoder
-    from elements.decoders.pipeline import _folder
+    from elements.decoders.pipeline import model_folder
 
-    base = str(_folder(defaults.SD_BASE, sd_base))
+    base = str(model_folder(defaults.SD_BASE, sd_base))
     try:
         unet = UNet2DConditionModel.from_pretrained(base, subfolder=UNET_DIR)
         vae = AutoencoderKL.from_pretrained(base, subfolder="vae")
@@ -160,7 +160,7 @@ def build_models(*, sd_base: str | None, stage1: str | None, joint: bool = False
     if joint:
         encoder = build_content_encoder(content_preset)
     else:
-        root = _folder(defaults.STAGE1_CHECKPOINT, stage1)
+        root = model_folder(defaults.STAGE1_CHECKPOINT, stage1)
         if not (root / CONTENT_ENCODER_DIR).is_dir():
             raise UserError(f"The stage-1 checkpoint '{root}' has no {CONTENT_ENCODER_DIR}/ folder.")
         encoder = ContentEncoder.from_pretrained(str(root), subfolder=CONTENT_ENCODER_DIR)
