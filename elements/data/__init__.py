@@ -9,28 +9,19 @@
 * :mod:`elements.data.split` — the held-out rule (the only definition of it).
 * :mod:`elements.data.preprocess` — centre crop + resize to 512², cached partition.
 * :mod:`elements.data.dataset` — :class:`ElementsDataset` (torch IterableDataset) and its collate.
+
+The package itself holds the readers and the data flags and imports no torch; the dataset and
+preprocessing live in their submodules (``from elements.data.dataset import ElementsDataset``).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 
 from elements.data.filters import MIN_AESTHETIC, MIN_SIMILARITY, LaionFilter
 from elements.data.sources import DataStats, Sample, iter_positioned, iter_samples, resolve_source
 from elements.partition import Partitioner
 from elements.partition.options import add_partition_args, partition_kwargs
-
-_LAZY = {"ElementsDataset": "elements.data.dataset", "collate": "elements.data.dataset",
-         "make_dataloader": "elements.data.dataset", "center_crop_resize": "elements.data.preprocess",
-         "PartitionCache": "elements.data.preprocess"}
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'elements.data' has no attribute {name!r}")
-
 
 def add_data_args(parser: argparse.ArgumentParser) -> None:
     """Flags for the data pipeline (shared by the training stages)."""
@@ -71,4 +62,4 @@ def partition_from_args(args) -> dict:
 
 
 __all__ = ["DataStats", "LaionFilter", "Sample", "add_data_args", "filters_from_args", "iter_positioned", "iter_samples",
-           "partition_from_args", "resolve_source", *_LAZY]
+           "partition_from_args", "resolve_source"]

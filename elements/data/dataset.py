@@ -18,7 +18,8 @@ from elements.data.filters import LaionFilter
 from elements.data.preprocess import PartitionCache, center_crop_resize
 from elements.data.sources import DataStats, iter_positioned, resolve_source
 from elements.geometry import WORKING_SIZE
-from elements.models.tokens import token_boxes, pad_elements
+from elements.models.tokens import pad_elements, token_boxes
+from elements.partition import Partitioner
 from elements.pixels import from_uint8
 
 
@@ -63,8 +64,6 @@ class ElementsDataset(IterableDataset):
 
     def _partitioner(self) -> PartitionCache:
         if self._cache is None:
-            from elements.partition import Partitioner
-
             self._cache = PartitionCache(Partitioner(**self.partition), self.cache_dir)
         return self._cache
 

@@ -5,32 +5,16 @@
 >>> batch = collate([el])                        # ElementBatch, padded, (B, N, ...)
 >>> content, tokens = enc.encode_batch(batch)    # (B, N, 32), (B, N, token_dim)
 >>> image = dec(tokens, content, batch.active)   # (B, 3, 512, 512) in [-1, 1]
-
-Names are imported lazily so that ``elements.models.tokens`` does not pull in diffusers.
 """
 
-from __future__ import annotations
+from elements.models.content_encoder import CONTENT_ENCODER_DIR, ContentEncoder
+from elements.models.light_decoder import LIGHT_DECODER_DIR, LightDecoderNet
+from elements.models.positional import box_embedding, box_embedding_dim
+from elements.models.presets import PRESETS, build_content_encoder, build_light_decoder
+from elements.models.tokens import ElementBatch, collate, element_tokens, pad_elements, tokens_from_embeddings
 
-import importlib
-
-_EXPORTS = {
-    "ContentEncoder": "elements.models.content_encoder",
-    "LightDecoderNet": "elements.models.light_decoder",
-    "PRESETS": "elements.models.presets",
-    "build_content_encoder": "elements.models.presets",
-    "build_light_decoder": "elements.models.presets",
-    "ElementBatch": "elements.models.tokens",
-    "collate": "elements.models.tokens",
-    "pad_elements": "elements.models.tokens",
-    "element_tokens": "elements.models.tokens",
-    "box_embedding": "elements.models.positional",
-    "box_embedding_dim": "elements.models.positional",
-}
-
-__all__ = list(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'elements.models' has no attribute {name!r}")
+__all__ = [
+    "CONTENT_ENCODER_DIR", "LIGHT_DECODER_DIR", "PRESETS", "ContentEncoder", "ElementBatch", "LightDecoderNet",
+    "box_embedding", "box_embedding_dim", "build_content_encoder", "build_light_decoder", "collate", "element_tokens",
+    "pad_elements", "tokens_from_embeddings",
+]

@@ -21,10 +21,13 @@ from collections import deque
 
 import cv2
 import numpy as np
+from segment_anything import SamAutomaticMaskGenerator
+from torch.utils.data import get_worker_info
 
 from elements.data.dataset import ElementsDataset
 from elements.errors import UserError
 from elements.partition import random_partition
+from elements.partition.sam import load_sam
 from elements.types import ImageElements
 
 MIN_AREA = 0.02  # mask area bounds, fractions of the canvas: object-sized holes, never the whole image
@@ -81,8 +84,6 @@ class ObjectMaskSampler:
         self.refresh_prob = float(refresh_prob)
         self.generator = None
         if sam is not None:
-            from segment_anything import SamAutomaticMaskGenerator
-
             self.generator = SamAutomaticMaskGenerator(sam, points_per_side=points_per_side, **sam_kwargs)
         self.bank: deque[np.ndarray] = deque(maxlen=bank_size)
 
@@ -189,14 +190,10 @@ class ElementDropoutDataset(ElementsDataset):
         return self._cache
 
     def _dropout(self) -> ElementDropout:
-        from torch.utils.data import get_worker_info
-
         info = get_worker_info()
         rng = np.random.default_rng([self.seed, self.rank, info.id if info is not None else 0, self.epoch])
         sam = None
         if self.mask_source in ("sam", "auto"):
-            from elements.partition.sam import load_sam
-
             try:
                 sam = load_sam(self.sam_checkpoint)
             except UserError as err:
