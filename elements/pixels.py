@@ -37,7 +37,11 @@ def from_uint8(image: np.ndarray | torch.Tensor, value_range: tuple[float, float
     import torch
 
     lo, hi = value_range
-    t = image if _is_tensor(image) else torch.from_numpy(np.asarray(image))
+    if _is_tensor(image):
+        t = image
+    else:
+        arr = np.asarray(image)
+        t = torch.from_numpy(arr if arr.flags.writeable else arr.copy())  # read-only arrays (PIL views) are copied
     return t.float() / (255.0 / (hi - lo)) + lo
 
 

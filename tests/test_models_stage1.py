@@ -175,3 +175,24 @@ def test_reconstructor_errors(tmp_path, monkeypatch):
 def test_unknown_preset():
     with pytest.raises(UserError, match="tiny"):
         build_content_encoder("huge")
+
+
+def test_fourier_feature_values():
+    """NeRF-style features, laid out [x, sin(2^k π x) per dim, cos(2^k π x) per dim], checked on hand values."""
+    from elements.models.positional import fourier_features
+
+    x = torch.tensor([[0.5, 0.25]])
+    r = 2 ** -0.5
+    expected = torch.tensor([[0.5, 0.25,
+                              1.0, 0.0, r, 1.0,      # sin(π/2), sin(π), sin(π/4), sin(π/2)
+                              0.0, -1.0, r, 0.0]])   # cos(π/2), cos(π), cos(π/4), cos(π/2)
+    torch.testing.assert_close(fourier_features(x, 2), expected, atol=1e-6, rtol=0)
+    assert torch.equal(fourier_features(x, 0), x)
+    # a box embedding is the features of (cx, cy, w, h); F = 8 resolves 2^-8 of the canvas (2 px at 512)
+    boxes = torch.tensor([[[0.5, 0.25, 0.125, 1.0]]])
+    emb = box_embedding(boxes, 8)
+    assert emb.shape == (1, 1, box_embedding_dim(8)) == (1, 1, 68)
+    torch.testing.assert_close(emb[0, 0, 4 + 7], torch.sin(torch.tensor(128 * torch.pi * 0.5)), atol=1e-4, rtol=0)
+    torch.testing.assert_close(emb, fourier_features(boxes, 8))
+    shifted = box_embedding(boxes + torch.tensor([2 ** -8, 0, 0, 0]), 8)
+    assert (shifted - emb).abs().max() > 0.5  # one 2-px step changes the highest octave a lot
