@@ -22,7 +22,7 @@ DECODERS = ("auto", "pixel", "pixel+inpaint", "pixel+sdedit", "light", "diffusio
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, allow_abbrev=False, description="Apply an edit spec (JSON, see the README section 'The edit spec') to an image and decode it.")
+    p = argparse.ArgumentParser(prog=prog, allow_abbrev=False, description="Apply an edit spec (JSON, see docs/editing.md, 'The edit spec') to an image and decode it.")
     p.add_argument("image", help="input image (any format Pillow reads); spec coordinates are its pixels")
     p.add_argument("--spec", required=True, help="edit spec JSON file (version 1); {\"version\": 1, \"edits\": []} reconstructs")
     p.add_argument("--out", required=True, help="output PNG, the input's size (written only on success)")
