@@ -51,7 +51,8 @@ def main() -> int:
 
     import torch
 
-    from elements.models import build_content_encoder, build_light_decoder, element_tokens
+    from elements.models.presets import build_content_encoder, build_light_decoder
+    from elements.models.tokens import element_tokens
 
     dtype = getattr(torch, args.dtype)
     torch.manual_seed(0)

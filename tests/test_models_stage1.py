@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from elements.errors import UserError
-from elements.models import build_content_encoder, build_light_decoder, collate, element_tokens
+from elements.models.presets import build_content_encoder, build_light_decoder
+from elements.models.tokens import collate, element_tokens
 from elements.models.positional import box_embedding, box_embedding_dim, grid_coordinates
 
 
@@ -117,7 +118,8 @@ def test_batching_equals_single(tiny, astronaut_elements):
 
 
 def test_save_load_round_trip(tiny, tmp_path):
-    from elements.models import ContentEncoder, LightDecoderNet
+    from elements.models.content_encoder import ContentEncoder
+    from elements.models.light_decoder import LightDecoderNet
 
     enc, dec = tiny
     enc.save_pretrained(tmp_path / "content_encoder")
