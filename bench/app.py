@@ -51,7 +51,7 @@ def fmt(name: str, t: tuple[float, float], unit: str = "ms") -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(allow_abbrev=False, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=20, help="timed runs per interaction (the median is reported)")
     args = ap.parse_args()
 

@@ -148,7 +148,7 @@ def pipeline_overhead(steps: int, repeats: int, device: str) -> None:
     from elements.models.element_attention import ElementAdapter
     from elements.models.presets import build_content_encoder
     from elements.partition import Partitioner
-    from elements.pipeline import ElementsPipeline
+    from elements.decoders.pipeline import ElementsPipeline
     from elements.tiny_base import build_tiny_components
 
     parts = build_tiny_components(seed=0)
@@ -196,7 +196,7 @@ def pipeline_overhead(steps: int, repeats: int, device: str) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(allow_abbrev=False, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=5, help="runs per measurement; the best is reported")
     ap.add_argument("--steps", type=int, default=20, help="sampler steps for the pipeline measurement")
     ap.add_argument("--skip-sd15", action="store_true", help="skip timing the SD-1.5-sized UNet (slow on CPU; FLOPs are still counted)")

@@ -41,7 +41,7 @@ def _time(fn, repeats: int, device: str) -> float:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     p.add_argument("--preset", default="paper", help="model preset (paper | tiny)")
     p.add_argument("--device", default="cpu", help="torch device")
     p.add_argument("--elements", type=int, default=256, help="elements per image (Sec. 3.1 uses ~256)")
@@ -51,7 +51,8 @@ def main() -> int:
 
     import torch
 
-    from elements.models import build_content_encoder, build_light_decoder, element_tokens
+    from elements.models.presets import build_content_encoder, build_light_decoder
+    from elements.models.tokens import element_tokens
 
     dtype = getattr(torch, args.dtype)
     torch.manual_seed(0)

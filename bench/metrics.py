@@ -70,7 +70,7 @@ def inception_features(device=None):
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     p.add_argument("--n", type=int, default=16, help="image pairs (default 16)")
     p.add_argument("--repeats", type=int, default=3, help="timing repeats, best is kept (default 3)")
     p.add_argument("--batch-size", type=int, default=8)
@@ -86,7 +86,7 @@ def main() -> None:
     from eval.fid import compute_fid
     from eval.images import pair_folders
     from eval.metrics import LPIPSMetric, compute_batch
-    from eval.run_metrics import per_image_metrics
+    from eval.summary import per_image_metrics
 
     pred, ref = images(args.n)
     n, bs = args.n, args.batch_size

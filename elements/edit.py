@@ -20,7 +20,7 @@ lookup, so their footprints are disjoint exactly as their source masks are. Foot
 
 Collision rule (Sec. 3.3, "a pixel is covered by at most one element")
 -----------------------------------------------------------------------
-After ``move``, ``resize`` or ``compose``, every active element that is *not* part of that edit
+After ``move``, ``scale`` or ``compose``, every active element that is *not* part of that edit
 and whose footprint shares **at least one pixel** with the edited elements' footprints is
 deleted (``active=False``). Any active element whose footprint is then empty — moved entirely
 off the canvas, or shrunk below one pixel — is deleted as well. Partly off-canvas elements stay
@@ -380,7 +380,7 @@ def _check_factor(factor: float) -> float:
     return factor
 
 
-def resize(el: ImageElements, ids, factor: float, *, collide: bool = True) -> ImageElements:
+def scale(el: ImageElements, ids, factor: float, *, collide: bool = True) -> ImageElements:
     """Scale elements ``ids`` by ``factor`` about their area-weighted centroid (positions and sizes)."""
     ids = select_ids(el, ids)
     factor = _check_factor(factor)
@@ -392,7 +392,7 @@ def resize(el: ImageElements, ids, factor: float, *, collide: bool = True) -> Im
     edited = el.edited.copy()
     edited[ids] = True
     out = el.replace(centroids=c, sizes=sizes, edited=edited)
-    _check_bounds(out, ids, "resize")
+    _check_bounds(out, ids, "scale")
     return collide_with(out, ids) if collide else out
 
 
@@ -499,5 +499,5 @@ def compose(el: ImageElements, other: ImageElements, ids, at, factor: float = 1.
 
 __all__ = [
     "MAX_FACTOR", "MAX_OFFSET", "OFFSET_GRID", "SIZE_RANGE", "collide_with", "compose", "coverage", "delete", "element_at", "footprint", "layers",
-    "move", "owner_map", "resize", "select_ids", "select_points", "select_rect", "selection_centroid", "transforms",
+    "move", "owner_map", "scale", "select_ids", "select_points", "select_rect", "selection_centroid", "transforms",
 ]

@@ -16,12 +16,13 @@ from pathlib import Path
 
 from elements import defaults
 from elements.errors import UserError
+from elements.partition.options import add_partition_args
 
 DECODERS = ("auto", "pixel", "pixel+inpaint", "pixel+sdedit", "light", "diffusion")
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description="Apply an edit spec (JSON, see the README section 'The edit spec') to an image and decode it.")
+    p = argparse.ArgumentParser(prog=prog, allow_abbrev=False, description="Apply an edit spec (JSON, see docs/editing.md, 'The edit spec') to an image and decode it.")
     p.add_argument("image", help="input image (any format Pillow reads); spec coordinates are its pixels")
     p.add_argument("--spec", required=True, help="edit spec JSON file (version 1); {\"version\": 1, \"edits\": []} reconstructs")
     p.add_argument("--out", required=True, help="output PNG, the input's size (written only on success)")
@@ -30,10 +31,6 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                         "else pixel+inpaint)")
     p.add_argument("--elements", default=None, metavar="DIR",
                    help="use elements saved by --save-elements or 'partition --out' instead of partitioning IMAGE")
-    p.add_argument("--backend", default="auto", choices=["auto", "sam", "slic", "grid"],
-                   help="partition backend (default auto: sam if a checkpoint can be had, else slic)")
-    p.add_argument("--num-elements", type=int, default=256, help="number of elements N (default 256, Sec. 3.1)")
-    p.add_argument("--sam-checkpoint", default=None, help=f"SAM checkpoint (env {defaults.SAM_CHECKPOINT.env})")
     p.add_argument("--checkpoint", "--stage2", dest="stage2", default=None,
                    help=f"stage-2 checkpoint for the diffusion decoder (env {defaults.STAGE2_CHECKPOINT.env})")
     p.add_argument("--stage1", default=None, help=f"stage-1 checkpoint, for light and diffusion (env {defaults.STAGE1_CHECKPOINT.env})")
@@ -48,6 +45,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=None, help="denoising steps (default 50)")
     p.add_argument("--guidance", type=float, default=None, help="guidance scale (default 3 for diffusion, 7.5 for SD baselines)")
     p.add_argument("--device", default=None, help="torch device for model decoders (default cuda if available, else cpu)")
+    add_partition_args(p)
     p.add_argument("--save-elements", default=None, metavar="DIR", help="also save the edited ImageElements to DIR")
     return p
 
@@ -97,8 +95,7 @@ def run(args) -> int:
     else:
         from elements.partition import Partitioner
 
-        part = Partitioner(args.backend, num_elements=args.num_elements, sam_checkpoint=args.sam_checkpoint,
-                           device=args.device or "cpu")
+        part = Partitioner.from_args(args, device=args.device or "cpu")
         if part.note:
             print(f"note: {part.note}", file=sys.stderr)
         el = part(image)

@@ -410,7 +410,7 @@ class OpenRun:
 def _transform(el: ImageElements, e: dict, ids) -> ImageElements:
     if e["op"] == "move":
         return ops.move(el, ids, float(e["dx"]), float(e["dy"]), collide=False)
-    return ops.resize(el, ids, float(e["factor"]), collide=False)
+    return ops.scale(el, ids, float(e["factor"]), collide=False)
 
 
 def apply_edits(el: ImageElements, edits, *, load_other: Callable[[str], ImageElements] | None = None,
@@ -438,7 +438,7 @@ def apply_edits(el: ImageElements, edits, *, load_other: Callable[[str], ImageEl
             if op == "move":
                 el = ops.move(el, select(el, e), float(e["dx"]), float(e["dy"]), collide=collide)
             elif op == "scale":
-                el = ops.resize(el, select(el, e), float(e["factor"]), collide=collide)
+                el = ops.scale(el, select(el, e), float(e["factor"]), collide=collide)
             elif op == "delete":
                 el = ops.delete(el, select(el, e, allow_deleted=True))
             elif op == "compose":

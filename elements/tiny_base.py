@@ -39,7 +39,7 @@ MAX_LENGTH = 77  # CLIP context length used by SD-1.5
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description="Write a tiny random SD-1.5-shaped base model (offline smoke tests).")
+    p = argparse.ArgumentParser(prog=prog, allow_abbrev=False, description="Write a tiny random SD-1.5-shaped base model (offline smoke tests).")
     p.add_argument("--out", required=True, help="output folder (must not exist or be empty unless --overwrite)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random weights")
     p.add_argument("--overwrite", action="store_true", help="replace an existing non-empty output folder")

@@ -243,3 +243,29 @@ class ImageElements:
             for i in range(self.num_elements)
         ]
 
+
+def elements_json(el: ImageElements, labels: np.ndarray | None = None) -> dict:
+    """The ``elements.json`` document of an :class:`ImageElements` value, in **input pixels**.
+
+    ``{"image_size": [W, H], "coordinates": ..., "partition": {...}, "dropped_fraction": float,
+    "num_elements": N, "elements": [{"id", "centroid": [x, y], "bbox": [w, h], "area"}, ...]}``;
+    written by ``python -m elements partition`` and returned by the app's ``/partition`` endpoint.
+    With ``labels`` (the ``(H, W)`` map written as ``labels.png``,
+    :func:`elements.partition.build.input_labels`) each element also gets ``"pixels"``: its pixel
+    count in that file (0 = too thin to survive at the input's size).
+    """
+    g = el.geometry
+    records = [{k: r[k] for k in ("id", "centroid", "bbox", "area")} for r in el.records()]
+    if labels is not None:
+        counts = np.bincount(labels[labels >= 0].ravel(), minlength=el.num_elements)
+        for r in records:
+            r["pixels"] = int(counts[r["id"]])
+    return {
+        "image_size": [g.input_w, g.input_h],
+        "coordinates": "input-image pixels, origin top-left, x right, y down",
+        "partition": el.meta.get("partition", {}),
+        "dropped_fraction": el.meta.get("dropped_fraction"),
+        "num_elements": el.num_elements,
+        "elements": records,
+    }
+

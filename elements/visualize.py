@@ -94,12 +94,15 @@ def overlay(el: ImageElements, *, selected=(), at_input_size: bool = True, image
 
 def write_partition_outputs(el: ImageElements, directory) -> None:
     """Write elements.json, labels.png (16-bit, id + 1, 0 = dropped), overlay.png and the saved value."""
+    import json
+
     from elements.image_io import save_png
-    from elements.partition.cli import dumps, input_labels
+    from elements.partition.build import input_labels
+    from elements.types import elements_json
 
     d = Path(directory)
     lab = input_labels(el)  # each element one 4-connected region at the input's size
-    (d / "elements.json").write_text(dumps(el, lab))
+    (d / "elements.json").write_text(json.dumps(elements_json(el, lab), indent=1))
     save_png(d / "labels.png", (lab.astype(np.int64) + 1).astype(np.uint16))
     save_png(d / "overlay.png", overlay(el))
     el.save(d)

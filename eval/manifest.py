@@ -9,10 +9,9 @@ held-out samples an evaluation used, so that two labs can check they evaluated t
   ``split_key``, ``caption``, ``ref`` (path of the reference PNG relative to the folder);
 * ``manifest.json`` — the rule text, the held-out fraction, the count, the sha256 of
   ``manifest.csv``'s bytes, the data source, filters, limit and reader counters;
-* ``refs/{stem}.png`` — the reference: the central square crop (the crop of
-  ``elements.data.preprocess.center_crop_resize``) resized to 512 × 512 with a bicubic filter
-  (Pillow's, which widens its support when shrinking, i.e. antialiased), stored as PNG — never
-  JPEG, whose loss would enter every metric. On a square canvas the letterbox geometry of the
+* ``refs/{stem}.png`` — the reference: :func:`elements.data.preprocess.center_crop_resize`
+  (central square crop, Pillow bicubic resize to 512 × 512 — the same function the training
+  data goes through), stored as PNG — never JPEG, whose loss would enter every metric. On a square canvas the letterbox geometry of the
   partition is the identity, so decoders output at exactly the reference size.
 
 References are prepared once: an interrupted ``split`` keeps the PNGs it wrote and a re-run
@@ -26,30 +25,19 @@ import hashlib
 import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-from PIL import Image
 
+from elements.data.preprocess import center_crop_resize
 from elements.errors import UserError
+from elements.geometry import WORKING_SIZE
 
-REF_SIZE = 512  # H = W = 512, Sec. 3.1 / App. B
+REF_SIZE = WORKING_SIZE  # H = W = 512, Sec. 3.1 / App. B
 MANIFEST_COLUMNS = ["stem", "key", "split_key", "caption", "ref"]
 
 
 def stem_for(split_key: str) -> str:
     """A filename-safe stem determined by the split key alone."""
     return hashlib.sha256(split_key.encode("utf-8")).hexdigest()[:16]
-
-
-def prepare_reference(image: np.ndarray, size: int = REF_SIZE) -> np.ndarray:
-    """``(H, W, 3) uint8`` -> ``(size, size, 3) uint8``: central square crop, Pillow bicubic resize."""
-    h, w = image.shape[:2]
-    side = min(h, w)
-    y0, x0 = (h - side) // 2, (w - side) // 2
-    crop = Image.fromarray(np.ascontiguousarray(image[y0 : y0 + side, x0 : x0 + side]))
-    if side != size:
-        crop = crop.resize((size, size), Image.Resampling.BICUBIC)
-    return np.asarray(crop, dtype=np.uint8)
 
 
 def build_split(data, out, *, limit: int | None = None, split: str = "heldout", filters=None, progress=None) -> pd.DataFrame:
@@ -72,7 +60,7 @@ def build_split(data, out, *, limit: int | None = None, split: str = "heldout", 
         seen.add(stem)
         ref = out / "refs" / f"{stem}.png"
         if not ref.exists():
-            save_png(ref, prepare_reference(sample.image))
+            save_png(ref, center_crop_resize(sample.image, REF_SIZE))
         rows.append({"stem": stem, "key": sample.key, "split_key": sample.split_key, "caption": sample.caption or "",
                      "ref": f"refs/{stem}.png"})
         if progress:
@@ -132,7 +120,7 @@ def filters_from(args):
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description="Write the held-out manifest (keys, its sha256, the rule) and "
+    p = argparse.ArgumentParser(prog=prog, allow_abbrev=False, description="Write the held-out manifest (keys, its sha256, the rule) and "
                                 "512x512 bicubic PNG references of the held-out samples.")
     p.add_argument("--data", required=True, help="image folder, img2dataset shard folder / .tar / pattern (with parquet)")
     p.add_argument("--out", required=True, help="output folder: manifest.csv, manifest.json, refs/")

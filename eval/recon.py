@@ -33,13 +33,14 @@ from pathlib import Path
 import pandas as pd
 
 from elements.errors import UserError
+from elements.partition.options import add_partition_args, partition_kwargs
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
     from eval.manifest import add_data_args
-    from eval.run_metrics import add_metric_args
+    from eval.summary import add_metric_args
 
-    p = argparse.ArgumentParser(prog=prog, description="Reconstruction benchmark on the held-out split (paper Tables 1-2): "
+    p = argparse.ArgumentParser(prog=prog, allow_abbrev=False, description="Reconstruction benchmark on the held-out split (paper Tables 1-2): "
                                 "partition, encode all elements, decode, compare. Resumable; shard with accelerate launch.")
     p.add_argument("--data", required=True, help="folder written by 'eval split', or data for it (image folder / shards)")
     p.add_argument("--decoder", required=True, help="pixel, pixel+inpaint, pixel+sdedit, light or diffusion (ours, Table 2)")
@@ -47,9 +48,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                    help="constructor option of the decoder, e.g. stage1=PATH, stage2=PATH, strength=0.7 (repeatable)")
     p.add_argument("--out", required=True, help="run folder (resumed when it exists)")
     add_data_args(p)
-    p.add_argument("--partition", default="auto", choices=["auto", "sam", "slic", "grid"],
-                   help="partition backend (sam = the paper's Alg. 2; auto falls back to slic without SAM weights)")
-    p.add_argument("--sam-checkpoint", default=None, help="SAM checkpoint (path or repo_id:file)")
+    add_partition_args(p)
     p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the decoder's; the paper uses 50 DDIM)")
     p.add_argument("--guidance", type=float, default=None, help="guidance scale (default: the decoder's)")
     p.add_argument("--prompt", default="caption", choices=["caption", "empty"],
@@ -96,10 +95,16 @@ def image_seed(seed: int, stem: str) -> int:
 
 def _config(args, metrics) -> dict:
     """The settings that determine the numbers; a resumed run must match them."""
-    return {"decoder": args.decoder, "decoder_options": parse_options(args.decoder_option), "partition": args.partition,
-            "steps": args.steps, "guidance": args.guidance, "prompt": args.prompt, "seed": args.seed,
+    return {"decoder": args.decoder, "decoder_options": parse_options(args.decoder_option), "partition": args.backend,
+            "partition_params": _partition_params(args), "steps": args.steps, "guidance": args.guidance, "prompt": args.prompt, "seed": args.seed,
             "metrics": list(metrics), "lpips_net": args.lpips_net, "feature_extractor": args.feature_extractor,
             "limit": args.limit}
+
+
+def _partition_params(args) -> dict:
+    """The partition settings that change the numbers (paths excluded: the same weights may move)."""
+    kw = partition_kwargs(args)
+    return {k: kw[k] for k in ("num_elements", "beta", "beta_c", "iterations")}
 
 
 def _state():
@@ -117,7 +122,7 @@ def run(args, *, on_image=None) -> int:
     from eval.manifest import build_split, filters_from, is_split_folder, load_split
     from eval.metrics import compute_batch, parse_metrics
     from eval.report import write_text
-    from eval.run_metrics import PER_IMAGE_METRICS, build_lpips, format_summary, summarize, write_outputs
+    from eval.summary import PER_IMAGE_METRICS, build_lpips, format_summary, summarize, write_outputs
 
     metrics = parse_metrics(args.metrics)
     state = _state()
@@ -152,7 +157,7 @@ def run(args, *, on_image=None) -> int:
     if todo:
         # Each rank decodes on its own accelerator unless --decoder-option device=... says otherwise.
         decoder = make_decoder(args.decoder, config["decoder_options"], state.device)
-        partitioner = Partitioner(args.partition, sam_checkpoint=args.sam_checkpoint, device=str(state.device))
+        partitioner = Partitioner.from_args(args, device=str(state.device))
         lp = build_lpips(metrics, args)
         per_image_wanted = [m for m in metrics if m in PER_IMAGE_METRICS]
         for done, r in enumerate(todo, 1):
@@ -188,7 +193,7 @@ def run(args, *, on_image=None) -> int:
                           device=args.device, num_workers=args.fid_workers, batch_size=args.fid_batch_size,
                           feature_extractor=args.feature_extractor, kid=args.kid)
     summary = summarize(per_image, name=args.name or out.resolve().name, fid=fid,
-                        extra={"decoder": args.decoder, "partition": args.partition, "steps": args.steps})
+                        extra={"decoder": args.decoder, "partition": args.backend, "steps": args.steps})
     write_outputs(out, per_image, summary)
     print(format_summary(summary))
     return 0

@@ -118,7 +118,7 @@ def write_table(table: pd.DataFrame, out, *, caption: str = "") -> list[Path]:
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description="Merge eval runs into one table in the format of the paper's Tables 1-2.")
+    p = argparse.ArgumentParser(prog=prog, allow_abbrev=False, description="Merge eval runs into one table in the format of the paper's Tables 1-2.")
     p.add_argument("runs", nargs="+", help="run folders, each holding a summary.csv from 'eval metrics' or 'eval recon'")
     p.add_argument("--out", required=True, help="folder for table.csv, table.md and table.tex")
     p.add_argument("--rows", default=None, help="CSV of descriptive columns keyed by run_dir or run (e.g. Table 1's design choices)")

@@ -188,7 +188,7 @@ def test_poisson_membrane_removes_a_colour_step_but_keeps_an_edge():
 def test_compose_and_scale_are_placed_seamlessly(scene):
     other = synthetic_scene(384, 288, cell=24, seed=3)
     composed = edit.compose(scene.elements, other.elements, other.selection, at=(300, 200), factor=0.6)
-    scaled = edit.resize(scene.elements, scene.selection, 1.3)
+    scaled = edit.scale(scene.elements, scene.selection, 1.3)
     blend = get_decoder("pixel+inpaint", backend="patchmatch")
     hard = get_decoder("pixel+inpaint", backend="patchmatch", blend=False)
     for el in (composed, scaled):

@@ -64,7 +64,7 @@ def test_pixel_decoder_scales_content_on_a_non_square_image(chelsea):
 
     el = Partitioner("grid", num_elements=64)(chelsea)
     ids = edit.select_rect(el, (150, 80, 300, 220))
-    out_el = edit.resize(el, ids, 1.5)
+    out_el = edit.scale(el, ids, 1.5)
     canvas, holes = pixel_edit(out_el)
     # reference: the source canvas resized by 1.5 about the same centre, sampled where the elements landed
     (sx, sy, tx, ty) = edit.transforms(out_el)[ids[0]]

@@ -36,7 +36,7 @@ def test_edits_never_modify_their_input(astronaut_elements, chelsea_elements):
     snap = snapshot(el)
     ids = face(el)
     edit.move(el, ids, 30, 10)
-    edit.resize(el, ids, 1.7)
+    edit.scale(el, ids, 1.7)
     edit.delete(el, ids)
     edit.compose(el, chelsea_elements, [10, 11, 12], at=(100, 400))
     assert_unchanged(el, snap)
@@ -82,8 +82,8 @@ def test_collision_rule_matches_reference_and_no_pixel_is_covered_twice(astronau
     el = astronaut_elements
     ids = face(el)
     after = {"move": lambda: edit.move(el, ids, 57, 23, collide=False),
-             "grow": lambda: edit.resize(el, ids, 1.6, collide=False),
-             "shrink": lambda: edit.resize(el, ids, 0.45, collide=False)}[op]()
+             "grow": lambda: edit.scale(el, ids, 1.6, collide=False),
+             "shrink": lambda: edit.scale(el, ids, 0.45, collide=False)}[op]()
     if op != "shrink":
         assert edit.coverage(after).max() == 2  # without the rule, elements overlap
     out = edit.collide_with(after, ids)
@@ -99,10 +99,10 @@ def test_no_pixel_covered_twice_after_a_sequence_of_edits(astronaut_elements, ch
     n0 = len(el)
     steps = [
         lambda e: edit.move(e, face(e), 120, 40),
-        lambda e: edit.resize(e, edit.select_points(e, [[420, 300]]), 1.5),
+        lambda e: edit.scale(e, edit.select_points(e, [[420, 300]]), 1.5),
         lambda e: edit.delete(e, edit.select_rect(e, (0, 0, 100, 100))),
         lambda e: edit.compose(e, chelsea_elements, edit.select_rect(chelsea_elements, (200, 60, 330, 230)), at=(100, 420), factor=0.6),
-        lambda e: edit.resize(e, np.arange(n0, len(e)), 1.3),
+        lambda e: edit.scale(e, np.arange(n0, len(e)), 1.3),
         lambda e: edit.move(e, edit.select_rect(e, (300, 300, 512, 512)), -70.5, -30.25),
     ]
     for step in steps:
@@ -133,7 +133,7 @@ def test_resize_scales_about_the_selection_centroid(astronaut_elements):
     el = astronaut_elements
     ids = edit.select_rect(el, (220, 220, 300, 300))  # far from the borders: nothing clipped
     centre = edit.selection_centroid(el, ids)
-    out = edit.resize(el, ids, 1.5, collide=False)
+    out = edit.scale(el, ids, 1.5, collide=False)
     np.testing.assert_allclose(edit.selection_centroid(out, ids), centre, atol=1e-6)
     np.testing.assert_allclose(out.sizes[ids], el.sizes[ids] * 1.5, rtol=1e-6)
     np.testing.assert_allclose(out.centroids[ids] - centre, 1.5 * (el.centroids[ids] - centre), atol=1e-6)
@@ -181,7 +181,7 @@ def test_select_errors(astronaut_elements):
     with pytest.raises(UserError, match="No element has its centre"):
         edit.select_rect(el, (0, 0, 0.1, 0.1))
     with pytest.raises(UserError, match="factor"):
-        edit.resize(el, [1], 0.0)
+        edit.scale(el, [1], 0.0)
     with pytest.raises(UserError, match="finite"):
         edit.move(el, [1], float("nan"), 0)
 

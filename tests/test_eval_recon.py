@@ -11,7 +11,8 @@ from PIL import Image
 import eval.recon as recon
 from elements.data.split import is_heldout
 from eval.cli import main
-from eval.manifest import load_split, prepare_reference
+from elements.data.preprocess import center_crop_resize
+from eval.manifest import load_split
 
 N_IMAGES = 5
 
@@ -52,7 +53,7 @@ def fake_decoder(monkeypatch):
 
 
 def _args(data, out, *extra):
-    return ["recon", "--data", str(data), "--decoder", "pixel", "--out", str(out), "--partition", "grid",
+    return ["recon", "--data", str(data), "--decoder", "pixel", "--out", str(out), "--backend", "grid",
             "--metrics", "mse,psnr,ssim,fid", "--feature-extractor", "eval.fid:pooled_pixels", "--name", "run", *extra]
 
 
@@ -66,7 +67,7 @@ def test_split_writes_manifest_and_png_references(data, tmp_path, capsys):
     ref = np.asarray(Image.open(out / first["ref"]))
     assert Image.open(out / first["ref"]).format == "PNG" and ref.shape == (512, 512, 3)
     src = np.asarray(Image.open(data / first["key"]).convert("RGB"))
-    assert np.array_equal(ref, prepare_reference(src))
+    assert np.array_equal(ref, center_crop_resize(src))
     # Tampering with the manifest is detected.
     (out / "manifest.csv").write_text((out / "manifest.csv").read_text().replace(first["stem"], "0" * 16))
     with pytest.raises(Exception, match="sha256"):
@@ -125,3 +126,24 @@ def test_recon_shards_merge_to_the_single_process_result(data, tmp_path, fake_de
     pd.testing.assert_frame_equal(a, b)
     sa, sb = pd.read_csv(single / "summary.csv"), pd.read_csv(sharded / "summary.csv")
     pd.testing.assert_frame_equal(sa, sb)
+
+
+def test_training_images_equal_eval_references(data, tmp_path):
+    """Training and evaluation resample an image the same way: one crop/resize owns both.
+
+    The held-out images are read by the training dataset and by ``eval split``; the dataset's
+    ``pixel_values`` (mapped back to uint8) must equal the stored reference PNGs byte for byte.
+    """
+    from elements.data.dataset import ElementsDataset
+
+    out = tmp_path / "split"
+    assert main(["split", "--data", str(data), "--out", str(out)]) == 0
+    manifest, _ = load_split(out)
+    refs = {r.key: np.asarray(Image.open(out / r.ref).convert("RGB")) for r in manifest.itertuples()}
+    dataset = ElementsDataset(data, partition={"backend": "grid", "num_elements": 16}, split="heldout", shuffle=False)
+    seen = 0
+    for item in dataset:
+        train = ((item["pixel_values"].permute(1, 2, 0).numpy() + 1.0) * 127.5).round().astype(np.uint8)
+        assert np.array_equal(train, refs[item["key"]]), item["key"]
+        seen += 1
+    assert seen == N_IMAGES

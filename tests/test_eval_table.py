@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from eval.cli import main
-from eval.run_metrics import write_outputs
+from eval.summary import write_outputs
 
 
 def _run(root, name, **metrics):

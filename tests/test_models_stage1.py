@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from elements.errors import UserError
-from elements.models import build_content_encoder, build_light_decoder, collate, element_tokens
+from elements.models.presets import build_content_encoder, build_light_decoder
+from elements.models.tokens import collate, element_tokens
 from elements.models.positional import box_embedding, box_embedding_dim, grid_coordinates
 
 
@@ -117,14 +118,15 @@ def test_batching_equals_single(tiny, astronaut_elements):
 
 
 def test_save_load_round_trip(tiny, tmp_path):
-    from elements.models import ContentEncoder, LightDecoder
+    from elements.models.content_encoder import ContentEncoder
+    from elements.models.light_decoder import LightDecoderNet
 
     enc, dec = tiny
     enc.save_pretrained(tmp_path / "content_encoder")
     dec.save_pretrained(tmp_path / "light_decoder")
     assert (tmp_path / "content_encoder" / "diffusion_pytorch_model.safetensors").is_file()
     enc2 = ContentEncoder.from_pretrained(tmp_path, subfolder="content_encoder").eval()
-    dec2 = LightDecoder.from_pretrained(tmp_path, subfolder="light_decoder").eval()
+    dec2 = LightDecoderNet.from_pretrained(tmp_path, subfolder="light_decoder").eval()
     patches, boxes = _batch()
     active = torch.ones(2, 7, dtype=torch.bool)
     with torch.no_grad():
@@ -135,7 +137,7 @@ def test_save_load_round_trip(tiny, tmp_path):
 
 
 def test_reconstructor(tiny, tmp_path, astronaut_elements):
-    from elements.reconstruct import LightReconstructor, encode
+    from elements.decoders.reconstruct import LightReconstructor, encode
 
     enc, dec = tiny
     enc.save_pretrained(tmp_path / "content_encoder")
@@ -161,7 +163,7 @@ def test_reconstructor(tiny, tmp_path, astronaut_elements):
 
 
 def test_reconstructor_errors(tmp_path, monkeypatch):
-    from elements.reconstruct import LightReconstructor
+    from elements.decoders.reconstruct import LightReconstructor
 
     monkeypatch.delenv("EIE_STAGE1_CHECKPOINT", raising=False)
     with pytest.raises(UserError, match="EIE_STAGE1_CHECKPOINT"):
@@ -175,3 +177,24 @@ def test_reconstructor_errors(tmp_path, monkeypatch):
 def test_unknown_preset():
     with pytest.raises(UserError, match="tiny"):
         build_content_encoder("huge")
+
+
+def test_fourier_feature_values():
+    """NeRF-style features, laid out [x, sin(2^k π x) per dim, cos(2^k π x) per dim], checked on hand values."""
+    from elements.models.positional import fourier_features
+
+    x = torch.tensor([[0.5, 0.25]])
+    r = 2 ** -0.5
+    expected = torch.tensor([[0.5, 0.25,
+                              1.0, 0.0, r, 1.0,      # sin(π/2), sin(π), sin(π/4), sin(π/2)
+                              0.0, -1.0, r, 0.0]])   # cos(π/2), cos(π), cos(π/4), cos(π/2)
+    torch.testing.assert_close(fourier_features(x, 2), expected, atol=1e-6, rtol=0)
+    assert torch.equal(fourier_features(x, 0), x)
+    # a box embedding is the features of (cx, cy, w, h); F = 8 resolves 2^-8 of the canvas (2 px at 512)
+    boxes = torch.tensor([[[0.5, 0.25, 0.125, 1.0]]])
+    emb = box_embedding(boxes, 8)
+    assert emb.shape == (1, 1, box_embedding_dim(8)) == (1, 1, 68)
+    torch.testing.assert_close(emb[0, 0, 4 + 7], torch.sin(torch.tensor(128 * torch.pi * 0.5)), atol=1e-4, rtol=0)
+    torch.testing.assert_close(emb, fourier_features(boxes, 8))
+    shifted = box_embedding(boxes + torch.tensor([2 ** -8, 0, 0, 0]), 8)
+    assert (shifted - emb).abs().max() > 0.5  # one 2-px step changes the highest octave a lot

@@ -287,7 +287,7 @@ def test_select_object_follows_the_half_inside_rule(tiny_sam, astronaut):
 
 def test_cli_rejects_a_bad_decode_window():
     from elements.errors import UserError
-    from elements.partition.cli import _window
+    from elements.partition.options import sam_window as _window
 
     assert _window("full") == "full" and _window("16") == 16 and _window(None) is None
     with pytest.raises(UserError, match="sam-window"):

@@ -10,7 +10,7 @@ from elements.errors import UserError
 from elements.models.element_attention import ElementAdapter, ElementAttnProcessor
 from elements.models.element_unet import ElementUNet
 from elements.models.presets import build_content_encoder
-from elements.pipeline import ElementsPipeline, guide, make_scheduler
+from elements.decoders.pipeline import ElementsPipeline, guide, make_scheduler
 from elements.tiny_base import build_tiny_components
 
 SIZE = 64  # generate 64² images (8² latents): element boxes are normalised, so any size works
@@ -63,7 +63,8 @@ def test_default_output_is_the_canvas(pipe, els):
 
 
 def _manual(pipe, el, prompt, w, steps=3, seed=0):
-    """An independent sampler loop: separate ∅/∅ and C/S calls, no batching tricks."""
+    """An independent sampler loop: separate ∅/∅ and C/S calls, no batching tricks, and classifier-free
+    guidance written out from App. C.2 (ε̂ = ε(z,∅,∅) + w·[ε(z,C,S) − ε(z,∅,∅)]), not the pipeline's ``guide``."""
     sched = copy.deepcopy(pipe.scheduler)
     sched.set_timesteps(steps)
     model = ElementUNet.__new__(ElementUNet)  # reuse attention_kwargs without reinstalling processors
@@ -79,7 +80,7 @@ def _manual(pipe, el, prompt, w, steps=3, seed=0):
             eps = cond
             if w != 1:
                 uncond = pipe.unet(z, t, encoder_hidden_states=None, cross_attention_kwargs={}).sample
-                eps = guide(uncond, cond, w)
+                eps = uncond + w * (cond - uncond)
             z = sched.step(eps, t, z).prev_sample
     return z
 
@@ -90,6 +91,13 @@ def test_guidance_one_is_the_plain_conditional_prediction(pipe, els):
               generator=torch.Generator().manual_seed(0))
     assert torch.equal(got, ref)
     assert torch.allclose(guide(torch.ones(2), torch.full((2,), 5.0), 1.0), torch.full((2,), 5.0))
+
+
+def test_guide_extrapolates_from_unconditional_towards_conditional():
+    """ε̂ = ε_∅ + w·(ε_cond − ε_∅) on hand-computed values (App. C.2, w = 3)."""
+    uncond, cond = torch.tensor([1.0, -2.0, 0.5]), torch.tensor([2.0, 0.0, 0.5])
+    assert torch.equal(guide(uncond, cond, 3.0), torch.tensor([4.0, 4.0, 0.5]))
+    assert torch.equal(guide(uncond, cond, 0.0), uncond)
 
 
 def test_guidance_matches_separate_uncond_and_cond_calls(pipe, els):
@@ -215,9 +223,9 @@ def test_real_sd15_base_with_zero_adapter_is_sd15(els):
     from diffusers import UNet2DConditionModel
 
     from elements import defaults
-    from elements.pipeline import _folder
+    from elements.decoders.pipeline import model_folder
 
-    base = _folder(defaults.SD_BASE, None)
+    base = model_folder(defaults.SD_BASE, None)
     unet = UNet2DConditionModel.from_pretrained(base, subfolder="unet")
     vanilla = copy.deepcopy(unet)
     model = ElementUNet.from_base(unet, token_dim=build_content_encoder("paper").token_dim, init="zero_out").eval()

@@ -171,7 +171,7 @@ def test_archive_with_wrong_sha256_is_refused(tmp_path, monkeypatch):
 
 
 def test_partition_meta_and_description_name_the_model(sam_elements, sam_partitioner):
-    from elements.partition.cli import elements_json
+    from elements.types import elements_json
 
     doc = elements_json(sam_elements("rocket"))
     assert doc["partition"]["model"] == "vit_t" and doc["partition"]["model_file"]

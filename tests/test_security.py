@@ -317,7 +317,7 @@ def test_windowed_collision_rule_matches_the_full_canvas_rule(seed):
         if rng.random() < 0.6:
             moved = edit.move(el, ids, float(rng.integers(-60, 61)), float(rng.integers(-60, 61)), collide=False)
         else:
-            moved = edit.resize(el, ids, float(rng.choice([0.3, 0.7, 1.4, 2.5])), collide=False)
+            moved = edit.scale(el, ids, float(rng.choice([0.3, 0.7, 1.4, 2.5])), collide=False)
         fast = edit.collide_with(moved, ids)
         np.testing.assert_array_equal(fast.active, _collide_reference(moved, ids))
         el = fast

@@ -49,7 +49,7 @@ def test_good_spec_loads_from_dict_text_and_file_and_round_trips(tmp_path):
 def test_apply_spec_equals_the_edit_functions(el):
     out = apply_spec(el, GOOD)
     ref = edit.move(el, [3, 4], 40, -10)
-    ref = edit.resize(ref, edit.select_points(ref, [[120, 88]]), 1.5)
+    ref = edit.scale(ref, edit.select_points(ref, [[120, 88]]), 1.5)
     ref = edit.delete(ref, edit.select_rect(ref, [0, 0, 60, 60]))
     for k in ("centroids", "sizes", "active", "edited"):
         assert np.array_equal(getattr(out, k), getattr(ref, k)), k

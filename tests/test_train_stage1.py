@@ -41,8 +41,8 @@ def _args(data, out, *extra):
     from elements.train.stage1 import build_parser
 
     return build_parser("stage1").parse_args([
-        "--train_data", str(data), "--output_dir", str(out), "--preset", "tiny", "--partition", "grid",
-        "--num_elements", "16", "--train_batch_size", "2", "--dataloader_num_workers", "0", "--logging_steps", "1",
+        "--train_data", str(data), "--output_dir", str(out), "--preset", "tiny", "--backend", "grid",
+        "--num-elements", "16", "--train_batch_size", "2", "--dataloader_num_workers", "0", "--logging_steps", "1",
         "--num_validation_images", "2", "--num_train_epochs", "100", *extra])
 
 
@@ -120,7 +120,7 @@ def test_resume_continues_exactly(blocks, tmp_path):
     assert [r["epoch_samples"] for r in log if "loss" in r] == [r["epoch_samples"] for r in ref if "loss" in r]
     assert (split / "validation" / "step-0000006.png").is_file()
     # the final folder is a loadable stage-1 checkpoint
-    from elements.reconstruct import LightReconstructor
+    from elements.decoders.reconstruct import LightReconstructor
 
     assert LightReconstructor.from_pretrained(str(split)).decoder.config.grid_size == 16
 

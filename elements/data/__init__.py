@@ -9,27 +9,19 @@
 * :mod:`elements.data.split` — the held-out rule (the only definition of it).
 * :mod:`elements.data.preprocess` — centre crop + resize to 512², cached partition.
 * :mod:`elements.data.dataset` — :class:`ElementsDataset` (torch IterableDataset) and its collate.
+
+The package itself holds the readers and the data flags and imports no torch; the dataset and
+preprocessing live in their submodules (``from elements.data.dataset import ElementsDataset``).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 
 from elements.data.filters import MIN_AESTHETIC, MIN_SIMILARITY, LaionFilter
 from elements.data.sources import DataStats, Sample, iter_positioned, iter_samples, resolve_source
-from elements.errors import UserError
-
-_LAZY = {"ElementsDataset": "elements.data.dataset", "collate": "elements.data.dataset",
-         "make_dataloader": "elements.data.dataset", "center_crop_resize": "elements.data.preprocess",
-         "PartitionCache": "elements.data.preprocess"}
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'elements.data' has no attribute {name!r}")
-
+from elements.partition import Partitioner
+from elements.partition.options import add_partition_args, partition_kwargs
 
 def add_data_args(parser: argparse.ArgumentParser) -> None:
     """Flags for the data pipeline (shared by the training stages)."""
@@ -44,15 +36,12 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
                    help=f"aesthetic threshold with --laion_filter (default {MIN_AESTHETIC}, Sec. 4.1); negative disables it")
     g.add_argument("--min_similarity", type=float, default=MIN_SIMILARITY,
                    help=f"CLIP similarity threshold with --laion_filter (default {MIN_SIMILARITY}, Sec. 4.1); negative disables it")
-    g.add_argument("--partition", default="slic", choices=["sam", "slic", "grid", "auto"],
-                   help="partition backend run on the fly (sam = the paper's Alg. 2; slic/grid need no weights)")
-    g.add_argument("--num_elements", type=int, default=256, help="target number of elements per image (Sec. 3.1)")
-    g.add_argument("--sam_checkpoint", default=None, help="SAM checkpoint for --partition sam/auto (path or repo_id:file)")
     g.add_argument("--partition_cache", default=None,
                    help="folder to cache partitions in (keyed by sha256 of key, backend settings and image); "
-                        "strongly advised for --partition sam")
+                        "strongly advised for --backend sam")
     g.add_argument("--image_size", type=int, default=512, help="square training resolution (512, Sec. 3.1)")
     g.add_argument("--no_shuffle", action="store_true", help="read shards/files in sorted order instead of a per-epoch shuffle")
+    add_partition_args(parser)
 
 
 def filters_from_args(args) -> LaionFilter | None:
@@ -63,14 +52,14 @@ def filters_from_args(args) -> LaionFilter | None:
 
 
 def partition_from_args(args) -> dict:
-    """Partitioner keyword arguments (built lazily inside each DataLoader worker)."""
-    if not 1 <= args.num_elements <= 4096:
-        raise UserError(f"--num_elements must be between 1 and 4096, got {args.num_elements}.")
-    spec = {"backend": args.partition, "num_elements": args.num_elements}
-    if args.sam_checkpoint:
-        spec["sam_checkpoint"] = args.sam_checkpoint
-    return spec
+    """Partitioner keyword arguments, checked here so a bad flag fails before any worker starts.
+
+    The partitioner itself is built lazily inside each DataLoader worker (a SAM model is never pickled).
+    """
+    kwargs = partition_kwargs(args)
+    Partitioner(**{**kwargs, "backend": "grid"})  # validates N, beta, beta_c, T without loading any model
+    return kwargs
 
 
 __all__ = ["DataStats", "LaionFilter", "Sample", "add_data_args", "filters_from_args", "iter_positioned", "iter_samples",
-           "partition_from_args", "resolve_source", *_LAZY]
+           "partition_from_args", "resolve_source"]

@@ -18,7 +18,9 @@ from elements.data.filters import LaionFilter
 from elements.data.preprocess import PartitionCache, center_crop_resize
 from elements.data.sources import DataStats, iter_positioned, resolve_source
 from elements.geometry import WORKING_SIZE
-from elements.models.tokens import element_boxes, pad_elements
+from elements.models.tokens import pad_elements, token_boxes
+from elements.partition import Partitioner
+from elements.pixels import from_uint8
 
 
 class ElementsDataset(IterableDataset):
@@ -62,8 +64,6 @@ class ElementsDataset(IterableDataset):
 
     def _partitioner(self) -> PartitionCache:
         if self._cache is None:
-            from elements.partition import Partitioner
-
             self._cache = PartitionCache(Partitioner(**self.partition), self.cache_dir)
         return self._cache
 
@@ -81,13 +81,13 @@ class ElementsDataset(IterableDataset):
             if el.num_elements == 0:
                 stats.corrupt += 1  # nothing to encode (e.g. a blank image under SAM): treat as unusable
                 continue
-            pixels = torch.from_numpy(canvas).permute(2, 0, 1).float() / 127.5 - 1.0
+            pixels = from_uint8(canvas).permute(2, 0, 1)  # (3, S, S) in [-1, 1]
             yield {
                 "pixel_values": pixels,
                 "caption": sample.caption,
                 "key": sample.key,
                 "patches": el.patches,
-                "boxes": element_boxes(el),
+                "boxes": token_boxes(el),
                 "active": el.active.copy(),
                 "worker": worker,
                 "position": position,

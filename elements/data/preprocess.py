@@ -3,6 +3,9 @@
 Training and evaluation images are centre-cropped to a square and resized to the working
 size (512, Sec. 3.1), like the paper's LAION pipeline; on a square canvas the letterbox
 :class:`~elements.geometry.Geometry` is the identity, so every pixel belongs to the content.
+:func:`center_crop_resize` is the one crop/resize: the training dataset and the evaluation
+references (``python -m eval split``) both call it, so a model is scored against images
+resampled exactly as its training images were.
 """
 
 from __future__ import annotations
@@ -11,8 +14,8 @@ import hashlib
 import json
 from pathlib import Path
 
-import cv2
 import numpy as np
+from PIL import Image
 
 from elements.atomic import atomic_write
 from elements.geometry import WORKING_SIZE, Geometry
@@ -23,15 +26,18 @@ CACHE_VERSION = 1
 
 
 def center_crop_resize(image: np.ndarray, size: int = WORKING_SIZE) -> np.ndarray:
-    """``(H, W, 3) uint8`` -> ``(size, size, 3) uint8``: central square crop, then resize (area when shrinking, bicubic when growing)."""
+    """``(H, W, 3) uint8`` -> ``(size, size, 3) uint8``: central square crop, then Pillow bicubic resize.
+
+    Pillow's bicubic widens its support when shrinking (antialiased, like torchvision's
+    ``Resize`` on PIL images), so large LAION images do not alias; the crop offset rounds down.
+    """
     h, w = image.shape[:2]
     side = min(h, w)
     y0, x0 = (h - side) // 2, (w - side) // 2
-    crop = np.ascontiguousarray(image[y0:y0 + side, x0:x0 + side])
+    crop = np.ascontiguousarray(image[y0 : y0 + side, x0 : x0 + side])
     if side == size:
         return crop
-    interp = cv2.INTER_AREA if side > size else cv2.INTER_CUBIC
-    return cv2.resize(crop, (size, size), interpolation=interp)
+    return np.asarray(Image.fromarray(crop).resize((size, size), Image.Resampling.BICUBIC), dtype=np.uint8)
 
 
 class PartitionCache:

@@ -128,7 +128,7 @@ def resolve_source(source) -> DataSource:
         return DataSource("webdataset", None, shards)
     text = str(source)
     if "{" in text:
-        return resolve_source([p for p in _expand_braces(text)])
+        return resolve_source(list(_expand_braces(text)))
     path = Path(text).expanduser()
     if path.is_file() and path.suffix == ".tar":
         return DataSource("webdataset", path.parent, (path,))

@@ -1,6 +1,6 @@
 """``diffusion``: our element-conditioned Stable Diffusion decoder (Sec. 3.3, App. C.1-C.2).
 
-Runs :class:`elements.pipeline.ElementsPipeline`: SD-1.5 with extra cross-attention on the
+Runs :class:`elements.decoders.pipeline.ElementsPipeline`: SD-1.5 with extra cross-attention on the
 element tokens, classifier-free guidance with equal weight on text and elements, w = 3 and
 50 DDIM steps by default (App. C.2). Needs SD-1.5 (``--sd-base`` / ``EIE_SD_BASE``), a stage-1
 checkpoint (element UNet + adapter, usually with the content encoder; otherwise a stage-1
@@ -14,6 +14,7 @@ import numpy as np
 from elements import defaults
 from elements.decoders import Decoder, diffusers_call_kwargs, torch_device, weights_status
 from elements.errors import UserError
+from elements.pixels import to_uint8
 from elements.types import ImageElements
 
 DEFAULT_STEPS = 50  # DDIM steps, App. C.2
@@ -29,7 +30,7 @@ class DiffusionDecoder(Decoder):
                  device: str | None = None, dtype=None) -> None:
         import torch
 
-        from elements.pipeline import ElementsPipeline
+        from elements.decoders.pipeline import ElementsPipeline
 
         self.base = defaults.SD_BASE.get(sd_base)
         self.stage1 = defaults.STAGE1_CHECKPOINT.get(stage1)
@@ -76,5 +77,4 @@ class DiffusionDecoder(Decoder):
             guidance_scale=float(DEFAULT_GUIDANCE if guidance is None else guidance), output_type="np",
             **diffusers_call_kwargs(seed, progress),
         )
-        image = np.asarray(out.images[0])  # (S, S, 3) float in [0, 1]
-        return np.clip(np.rint(image.astype(np.float32) * 255.0), 0, 255).astype(np.uint8)
+        return to_uint8(np.asarray(out.images[0]))  # (S, S, 3) float in [0, 1] -> uint8

@@ -4,7 +4,7 @@ Reconstructs the canvas from the element tokens (content embedding + position/si
 follows moves, resizes and deletions; its output is blurry by design (trained with MSE only,
 Sec. 3.3). Weights: a stage-1 checkpoint (``--stage1`` / ``EIE_STAGE1_CHECKPOINT``) holding
 ``content_encoder/`` and ``light_decoder/``, loaded with
-:meth:`elements.reconstruct.LightReconstructor.from_pretrained`.
+:meth:`elements.decoders.reconstruct.LightReconstructor.from_pretrained`.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ class LightDecoder(Decoder):
         if not self.ref:  # fail before importing torch and the models
             raise UserError(f"The light decoder needs {defaults.STAGE1_CHECKPOINT.what}; pass --stage1 or set "
                             f"{defaults.STAGE1_CHECKPOINT.env}.")
-        from elements.reconstruct import LightReconstructor
+        from elements.decoders.reconstruct import LightReconstructor
 
         self.device = torch_device(device)
         self.model = LightReconstructor.from_pretrained(self.ref, device=self.device)  # UserError if missing

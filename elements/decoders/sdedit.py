@@ -15,6 +15,7 @@ from elements import defaults
 from elements.decoders import Decoder, diffusers_call_kwargs, load_sd_pipeline, weights_status
 from elements.decoders.pixel import pixel_edit
 from elements.errors import UserError
+from elements.pixels import to_uint8
 from elements.types import ImageElements
 
 PAPER_STRENGTHS = (0.5, 0.7, 0.9)  # App. A
@@ -68,4 +69,4 @@ class SDEditDecoder(Decoder):
             guidance_scale=float(DEFAULT_GUIDANCE if guidance is None else guidance), output_type="np",
             **diffusers_call_kwargs(seed, progress),
         ).images[0]
-        return np.clip(np.rint(np.asarray(result, dtype=np.float32) * 255.0), 0, 255).astype(np.uint8)
+        return to_uint8(np.asarray(result))

@@ -20,6 +20,9 @@ from elements.models.positional import box_embedding_dim
 from elements.models.tokens import ElementBatch, element_tokens
 from elements.types import PATCH_SIZE
 
+#: subfolder of a stage-1 or stage-2 checkpoint that holds the content encoder (``save_pretrained`` form)
+CONTENT_ENCODER_DIR = "content_encoder"
+
 
 class ContentEncoder(ModelMixin, ConfigMixin):
     """Masked 32 × 32 patch → ``content_dim`` vector.

@@ -244,7 +244,7 @@ def install(unet, adapter: ElementAdapter, slice_size: int | None = None) -> Non
 
 def set_slice_size(unet, slice_size: int | str | None) -> None:
     """Attention slicing for an element UNet: ``"auto"`` halves the heads, an int fixes the slice, None disables."""
-    for name, module in unet.named_modules():
+    for module in unet.modules():
         if isinstance(module, Attention) and isinstance(module.processor, _Sliceable):
             size = max(1, module.heads // 2) if slice_size == "auto" else slice_size
             module.processor.set_slice_size(size)

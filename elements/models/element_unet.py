@@ -16,13 +16,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from diffusers import UNet2DConditionModel
 from torch import nn
 
 from elements.models.element_attention import ElementAdapter, install
 
+#: subfolders of a stage-2 checkpoint (``unet`` is also the SD-1.5 base layout's name)
 UNET_DIR = "unet"
 ADAPTER_DIR = "element_adapter"
-CONTENT_ENCODER_DIR = "content_encoder"
 
 
 class ElementUNet(nn.Module):
@@ -80,8 +81,6 @@ class ElementUNet(nn.Module):
     @classmethod
     def from_pretrained(cls, path: str, *, subfolder: str | None = None, torch_dtype=None, **kwargs) -> "ElementUNet":
         """Load a stage-2 checkpoint (local folder or Hub repo; ``subfolder`` = the checkpoint inside it)."""
-        from diffusers import UNet2DConditionModel
-
         def sub(name):
             return f"{subfolder}/{name}" if subfolder else name
 

@@ -26,6 +26,9 @@ from torch import nn
 
 from elements.models.positional import fourier_dim, fourier_features, grid_coordinates
 
+#: subfolder of a stage-1 checkpoint that holds the light decoder (``save_pretrained`` form)
+LIGHT_DECODER_DIR = "light_decoder"
+
 
 class ElementCrossAttention(nn.Module):
     """Pre-norm cross-attention from grid queries to elements with separate key and value inputs.
@@ -66,7 +69,7 @@ class ElementCrossAttention(nn.Module):
         return torch.where(any_active[:, None, None], out, torch.zeros((), dtype=out.dtype, device=out.device))
 
 
-class LightDecoder(ModelMixin, ConfigMixin):
+class LightDecoderNet(ModelMixin, ConfigMixin):
     """Element tokens → RGB image.
 
     Args (keyword-only, saved in ``config.json``):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from elements.errors import UserError
 from elements.models.content_encoder import ContentEncoder
-from elements.models.light_decoder import LightDecoder
+from elements.models.light_decoder import LightDecoderNet
 from elements.models.positional import box_embedding_dim
 
 PRESETS: dict[str, dict[str, dict]] = {
@@ -66,8 +66,8 @@ def build_content_encoder(preset: str = "paper") -> ContentEncoder:
     return ContentEncoder(**_preset(preset)["content_encoder"])
 
 
-def build_light_decoder(preset: str = "paper") -> LightDecoder:
-    """A freshly initialised :class:`LightDecoder` matching :func:`build_content_encoder` of the same preset."""
+def build_light_decoder(preset: str = "paper") -> LightDecoderNet:
+    """A freshly initialised :class:`LightDecoderNet` matching :func:`build_content_encoder` of the same preset."""
     enc = _preset(preset)["content_encoder"]
     token_dim = enc["content_dim"] + box_embedding_dim(enc["num_freqs"])
-    return LightDecoder(token_dim=token_dim, content_dim=enc["content_dim"], **_preset(preset)["light_decoder"])
+    return LightDecoderNet(token_dim=token_dim, content_dim=enc["content_dim"], **_preset(preset)["light_decoder"])

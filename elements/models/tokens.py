@@ -46,7 +46,7 @@ class ElementBatch:
                             self.active.to(device=device))
 
 
-def element_boxes(el: ImageElements) -> np.ndarray:
+def token_boxes(el: ImageElements) -> np.ndarray:
     """``(N, 4) float32`` ``(cx, cy, w, h)`` of an :class:`ImageElements` (its *edited* centroids and sizes)."""
     return np.concatenate([el.centroids, el.sizes], axis=1).astype(np.float32)
 
@@ -76,8 +76,39 @@ def pad_elements(patches: Sequence[np.ndarray], boxes: Sequence[np.ndarray], act
 
 def collate(elements: Sequence[ImageElements], num_elements: int | None = None) -> ElementBatch:
     """Batch several :class:`ImageElements` (boxes from ``el.centroids`` / ``el.sizes``, activity from ``el.active``)."""
-    return pad_elements([el.patches for el in elements], [element_boxes(el) for el in elements],
+    return pad_elements([el.patches for el in elements], [token_boxes(el) for el in elements],
                         [el.active for el in elements], num_elements)
+
+
+def tokens_from_embeddings(elements: Sequence[ImageElements], embeddings: Sequence[np.ndarray], num_freqs: int, *,
+                           device=None, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Element tokens from content vectors computed earlier (encode once, edit many; Sec. 3.2).
+
+    Only the positional part is recomputed, from each set's *edited* boxes and activity.
+
+    Args:
+        elements: B element sets (their ``centroids``/``sizes``/``active`` are used, not their patches).
+        embeddings: per set ``(N_i, C)`` float32 content vectors, row i = element i.
+        num_freqs: F of the Fourier box embedding.
+
+    Returns:
+        ``tokens (B, N, C + P)``, ``content (B, N, C)`` in ``dtype`` on ``device`` and ``active (B, N)``
+        bool on ``device``; N = the largest N_i, padding rows inactive and zero.
+    """
+    b, n = len(elements), max((el.num_elements for el in elements), default=0)
+    width = embeddings[0].shape[1] if len(embeddings) else 0
+    content = torch.zeros(b, n, width, dtype=torch.float32)
+    boxes = torch.zeros(b, n, 4, dtype=torch.float32)
+    active = torch.zeros(b, n, dtype=torch.bool)
+    for i, (el, emb) in enumerate(zip(elements, embeddings)):
+        if emb.shape != (el.num_elements, width):
+            raise ValueError(f"element set {i}: embeddings {emb.shape} do not match {el.num_elements} elements of width {width}")
+        k = el.num_elements
+        content[i, :k] = torch.from_numpy(np.asarray(emb, dtype=np.float32))
+        boxes[i, :k] = torch.from_numpy(token_boxes(el))
+        active[i, :k] = torch.from_numpy(el.active)
+    content, boxes, active = content.to(device, dtype), boxes.to(device, dtype), active.to(device)
+    return element_tokens(content, boxes, active, num_freqs), content, active
 
 
 def element_tokens(content: torch.Tensor, boxes: torch.Tensor, active: torch.Tensor, num_freqs: int) -> torch.Tensor:

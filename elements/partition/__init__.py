@@ -27,9 +27,8 @@ from elements.geometry import Geometry
 from elements.image_io import LoadedImage, load_image
 from elements.partition.algorithm import BETA, BETA_C, DISTANCE, DISTANCES, ITERATIONS, NUM_ELEMENTS, cleanup
 from elements.partition.build import elements_from_labels
+from elements.partition.options import BACKENDS, partition_kwargs
 from elements.types import ImageElements
-
-BACKENDS = ("sam", "slic", "grid")
 
 
 class Partitioner:
@@ -81,6 +80,11 @@ class Partitioner:
                 self.note = f"no SAM could be had → SLIC partition ({err})"
                 backend = "slic"
         self.backend = backend
+
+    @classmethod
+    def from_args(cls, args, **overrides) -> Partitioner:
+        """Build from flags added by :func:`elements.partition.options.add_partition_args` (``overrides`` win)."""
+        return cls(**{**partition_kwargs(args), **overrides})
 
     def params(self) -> dict:
         p = {"backend": self.backend, "num_elements": self.num_elements}
@@ -178,12 +182,18 @@ def random_partition(image, donor_labels: np.ndarray) -> ImageElements:
     """Random partition (Sec. 3.3): impose another image's partition on this one.
 
     ``donor_labels``: ``(S, S) int32`` canvas labels of another image (e.g. ``other.labels``).
+    A square ``(S, S, 3) uint8`` array of the same S is used as the canvas as it is (training
+    canvases at any S); any other image is letterboxed onto the 512² working canvas first.
     Pixels outside this image's content box are dropped; each element keeps its largest
     4-connected piece. Stage-2 training uses this so that the decoder cannot learn the
     correlation between element boundaries and object edges.
     """
-    loaded = load_image(image)
-    geometry, canvas = to_canvas(loaded)
+    if (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3
+            and image.shape == (*donor_labels.shape, 3) and image.shape[0] == image.shape[1]):
+        size = image.shape[0]
+        geometry, canvas = Geometry.fit(size, size, size), np.ascontiguousarray(image)
+    else:
+        geometry, canvas = to_canvas(load_image(image))
     if donor_labels.shape != (geometry.size, geometry.size):
         raise ValueError(f"donor labels must be {(geometry.size,) * 2}, got {donor_labels.shape}")
     labels = np.where(geometry.content_mask(), donor_labels, -1).astype(np.int32)

@@ -10,7 +10,7 @@ from elements.geometry import Geometry
 from elements.types import PATCH_SIZE, ImageElements, Source
 
 
-def element_boxes(labels: np.ndarray, num: int) -> np.ndarray:
+def pixel_bboxes(labels: np.ndarray, num: int) -> np.ndarray:
     """Pixel bounding boxes ``(num, 4) int64`` (x0, y0, x1, y1), end-exclusive, of labels 0..num-1."""
     boxes = np.zeros((num, 4), dtype=np.int64)
     for i, sl in enumerate(ndimage.find_objects(labels + 1, max_label=num)):
@@ -52,7 +52,7 @@ def elements_from_labels(canvas: np.ndarray, labels: np.ndarray, geometry: Geome
     cx = np.bincount(lab, weights=xs + 0.5, minlength=num) / safe / size
     cy = np.bincount(lab, weights=ys + 0.5, minlength=num) / safe / size
     centroids = np.stack([cx, cy], axis=1).astype(np.float32)
-    boxes = element_boxes(labels, num)
+    boxes = pixel_bboxes(labels, num)
     sizes = np.stack([boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]], axis=1).astype(np.float32) / size
     ids = np.arange(num, dtype=np.int32)
     content = geometry.content_mask()
@@ -72,3 +72,35 @@ def elements_from_labels(canvas: np.ndarray, labels: np.ndarray, geometry: Geome
         edited=np.zeros(num, dtype=bool),
         meta=info,
     ).validate()
+
+
+def input_labels(el: ImageElements) -> np.ndarray:
+    """The canvas labels at the input's size, ``(H, W) int64``, -1 = dropped: what ``labels.png`` holds (+1).
+
+    Guarantee: every element present is **one 4-connected region**. Nearest-neighbour resampling
+    from the 512 canvas to a smaller input can cut a thin element in pieces; every piece but the
+    largest goes to the neighbouring elements (nearest pixel), and that is repeated until each
+    element is one piece. An element thinner than an input pixel can be absent; ``elements.json``
+    then says ``"pixels": 0`` for it.
+    """
+    lab = el.geometry.labels_to_input(el.labels).astype(np.int64)
+    for _ in range(4):
+        stray = np.zeros(lab.shape, dtype=bool)
+        for k, box in enumerate(ndimage.find_objects(lab + 1)):  # label k + 1 - 1 = element k
+            if box is None:
+                continue
+            mine = lab[box] == k
+            parts, n = ndimage.label(mine)  # 4-connected (the default cross structure)
+            if n > 1:
+                keep = np.argmax(np.bincount(parts.ravel())[1:]) + 1
+                stray[box] |= mine & (parts != keep)
+        if not stray.any():
+            return lab
+        fill = lab.copy()
+        fill[stray] = -1
+        dropped = lab < 0
+        _, (iy, ix) = ndimage.distance_transform_edt(fill < 0, return_indices=True)
+        lab = np.where(stray, fill[iy, ix], lab)
+        lab[dropped] = -1
+    lab[stray] = -1  # pieces still split after four rounds (never seen) are marked dropped, not left split
+    return lab

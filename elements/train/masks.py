@@ -21,9 +21,13 @@ from collections import deque
 
 import cv2
 import numpy as np
+from segment_anything import SamAutomaticMaskGenerator
+from torch.utils.data import get_worker_info
 
 from elements.data.dataset import ElementsDataset
 from elements.errors import UserError
+from elements.partition import random_partition
+from elements.partition.sam import load_sam
 from elements.types import ImageElements
 
 MIN_AREA = 0.02  # mask area bounds, fractions of the canvas: object-sized holes, never the whole image
@@ -80,8 +84,6 @@ class ObjectMaskSampler:
         self.refresh_prob = float(refresh_prob)
         self.generator = None
         if sam is not None:
-            from segment_anything import SamAutomaticMaskGenerator
-
             self.generator = SamAutomaticMaskGenerator(sam, points_per_side=points_per_side, **sam_kwargs)
         self.bank: deque[np.ndarray] = deque(maxlen=bank_size)
 
@@ -120,24 +122,6 @@ def drop_overlapping(el: ImageElements, mask: np.ndarray) -> ImageElements:
     return el.replace(active=el.active & ~drop)
 
 
-def recut(canvas: np.ndarray, donor_labels: np.ndarray) -> ImageElements:
-    """Elements of a square ``(S, S, 3) uint8`` canvas cut along another image's ``(S, S)`` partition.
-
-    :func:`elements.partition.random_partition` for training canvases of any size S (it
-    letterboxes onto 512²): same cleanup (largest 4-connected piece per element), same result at S = 512.
-    """
-    from elements.geometry import Geometry
-    from elements.partition.algorithm import cleanup
-    from elements.partition.build import elements_from_labels
-
-    s = canvas.shape[0]
-    if canvas.shape != (s, s, 3) or donor_labels.shape != (s, s):
-        raise ValueError(f"need a square canvas and donor labels of the same size, got {canvas.shape} and {donor_labels.shape}")
-    labels = cleanup(np.ascontiguousarray(donor_labels, dtype=np.int32), smooth=False)
-    return elements_from_labels(canvas, labels, Geometry.fit(s, s, s),
-                                {"partition": {"backend": "random", "num_elements": int(labels.max()) + 1}})
-
-
 class ElementDropout:
     """Per-sample element dropout of stage 2 (Sec. 3.3).
 
@@ -166,7 +150,7 @@ class ElementDropout:
             self.applied += 1
             if self.random_partition:
                 donor = self.donor if self.donor is not None and self.donor.shape == own.shape else own[::-1, ::-1].T
-                out = recut(canvas, donor)
+                out = random_partition(canvas, donor)
             out = drop_overlapping(out, self.masks(canvas))
         self.donor = own.copy()
         return out
@@ -206,14 +190,10 @@ class ElementDropoutDataset(ElementsDataset):
         return self._cache
 
     def _dropout(self) -> ElementDropout:
-        from torch.utils.data import get_worker_info
-
         info = get_worker_info()
         rng = np.random.default_rng([self.seed, self.rank, info.id if info is not None else 0, self.epoch])
         sam = None
         if self.mask_source in ("sam", "auto"):
-            from elements.partition.sam import load_sam
-
             try:
                 sam = load_sam(self.sam_checkpoint)
             except UserError as err:

@@ -7,7 +7,7 @@ Objective (Sec. 3.2): ``E*, D* = argmin || x - D_light({(E(a_n), p_n)}) ||²``, 
 present (no element dropout in this stage, App. C.2). Recipe (App. C.2): AdamW, lr 1e-4,
 weight decay 0.01, betas (0.9, 0.95), MSE, 30 epochs, total batch 128 (8 GPUs × 16).
 The output folder (and each ``checkpoint-<step>``) holds ``content_encoder/`` and
-``light_decoder/``, loadable with :class:`elements.reconstruct.LightReconstructor`.
+``light_decoder/``, loadable with :class:`elements.decoders.reconstruct.LightReconstructor`.
 """
 
 from __future__ import annotations
@@ -17,10 +17,30 @@ import logging
 from pathlib import Path
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
-from elements.data import add_data_args, filters_from_args, partition_from_args
+from elements.data import add_data_args, filters_from_args, partition_from_args, resolve_source
+from elements.data.dataset import ElementsDataset
+from elements.data.preprocess import PartitionCache, center_crop_resize
+from elements.data.sources import iter_samples
+from elements.decoders.reconstruct import LightReconstructor
 from elements.errors import UserError
-from elements.train.common import add_common_args, check_common_args
+from elements.image_io import save_png
+from elements.models.content_encoder import CONTENT_ENCODER_DIR
+from elements.models.light_decoder import LIGHT_DECODER_DIR
+from elements.models.presets import build_content_encoder, build_light_decoder
+from elements.models.tokens import collate
+from elements.partition import Partitioner
+from elements.pixels import SIGNED, from_uint8, to_uint8
+from elements.train.common import (
+    add_common_args,
+    check_common_args,
+    make_accelerator,
+    make_lr_scheduler,
+    make_optimizer,
+    run_training,
+)
 
 LEARNING_RATE = 1e-4  # App. C.2
 WEIGHT_DECAY = 0.01  # App. C.2
@@ -32,7 +52,7 @@ logger = logging.getLogger("elements.train.stage1")
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description="Stage 1: train the content encoder and the light transformer "
+    p = argparse.ArgumentParser(prog=prog, allow_abbrev=False, description="Stage 1: train the content encoder and the light transformer "
                                 "decoder to reconstruct images from their elements with an MSE loss (Sec. 3.2, App. C.2).")
     add_common_args(p, learning_rate=LEARNING_RATE, adam_beta1=BETAS[0], adam_beta2=BETAS[1],
                     weight_decay=WEIGHT_DECAY, train_batch_size=PER_DEVICE_BATCH)
@@ -51,42 +71,31 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
 
 
 # --- the model container and the inner step -------------------------------------------------
-def _autoencoder_class():
-    import torch
+class Stage1Autoencoder(torch.nn.Module):
+    """Encoder + light decoder as one module, so DDP and the optimizer see one set of parameters."""
 
-    class Stage1Autoencoder(torch.nn.Module):
-        """Encoder + light decoder as one module, so DDP and the optimizer see one set of parameters."""
+    def __init__(self, encoder, decoder) -> None:
+        super().__init__()
+        self.encoder, self.decoder = encoder, decoder
 
-        def __init__(self, encoder, decoder) -> None:
-            super().__init__()
-            self.encoder, self.decoder = encoder, decoder
-
-        def forward(self, elements):
-            """``ElementBatch`` -> ``(B, 3, S, S)`` reconstruction in [-1, 1]."""
-            content, tokens = self.encoder.encode_batch(elements)
-            return self.decoder(tokens, content, elements.active)
-
-    return Stage1Autoencoder
+    def forward(self, elements):
+        """``ElementBatch`` -> ``(B, 3, S, S)`` reconstruction in [-1, 1]."""
+        content, tokens = self.encoder.encode_batch(elements)
+        return self.decoder(tokens, content, elements.active)
 
 
 def build_autoencoder(preset: str = "paper", init_from: str | None = None):
     """A fresh (or ``init_from``-initialised) encoder/decoder pair wrapped in one module."""
-    from elements.models.presets import build_content_encoder, build_light_decoder
-
     if init_from:
-        from elements.reconstruct import LightReconstructor
-
         rec = LightReconstructor.from_pretrained(init_from)
         encoder, decoder = rec.encoder.train(), rec.decoder.train()
     else:
         encoder, decoder = build_content_encoder(preset), build_light_decoder(preset)
-    return _autoencoder_class()(encoder, decoder)
+    return Stage1Autoencoder(encoder, decoder)
 
 
 def compute_loss(model, batch: dict):
     """MSE between the reconstruction and ``batch["pixel_values"]`` (both in [-1, 1]), Sec. 3.2."""
-    import torch.nn.functional as F
-
     target = batch["pixel_values"]
     pred = model(batch["elements"].to(target.device))
     return F.mse_loss(pred.float(), target.float())
@@ -115,10 +124,6 @@ def train_step(accelerator, model, optimizer, batch: dict, *, max_grad_norm: flo
 # --- validation ------------------------------------------------------------------------------
 def validation_set(args, k: int):
     """Up to ``k`` samples ``(key, canvas (S, S, 3) uint8, ImageElements)``: held-out first, training otherwise."""
-    from elements.data.preprocess import PartitionCache, center_crop_resize
-    from elements.data.sources import iter_samples
-    from elements.partition import Partitioner
-
     if k <= 0:
         return [], "none"
     part = PartitionCache(Partitioner(**partition_from_args(args)), args.partition_cache)
@@ -138,11 +143,6 @@ def validation_set(args, k: int):
 
 def run_validation(accelerator, model, samples, output_dir: Path, step: int) -> float:
     """Save ``validation/step-<step>.png`` (rows: input | reconstruction); returns the mean MSE in [-1, 1] units."""
-    import torch
-
-    from elements.image_io import save_png
-    from elements.models.tokens import collate
-
     if not samples:
         return float("nan")
     net = accelerator.unwrap_model(model)
@@ -152,9 +152,9 @@ def run_validation(accelerator, model, samples, output_dir: Path, step: int) -> 
         batch = collate([el for _, _, el in samples]).to(accelerator.device)
         pred = net(batch).float().clamp(-1, 1)
     net.train(was_training)
-    target = torch.stack([torch.from_numpy(c).permute(2, 0, 1).float() / 127.5 - 1 for _, c, _ in samples]).to(pred.device)
+    target = torch.stack([from_uint8(c).permute(2, 0, 1) for _, c, _ in samples]).to(pred.device)
     mse = float(torch.mean((pred - target) ** 2))
-    recon = ((pred + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    recon = to_uint8(pred, SIGNED).permute(0, 2, 3, 1).cpu().numpy()
     rows = [np.concatenate([c, r], axis=1) for (_, c, _), r in zip(samples, recon)]
     (output_dir / "validation").mkdir(parents=True, exist_ok=True)
     save_png(output_dir / "validation" / f"step-{step:07d}.png", np.concatenate(rows, axis=0))
@@ -166,11 +166,6 @@ def run(args) -> int:
     check_common_args(args)
     if args.num_validation_images < 0 or (args.max_elements is not None and args.max_elements < 1):
         raise UserError("--num_validation_images must not be negative and --max_elements must be at least 1.")
-    import torch
-
-    from elements.data import resolve_source
-    from elements.data.dataset import ElementsDataset
-    from elements.train.common import make_accelerator, make_lr_scheduler, make_optimizer, run_training
 
     source = resolve_source(args.train_data)  # fail on a bad path before any model is built
     accelerator = make_accelerator(args)
@@ -218,4 +213,4 @@ def run(args) -> int:
 
 def _named(accelerator, model) -> dict:
     net = accelerator.unwrap_model(model)
-    return {"content_encoder": net.encoder, "light_decoder": net.decoder}
+    return {CONTENT_ENCODER_DIR: net.encoder, LIGHT_DECODER_DIR: net.decoder}

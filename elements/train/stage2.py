@@ -24,11 +24,30 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, UNet2DConditionModel
+from transformers import CLIPTextModel, CLIPTokenizer
 
 from elements import defaults
-from elements.data import add_data_args, filters_from_args, partition_from_args
+from elements.data import add_data_args, filters_from_args, partition_from_args, resolve_source
+from elements.decoders.pipeline import ElementsPipeline, model_folder
 from elements.errors import UserError
-from elements.train.common import add_common_args, check_common_args
+from elements.image_io import save_png
+from elements.models.content_encoder import CONTENT_ENCODER_DIR, ContentEncoder
+from elements.models.element_unet import ADAPTER_DIR, UNET_DIR, ElementUNet
+from elements.models.presets import build_content_encoder
+from elements.pixels import to_uint8
+from elements.train.common import (
+    add_common_args,
+    check_common_args,
+    make_accelerator,
+    make_lr_scheduler,
+    make_optimizer,
+    run_training,
+)
+from elements.train.masks import ElementDropoutDataset
+from elements.train.stage1 import validation_set
 
 LEARNING_RATE = 6.4e-5  # App. C.2
 WEIGHT_DECAY = 0.01  # App. C.2
@@ -43,7 +62,7 @@ logger = logging.getLogger("elements.train.stage2")
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description="Stage 2: fine-tune Stable Diffusion 1.5 with cross-attention on "
+    p = argparse.ArgumentParser(prog=prog, allow_abbrev=False, description="Stage 2: fine-tune Stable Diffusion 1.5 with cross-attention on "
                                 "image elements (Sec. 3.3, App. C.2).")
     add_common_args(p, learning_rate=LEARNING_RATE, adam_beta1=BETAS[0], adam_beta2=BETAS[1],
                     weight_decay=WEIGHT_DECAY, train_batch_size=PER_DEVICE_BATCH)
@@ -89,8 +108,6 @@ def cfg_dropout(batch_size: int, *, text: float = DROP_TEXT, elements: float = D
     One uniform draw per sample: ``[0, text)`` → only C = ∅; ``[text, text+elements)`` → only
     S = ∅; ``[text+elements, text+elements+both)`` → both ∅; otherwise both kept.
     """
-    import torch
-
     if min(text, elements, both) < 0 or text + elements + both > 1:
         raise UserError("--drop_text, --drop_elements and --drop_both must be non-negative and sum to at most 1.")
     u = torch.rand(batch_size, generator=generator).to(device)
@@ -100,31 +117,25 @@ def cfg_dropout(batch_size: int, *, text: float = DROP_TEXT, elements: float = D
 
 
 # --- models --------------------------------------------------------------------------------------
-def _stage2_model_class():
-    import torch
+class Stage2Model(torch.nn.Module):
+    """Content encoder + element UNet as one module (one DDP wrapper sees every forward)."""
 
-    class Stage2Model(torch.nn.Module):
-        """Content encoder + element UNet as one module (one DDP wrapper sees every forward)."""
+    def __init__(self, element_unet, content_encoder) -> None:
+        super().__init__()
+        self.element_unet, self.content_encoder = element_unet, content_encoder
 
-        def __init__(self, element_unet, content_encoder) -> None:
-            super().__init__()
-            self.element_unet, self.content_encoder = element_unet, content_encoder
-
-        def forward(self, noisy, timesteps, text, elements, *, text_mask, element_mask):
-            """``(B, 4, h, w)`` latents, ``(B,)`` timesteps, ``(B, 77, C)`` text states, :class:`ElementBatch` -> ε̂."""
-            train_encoder = any(p.requires_grad for p in self.content_encoder.parameters())
-            with torch.set_grad_enabled(train_encoder and torch.is_grad_enabled()):
-                tokens = self.content_encoder.tokens(elements)
-            return self.element_unet(noisy, timesteps, text, tokens, elements.active,
-                                     text_mask=text_mask, element_mask=element_mask)
-
-    return Stage2Model
+    def forward(self, noisy, timesteps, text, elements, *, text_mask, element_mask):
+        """``(B, 4, h, w)`` latents, ``(B,)`` timesteps, ``(B, 77, C)`` text states, :class:`ElementBatch` -> ε̂."""
+        train_encoder = any(p.requires_grad for p in self.content_encoder.parameters())
+        with torch.set_grad_enabled(train_encoder and torch.is_grad_enabled()):
+            tokens = self.content_encoder.tokens(elements)
+        return self.element_unet(noisy, timesteps, text, tokens, elements.active,
+                                 text_mask=text_mask, element_mask=element_mask)
 
 
 @dataclass
 class Frozen:
     """The parts stage 2 never trains (Sec. 3.3): VAE, text encoder + tokenizer, and the noise schedule."""
-
     vae: object
     text_encoder: object
     tokenizer: object
@@ -137,17 +148,9 @@ def build_models(*, sd_base: str | None, stage1: str | None, joint: bool = False
 
     Returns ``(Stage2Model, Frozen)``. Frozen modules have ``requires_grad_(False)`` and are in eval mode.
     """
-    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
-    from transformers import CLIPTextModel, CLIPTokenizer
-
-    from elements.models.content_encoder import ContentEncoder
-    from elements.models.element_unet import CONTENT_ENCODER_DIR, ElementUNet
-    from elements.models.presets import build_content_encoder
-    from elements.pipeline import _folder
-
-    base = str(_folder(defaults.SD_BASE, sd_base))
+    base = str(model_folder(defaults.SD_BASE, sd_base))
     try:
-        unet = UNet2DConditionModel.from_pretrained(base, subfolder="unet")
+        unet = UNet2DConditionModel.from_pretrained(base, subfolder=UNET_DIR)
         vae = AutoencoderKL.from_pretrained(base, subfolder="vae")
         text_encoder = CLIPTextModel.from_pretrained(base, subfolder="text_encoder")
         tokenizer = CLIPTokenizer.from_pretrained(base, subfolder="tokenizer")
@@ -157,7 +160,7 @@ def build_models(*, sd_base: str | None, stage1: str | None, joint: bool = False
     if joint:
         encoder = build_content_encoder(content_preset)
     else:
-        root = _folder(defaults.STAGE1_CHECKPOINT, stage1)
+        root = model_folder(defaults.STAGE1_CHECKPOINT, stage1)
         if not (root / CONTENT_ENCODER_DIR).is_dir():
             raise UserError(f"The stage-1 checkpoint '{root}' has no {CONTENT_ENCODER_DIR}/ folder.")
         encoder = ContentEncoder.from_pretrained(str(root), subfolder=CONTENT_ENCODER_DIR)
@@ -166,7 +169,7 @@ def build_models(*, sd_base: str | None, stage1: str | None, joint: bool = False
         m.requires_grad_(False).eval()
     encoder.requires_grad_(train_encoder).train(train_encoder)
     element_unet = ElementUNet.from_base(unet, token_dim=encoder.token_dim, init=adapter_init).train()
-    return _stage2_model_class()(element_unet, encoder), Frozen(vae, text_encoder, tokenizer, noise_scheduler)
+    return Stage2Model(element_unet, encoder), Frozen(vae, text_encoder, tokenizer, noise_scheduler)
 
 
 # --- the inner step ------------------------------------------------------------------------------
@@ -177,9 +180,6 @@ def compute_loss(model, frozen: Frozen, batch: dict, *, drop=(DROP_TEXT, DROP_EL
     caption counts as C = ∅); noise and timesteps ~ U{0..T-1} from ``generator`` (CPU) or the
     global RNG. Returns the scalar MSE (float32) against ε (or v for v-prediction bases).
     """
-    import torch
-    import torch.nn.functional as F
-
     sched = frozen.noise_scheduler
     device = next(frozen.vae.parameters()).device
     weight_dtype = frozen.vae.dtype
@@ -219,8 +219,6 @@ def train_step(accelerator, model, frozen: Frozen, optimizer, batch: dict, *, ma
 # --- data with element dropout --------------------------------------------------------------------
 def make_dataset(args, source, *, rank: int, world_size: int):
     """The streaming dataset with element dropout applied to each sample's partition (in the workers)."""
-    from elements.train.masks import ElementDropoutDataset
-
     return ElementDropoutDataset(
         source, partition=partition_from_args(args), split="train", filters=filters_from_args(args),
         image_size=args.image_size, cache_dir=args.partition_cache, rank=rank, world_size=world_size,
@@ -231,12 +229,6 @@ def make_dataset(args, source, *, rank: int, world_size: int):
 # --- validation -----------------------------------------------------------------------------------
 def run_validation(accelerator, model, frozen: Frozen, samples, args, step: int) -> None:
     """Save ``validation/step-<step>.png``: rows of input | decoded from all its elements."""
-    import torch
-    from diffusers import DDIMScheduler
-
-    from elements.image_io import save_png
-    from elements.pipeline import ElementsPipeline
-
     if not samples:
         return
     net = accelerator.unwrap_model(model)
@@ -251,7 +243,7 @@ def run_validation(accelerator, model, frozen: Frozen, samples, args, step: int)
                   generator=torch.Generator().manual_seed(args.seed)).images
     net.train(was_training)
     net.content_encoder.train(was_training and any(p.requires_grad for p in net.content_encoder.parameters()))
-    decoded = np.clip(np.rint(images * 255), 0, 255).astype(np.uint8)
+    decoded = to_uint8(images)
     rows = [np.concatenate([c, d], axis=1) for (_, c, _), d in zip(samples, decoded)]
     folder = Path(args.output_dir) / "validation"
     folder.mkdir(parents=True, exist_ok=True)
@@ -274,11 +266,6 @@ def check_args(args) -> None:
 
 def run(args) -> int:
     check_args(args)
-    import torch
-
-    from elements.data import resolve_source
-    from elements.train.common import make_accelerator, make_lr_scheduler, make_optimizer, run_training
-    from elements.train.stage1 import validation_set
 
     source = resolve_source(args.train_data)
     accelerator = make_accelerator(args)
@@ -329,5 +316,5 @@ def run(args) -> int:
 
 def _named(accelerator, model) -> dict:
     net = accelerator.unwrap_model(model)
-    return {"unet": net.element_unet.unet, "element_adapter": net.element_unet.adapter,
-            "content_encoder": net.content_encoder}
+    return {UNET_DIR: net.element_unet.unet, ADAPTER_DIR: net.element_unet.adapter,
+            CONTENT_ENCODER_DIR: net.content_encoder}

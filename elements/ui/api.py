@@ -30,7 +30,7 @@ def api_partition(image) -> tuple[np.ndarray, str]:
     The JSON is the ``elements.json`` document of ``python -m elements partition`` plus
     ``"note"`` (downscaling, if any) and ``"backend"`` (what partitioned it).
     """
-    from elements.partition.cli import elements_json
+    from elements.types import elements_json
     from elements.visualize import overlay
 
     if image is None:

@@ -13,12 +13,14 @@ from __future__ import annotations
 import argparse
 import sys
 
+from elements.partition.options import add_partition_args, partition_kwargs
+
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description="2AFC user study: deterministic edit specs, renders, MTurk export, analysis.")
+    p = argparse.ArgumentParser(prog=prog, allow_abbrev=False, description="2AFC user study: deterministic edit specs, renders, MTurk export, analysis.")
     sub = p.add_subparsers(dest="step", required=True, metavar="STEP")
 
-    m = sub.add_parser("make-edits", help="seeded edit specs (move/scale/delete/remove) with worker instructions",
+    m = sub.add_parser("make-edits", allow_abbrev=False, help="seeded edit specs (move/scale/delete/remove) with worker instructions",
                        description="Deterministic, seeded edit specs per held-out image, each with an instruction sentence.")
     m.add_argument("--data", required=True, help="image folder or img2dataset shards (held-out samples are used)")
     m.add_argument("--split", default="heldout", choices=["heldout", "all"], help="which samples (default heldout)")
@@ -26,14 +28,13 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     m.add_argument("--ops", default="move,scale,delete,remove",
                    help="edit kinds, cycled over images (default move,scale,delete,remove; remove = delete + background prompt)")
     m.add_argument("--seed", type=int, default=0, help="master seed (default 0)")
-    m.add_argument("--backend", default="auto", choices=["auto", "sam", "slic", "grid"], help="partition backend (default auto)")
-    m.add_argument("--sam-checkpoint", default=None, help="SAM checkpoint for the sam backend (path or repo_id:file)")
+    add_partition_args(m)
     m.add_argument("--device", default="cpu", help="torch device for SAM in the partition (default cpu)")
     m.add_argument("--background-prompt", default="a photo of the background",
                    help="text prompt of 'remove' edits (Fig. 8: a prompt describing the background)")
     m.add_argument("--out", required=True, help="output folder: items.csv, specs/, elements/, input/")
 
-    r = sub.add_parser("render", help="run every method on the same specs into RENDERS/method/{item}.png",
+    r = sub.add_parser("render", allow_abbrev=False, help="run every method on the same specs into RENDERS/method/{item}.png",
                        description="Apply each item's spec and decode it with every method; resumable.")
     r.add_argument("--edits", required=True, help="folder written by make-edits")
     r.add_argument("--method", action="append", required=True,
@@ -43,7 +44,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     r.add_argument("--steps", type=int, default=None, help="denoising steps (default: the decoder's, 50 DDIM for ours)")
     r.add_argument("--guidance", type=float, default=None, help="guidance scale (default: the decoder's)")
 
-    e = sub.add_parser("export", help="MTurk batch CSV, manifest.csv, HIT template and preview",
+    e = sub.add_parser("export", allow_abbrev=False, help="MTurk batch CSV, manifest.csv, HIT template and preview",
                        description="Write an MTurk batch-input CSV with K trials per HIT plus the trial manifest.")
     e.add_argument("--edits", required=True, help="folder written by make-edits (items.csv)")
     e.add_argument("--renders", required=True, help="folder written by render")
@@ -58,7 +59,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     e.add_argument("--url-prefix", default="", help="URL prefix of the images as workers will load them (e.g. an S3 bucket)")
     e.add_argument("--out", required=True, help="output folder")
 
-    a = sub.add_parser("analyze", help="preference for ours per baseline with CIs, tests and a Fig. 9-style plot",
+    a = sub.add_parser("analyze", allow_abbrev=False, help="preference for ours per baseline with CIs, tests and a Fig. 9-style plot",
                        description="Analyse MTurk batch results against the study manifest.")
     a.add_argument("--results", required=True, nargs="+", help="MTurk batch results CSV(s)")
     a.add_argument("--manifest", required=True, help="manifest.csv written by export")
@@ -76,7 +77,7 @@ def run(args) -> int:
         from eval.study.edits import make_edits
 
         items = make_edits(args.data, args.out, split=args.split, limit=args.limit, ops=args.ops.split(","),
-                           seed=args.seed, backend=args.backend, sam_checkpoint=args.sam_checkpoint,
+                           seed=args.seed, partition=partition_kwargs(args),
                            background_prompt=args.background_prompt, device=args.device)
         print(f"{len(items)} edit specs -> {args.out}")
     elif args.step == "render":

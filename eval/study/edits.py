@@ -1,7 +1,7 @@
 """``eval study make-edits``: deterministic, seeded edit specs with instruction sentences.
 
 For each held-out image (first ``--limit`` in reader order; the 512² reference of
-:func:`eval.manifest.prepare_reference`) one edit is made; the kind cycles through ``--ops``:
+:func:`elements.data.preprocess.center_crop_resize`) one edit is made; the kind cycles through ``--ops``:
 
 * ``move``   — the object moves by 15-25 % of the image side towards the side with more room;
 * ``scale``  — the object is scaled by one of 0.6, 0.75, 1.33, 1.5 about its centre;
@@ -110,14 +110,21 @@ def outline(image: np.ndarray, labels_input: np.ndarray, ids_labels: np.ndarray,
     return out
 
 
-def make_edits(data, out, *, split: str = "heldout", limit: int = 100, ops=OPS, seed: int = 0, backend: str = "auto",
-               sam_checkpoint: str | None = None, background_prompt: str = "a photo of the background",
+def make_edits(data, out, *, split: str = "heldout", limit: int = 100, ops=OPS, seed: int = 0,
+               partition: dict | None = None, background_prompt: str = "a photo of the background",
                device: str = "cpu") -> pd.DataFrame:
+    """Seeded edit specs for the first ``limit`` samples of ``data`` (see the module docstring).
+
+    ``partition``: :class:`~elements.partition.Partitioner` keyword arguments
+    (:func:`elements.partition.options.partition_kwargs`); default ``{"backend": "auto"}``.
+    ``device``: torch device for SAM.
+    """
     from elements.data import iter_samples
     from elements.image_io import save_png
     from elements.partition import Partitioner
     from elements.spec import load_spec
-    from eval.manifest import prepare_reference, stem_for
+    from elements.data.preprocess import center_crop_resize
+    from eval.manifest import stem_for
     from eval.report import write_csv, write_text
 
     ops = [o.strip() for o in ops if o.strip()]
@@ -129,12 +136,12 @@ def make_edits(data, out, *, split: str = "heldout", limit: int = 100, ops=OPS, 
     out = Path(out)
     for sub in ("specs", "elements", "input", "source"):
         (out / sub).mkdir(parents=True, exist_ok=True)
-    part = Partitioner(backend, sam_checkpoint=sam_checkpoint, device=device)
+    part = Partitioner(**(partition or {"backend": "auto"}), device=device)
     rows = []
     for index, sample in enumerate(iter_samples(data, split=split)):
         if index >= limit:
             break
-        image = prepare_reference(sample.image)
+        image = center_crop_resize(sample.image)
         el = part(image)
         el.save(out / "elements" / f"{index:05d}")
         op = ops[index % len(ops)]

@@ -160,7 +160,7 @@ def export(edits_dir, renders_dir, out, *, ours: str, baselines: list[str], tria
     write_csv(out / "manifest.csv", manifest[MANIFEST_COLUMNS])
     write_csv(out / "batch.csv", batch_df)
     write_text(out / "hit.html", template)
-    preview_urls = {k: v for k, v in batch[0].items()}
+    preview_urls = dict(batch[0])
     if images == "copy" and url_prefix:  # the preview opens from disk: point at the copied files
         preview_urls = {k: (v.replace(url_prefix, "", 1) if isinstance(v, str) and v.startswith(url_prefix) else v)
                         for k, v in preview_urls.items()}

@@ -25,9 +25,11 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from elements import defaults
 from elements.errors import UserError
+from elements.pixels import to_uint8
 from elements.models.element_attention import ElementAdapter, install, set_slice_size
-from elements.models.element_unet import ADAPTER_DIR, CONTENT_ENCODER_DIR, UNET_DIR
-from elements.models.tokens import collate, element_boxes, element_tokens, pad_elements
+from elements.models.content_encoder import CONTENT_ENCODER_DIR
+from elements.models.element_unet import ADAPTER_DIR, UNET_DIR
+from elements.models.tokens import collate, tokens_from_embeddings
 from elements.types import ImageElements
 
 DEFAULT_STEPS = 50  # DDIM sampling steps, App. C.2
@@ -99,19 +101,19 @@ class ElementsPipeline(DiffusionPipeline):
 
         from elements.models.content_encoder import ContentEncoder
 
-        base_dir = _folder(defaults.SD_BASE, base)
+        base_dir = model_folder(defaults.SD_BASE, base)
         stage2_ref = defaults.STAGE2_CHECKPOINT.get(stage2)
         if not stage2_ref:
             raise UserError(f"The element pipeline needs {defaults.STAGE2_CHECKPOINT.what}; "
                             f"pass it or set {defaults.STAGE2_CHECKPOINT.env}.")
-        stage2_dir = _folder(defaults.STAGE2_CHECKPOINT, stage2_ref)
+        stage2_dir = model_folder(defaults.STAGE2_CHECKPOINT, stage2_ref)
         if (stage2_dir / CONTENT_ENCODER_DIR).is_dir():
             encoder_dir = stage2_dir
         else:
             if not defaults.STAGE1_CHECKPOINT.get(stage1):
                 raise UserError(f"The stage-2 checkpoint has no {CONTENT_ENCODER_DIR}/ folder, so the pipeline needs "
                                 f"{defaults.STAGE1_CHECKPOINT.what}; pass it or set {defaults.STAGE1_CHECKPOINT.env}.")
-            encoder_dir = _folder(defaults.STAGE1_CHECKPOINT, stage1)
+            encoder_dir = model_folder(defaults.STAGE1_CHECKPOINT, stage1)
         kw = {"torch_dtype": dtype} if dtype is not None else {}
         parts = {
             "vae": (AutoencoderKL, base_dir, "vae"),
@@ -166,15 +168,9 @@ class ElementsPipeline(DiffusionPipeline):
         cached = use_cached_embeddings and all(
             el.embeddings is not None and el.embeddings.shape[1] == enc.content_dim for el in elements)
         if cached:
-            n = max(el.num_elements for el in elements)
-            batch = pad_elements([np.zeros((el.num_elements, 3, 1, 1), np.float32) for el in elements],
-                                 [element_boxes(el) for el in elements], [el.active for el in elements], n)
-            content = torch.zeros(len(elements), n, enc.content_dim)
-            for i, el in enumerate(elements):
-                content[i, : el.num_elements] = torch.from_numpy(el.embeddings)
-            tokens = element_tokens(content.to(device, enc.dtype), batch.boxes.to(device, enc.dtype),
-                                    batch.active.to(device), enc.config.num_freqs)
-            return tokens, batch.active.to(device)
+            tokens, _, active = tokens_from_embeddings(elements, [el.embeddings for el in elements],
+                                                       enc.config.num_freqs, device=device, dtype=enc.dtype)
+            return tokens, active
         batch = collate(elements).to(device, enc.dtype)
         return enc.tokens(batch), batch.active
 
@@ -293,14 +289,14 @@ class ElementsPipeline(DiffusionPipeline):
 
         image = np.asarray(image)
         if image.dtype != np.uint8:
-            image = np.clip(np.rint(image.astype(np.float32) * 255.0), 0, 255).astype(np.uint8)
+            image = to_uint8(image)
         g = elements.geometry
         if image.shape[:2] != (g.size, g.size):
             image = cv2.resize(image, (g.size, g.size), interpolation=cv2.INTER_CUBIC)
         return g.from_canvas(image)
 
 
-def _folder(default: defaults.Default, ref: str | None) -> Path:
+def model_folder(default: defaults.Default, ref: str | None) -> Path:
     """Local folder for a ``save_pretrained`` reference (path, ``repo`` or ``repo:subfolder``), or UserError."""
     from elements.hub import resolve_folder
 

@@ -17,10 +17,9 @@ import numpy as np
 import torch
 
 from elements.errors import UserError
+from elements.pixels import SIGNED, to_uint8
 from elements.types import ImageElements
 
-ENCODER_SUBFOLDER = "content_encoder"
-DECODER_SUBFOLDER = "light_decoder"
 
 
 @torch.no_grad()
@@ -58,8 +57,8 @@ class LightReconstructor:
         """
         from elements.defaults import STAGE1_CHECKPOINT
         from elements.hub import resolve_folder
-        from elements.models.content_encoder import ContentEncoder
-        from elements.models.light_decoder import LightDecoder
+        from elements.models.content_encoder import CONTENT_ENCODER_DIR, ContentEncoder
+        from elements.models.light_decoder import LIGHT_DECODER_DIR, LightDecoderNet
 
         ref = STAGE1_CHECKPOINT.get(ref)
         what = "The stage-1 checkpoint (content encoder + light decoder)"
@@ -68,7 +67,7 @@ class LightReconstructor:
         base, sub = resolve_folder(ref, what=what, env=STAGE1_CHECKPOINT.env)
         root = Path(base) / sub if sub else Path(base)  # resolve_folder always yields a local folder
         models = []
-        for klass, name in ((ContentEncoder, ENCODER_SUBFOLDER), (LightDecoder, DECODER_SUBFOLDER)):
+        for klass, name in ((ContentEncoder, CONTENT_ENCODER_DIR), (LightDecoderNet, LIGHT_DECODER_DIR)):
             if not (root / name / "config.json").is_file():
                 raise UserError(f"{what} at '{ref}' has no {name}/config.json; point to a stage-1 output or checkpoint folder.")
             try:
@@ -80,20 +79,16 @@ class LightReconstructor:
     @torch.no_grad()
     def decode(self, els: list[ImageElements]) -> np.ndarray:
         """Reconstruct several element sets jointly: ``(B, S, S, 3) uint8`` canvases."""
-        from elements.models.tokens import collate, element_tokens
+        from elements.models.tokens import tokens_from_embeddings
 
-        batch = collate(els).to(self.device)
-        content = torch.zeros(*batch.active.shape, self.encoder.content_dim, device=self.device, dtype=self.decoder.dtype)
-        for i, el in enumerate(els):
-            emb = el.embeddings if el.embeddings is not None else encode(el, self.encoder).embeddings
-            content[i, : len(emb)] = torch.from_numpy(emb).to(content)
-        tokens = element_tokens(content, batch.boxes.to(content.dtype), batch.active, self.encoder.config.num_freqs)
-        image = self.decoder(tokens, content, batch.active).float()  # (B, 3, S', S') in [-1, 1]
+        embeddings = [el.embeddings if el.embeddings is not None else encode(el, self.encoder).embeddings for el in els]
+        tokens, content, active = tokens_from_embeddings(els, embeddings, self.encoder.config.num_freqs,
+                                                         device=self.device, dtype=self.decoder.dtype)
+        image = self.decoder(tokens, content, active).float()  # (B, 3, S', S') in [-1, 1]
         size = els[0].size
         if image.shape[-1] != size:
             image = torch.nn.functional.interpolate(image, size=(size, size), mode="bicubic", align_corners=False)
-        image = ((image.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-        return image.permute(0, 2, 3, 1).cpu().numpy()
+        return to_uint8(image, SIGNED).permute(0, 2, 3, 1).cpu().numpy()
 
     def __call__(self, el: ImageElements) -> np.ndarray:
         """Reconstruct one image from its (possibly edited) elements: ``(S, S, 3) uint8`` canvas.
