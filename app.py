@@ -65,41 +65,65 @@ def build_demo() -> gr.Blocks:
             banner = gr.Markdown(backends.banner(decoder0), elem_id="banner")
             with gr.Accordion("Details", open=False, elem_id="details"):
                 details = gr.Markdown(backends.details(decoder0))
-                gr.Markdown("[The paper](https://jitengmu.github.io/Editable_Image_Elements/) · gestures and keys: "
-                            "docs/canvas.md in the repository.")
+                gr.Markdown(
+                    "[The paper](https://jitengmu.github.io/Editable_Image_Elements/) · gestures and keys: "
+                    "docs/canvas.md in the repository."
+                )
         with gr.Row(equal_height=False):
             with gr.Column(scale=3, min_width=340):
                 with gr.Tabs(selected="edit", elem_id="view-tabs") as tabs:
                     with gr.Tab("Edit", id="edit"):
                         canvas = make_canvas(elem_id="canvas")
                     with gr.Tab("Result (before / after)", id="result"):
-                        result_view = gr.ImageSlider(label="Input / result", format="png", type="numpy",
-                                                     elem_id="result-view", max_height=520)
-                        gallery = gr.Gallery(label="Candidates — click one to choose it", format="png", columns=4,
-                                             height=140, object_fit="contain", allow_preview=False, visible=False,
-                                             elem_id="candidates")
+                        result_view = gr.ImageSlider(
+                            label="Input / result", format="png", type="numpy", elem_id="result-view", max_height=520
+                        )
+                        gallery = gr.Gallery(
+                            label="Candidates — click one to choose it",
+                            format="png",
+                            columns=4,
+                            height=140,
+                            object_fit="contain",
+                            allow_preview=False,
+                            visible=False,
+                            elem_id="candidates",
+                        )
                 info = gr.Markdown(h.status(None), elem_id="status")
             with gr.Column(scale=2, min_width=300, elem_id="panel"):
-                image = UploadImage(label="Input image (upload, paste or pick below)", type="filepath", format="png",
-                                    sources=["upload", "clipboard"], height=170, elem_id="input-image")
-                gr.Examples([[str(p)] for p in EXAMPLES], inputs=image, label="Examples (public domain / CC0)",
-                            examples_per_page=8)
+                image = UploadImage(
+                    label="Input image (upload, paste or pick below)",
+                    type="filepath",
+                    format="png",
+                    sources=["upload", "clipboard"],
+                    height=170,
+                    elem_id="input-image",
+                )
+                gr.Examples(
+                    [[str(p)] for p in EXAMPLES],
+                    inputs=image,
+                    label="Examples (public domain / CC0)",
+                    examples_per_page=8,
+                )
                 with gr.Row():
-                    factor = gr.Slider(0.25, 3.0, value=1.0, step=0.05, label="Scale factor (also for pasting)",
-                                       scale=3, min_width=160)
+                    factor = gr.Slider(
+                        0.25, 3.0, value=1.0, step=0.05, label="Scale factor (also for pasting)", scale=3, min_width=160
+                    )
                     scale = gr.Button("Scale selection", scale=1, min_width=100)
                 names = backends.available_decoder_names()
                 decoder = gr.Dropdown(names, value=decoder0, label="Decoder")
                 settings_note = gr.Markdown(why0, elem_id="settings-note", visible=not uses0)
                 with gr.Group(visible=uses0) as settings:
-                    prompt = gr.Textbox(label="Prompt (describes the scene; used for removal and variation)", max_lines=2)
+                    prompt = gr.Textbox(
+                        label="Prompt (describes the scene; used for removal and variation)", max_lines=2
+                    )
                     with gr.Row():
                         seed = gr.Number(0, precision=0, minimum=0, maximum=gen.MAX_SEED, label="Seed", min_width=80)
                         n = gr.Slider(1, h.MAX_CANDIDATES, value=1, step=1, label="Candidates", min_width=120)
                     with gr.Row():
                         steps = gr.Slider(1, 100, value=50, step=1, label="Steps (50 DDIM, App. C.2)", min_width=120)
-                        guidance = gr.Slider(0.0, 15.0, value=3.0, step=0.5, label="Guidance w (3.0, App. C.2)",
-                                             min_width=120)
+                        guidance = gr.Slider(
+                            0.0, 15.0, value=3.0, step=0.5, label="Guidance w (3.0, App. C.2)", min_width=120
+                        )
                 run = gr.Button("Generate", variant="primary", elem_id="generate")
                 with gr.Row():
                     use = gr.Button("Use result as input", size="sm", elem_id="use-result")
@@ -108,8 +132,9 @@ def build_demo() -> gr.Blocks:
                     result_file = gr.DownloadButton("Result (PNG)", size="sm", elem_id="download-result")
                     spec_file = gr.DownloadButton("Edit spec (JSON)", size="sm", elem_id="download-spec")
                 with gr.Accordion("Compose: paste elements of a second image", open=False):
-                    other = UploadImage(label="Second image", type="filepath", format="png",
-                                        sources=["upload", "clipboard"], height=160)
+                    other = UploadImage(
+                        label="Second image", type="filepath", format="png", sources=["upload", "clipboard"], height=160
+                    )
                     other_overlay = gr.Image(label="Its elements — click to pick", interactive=False, format="png")
                     other_info = gr.Markdown()
         with gr.Row(visible=False):  # the scriptable API: /partition and /edit (README, "Scriptable API")
@@ -120,27 +145,70 @@ def build_demo() -> gr.Blocks:
 
         shown = [state, canvas, info]
         private = {"api_visibility": "private"}
-        image.change(h.on_image, [state, image], [*shown, result_view, gallery, image], concurrency_id="partition",
-                     concurrency_limit=2, **private)
+        image.change(
+            h.on_image,
+            [state, image],
+            [*shown, result_view, gallery, image],
+            concurrency_id="partition",
+            concurrency_limit=2,
+            **private,
+        )
         # every gesture counts (none may be dropped while one is in flight); the session lock orders them
-        canvas.gesture(h.on_gesture, [state, factor], shown, show_progress="hidden", concurrency_limit=None,
-                       trigger_mode="multiple", **private)
+        canvas.gesture(
+            h.on_gesture,
+            [state, factor],
+            shown,
+            show_progress="hidden",
+            concurrency_limit=None,
+            trigger_mode="multiple",
+            **private,
+        )
         for button, fn, inputs in [(scale, h.scale, [factor]), (reset, h.reset, [])]:
             button.click(fn, [state, *inputs], shown, show_progress="minimal", concurrency_limit=None, **private)
-        other.change(h.on_other_image, [state, other], [state, other_overlay, other_info, canvas],
-                     concurrency_id="partition", concurrency_limit=2, **private)
-        other_overlay.select(h.on_other_click, state, [state, other_overlay, other_info, canvas],
-                             show_progress="minimal", concurrency_limit=None, trigger_mode="multiple", **private)
-        run.click(gen.generate, [state, decoder, prompt, seed, steps, guidance, n],
-                  [state, result_view, gallery, result_file, spec_file, info, tabs], concurrency_id="decode",
-                  concurrency_limit=1, **private)
+        other.change(
+            h.on_other_image,
+            [state, other],
+            [state, other_overlay, other_info, canvas],
+            concurrency_id="partition",
+            concurrency_limit=2,
+            **private,
+        )
+        other_overlay.select(
+            h.on_other_click,
+            state,
+            [state, other_overlay, other_info, canvas],
+            show_progress="minimal",
+            concurrency_limit=None,
+            trigger_mode="multiple",
+            **private,
+        )
+        run.click(
+            gen.generate,
+            [state, decoder, prompt, seed, steps, guidance, n],
+            [state, result_view, gallery, result_file, spec_file, info, tabs],
+            concurrency_id="decode",
+            concurrency_limit=1,
+            **private,
+        )
         gallery.select(gen.pick_candidate, state, [state, result_file, result_view], **private)
         use.click(gen.use_as_input, state, [image, tabs], **private)
         decoder.change(on_decoder, decoder, [banner, details, settings, settings_note], **private)
-        api_partition.click(api.api_partition, api_image, [api_overlay, api_json], api_name="partition",
-                            concurrency_id="partition", concurrency_limit=2)
-        api_edit.click(api.api_edit, [api_image, api_spec, api_decoder, api_seed], api_out, api_name="edit",
-                       concurrency_id="decode", concurrency_limit=1)
+        api_partition.click(
+            api.api_partition,
+            api_image,
+            [api_overlay, api_json],
+            api_name="partition",
+            concurrency_id="partition",
+            concurrency_limit=2,
+        )
+        api_edit.click(
+            api.api_edit,
+            [api_image, api_spec, api_decoder, api_seed],
+            api_out,
+            api_name="edit",
+            concurrency_id="decode",
+            concurrency_limit=1,
+        )
     demo.queue(default_concurrency_limit=4, max_size=QUEUE_SIZE)
     return demo
 
@@ -148,8 +216,7 @@ def build_demo() -> gr.Blocks:
 def on_decoder(name: str):
     """Banner, details and which settings show for the chosen decoder."""
     uses, why = backends.decoder_settings(name)
-    return (backends.banner(name), backends.details(name), gr.Group(visible=uses),
-            gr.Markdown(why, visible=not uses))
+    return (backends.banner(name), backends.details(name), gr.Group(visible=uses), gr.Markdown(why, visible=not uses))
 
 
 def launch_kwargs(host: str | None = None, port: int | None = None) -> dict:

@@ -51,7 +51,9 @@ def fmt(name: str, t: tuple[float, float], unit: str = "ms") -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(allow_abbrev=False, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        allow_abbrev=False, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--repeats", type=int, default=20, help="timed runs per interaction (the median is reported)")
     args = ap.parse_args()
 
@@ -81,7 +83,9 @@ def main() -> None:
         gesture(type="move", ids=[k], dx=-40, dy=0)
 
     print()
-    print(f"canvas gestures, server side ({session.elements.num_elements} elements; the browser's own figures: bench/canvas.py):")
+    print(
+        f"canvas gestures, server side ({session.elements.num_elements} elements; the browser's own figures: bench/canvas.py):"
+    )
     print(fmt("  selection event (status only)", timed(lambda: gesture(type="selection", ids=[k]), args.repeats)))
     print(fmt("  drag end: move edit + preview + canvas value (x2)", timed(moves, args.repeats)))
 
@@ -92,12 +96,24 @@ def main() -> None:
 
     print("\nedit (CPU default decoder: " + backends.decoder(backends.default_decoder()).describe() + "):")
     gesture(type="move", ids=[k], dx=48, dy=16)
-    print(fmt("  Generate, 1 candidate, after a move (512x512)",
-              timed(lambda: gen.generate(session, backends.default_decoder(), "", 0, 50, 3.0, 1), reps), "s"))
+    print(
+        fmt(
+            "  Generate, 1 candidate, after a move (512x512)",
+            timed(lambda: gen.generate(session, backends.default_decoder(), "", 0, 50, 3.0, 1), reps),
+            "s",
+        )
+    )
     spec = json.dumps({"version": 1, "edits": [{"op": "move", "elements": [k], "dx": 48, "dy": 16}]})
-    print(fmt("  /edit endpoint end to end (partition + decode)", timed(lambda: api.api_edit(astronaut, spec), reps), "s"))
-    print(fmt("  undo + redo (two overlay rebuilds after an edit)",
-              timed(lambda: (h.undo(session), h.redo(session)), args.repeats), "ms"))
+    print(
+        fmt("  /edit endpoint end to end (partition + decode)", timed(lambda: api.api_edit(astronaut, spec), reps), "s")
+    )
+    print(
+        fmt(
+            "  undo + redo (two overlay rebuilds after an edit)",
+            timed(lambda: (h.undo(session), h.redo(session)), args.repeats),
+            "ms",
+        )
+    )
 
 
 if __name__ == "__main__":

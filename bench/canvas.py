@@ -49,8 +49,10 @@ def _page_helpers():
 def load(page, path, expect):
     rev = page.evaluate("window.__eie ? window.__eie.state.rev : null")
     page.locator("#input-image input[type=file]").set_input_files(str(path))
-    page.wait_for_function(f"window.__eie && window.__eie.state.labels && window.__eie.state.rev !== {rev if rev is not None else 'null'}",
-                           timeout=120_000)
+    page.wait_for_function(
+        f"window.__eie && window.__eie.state.labels && window.__eie.state.rev !== {rev if rev is not None else 'null'}",
+        timeout=120_000,
+    )
     page.wait_for_timeout(300)
 
 
@@ -79,8 +81,11 @@ def measure(page, repeats: int) -> tuple[list[float], list[float]]:
         page.mouse.down()
         page.mouse.move(sx + step, sy + 10, steps=6)
         page.mouse.up()
-        page.wait_for_function(f"window.__eie.sent.filter((e) => e.type === 'move').length >= {i + 1} && "
-                               "window.__eie.state.pending === null", timeout=60_000)
+        page.wait_for_function(
+            f"window.__eie.sent.filter((e) => e.type === 'move').length >= {i + 1} && "
+            "window.__eie.state.pending === null",
+            timeout=60_000,
+        )
         page.wait_for_timeout(150)
     page.wait_for_function(f"window.__eie.timings.drag.length >= {repeats}", timeout=30_000)
     drags = page.evaluate("window.__eie.timings.drag.slice()")
@@ -89,14 +94,18 @@ def measure(page, repeats: int) -> tuple[list[float], list[float]]:
 
 def point_of(page, k: int) -> tuple[float, float]:
     """An interior pixel (image px) of element k as shown now: the middle one of its pixels."""
-    x, y = page.evaluate(f"(() => {{ const S = window.__eie.state; const out = []; for (let i = 0; i < S.labels.length; i++) "
-                         f"if (S.labels[i] === {k}) out.push([i % S.w, Math.floor(i / S.w)]); return out[Math.floor(out.length / 2)]; }})()")
+    x, y = page.evaluate(
+        f"(() => {{ const S = window.__eie.state; const out = []; for (let i = 0; i < S.labels.length; i++) "
+        f"if (S.labels[i] === {k}) out.push([i % S.w, Math.floor(i / S.w)]); return out[Math.floor(out.length / 2)]; }})()"
+    )
     return x + 0.5, y + 0.5
 
 
 def fmt(name: str, ts: list[float], target: float) -> str:
-    return (f"{name:<44} median {statistics.median(ts):7.1f} ms   max {max(ts):7.1f} ms   "
-            f"(n={len(ts)}, target <= {target:g} ms)")
+    return (
+        f"{name:<44} median {statistics.median(ts):7.1f} ms   max {max(ts):7.1f} ms   "
+        f"(n={len(ts)}, target <= {target:g} ms)"
+    )
 
 
 def rocket(page, shots: Path | None, tag: str) -> int:
@@ -168,7 +177,9 @@ def main(argv=None) -> None:
             page = browser.new_page(viewport={"width": 1280, "height": 800})
             page.goto(url, wait_until="domcontentloaded")
             expect(page.locator("#banner")).to_contain_text("mode", timeout=60_000)
-            print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} (shared with other jobs: figures are noisy)")
+            print(
+                f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} (shared with other jobs: figures are noisy)"
+            )
             for path, name in ((ROOT / "assets" / "astronaut.jpg", "512 px"), (big, "1024 px")):
                 load(page, path, expect)
                 clicks, drags = measure(page, args.repeats)
@@ -176,8 +187,9 @@ def main(argv=None) -> None:
                 print(fmt(f"drag end -> updated canvas ({name})", drags, 300))
             load(page, ROOT / "assets" / "rocket.jpg", expect)
             rocket(page, args.screenshots, "1280")
-            phone = browser.new_context(viewport={"width": 390, "height": 844}, has_touch=True, is_mobile=True,
-                                        device_scale_factor=2).new_page()
+            phone = browser.new_context(
+                viewport={"width": 390, "height": 844}, has_touch=True, is_mobile=True, device_scale_factor=2
+            ).new_page()
             phone.goto(url, wait_until="domcontentloaded")
             expect(phone.locator("#banner")).to_contain_text("mode", timeout=60_000)
             load(phone, ROOT / "assets" / "rocket.jpg", expect)

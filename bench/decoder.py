@@ -48,9 +48,14 @@ def mid_unet():
     from diffusers import UNet2DConditionModel
 
     return UNet2DConditionModel(
-        sample_size=32, block_out_channels=MID_CHANNELS, layers_per_block=1, cross_attention_dim=768,
-        attention_head_dim=8, down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"))
+        sample_size=32,
+        block_out_channels=MID_CHANNELS,
+        layers_per_block=1,
+        cross_attention_dim=768,
+        attention_head_dim=8,
+        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+    )
 
 
 def sd15_unet():
@@ -58,10 +63,17 @@ def sd15_unet():
 
     # stable-diffusion-v1-5/unet/config.json, built with random weights
     return UNet2DConditionModel(
-        sample_size=64, in_channels=4, out_channels=4, block_out_channels=(320, 640, 1280, 1280), layers_per_block=2,
-        cross_attention_dim=768, attention_head_dim=8, norm_num_groups=32,
+        sample_size=64,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(320, 640, 1280, 1280),
+        layers_per_block=2,
+        cross_attention_dim=768,
+        attention_head_dim=8,
+        norm_num_groups=32,
         down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
-        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3)
+        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+    )
 
 
 def _inputs(unet, latent: int, device, dtype):
@@ -145,10 +157,10 @@ def pipeline_overhead(steps: int, repeats: int, device: str) -> None:
     from skimage import data
     from transformers import CLIPTextConfig, CLIPTextModel
 
+    from elements.decoders.pipeline import ElementsPipeline
     from elements.models.element_attention import ElementAdapter
     from elements.models.presets import build_content_encoder
     from elements.partition import Partitioner
-    from elements.decoders.pipeline import ElementsPipeline
     from elements.tiny_base import build_tiny_components
 
     parts = build_tiny_components(seed=0)
@@ -180,26 +192,42 @@ def pipeline_overhead(steps: int, repeats: int, device: str) -> None:
         rows = []
         for _ in range(repeats):  # each repeat times the pipeline and then its parts, back to back
             t_pipe = timed(lambda: pipe(el, generator=torch.Generator().manual_seed(0), **kw))
-            t_unet = timed(lambda: [pipe.unet(z, 500, encoder_hidden_states=torch.cat([text, text]),
-                                              cross_attention_kwargs=ukw) for _ in range(steps)])
+            t_unet = timed(
+                lambda: [
+                    pipe.unet(z, 500, encoder_hidden_states=torch.cat([text, text]), cross_attention_kwargs=ukw)
+                    for _ in range(steps)
+                ]
+            )
             t_vae = timed(lambda: pipe.vae.decode(z[:1] / pipe.vae.config.scaling_factor))
             t_enc = timed(lambda: (pipe.encode_prompt(["a photo"], device), pipe.encode_elements([el], device)))
             rows.append((t_pipe, t_unet, t_vae, t_enc))
     t_pipe, t_unet, t_vae, t_enc = np.median(np.array(rows), axis=0)
     with_enc = float(np.median([p / (u + v) - 1 for p, u, v, _ in rows]))
     without = float(np.median([(p - e) / (u + v) - 1 for p, u, v, e in rows]))
-    print(f"pipeline, {steps} DDIM steps, {size}² (mid UNet, tiny VAE/CLIP, {el.num_elements} elements), median of {repeats}:")
-    print(f"  end to end {t_pipe:.3f} s ({t_pipe / steps * 1000:.1f} ms/step); parts: {steps} x UNet(batch 2) "
-          f"{t_unet:.3f} s + VAE decode {t_vae * 1000:.1f} ms; text + element encoding {t_enc * 1000:.1f} ms")
-    print(f"  overhead beyond steps x UNet + VAE decode: {100 * with_enc:+.1f} %  (target <= 5 %); "
-          f"of which not the text/element encoders: {100 * without:+.1f} %")
+    print(
+        f"pipeline, {steps} DDIM steps, {size}² (mid UNet, tiny VAE/CLIP, {el.num_elements} elements), median of {repeats}:"
+    )
+    print(
+        f"  end to end {t_pipe:.3f} s ({t_pipe / steps * 1000:.1f} ms/step); parts: {steps} x UNet(batch 2) "
+        f"{t_unet:.3f} s + VAE decode {t_vae * 1000:.1f} ms; text + element encoding {t_enc * 1000:.1f} ms"
+    )
+    print(
+        f"  overhead beyond steps x UNet + VAE decode: {100 * with_enc:+.1f} %  (target <= 5 %); "
+        f"of which not the text/element encoders: {100 * without:+.1f} %"
+    )
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(allow_abbrev=False, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        allow_abbrev=False, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--repeats", type=int, default=5, help="runs per measurement; the best is reported")
     ap.add_argument("--steps", type=int, default=20, help="sampler steps for the pipeline measurement")
-    ap.add_argument("--skip-sd15", action="store_true", help="skip timing the SD-1.5-sized UNet (slow on CPU; FLOPs are still counted)")
+    ap.add_argument(
+        "--skip-sd15",
+        action="store_true",
+        help="skip timing the SD-1.5-sized UNet (slow on CPU; FLOPs are still counted)",
+    )
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     args = ap.parse_args()
 
@@ -211,12 +239,16 @@ def main() -> None:
     def report(name, build, latent, repeats):
         fv, fe, fc = flop_ratio(build, latent)
         print(f"{name}, batch 2")
-        print(f"  FLOPs:  vanilla {fv / 1e9:.1f} G; element, all samples {fe / fv:.3f}x; "
-              f"element, CFG pair {fc / fv:.3f}x  (target <= 1.15x)")
+        print(
+            f"  FLOPs:  vanilla {fv / 1e9:.1f} G; element, all samples {fe / fv:.3f}x; "
+            f"element, CFG pair {fc / fv:.3f}x  (target <= 1.15x)"
+        )
         if repeats:
             tv, te, tc = time_ratio(build, latent, repeats, args.device, dtype)
-            print(f"  time:   vanilla {tv * 1000:.0f} ms; element, all samples {te * 1000:.0f} ms -> {te / tv:.3f}x; "
-                  f"element, CFG pair {tc * 1000:.0f} ms -> {tc / tv:.3f}x")
+            print(
+                f"  time:   vanilla {tv * 1000:.0f} ms; element, all samples {te * 1000:.0f} ms -> {te / tv:.3f}x; "
+                f"element, CFG pair {tc * 1000:.0f} ms -> {tc / tv:.3f}x"
+            )
 
     report(f"mid-size UNet ({'/'.join(map(str, MID_CHANNELS))}, ctx 768, 256² image)", mid_unet, 32, args.repeats)
     sd_repeats = 0 if args.skip_sd15 else (1 if args.device == "cpu" else args.repeats)

@@ -82,12 +82,18 @@ def main() -> int:
     n_dec = sum(x.numel() for x in dec.parameters())
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
     threads = torch.get_num_threads()
-    print(f"preset={args.preset} device={args.device} dtype={args.dtype} torch_threads={threads} "
-          f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
-    print(f"content encoder: {n_enc / 1e6:.1f}M params, {fc_enc.get_total_flops() / 1e9:.2f} GFLOP per element, "
-          f"{n / t_enc:,.0f} elements/s (batch of {n}, {t_enc * 1e3:.1f} ms)")
-    print(f"light decoder:   {n_dec / 1e6:.1f}M params, {fc_dec.get_total_flops() / 1e9:.1f} GFLOP per image, "
-          f"{t_dec:.3f} s per {dec.config.image_size}² image ({n} elements)")
+    print(
+        f"preset={args.preset} device={args.device} dtype={args.dtype} torch_threads={threads} "
+        f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}"
+    )
+    print(
+        f"content encoder: {n_enc / 1e6:.1f}M params, {fc_enc.get_total_flops() / 1e9:.2f} GFLOP per element, "
+        f"{n / t_enc:,.0f} elements/s (batch of {n}, {t_enc * 1e3:.1f} ms)"
+    )
+    print(
+        f"light decoder:   {n_dec / 1e6:.1f}M params, {fc_dec.get_total_flops() / 1e9:.1f} GFLOP per image, "
+        f"{t_dec:.3f} s per {dec.config.image_size}² image ({n} elements)"
+    )
     print(f"peak RSS: {rss_mb:,.0f} MiB")
     if args.device.startswith("cuda"):
         print(f"peak GPU memory allocated: {torch.cuda.max_memory_allocated() / 2**20:,.0f} MiB")

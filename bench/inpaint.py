@@ -32,7 +32,17 @@ HOLE_FRACTION = 0.15  # issue 13: "<= 1.5 s for a 15 % hole at 1024 px"
 SIDE = 1024
 #: The rocket in assets/rocket.jpg (640 x 427 input pixels), nose to base; its elements are those with
 #: at least half their pixels inside (as SAM's select_object with min_fraction 0.5 would pick them).
-ROCKET_POLYGON = [(322, 126), (314, 133), (310, 145), (309, 180), (308, 405), (336, 405), (335, 180), (334, 145), (330, 133)]
+ROCKET_POLYGON = [
+    (322, 126),
+    (314, 133),
+    (310, 145),
+    (309, 180),
+    (308, 405),
+    (336, 405),
+    (335, 180),
+    (334, 145),
+    (330, 133),
+]
 
 
 def load(name: str, long_side: int):
@@ -55,7 +65,8 @@ def polygon_selection(el, polygon, scale: float):
     cv2.fillPoly(mask, [np.round(np.asarray(polygon) * scale).astype(np.int32)], 1)
     canvas = np.zeros((el.size, el.size), np.float32)
     canvas[g.content_y : g.content_y + g.content_h, g.content_x : g.content_x + g.content_w] = cv2.resize(
-        mask.astype(np.float32), (g.content_w, g.content_h), interpolation=cv2.INTER_AREA)
+        mask.astype(np.float32), (g.content_w, g.content_h), interpolation=cv2.INTER_AREA
+    )
     lab = el.labels
     inside = np.bincount(lab[lab >= 0], weights=canvas[lab >= 0], minlength=el.num_elements)
     return np.flatnonzero(inside >= 0.5 * el.areas)
@@ -96,8 +107,9 @@ def main() -> None:
     cv2.ellipse(hole, (int(0.33 * SIDE), int(0.72 * SIDE)), (rx, ry), 0, 0, 360, 1, -1)
     hole = hole.astype(bool)
     for engine in ("telea", "patchmatch"):
-        cases[f"fill only, {engine}, {hole.mean():.1%} hole at {SIDE}x{SIDE}"] = (
-            lambda e=engine: fill_holes(astro, hole, engine=e, seed=0, grid_scale=SIDE / 512))
+        cases[f"fill only, {engine}, {hole.mean():.1%} hole at {SIDE}x{SIDE}"] = lambda e=engine: fill_holes(
+            astro, hole, engine=e, seed=0, grid_scale=SIDE / 512
+        )
 
     part = Partitioner("slic")
     rocket, s = load("rocket", SIDE)
@@ -128,17 +140,21 @@ def main() -> None:
                 notes[k] = out.note
 
     load1 = os.getloadavg()[0]
-    print(f"CPU hole filling, {os.cpu_count()} cores, load average {load1:.1f} at the end (other processes share this "
-          f"machine: read wall times with it); PatchMatch radius {PATCH_RADIUS}, full-resolution budget "
-          f"{FULL_RES_BUDGET} px; median of {args.repeats} interleaved repeats")
+    print(
+        f"CPU hole filling, {os.cpu_count()} cores, load average {load1:.1f} at the end (other processes share this "
+        f"machine: read wall times with it); PatchMatch radius {PATCH_RADIUS}, full-resolution budget "
+        f"{FULL_RES_BUDGET} px; median of {args.repeats} interleaved repeats"
+    )
     print("| case | wall s | CPU s |\n|---|---:|---:|")
     for k in cases:
         print(f"| {k} | {statistics.median(wall[k]):.2f} | {statistics.median(cpu[k]):.2f} |")
     for k, n in notes.items():
         print(f"  {k}: {n}")
     pm = next(k for k in cases if k.startswith("fill only, patchmatch"))
-    print(f"target: PatchMatch fill of a 15 % hole at 1024 px <= 1.5 s: wall {statistics.median(wall[pm]):.2f} s, "
-          f"CPU {statistics.median(cpu[pm]):.2f} s")
+    print(
+        f"target: PatchMatch fill of a 15 % hole at 1024 px <= 1.5 s: wall {statistics.median(wall[pm]):.2f} s, "
+        f"CPU {statistics.median(cpu[pm]):.2f} s"
+    )
 
 
 if __name__ == "__main__":

@@ -26,9 +26,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
+import numpy as np
+import torch
+from PIL import Image
 
 
 def images(n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -36,7 +36,9 @@ def images(n: int) -> tuple[np.ndarray, np.ndarray]:
 
     rng = np.random.default_rng(0)
     srcs = [data.astronaut(), data.chelsea(), data.coffee(), data.rocket()]
-    ref = np.stack([np.asarray(Image.fromarray(srcs[i % 4]).resize((512, 512), Image.Resampling.BICUBIC)) for i in range(n)])
+    ref = np.stack(
+        [np.asarray(Image.fromarray(srcs[i % 4]).resize((512, 512), Image.Resampling.BICUBIC)) for i in range(n)]
+    )
     pred = np.clip(ref.astype(np.int16) + rng.integers(-20, 21, ref.shape), 0, 255).astype(np.uint8)
     return pred, ref
 
@@ -77,7 +79,9 @@ def main() -> None:
     args = p.parse_args()
     import warnings
 
-    warnings.filterwarnings("ignore")  # torchvision "pretrained=" notices from lpips, singular-covariance notes on N < 2048
+    warnings.filterwarnings(
+        "ignore"
+    )  # torchvision "pretrained=" notices from lpips, singular-covariance notes on N < 2048
 
     import lpips
     from cleanfid import fid as cfid
@@ -90,20 +94,33 @@ def main() -> None:
 
     pred, ref = images(args.n)
     n, bs = args.n, args.batch_size
-    print(f"{n} image pairs of 512x512, torch threads {torch.get_num_threads()}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}")
+    print(
+        f"{n} image pairs of 512x512, torch threads {torch.get_num_threads()}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}"
+    )
     print(f"{'metric':<8} {'ours img/s':>11} {'direct img/s':>13} {'ratio':>7}")
 
     def ours(metric, **kw):
         def f():
             for i in range(0, n, bs):
                 compute_batch(pred[i : i + bs], ref[i : i + bs], [metric], **kw)
+
         return f
 
     direct = {
         "mse": lambda: [mean_squared_error(ref[i] / 255.0, pred[i] / 255.0) for i in range(n)],
         "psnr": lambda: [peak_signal_noise_ratio(ref[i] / 255.0, pred[i] / 255.0, data_range=1) for i in range(n)],
-        "ssim": lambda: [structural_similarity(ref[i] / 255.0, pred[i] / 255.0, gaussian_weights=True, sigma=1.5,
-                                               use_sample_covariance=False, data_range=1, channel_axis=-1) for i in range(n)],
+        "ssim": lambda: [
+            structural_similarity(
+                ref[i] / 255.0,
+                pred[i] / 255.0,
+                gaussian_weights=True,
+                sigma=1.5,
+                use_sample_covariance=False,
+                data_range=1,
+                channel_axis=-1,
+            )
+            for i in range(n)
+        ],
     }
     rows = []
     for m in ("mse", "psnr", "ssim"):
@@ -134,27 +151,48 @@ def main() -> None:
         pairs = pair_folders(dp, dr)
         feat = inception_features()
         t_ours, t_direct = best_pair(
-            lambda: compute_fid([p.pred for p in pairs], [p.ref for p in pairs], feature_fn=feat, batch_size=32,
-                                num_workers=0, warn=lambda m: None),
-            lambda: cfid.compute_fid(str(dp), str(dr), mode="clean", device=torch.device("cpu"), num_workers=0,
-                                     batch_size=32, custom_feat_extractor=feat, verbose=False), args.repeats)
+            lambda: compute_fid(
+                [p.pred for p in pairs],
+                [p.ref for p in pairs],
+                feature_fn=feat,
+                batch_size=32,
+                num_workers=0,
+                warn=lambda m: None,
+            ),
+            lambda: cfid.compute_fid(
+                str(dp),
+                str(dr),
+                mode="clean",
+                device=torch.device("cpu"),
+                num_workers=0,
+                batch_size=32,
+                custom_feat_extractor=feat,
+                verbose=False,
+            ),
+            args.repeats,
+        )
         rows.append(("fid", 2 * n / t_ours, 2 * n / t_direct))  # both sides' images go through the network
+
         def e2e_direct():
             for p in pairs:
                 r, q = np.asarray(Image.open(p.ref)) / 255.0, np.asarray(Image.open(p.pred)) / 255.0
                 mean_squared_error(r, q)
                 peak_signal_noise_ratio(r, q, data_range=1)
-                structural_similarity(r, q, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
-                                      data_range=1, channel_axis=-1)
+                structural_similarity(
+                    r, q, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=1, channel_axis=-1
+                )
 
-        t_e2e, t_e2e_direct = best_pair(lambda: per_image_metrics(pairs, ("mse", "psnr", "ssim"), batch_size=bs),
-                                        e2e_direct, args.repeats)
+        t_e2e, t_e2e_direct = best_pair(
+            lambda: per_image_metrics(pairs, ("mse", "psnr", "ssim"), batch_size=bs), e2e_direct, args.repeats
+        )
         rows.append(("e2e", n / t_e2e, n / t_e2e_direct))
 
     for m, o, d in rows:
         print(f"{m:<8} {o:>11.2f} {d:>13.2f} {o / d:>6.2f}x")
-    print("e2e = PNG decode + MSE + PSNR + SSIM per pair (ours: eval metrics' loop; direct: PIL + skimage);"
-          " fid counts images through the feature network (pred + ref).")
+    print(
+        "e2e = PNG decode + MSE + PSNR + SSIM per pair (ours: eval metrics' loop; direct: PIL + skimage);"
+        " fid counts images through the feature network (pred + ref)."
+    )
 
 
 if __name__ == "__main__":

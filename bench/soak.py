@@ -39,12 +39,16 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 def child_run(args: list[str], timeout: float = 600) -> tuple[int, float, float, str]:
     """Run ``python -m elements ...``; returns (exit code, seconds, peak RSS MB of the child, last stderr line)."""
     # VmHWM is this process image's own peak (ru_maxrss would carry the parent's peak across exec)
-    wrapper = ("import runpy, sys; from pathlib import Path; sys.argv = ['elements'] + sys.argv[1:]\n"
-               "try:\n    runpy.run_module('elements', run_name='__main__')\n"
-               "finally:\n    print('PEAK', next(l.split()[1] for l in Path('/proc/self/status').read_text().splitlines()"
-               " if l.startswith('VmHWM')), file=sys.stderr)")
+    wrapper = (
+        "import runpy, sys; from pathlib import Path; sys.argv = ['elements'] + sys.argv[1:]\n"
+        "try:\n    runpy.run_module('elements', run_name='__main__')\n"
+        "finally:\n    print('PEAK', next(l.split()[1] for l in Path('/proc/self/status').read_text().splitlines()"
+        " if l.startswith('VmHWM')), file=sys.stderr)"
+    )
     t0 = time.perf_counter()
-    p = subprocess.run([sys.executable, "-c", wrapper, *args], check=False, capture_output=True, text=True, cwd=ROOT, timeout=timeout)
+    p = subprocess.run(
+        [sys.executable, "-c", wrapper, *args], check=False, capture_output=True, text=True, cwd=ROOT, timeout=timeout
+    )
     dt = time.perf_counter() - t0
     lines = p.stderr.strip().splitlines()
     peak = next((int(x.split()[1]) / 1024 for x in lines if x.startswith("PEAK")), float("nan"))
@@ -64,19 +68,32 @@ def bombs(tmp: Path) -> dict[str, Path]:
 def cli_figures(tmp: Path) -> None:
     for name, path in bombs(tmp).items():
         code, dt, peak, err = child_run(["partition", str(path), "--out", str(tmp / "out"), "--backend", "grid"])
-        print(f"CLI bomb {name} ({path.stat().st_size:,} bytes): exit {code}, {dt:.2f} s, peak RSS {peak:.0f} MB; {err}")
+        print(
+            f"CLI bomb {name} ({path.stat().st_size:,} bytes): exit {code}, {dt:.2f} s, peak RSS {peak:.0f} MB; {err}"
+        )
     from PIL import Image
     from skimage import data
 
     img = tmp / "chelsea.png"
     Image.fromarray(data.chelsea()).save(img)
     spec = tmp / "moves.json"
-    spec.write_text(json.dumps({"version": 1, "edits": [
-        {"op": "move", "elements": [100], "dx": 1 if i % 2 == 0 else -1, "dy": 0} for i in range(10_000)]}))
-    code, dt, peak, err = child_run(["edit", str(img), "--spec", str(spec), "--out", str(tmp / "o.png"),
-                                     "--backend", "grid", "--decoder", "pixel"])
-    print(f"CLI 10,000 one-element moves: exit {code}, {dt:.1f} s in all (start-up, partition, edits, decode), "
-          f"peak RSS {peak:.0f} MB {err}")
+    spec.write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "edits": [
+                    {"op": "move", "elements": [100], "dx": 1 if i % 2 == 0 else -1, "dy": 0} for i in range(10_000)
+                ],
+            }
+        )
+    )
+    code, dt, peak, err = child_run(
+        ["edit", str(img), "--spec", str(spec), "--out", str(tmp / "o.png"), "--backend", "grid", "--decoder", "pixel"]
+    )
+    print(
+        f"CLI 10,000 one-element moves: exit {code}, {dt:.1f} s in all (start-up, partition, edits, decode), "
+        f"peak RSS {peak:.0f} MB {err}"
+    )
     from elements.partition import Partitioner
     from elements.spec import apply_spec, load_spec
 
@@ -121,8 +138,10 @@ def collision_ratio(moves: int = 400, repeats: int = 3) -> None:
         times["full canvas"].append(run(old))
         times["windowed"].append(run(new))
     a, b = min(times["full canvas"]), min(times["windowed"])
-    print(f"collision rule, {moves} one-element moves (best of {repeats}, interleaved): full canvas {1000 * a / moves:.2f} ms "
-          f"per move, windowed {1000 * b / moves:.2f} ms per move ({a / b:.1f}x faster)")
+    print(
+        f"collision rule, {moves} one-element moves (best of {repeats}, interleaved): full canvas {1000 * a / moves:.2f} ms "
+        f"per move, windowed {1000 * b / moves:.2f} ms per move ({a / b:.1f}x faster)"
+    )
 
 
 def free_port() -> int:
@@ -136,8 +155,9 @@ def app_figures(tmp: Path, requests: int, max_seconds: float) -> None:
     from gradio_client import Client, handle_file
 
     port = free_port()
-    server = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=ROOT, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [sys.executable, "app.py", "--port", str(port)], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         proc = psutil.Process(server.pid)
         client = None
@@ -172,15 +192,24 @@ def app_figures(tmp: Path, requests: int, max_seconds: float) -> None:
                     what = "accepted"
                 except Exception as err:  # gradio_client raises AppError with the sentence
                     what = f"refused: {str(err)[:90]}"
-                print(f"demo bomb {name} -> {api_name}: {time.perf_counter() - t0:.2f} s, server RSS {rss():.0f} MB, "
-                      f"peak {hwm():.0f} MB; {what}")
+                print(
+                    f"demo bomb {name} -> {api_name}: {time.perf_counter() - t0:.2f} s, server RSS {rss():.0f} MB, "
+                    f"peak {hwm():.0f} MB; {what}"
+                )
         text = tmp / "notes.png"
         text.write_bytes(b"not an image\n" * 50)
         calls = [
             lambda p: client.predict(handle_file(str(p)), api_name="/partition"),
-            lambda p: client.predict(handle_file(str(p)), json.dumps({"version": 1, "edits": [
-                {"op": "delete", "points": [[100, 100]]}]}), "pixel+inpaint", 0, api_name="/edit"),
-            lambda p: client.predict(handle_file(str(p)), '{"version": 1, "edits": [{"op": "spin"}]}', "", 0, api_name="/edit"),
+            lambda p: client.predict(
+                handle_file(str(p)),
+                json.dumps({"version": 1, "edits": [{"op": "delete", "points": [[100, 100]]}]}),
+                "pixel+inpaint",
+                0,
+                api_name="/edit",
+            ),
+            lambda p: client.predict(
+                handle_file(str(p)), '{"version": 1, "edits": [{"op": "spin"}]}', "", 0, api_name="/edit"
+            ),
             lambda p: client.predict(handle_file(str(text)), api_name="/partition"),
         ]
         before = rss()
@@ -199,8 +228,10 @@ def app_figures(tmp: Path, requests: int, max_seconds: float) -> None:
                     refused += 1
             done += 1
         dt = time.perf_counter() - t_start
-        print(f"demo: {done} requests in {dt:.0f} s ({ok} answered, {refused} refused with a sentence, {errors} generic "
-              f"errors); server RSS before {before:.0f} MB, after {rss():.0f} MB, peak {hwm():.0f} MB")
+        print(
+            f"demo: {done} requests in {dt:.0f} s ({ok} answered, {refused} refused with a sentence, {errors} generic "
+            f"errors); server RSS before {before:.0f} MB, after {rss():.0f} MB, peak {hwm():.0f} MB"
+        )
     finally:
         server.terminate()
         try:
@@ -223,8 +254,10 @@ def main() -> None:
             cli_figures(tmp)
         if not args.skip_app:
             app_figures(tmp, args.requests, args.max_seconds)
-    print(f"(bench process peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB; shared machine, "
-          "times are noisy)")
+    print(
+        f"(bench process peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB; shared machine, "
+        "times are noisy)"
+    )
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ from elements.errors import UserError
 from elements.types import ImageElements
 
 #: Offsets of centroids from their source centroid are multiples of this (normalised units).
-OFFSET_GRID = 2.0 ** -20
+OFFSET_GRID = 2.0**-20
 #: Resize factors are limited to this range (elements beyond it are sub-pixel or cover everything).
 MAX_FACTOR = 100.0
 #: Edited elements must keep their centroid within this distance of the canvas (normalised units)
@@ -111,8 +111,13 @@ def _groups(el: ImageElements, ids: np.ndarray) -> list[tuple[int, np.ndarray, l
     if plain.any() and not plain.all():  # unedited ones first (usually one group), then the few edited ones
         head, tail = _groups(el, order[plain]), _groups(el, order[~plain])
         return _merge_groups(el, head, tail)
-    key = np.column_stack([el.source_index[order].astype(np.float64), np.floor(tr[:, :2] * el.size / _SAME_MAP_TOL),
-                           np.floor(tr[:, 2:] / _SAME_MAP_TOL)])
+    key = np.column_stack(
+        [
+            el.source_index[order].astype(np.float64),
+            np.floor(tr[:, :2] * el.size / _SAME_MAP_TOL),
+            np.floor(tr[:, 2:] / _SAME_MAP_TOL),
+        ]
+    )
     _, first, inv = np.unique(key, axis=0, return_index=True, return_inverse=True)
     inv = inv.reshape(-1)
     groups: list[tuple[int, np.ndarray, list[int]]] = []
@@ -142,7 +147,11 @@ def _merge_groups(el: ImageElements, head: list, tail: list) -> list:
     out = [(k, t, list(m)) for k, t, m in head]
     for k, t, members in tail:
         for _, (k0, t0, m0) in enumerate(out):
-            if k0 == k and np.all(np.abs(t0[:2] - t[:2]) * el.size < _SAME_MAP_TOL) and np.all(np.abs(t0[2:] - t[2:]) < _SAME_MAP_TOL):
+            if (
+                k0 == k
+                and np.all(np.abs(t0[:2] - t[:2]) * el.size < _SAME_MAP_TOL)
+                and np.all(np.abs(t0[2:] - t[2:]) < _SAME_MAP_TOL)
+            ):
                 m0.extend(members)
                 break
         else:
@@ -175,8 +184,10 @@ def _label_boxes(labels: np.ndarray) -> np.ndarray:
     from scipy import ndimage
 
     objs = ndimage.find_objects(labels.astype(np.int64) + 1)
-    boxes = np.array([[o[0].start, o[0].stop, o[1].start, o[1].stop] if o is not None else [1, 0, 1, 0]
-                      for o in objs], dtype=np.int64).reshape(-1, 4)
+    boxes = np.array(
+        [[o[0].start, o[0].stop, o[1].start, o[1].stop] if o is not None else [1, 0, 1, 0] for o in objs],
+        dtype=np.int64,
+    ).reshape(-1, 4)
     if len(_BOXES) >= 16:
         _BOXES.pop(next(iter(_BOXES)))
     _BOXES[id(labels)] = (labels, boxes)
@@ -269,7 +280,9 @@ def select_ids(el: ImageElements, ids, *, allow_deleted: bool = False) -> np.nda
             raise UserError(f"Element id {v!r} is not an integer.")
         v = int(v)
         if not 0 <= v < el.num_elements:
-            raise UserError(f"Unknown element id {v}: the image has {el.num_elements} elements (ids 0-{el.num_elements - 1}).")
+            raise UserError(
+                f"Unknown element id {v}: the image has {el.num_elements} elements (ids 0-{el.num_elements - 1})."
+            )
         if not allow_deleted and not el.active[v]:
             raise UserError(f"Element {v} has been deleted and cannot be edited.")
         out.append(v)
@@ -344,7 +357,9 @@ def _check_bounds(el: ImageElements, ids: np.ndarray, what: str) -> None:
     if np.abs(c - 0.5).max(initial=0) > MAX_OFFSET:
         raise UserError(f"This {what} would put elements more than {MAX_OFFSET:g} image sizes off the canvas.")
     if z.min(initial=1) < SIZE_RANGE[0] or z.max(initial=0) > SIZE_RANGE[1]:
-        raise UserError(f"This {what} would make elements smaller than a millionth or larger than {SIZE_RANGE[1]:g} times the image.")
+        raise UserError(
+            f"This {what} would make elements smaller than a millionth or larger than {SIZE_RANGE[1]:g} times the image."
+        )
 
 
 def move(el: ImageElements, ids, dx: float, dy: float, *, collide: bool = True) -> ImageElements:
@@ -418,7 +433,9 @@ def collide_with(el: ImageElements, ids) -> ImageElements:
     active = el.active.copy()
     content = el.geometry.content_mask()
     rows_ok, cols_ok = np.flatnonzero(content.any(axis=1)), np.flatnonzero(content.any(axis=0))
-    box = (int(cols_ok[0]), int(rows_ok[0]), int(cols_ok[-1]) + 1, int(rows_ok[-1]) + 1) if rows_ok.size else (0, 0, 0, 0)
+    box = (
+        (int(cols_ok[0]), int(rows_ok[0]), int(cols_ok[-1]) + 1, int(rows_ok[-1]) + 1) if rows_ok.size else (0, 0, 0, 0)
+    )
     cover_r, cover_c = [], []
     for k, t0, members in _groups(el, ids[el.active[ids]]):
         members = np.asarray(members, dtype=np.int64)
@@ -446,7 +463,9 @@ def collide_with(el: ImageElements, ids) -> ImageElements:
     return el.replace(active=active)
 
 
-def compose(el: ImageElements, other: ImageElements, ids, at, factor: float = 1.0, *, collide: bool = True) -> ImageElements:
+def compose(
+    el: ImageElements, other: ImageElements, ids, at, factor: float = 1.0, *, collide: bool = True
+) -> ImageElements:
     """Paste elements ``ids`` of ``other`` into ``el`` (Sec. 4.3); the originals they cover are deleted.
 
     ``at``: (x, y) input pixels of ``el`` where the pasted elements' area-weighted centroid goes.
@@ -475,7 +494,11 @@ def compose(el: ImageElements, other: ImageElements, ids, at, factor: float = 1.
     sc = other.source_centroids[ids]
     offset = np.round((new_c - sc.astype(np.float64)) / OFFSET_GRID) * OFFSET_GRID
     embeddings = None
-    if el.embeddings is not None and other.embeddings is not None and el.embeddings.shape[1] == other.embeddings.shape[1]:
+    if (
+        el.embeddings is not None
+        and other.embeddings is not None
+        and el.embeddings.shape[1] == other.embeddings.shape[1]
+    ):
         embeddings = cat(el.embeddings, other.embeddings[ids])
     out = el.replace(
         sources=el.sources + tuple(other.sources[k] for k in used),
@@ -490,7 +513,10 @@ def compose(el: ImageElements, other: ImageElements, ids, at, factor: float = 1.
         active=cat(el.active, np.ones(m, dtype=bool)),
         edited=cat(el.edited, np.ones(m, dtype=bool)),
         embeddings=embeddings,
-        meta={**el.meta, "composed": [*el.meta.get("composed", []), {"elements": m, "from": other.meta.get("partition", {})}]},
+        meta={
+            **el.meta,
+            "composed": [*el.meta.get("composed", []), {"elements": m, "from": other.meta.get("partition", {})}],
+        },
     )
     new_ids = np.arange(n0, n0 + m, dtype=np.int64)
     _check_bounds(out, new_ids, "composition")
@@ -498,6 +524,23 @@ def compose(el: ImageElements, other: ImageElements, ids, at, factor: float = 1.
 
 
 __all__ = [
-    "MAX_FACTOR", "MAX_OFFSET", "OFFSET_GRID", "SIZE_RANGE", "collide_with", "compose", "coverage", "delete", "element_at", "footprint", "layers",
-    "move", "owner_map", "scale", "select_ids", "select_points", "select_rect", "selection_centroid", "transforms",
+    "MAX_FACTOR",
+    "MAX_OFFSET",
+    "OFFSET_GRID",
+    "SIZE_RANGE",
+    "collide_with",
+    "compose",
+    "coverage",
+    "delete",
+    "element_at",
+    "footprint",
+    "layers",
+    "move",
+    "owner_map",
+    "scale",
+    "select_ids",
+    "select_points",
+    "select_rect",
+    "selection_centroid",
+    "transforms",
 ]

@@ -22,29 +22,62 @@ DECODERS = ("auto", "pixel", "pixel+inpaint", "pixel+sdedit", "light", "diffusio
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, allow_abbrev=False, description="Apply an edit spec (JSON, see docs/editing.md, 'The edit spec') to an image and decode it.")
+    p = argparse.ArgumentParser(
+        prog=prog,
+        allow_abbrev=False,
+        description="Apply an edit spec (JSON, see docs/editing.md, 'The edit spec') to an image and decode it.",
+    )
     p.add_argument("image", help="input image (any format Pillow reads); spec coordinates are its pixels")
-    p.add_argument("--spec", required=True, help="edit spec JSON file (version 1); {\"version\": 1, \"edits\": []} reconstructs")
+    p.add_argument(
+        "--spec", required=True, help='edit spec JSON file (version 1); {"version": 1, "edits": []} reconstructs'
+    )
     p.add_argument("--out", required=True, help="output PNG, the input's size (written only on success)")
-    p.add_argument("--decoder", default=None, choices=DECODERS,
-                   help="decoder (default: the spec's 'decoder', else auto = diffusion if its weights can be had, "
-                        "else pixel+inpaint)")
-    p.add_argument("--elements", default=None, metavar="DIR",
-                   help="use elements saved by --save-elements or 'partition --out' instead of partitioning IMAGE")
-    p.add_argument("--checkpoint", "--stage2", dest="stage2", default=None,
-                   help=f"stage-2 checkpoint for the diffusion decoder (env {defaults.STAGE2_CHECKPOINT.env})")
-    p.add_argument("--stage1", default=None, help=f"stage-1 checkpoint, for light and diffusion (env {defaults.STAGE1_CHECKPOINT.env})")
+    p.add_argument(
+        "--decoder",
+        default=None,
+        choices=DECODERS,
+        help="decoder (default: the spec's 'decoder', else auto = diffusion if its weights can be had, "
+        "else pixel+inpaint)",
+    )
+    p.add_argument(
+        "--elements",
+        default=None,
+        metavar="DIR",
+        help="use elements saved by --save-elements or 'partition --out' instead of partitioning IMAGE",
+    )
+    p.add_argument(
+        "--checkpoint",
+        "--stage2",
+        dest="stage2",
+        default=None,
+        help=f"stage-2 checkpoint for the diffusion decoder (env {defaults.STAGE2_CHECKPOINT.env})",
+    )
+    p.add_argument(
+        "--stage1",
+        default=None,
+        help=f"stage-1 checkpoint, for light and diffusion (env {defaults.STAGE1_CHECKPOINT.env})",
+    )
     p.add_argument("--sd-base", default=None, help=f"SD-1.5 folder or Hub id (env {defaults.SD_BASE.env})")
     p.add_argument("--sd-inpaint", default=None, help=f"SD-Inpaint folder or Hub id (env {defaults.SD_INPAINT.env})")
-    p.add_argument("--inpaint-backend", default="auto", choices=["auto", "sd", "patchmatch", "telea", "opencv"],
-                   help="pixel+inpaint hole filling: sd = SD-Inpaint, patchmatch = PatchMatch on the CPU, telea (alias "
-                        "opencv) = OpenCV Telea (default auto: sd if available, else patchmatch)")
-    p.add_argument("--strength", type=float, default=0.7, help="SDEdit strength for pixel+sdedit (paper: 0.5, 0.7, 0.9)")
+    p.add_argument(
+        "--inpaint-backend",
+        default="auto",
+        choices=["auto", "sd", "patchmatch", "telea", "opencv"],
+        help="pixel+inpaint hole filling: sd = SD-Inpaint, patchmatch = PatchMatch on the CPU, telea (alias "
+        "opencv) = OpenCV Telea (default auto: sd if available, else patchmatch)",
+    )
+    p.add_argument(
+        "--strength", type=float, default=0.7, help="SDEdit strength for pixel+sdedit (paper: 0.5, 0.7, 0.9)"
+    )
     p.add_argument("--prompt", default=None, help="text prompt (overrides the spec's)")
     p.add_argument("--seed", type=int, default=None, help="random seed (overrides the spec's; default 0)")
     p.add_argument("--steps", type=int, default=None, help="denoising steps (default 50)")
-    p.add_argument("--guidance", type=float, default=None, help="guidance scale (default 3 for diffusion, 7.5 for SD baselines)")
-    p.add_argument("--device", default=None, help="torch device for model decoders (default cuda if available, else cpu)")
+    p.add_argument(
+        "--guidance", type=float, default=None, help="guidance scale (default 3 for diffusion, 7.5 for SD baselines)"
+    )
+    p.add_argument(
+        "--device", default=None, help="torch device for model decoders (default cuda if available, else cpu)"
+    )
     add_partition_args(p)
     p.add_argument("--save-elements", default=None, metavar="DIR", help="also save the edited ImageElements to DIR")
     return p
@@ -89,8 +122,10 @@ def run(args) -> int:
         except ValueError as err:
             raise UserError(f"--elements: {err}.") from None
         if (el.geometry.input_w, el.geometry.input_h) != image.size:
-            raise UserError(f"--elements were made from a {el.geometry.input_w}x{el.geometry.input_h} image, "
-                            f"but {args.image} is {image.size[0]}x{image.size[1]}.")
+            raise UserError(
+                f"--elements were made from a {el.geometry.input_w}x{el.geometry.input_h} image, "
+                f"but {args.image} is {image.size[0]}x{image.size[1]}."
+            )
         part, how = None, f"loaded from {args.elements} ({el.meta.get('partition', {}).get('backend', '?')})"
     else:
         from elements.partition import Partitioner
@@ -104,14 +139,20 @@ def run(args) -> int:
 
     edited = apply_spec(el, spec, partitioner=part)
     n_del = int((el.active.sum() + (edited.num_elements - el.num_elements)) - edited.active.sum())
-    print(f"edits: {len(spec.edits)} applied; {int(edited.edited.sum())} elements edited, {n_del} deleted"
-          + ("" if spec.edits else " (empty edit list: reconstruction)"))
+    print(
+        f"edits: {len(spec.edits)} applied; {int(edited.edited.sum())} elements edited, {n_del} deleted"
+        + ("" if spec.edits else " (empty edit list: reconstruction)")
+    )
     print(f"decoder: {decoder.describe()}")
 
     t0 = time.perf_counter()
-    result = decoder(edited, prompt=spec.prompt if args.prompt is None else args.prompt,
-                     seed=spec.seed if args.seed is None else args.seed,
-                     steps=args.steps or spec.steps, guidance=args.guidance if args.guidance is not None else spec.guidance)
+    result = decoder(
+        edited,
+        prompt=spec.prompt if args.prompt is None else args.prompt,
+        seed=spec.seed if args.seed is None else args.seed,
+        steps=args.steps or spec.steps,
+        guidance=args.guidance if args.guidance is not None else spec.guidance,
+    )
     dt = time.perf_counter() - t0
 
     out.parent.mkdir(parents=True, exist_ok=True)

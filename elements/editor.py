@@ -19,7 +19,7 @@ models (partitioner, encoder, decoders) can be shared between sessions.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -174,16 +174,21 @@ class EditorSession:
         checked = load_spec({"version": 1, "edits": edits}).edits  # same validation as a spec file
         # a move/scale of the elements the previous step moved/scaled continues its run: collisions
         # are computed once against the final placement, exactly as apply_spec replays the spec
-        el, run = apply_edits(self.elements, checked, load_other=self._others, run=self._runs[self._pos],
-                              first=1 if len(checked) > 1 else 0)
+        el, run = apply_edits(
+            self.elements,
+            checked,
+            load_other=self._others,
+            run=self._runs[self._pos],
+            first=1 if len(checked) > 1 else 0,
+        )
         if spec is not None:
             self.prompt, self.seed = spec.prompt, spec.seed
         return self._push(el, checked, run) if checked else self.elements
 
     def _push(self, el: ImageElements, edits: tuple[dict, ...], run: OpenRun | None = None) -> ImageElements:
-        del self._values[self._pos + 1:]
-        del self._steps[self._pos:]
-        del self._runs[self._pos + 1:]
+        del self._values[self._pos + 1 :]
+        del self._steps[self._pos :]
+        del self._runs[self._pos + 1 :]
         self._values.append(el)
         self._steps.append(tuple(dict(e) for e in edits))
         self._runs.append(run)
@@ -212,8 +217,16 @@ class EditorSession:
             self._decoders[name_or_decoder] = get_decoder(name_or_decoder, **self.decoder_options)
         return self._decoders[name_or_decoder]
 
-    def render(self, decoder="pixel+inpaint", *, prompt: str | None = None, seed: int | None = None,
-               steps: int | None = None, guidance: float | None = None, progress=None) -> np.ndarray:
+    def render(
+        self,
+        decoder="pixel+inpaint",
+        *,
+        prompt: str | None = None,
+        seed: int | None = None,
+        steps: int | None = None,
+        guidance: float | None = None,
+        progress=None,
+    ) -> np.ndarray:
         """Decode the current elements: ``(H_in, W_in, 3) uint8`` at the input's size.
 
         Never re-partitions or re-encodes: a decoder that needs embeddings, meeting elements
@@ -231,8 +244,14 @@ class EditorSession:
             run = self._runs[self._pos]
             if run is not None:  # embeddings do not depend on placement; keep the run's copy encoded too
                 self._runs[self._pos] = OpenRun(run.ids, run.placed.replace(embeddings=el.embeddings))
-        return dec(el, prompt=self.prompt if prompt is None else prompt, seed=self.seed if seed is None else seed,
-                   steps=steps, guidance=guidance, progress=progress)
+        return dec(
+            el,
+            prompt=self.prompt if prompt is None else prompt,
+            seed=self.seed if seed is None else seed,
+            steps=steps,
+            guidance=guidance,
+            progress=progress,
+        )
 
 
 def _anchor(e: dict, base_dir: str | None) -> dict:

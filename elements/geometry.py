@@ -41,7 +41,7 @@ class Geometry:
     content_h: int
 
     @classmethod
-    def fit(cls, input_w: int, input_h: int, size: int = WORKING_SIZE) -> "Geometry":
+    def fit(cls, input_w: int, input_h: int, size: int = WORKING_SIZE) -> Geometry:
         """Letterbox an ``input_w × input_h`` image into a ``size``² canvas, centred."""
         if input_w <= 0 or input_h <= 0:
             raise ValueError("image size must be positive")
@@ -91,7 +91,12 @@ class Geometry:
     def content_box_norm(self) -> tuple[float, float, float, float]:
         """(x0, y0, x1, y1) of the content box in normalised coordinates."""
         s = self.size
-        return (self.content_x / s, self.content_y / s, (self.content_x + self.content_w) / s, (self.content_y + self.content_h) / s)
+        return (
+            self.content_x / s,
+            self.content_y / s,
+            (self.content_x + self.content_w) / s,
+            (self.content_y + self.content_h) / s,
+        )
 
     # --- image mapping ------------------------------------------------------------------
     def to_canvas(self, image: np.ndarray, fill: int = 0) -> np.ndarray:
@@ -101,14 +106,18 @@ class Geometry:
         interp = cv2.INTER_AREA if self.content_w < self.input_w else cv2.INTER_CUBIC
         scaled = cv2.resize(image, (self.content_w, self.content_h), interpolation=interp)
         canvas = np.full((self.size, self.size, 3), fill, dtype=np.uint8)
-        canvas[self.content_y : self.content_y + self.content_h, self.content_x : self.content_x + self.content_w] = scaled
+        canvas[self.content_y : self.content_y + self.content_h, self.content_x : self.content_x + self.content_w] = (
+            scaled
+        )
         return canvas
 
     def from_canvas(self, canvas: np.ndarray) -> np.ndarray:
         """Canvas image ``(size, size, C)`` -> input-size image ``(H_in, W_in, C)``, same dtype (bicubic)."""
         import cv2
 
-        crop = canvas[self.content_y : self.content_y + self.content_h, self.content_x : self.content_x + self.content_w]
+        crop = canvas[
+            self.content_y : self.content_y + self.content_h, self.content_x : self.content_x + self.content_w
+        ]
         interp = cv2.INTER_AREA if self.input_w < self.content_w else cv2.INTER_CUBIC
         out = cv2.resize(np.ascontiguousarray(crop), (self.input_w, self.input_h), interpolation=interp)
         return out.reshape(self.input_h, self.input_w, *canvas.shape[2:])
@@ -126,16 +135,20 @@ class Geometry:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Geometry":
+    def from_dict(cls, d: dict) -> Geometry:
         g = cls(**{k: int(d[k]) for k in cls.__dataclass_fields__})
         g.validate()
         return g
 
     def validate(self) -> None:
         ok = (
-            self.input_w > 0 and self.input_h > 0 and self.size > 0
-            and 0 <= self.content_x and 0 <= self.content_y
-            and 0 < self.content_w and 0 < self.content_h
+            self.input_w > 0
+            and self.input_h > 0
+            and self.size > 0
+            and 0 <= self.content_x
+            and 0 <= self.content_y
+            and 0 < self.content_w
+            and 0 < self.content_h
             and self.content_x + self.content_w <= self.size
             and self.content_y + self.content_h <= self.size
         )

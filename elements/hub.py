@@ -55,7 +55,9 @@ def resolve_file(ref: str, *, what: str, env: str | None = None) -> Path:
         return path
     repo, filename = split_ref(ref)
     if filename is None or repo.count("/") != 1:
-        raise UserError(f"{what}: '{ref}' is not a file on disk and not a Hub reference of the form repo_id:path/in/repo.")
+        raise UserError(
+            f"{what}: '{ref}' is not a file on disk and not a Hub reference of the form repo_id:path/in/repo."
+        )
     try:
         from huggingface_hub import hf_hub_download
 
@@ -104,6 +106,12 @@ def resolve_folder(ref: str, *, what: str, env: str | None = None) -> tuple[str,
 
 def _offline_message(what: str, thing: str, env: str | None, err: Exception) -> str:
     offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}
-    why = "HF_HUB_OFFLINE is set" if offline else "the Hub cannot be reached" if _REACHABLE is False else type(err).__name__
+    why = (
+        "HF_HUB_OFFLINE is set"
+        if offline
+        else "the Hub cannot be reached"
+        if _REACHABLE is False
+        else type(err).__name__
+    )
     hint = f" or set {env} to a local copy" if env else ""
     return f"{what} is not available: could not get the {thing} ({why}); download it on a connected machine{hint}."

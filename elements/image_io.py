@@ -80,8 +80,9 @@ def load_image(source, *, max_side: int = MAX_DECODED_SIDE, name: str | None = N
     if isinstance(source, (bytes, bytearray, memoryview)):
         return _open(io.BytesIO(bytes(source)), max_side, name or "The image data", min_side)
     if not isinstance(source, (str, os.PathLike)):
-        raise UserError(f"An image must be a file path, file bytes, a PIL image or an array, "
-                        f"not {type(source).__name__}.")
+        raise UserError(
+            f"An image must be a file path, file bytes, a PIL image or an array, not {type(source).__name__}."
+        )
     try:
         path = Path(os.fspath(source))
         label = name or f"Image file '{excerpt(str(path), 120).strip(chr(39))}'"
@@ -122,8 +123,10 @@ def _decode(img: Image.Image, max_side: int, name: str, min_side: int = 1) -> Lo
         img.draft("RGB" if img.mode in ("RGB", "YCbCr") else img.mode, (max_side, max_side))  # >= requested
     w, h = img.size
     if w * h > MAX_PIXELS:
-        raise UserError(f"{name} is {w0}x{h0} pixels, over the {MAX_PIXELS // 1_000_000} Mpx budget; "
-                        "downscale it (or save it as JPEG) first.")
+        raise UserError(
+            f"{name} is {w0}x{h0} pixels, over the {MAX_PIXELS // 1_000_000} Mpx budget; "
+            "downscale it (or save it as JPEG) first."
+        )
     if min(w0, h0) < min_side:
         raise UserError(f"{name} is {w0}x{h0} pixels; images need at least {min_side} pixels on each side.")
     img.load()
@@ -189,7 +192,11 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     if mode in _PREMULTIPLIED:
         img = img.convert(_PREMULTIPLIED[mode])
         mode = img.mode
-    if mode in {"RGBA", "LA", "PA"} or (mode == "P" and "transparency" in img.info) or (mode in {"RGB", "L"} and "transparency" in img.info):
+    if (
+        mode in {"RGBA", "LA", "PA"}
+        or (mode == "P" and "transparency" in img.info)
+        or (mode in {"RGB", "L"} and "transparency" in img.info)
+    ):
         rgba = img.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(white, rgba).convert("RGB")
@@ -205,8 +212,9 @@ def _from_array(arr: np.ndarray, max_side: int, min_side: int = 1) -> LoadedImag
     if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4) or arr.shape[0] == 0 or arr.shape[1] == 0:
         raise UserError(f"An image array must be (H, W), (H, W, 3) or (H, W, 4); got shape {tuple(arr.shape)[:6]}.")
     if arr.shape[0] * arr.shape[1] > MAX_PIXELS:
-        raise UserError(f"The image array has {arr.shape[1]}x{arr.shape[0]} pixels, over the "
-                        f"{MAX_PIXELS // 1_000_000} Mpx budget.")
+        raise UserError(
+            f"The image array has {arr.shape[1]}x{arr.shape[0]} pixels, over the {MAX_PIXELS // 1_000_000} Mpx budget."
+        )
     if arr.dtype == bool:
         arr = arr.astype(np.uint8) * 255
     elif arr.dtype.kind not in "uif":

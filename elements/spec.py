@@ -37,10 +37,10 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable
 
 from elements import edit as ops
 from elements.errors import UserError, excerpt
@@ -82,9 +82,17 @@ class EditSpec:
 
         return write_text(path, self.to_json() + "\n")
 
-    def with_edits(self, edits) -> "EditSpec":
-        return EditSpec(tuple(dict(e) for e in edits), self.prompt, self.seed, self.decoder, self.steps, self.guidance,
-                        self.version, self.base_dir)
+    def with_edits(self, edits) -> EditSpec:
+        return EditSpec(
+            tuple(dict(e) for e in edits),
+            self.prompt,
+            self.seed,
+            self.decoder,
+            self.steps,
+            self.guidance,
+            self.version,
+            self.base_dir,
+        )
 
 
 @lru_cache(maxsize=1)
@@ -139,7 +147,9 @@ def _parse_json(text: str, where: str) -> object:
     except json.JSONDecodeError as err:
         raise UserError(f"{where} is not valid JSON ({err.msg} at line {err.lineno}, column {err.colno}).") from None
     except (ValueError, RecursionError):  # an integer literal of more than 4300 digits
-        raise UserError(f"{where} contains a number too long to read; every number must be at most {MAX_NUMBER:g}.") from None
+        raise UserError(
+            f"{where} contains a number too long to read; every number must be at most {MAX_NUMBER:g}."
+        ) from None
 
 
 def _check_values(obj, path: str = "spec") -> None:
@@ -150,8 +160,10 @@ def _check_values(obj, path: str = "spec") -> None:
         if isinstance(obj, float) and not math.isfinite(obj):
             raise UserError(f"The edit spec contains {obj} at {path}; every number must be finite.")
         if isinstance(obj, (int, float)) and not isinstance(obj, bool) and abs(obj) > MAX_NUMBER:
-            raise UserError(f"The edit spec contains {excerpt(obj)} at {path}; every number must be at most "
-                            f"{MAX_NUMBER:g} in magnitude.")
+            raise UserError(
+                f"The edit spec contains {excerpt(obj)} at {path}; every number must be at most "
+                f"{MAX_NUMBER:g} in magnitude."
+            )
         if isinstance(obj, dict):
             stack.extend((v, f"{path}.{_key(k)}") for k, v in obj.items())
         elif isinstance(obj, (list, tuple)):
@@ -187,9 +199,12 @@ def _schema_message(err) -> str:
         allowed = val if kind == "enum" else [val]
         return f"{excerpt(inst)} is not one of {', '.join(map(str, allowed))}"
     if kind in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
-        rel = {"minimum": "less than the minimum of", "maximum": "greater than the maximum of",
-               "exclusiveMinimum": "less than or equal to the minimum of",
-               "exclusiveMaximum": "greater than or equal to the maximum of"}[kind]
+        rel = {
+            "minimum": "less than the minimum of",
+            "maximum": "greater than the maximum of",
+            "exclusiveMinimum": "less than or equal to the minimum of",
+            "exclusiveMaximum": "greater than or equal to the maximum of",
+        }[kind]
         return f"{excerpt(inst)} is {rel} {val}"
     if kind in ("minItems", "maxItems"):
         n = len(inst) if isinstance(inst, list) else 0
@@ -225,21 +240,39 @@ def validate_dict(d: object) -> None:
             if "op" not in e:
                 raise UserError(f"Each edit needs an 'op'; choose one of {', '.join(OPS)}.", edit_index=i)
             if e["op"] not in OPS:
-                raise UserError(f"This edit has an unknown op {excerpt(e['op'])}; choose one of {', '.join(OPS)}.", edit_index=i)
+                raise UserError(
+                    f"This edit has an unknown op {excerpt(e['op'])}; choose one of {', '.join(OPS)}.", edit_index=i
+                )
             op = e["op"]
             given = [k for k in SELECTORS if k in e]
             if len(given) != 1:
                 what = "none" if not given else " and ".join(given)
-                raise UserError(f"Select elements with exactly one of elements, points or rect (got {what}).",
-                                edit_index=i, op=op)
-            if "factor" in e and isinstance(e["factor"], (int, float)) and not isinstance(e["factor"], bool) and e["factor"] <= 0:
-                raise UserError(f"The {op} edit has factor {excerpt(e['factor'])}; a scale factor must be greater than 0.",
-                                edit_index=i, op=op)
+                raise UserError(
+                    f"Select elements with exactly one of elements, points or rect (got {what}).", edit_index=i, op=op
+                )
+            if (
+                "factor" in e
+                and isinstance(e["factor"], (int, float))
+                and not isinstance(e["factor"], bool)
+                and e["factor"] <= 0
+            ):
+                raise UserError(
+                    f"The {op} edit has factor {excerpt(e['factor'])}; a scale factor must be greater than 0.",
+                    edit_index=i,
+                    op=op,
+                )
             src = e.get("source")
-            if op == "compose" and isinstance(src, str) and (len(src) > MAX_SOURCE_CHARS
-                                                             or any(ord(c) < 32 for c in src)):
-                raise UserError(f"The compose source must be a file or folder name of at most {MAX_SOURCE_CHARS} "
-                                "characters without control characters.", edit_index=i, op=op)
+            if (
+                op == "compose"
+                and isinstance(src, str)
+                and (len(src) > MAX_SOURCE_CHARS or any(ord(c) < 32 for c in src))
+            ):
+                raise UserError(
+                    f"The compose source must be a file or folder name of at most {MAX_SOURCE_CHARS} "
+                    "characters without control characters.",
+                    edit_index=i,
+                    op=op,
+                )
     top, edit_validator = _validators()
     try:
         # the top level with its edit list emptied, then each *distinct* edit once (10,000 edits: ~1 s, not ~10 s)
@@ -252,7 +285,9 @@ def validate_dict(d: object) -> None:
             seen.add(key)
             err = jsonschema.exceptions.best_match(edit_validator.iter_errors(e))
             if err is not None:
-                raise UserError(f"Invalid edit spec at {_where(['edits', i, *err.absolute_path])}: {_schema_message(err)}.")
+                raise UserError(
+                    f"Invalid edit spec at {_where(['edits', i, *err.absolute_path])}: {_schema_message(err)}."
+                )
     except RecursionError:  # unreachable after the depth check; kept so no input can crash validation
         raise UserError("The edit spec is nested too deeply.") from None
     if err is not None:
@@ -296,7 +331,7 @@ def parse_spec(text: str) -> EditSpec:
     if not isinstance(text, str):
         raise UserError(f"An edit spec must be JSON text, not {type(text).__name__}.")
     if not text.strip():
-        raise UserError("The edit spec is empty; send JSON text such as {\"version\": 1, \"edits\": []}.")
+        raise UserError('The edit spec is empty; send JSON text such as {"version": 1, "edits": []}.')
     if not text.lstrip().startswith(("{", "[")):
         raise UserError("The edit spec must be JSON text starting with '{'; file names are not accepted here.")
     return _to_spec(_parse_json(text, "The edit spec"), None)
@@ -326,7 +361,9 @@ def load_spec(source) -> EditSpec:
                 raise UserError(f"Edit spec file '{_short(str(path))}' is too large to be an edit spec.")
             text = path.read_text(encoding="utf-8")
         except (OSError, ValueError, UnicodeDecodeError) as err:  # name too long, NUL in the name, not UTF-8
-            raise UserError(f"Edit spec file '{_short(str(source))}' could not be read ({type(err).__name__}).") from None
+            raise UserError(
+                f"Edit spec file '{_short(str(source))}' could not be read ({type(err).__name__})."
+            ) from None
         d = _parse_json(text, f"Edit spec file '{_short(str(path))}'")
         base_dir = str(path.resolve().parent)
     else:
@@ -344,7 +381,9 @@ def select(el: ImageElements, e: dict, *, allow_deleted: bool = False):
     return ops.select_rect(el, e["rect"])
 
 
-def default_loader(partitioner=None, base_dir=None, like: ImageElements | None = None) -> Callable[[str], ImageElements]:
+def default_loader(
+    partitioner=None, base_dir=None, like: ImageElements | None = None
+) -> Callable[[str], ImageElements]:
     """``source -> ImageElements`` for compose: a folder saved by ``ImageElements.save`` or an image to partition.
 
     Images are partitioned with ``partitioner`` or, by default, with the backend and element
@@ -375,10 +414,12 @@ def default_loader(partitioner=None, base_dir=None, like: ImageElements | None =
             if part is None:
                 from elements.partition import Partitioner
 
-                info = (like.meta.get("partition", {}) if like is not None else {})
+                info = like.meta.get("partition", {}) if like is not None else {}
                 backend = info.get("backend", "auto")
-                part = Partitioner(backend if backend in ("sam", "slic", "grid") else "auto",
-                                   num_elements=int(info.get("num_elements", 256)))
+                part = Partitioner(
+                    backend if backend in ("sam", "slic", "grid") else "auto",
+                    num_elements=int(info.get("num_elements", 256)),
+                )
             other = part(path)
         cache[key] = other
         return other
@@ -386,7 +427,9 @@ def default_loader(partitioner=None, base_dir=None, like: ImageElements | None =
     return load
 
 
-def apply_edit(el: ImageElements, e: dict, *, load_other: Callable[[str], ImageElements] | None = None) -> ImageElements:
+def apply_edit(
+    el: ImageElements, e: dict, *, load_other: Callable[[str], ImageElements] | None = None
+) -> ImageElements:
     """Apply one validated edit dict on its own (no coalescing); raises UserError (without the edit number)."""
     return apply_edits(el, [e], load_other=load_other, first=0)[0]
 
@@ -413,8 +456,14 @@ def _transform(el: ImageElements, e: dict, ids) -> ImageElements:
     return ops.scale(el, ids, float(e["factor"]), collide=False)
 
 
-def apply_edits(el: ImageElements, edits, *, load_other: Callable[[str], ImageElements] | None = None,
-                run: OpenRun | None = None, first: int = 1) -> tuple[ImageElements, OpenRun | None]:
+def apply_edits(
+    el: ImageElements,
+    edits,
+    *,
+    load_other: Callable[[str], ImageElements] | None = None,
+    run: OpenRun | None = None,
+    first: int = 1,
+) -> tuple[ImageElements, OpenRun | None]:
     """Apply validated edit dicts in order with the coalescing rule; returns ``(value, open run or None)``.
 
     ``run``: the run left open by earlier edits of ``el`` (from a previous call), so that edits
@@ -451,8 +500,14 @@ def apply_edits(el: ImageElements, edits, *, load_other: Callable[[str], ImageEl
     return el, run
 
 
-def apply_spec(el: ImageElements, spec, *, partitioner=None, base_dir=None,
-               load_other: Callable[[str], ImageElements] | None = None) -> ImageElements:
+def apply_spec(
+    el: ImageElements,
+    spec,
+    *,
+    partitioner=None,
+    base_dir=None,
+    load_other: Callable[[str], ImageElements] | None = None,
+) -> ImageElements:
     """Apply every edit of ``spec`` (anything :func:`load_spec` takes) to ``el``, in order, coalescing runs.
 
     ``partitioner`` cuts compose sources (default: the backend recorded in ``el.meta``);
@@ -464,6 +519,22 @@ def apply_spec(el: ImageElements, spec, *, partitioner=None, base_dir=None,
     return apply_edits(el, spec.edits, load_other=load_other)[0]
 
 
-__all__ = ["COALESCED_OPS", "MAX_DEPTH", "MAX_NUMBER", "OPS", "SCHEMA_PATH", "SPEC_VERSION", "EditSpec", "OpenRun",
-           "apply_edit", "apply_edits", "apply_spec", "default_loader", "load_spec", "parse_spec", "schema", "select",
-           "validate_dict"]
+__all__ = [
+    "COALESCED_OPS",
+    "MAX_DEPTH",
+    "MAX_NUMBER",
+    "OPS",
+    "SCHEMA_PATH",
+    "SPEC_VERSION",
+    "EditSpec",
+    "OpenRun",
+    "apply_edit",
+    "apply_edits",
+    "apply_spec",
+    "default_loader",
+    "load_spec",
+    "parse_spec",
+    "schema",
+    "select",
+    "validate_dict",
+]

@@ -39,7 +39,9 @@ MAX_LENGTH = 77  # CLIP context length used by SD-1.5
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, allow_abbrev=False, description="Write a tiny random SD-1.5-shaped base model (offline smoke tests).")
+    p = argparse.ArgumentParser(
+        prog=prog, allow_abbrev=False, description="Write a tiny random SD-1.5-shaped base model (offline smoke tests)."
+    )
     p.add_argument("--out", required=True, help="output folder (must not exist or be empty unless --overwrite)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random weights")
     p.add_argument("--overwrite", action="store_true", help="replace an existing non-empty output folder")
@@ -107,26 +109,57 @@ def build_tiny_components(seed: int = 0) -> dict:
     tokenizer = CLIPTokenizer(vocab=vocab, merges=[tuple(m.split(" ")) for m in merges], model_max_length=MAX_LENGTH)
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(
-        block_out_channels=(32, 64), layers_per_block=2, sample_size=64, in_channels=4, out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=32, attention_head_dim=4, norm_num_groups=32,
+        block_out_channels=(32, 64),
+        layers_per_block=2,
+        sample_size=64,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=32,
+        attention_head_dim=4,
+        norm_num_groups=32,
     )
     torch.manual_seed(seed + 1)
     # Four blocks -> downsampling ×8 and 4 latent channels, as SD's VAE (512² canvas -> 64² latent).
     vae = AutoencoderKL(
-        block_out_channels=(8, 16, 32, 32), in_channels=3, out_channels=3, latent_channels=4, layers_per_block=1,
-        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4, norm_num_groups=8,
-        sample_size=512, scaling_factor=0.18215,
+        block_out_channels=(8, 16, 32, 32),
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        layers_per_block=1,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        norm_num_groups=8,
+        sample_size=512,
+        scaling_factor=0.18215,
     )
     torch.manual_seed(seed + 2)
-    text_encoder = CLIPTextModel(CLIPTextConfig(
-        vocab_size=len(vocab), hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
-        max_position_embeddings=MAX_LENGTH, bos_token_id=vocab["<|startoftext|>"],
-        eos_token_id=vocab["<|endoftext|>"], pad_token_id=vocab["<|endoftext|>"], projection_dim=32,
-    ))
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=len(vocab),
+            hidden_size=32,
+            intermediate_size=37,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            max_position_embeddings=MAX_LENGTH,
+            bos_token_id=vocab["<|startoftext|>"],
+            eos_token_id=vocab["<|endoftext|>"],
+            pad_token_id=vocab["<|endoftext|>"],
+            projection_dim=32,
+        )
+    )
     # SD-1.5's noise schedule with the DDIM sampler used by the paper (App. C.2).
-    scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
-                              set_alpha_to_one=False, steps_offset=1, num_train_timesteps=1000, prediction_type="epsilon")
+    scheduler = DDIMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+        num_train_timesteps=1000,
+        prediction_type="epsilon",
+    )
     return {"unet": unet, "vae": vae, "text_encoder": text_encoder, "tokenizer": tokenizer, "scheduler": scheduler}
 
 
@@ -151,7 +184,8 @@ def write_tiny_base(out, *, seed: int = 0, overwrite: bool = False) -> Path:
         (tmp / "tokenizer" / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
         (tmp / "README.md").write_text(
             "Tiny random Stable-Diffusion-1.5-shaped base model written by `python -m elements tiny-base`.\n"
-            f"Random weights (seed {seed}); for offline smoke tests only.\n")
+            f"Random weights (seed {seed}); for offline smoke tests only.\n"
+        )
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)

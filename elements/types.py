@@ -62,8 +62,12 @@ class Source:
             f, g = self.full, self.geometry
             if f.ndim != 3 or f.shape[2] != 3 or f.dtype != np.uint8 or min(f.shape[:2]) < 1:
                 raise ValueError(f"source full image must be (h, w, 3) uint8, got {f.shape} {f.dtype}")
-            if abs(f.shape[1] / f.shape[0] - g.input_w / g.input_h) > 0.02 * g.input_w / g.input_h + 2.0 / min(f.shape[:2]):
-                raise ValueError(f"source full image {f.shape[1]}x{f.shape[0]} has not the input's aspect ratio ({g.input_w}x{g.input_h})")
+            if abs(f.shape[1] / f.shape[0] - g.input_w / g.input_h) > 0.02 * g.input_w / g.input_h + 2.0 / min(
+                f.shape[:2]
+            ):
+                raise ValueError(
+                    f"source full image {f.shape[1]}x{f.shape[0]} has not the input's aspect ratio ({g.input_w}x{g.input_h})"
+                )
         if self.labels.shape != (s, s) or self.labels.dtype != np.int32:
             raise ValueError(f"source labels must be ({s}, {s}) int32, got {self.labels.shape} {self.labels.dtype}")
         if self.labels.min(initial=0) < -1:
@@ -113,12 +117,12 @@ class ImageElements:
     def size(self) -> int:
         return self.geometry.size
 
-    def replace(self, **changes) -> "ImageElements":
+    def replace(self, **changes) -> ImageElements:
         """A new value with some fields replaced (arrays are not copied: callers pass new ones)."""
         return dataclasses.replace(self, **changes)
 
     # --- validation -------------------------------------------------------------------------
-    def validate(self) -> "ImageElements":
+    def validate(self) -> ImageElements:
         """Check shapes, dtypes and ranges; raise ValueError naming the first problem."""
         n = self.num_elements
         if not self.sources:
@@ -163,8 +167,18 @@ class ImageElements:
         return self
 
     # --- persistence ----------------------------------------------------------------------
-    _ARRAYS = ("centroids", "sizes", "areas", "patches", "source_index", "source_label",
-               "source_centroids", "source_sizes", "active", "edited")
+    _ARRAYS = (
+        "centroids",
+        "sizes",
+        "areas",
+        "patches",
+        "source_index",
+        "source_label",
+        "source_centroids",
+        "source_sizes",
+        "active",
+        "edited",
+    )
 
     def save(self, directory) -> Path:
         """Write ``elements.safetensors`` (arrays) and ``elements_meta.json`` into ``directory``.
@@ -198,7 +212,7 @@ class ImageElements:
         return d
 
     @classmethod
-    def load(cls, directory) -> "ImageElements":
+    def load(cls, directory) -> ImageElements:
         """Load what :meth:`save` wrote, validating it; raises ValueError on a malformed folder."""
         from safetensors.numpy import load_file
 
@@ -214,8 +228,14 @@ class ImageElements:
             raise ValueError(f"{d} is not an ImageElements save of format version {FORMAT_VERSION}")
         sources = []
         for i, g in enumerate(meta["sources"]):
-            sources.append(Source(arrays[f"source{i}.image"], arrays[f"source{i}.labels"], Geometry.from_dict(g),
-                                  arrays.get(f"source{i}.full")))
+            sources.append(
+                Source(
+                    arrays[f"source{i}.image"],
+                    arrays[f"source{i}.labels"],
+                    Geometry.from_dict(g),
+                    arrays.get(f"source{i}.full"),
+                )
+            )
         kw = {k: arrays[k] for k in cls._ARRAYS}
         kw["active"] = kw["active"].astype(bool)
         kw["edited"] = kw["edited"].astype(bool)
@@ -268,4 +288,3 @@ def elements_json(el: ImageElements, labels: np.ndarray | None = None) -> dict:
         "num_elements": el.num_elements,
         "elements": records,
     }
-

@@ -55,7 +55,9 @@ def render_overlay(image: np.ndarray, labels: np.ndarray, *, selected=(), edited
     edge = boundaries(lab)
     f[edge] = 0.45 * f[edge] + 0.55 * 255
     if is_sel.any():  # outline of the selection as a whole, 2 px inside its border
-        inner = cv2.erode(is_sel.astype(np.uint8), np.ones((5, 5), np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=0)
+        inner = cv2.erode(
+            is_sel.astype(np.uint8), np.ones((5, 5), np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=0
+        )
         f[is_sel & ~inner.astype(bool)] = SELECTED
     img = np.clip(f, 0, 255).astype(np.uint8)
     if dots is not None:
@@ -72,7 +74,9 @@ def render_overlay(image: np.ndarray, labels: np.ndarray, *, selected=(), edited
     return img
 
 
-def overlay(el: ImageElements, *, selected=(), at_input_size: bool = True, image: np.ndarray | None = None) -> np.ndarray:
+def overlay(
+    el: ImageElements, *, selected=(), at_input_size: bool = True, image: np.ndarray | None = None
+) -> np.ndarray:
     """The image with element boundaries and a dot per active element: ``(H, W, 3) uint8``.
 
     At the input's size by default (what users see), else on the canvas. Drawn by

@@ -75,13 +75,29 @@ def features(files: list[str], feat_fn, *, device, num_workers: int, batch_size:
     """clean-mode features of ``files`` in order: ``(N, D) float``."""
     from cleanfid import fid as cfid
 
-    return cfid.get_files_features(files, feat_fn, num_workers=num_workers, batch_size=batch_size,
-                                   device=torch.device(device), mode="clean", verbose=False)
+    return cfid.get_files_features(
+        files,
+        feat_fn,
+        num_workers=num_workers,
+        batch_size=batch_size,
+        device=torch.device(device),
+        mode="clean",
+        verbose=False,
+    )
 
 
-def compute_fid(pred_files: list[str], ref_files: list[str], *, device="cpu", num_workers: int = 0,
-                batch_size: int = 32, feature_extractor: str | None = None, kid: bool = False,
-                warn=None, feature_fn=None) -> FIDResult:
+def compute_fid(
+    pred_files: list[str],
+    ref_files: list[str],
+    *,
+    device="cpu",
+    num_workers: int = 0,
+    batch_size: int = 32,
+    feature_extractor: str | None = None,
+    kid: bool = False,
+    warn=None,
+    feature_fn=None,
+) -> FIDResult:
     """FID between two lists of image files (clean-fid, clean mode).
 
     ``feature_extractor``: ``"module:callable"`` hook (see the module docstring), or None for
@@ -94,8 +110,10 @@ def compute_fid(pred_files: list[str], ref_files: list[str], *, device="cpu", nu
         raise UserError(f"FID needs at least 2 images per side, got {len(pred_files)} and {len(ref_files)}.")
     n = min(len(pred_files), len(ref_files))
     if n < FID_MIN_IMAGES:
-        msg = (f"warning: FID on N={n} images (< {FID_MIN_IMAGES}) is biased upwards and not comparable "
-               f"to FIDs on other N; the paper's Tables 1-2 use N=5,000.")
+        msg = (
+            f"warning: FID on N={n} images (< {FID_MIN_IMAGES}) is biased upwards and not comparable "
+            f"to FIDs on other N; the paper's Tables 1-2 use N=5,000."
+        )
         (warn or (lambda m: print(m, file=sys.stderr)))(msg)
     if feature_fn is not None:
         feat_fn, desc = feature_fn, getattr(feature_fn, "__qualname__", "custom feature function")

@@ -35,7 +35,9 @@ def list_images(folder, *, what: str = "folder") -> dict[str, Path]:
         if p.name.startswith(".") or p.suffix.lower() not in IMAGE_EXTS or not p.is_file():
             continue
         if p.stem in out:
-            raise UserError(f"The {what} '{d}' holds two images with the stem '{p.stem}' ({out[p.stem].name}, {p.name}).")
+            raise UserError(
+                f"The {what} '{d}' holds two images with the stem '{p.stem}' ({out[p.stem].name}, {p.name})."
+            )
         out[p.stem] = p
     return out
 
@@ -54,7 +56,9 @@ def pair_folders(pred_dir, ref_dir) -> list[Pair]:
             parts.append(f"{len(only_ref)} reference(s) have no prediction (first: {', '.join(only_ref[:3])})")
         if only_pred:
             parts.append(f"{len(only_pred)} prediction(s) have no reference (first: {', '.join(only_pred[:3])})")
-        raise UserError(f"--pred has {len(pred)} images and --ref has {len(ref)}, matched by file stem: {'; '.join(parts)}.")
+        raise UserError(
+            f"--pred has {len(pred)} images and --ref has {len(ref)}, matched by file stem: {'; '.join(parts)}."
+        )
     return [Pair(s, pred[s], ref[s]) for s in sorted(pred)]
 
 
@@ -71,6 +75,8 @@ def read_rgb(path) -> np.ndarray:
 def read_pair(pair: Pair) -> tuple[np.ndarray, np.ndarray]:
     p, r = read_rgb(pair.pred), read_rgb(pair.ref)
     if p.shape != r.shape:
-        raise UserError(f"'{pair.pred.name}' is {p.shape[1]}x{p.shape[0]} but its reference '{pair.ref.name}' is "
-                        f"{r.shape[1]}x{r.shape[0]}; predictions must be at the reference size.")
+        raise UserError(
+            f"'{pair.pred.name}' is {p.shape[1]}x{p.shape[0]} but its reference '{pair.ref.name}' is "
+            f"{r.shape[1]}x{r.shape[0]}; predictions must be at the reference size."
+        )
     return p, r

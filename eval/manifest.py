@@ -40,7 +40,9 @@ def stem_for(split_key: str) -> str:
     return hashlib.sha256(split_key.encode("utf-8")).hexdigest()[:16]
 
 
-def build_split(data, out, *, limit: int | None = None, split: str = "heldout", filters=None, progress=None) -> pd.DataFrame:
+def build_split(
+    data, out, *, limit: int | None = None, split: str = "heldout", filters=None, progress=None
+) -> pd.DataFrame:
     """Read the held-out samples of ``data``, write references and the manifest into ``out``; returns the manifest."""
     from elements.data import DataStats, iter_samples
     from elements.data.split import HOLDOUT_FRACTION, rule_text
@@ -61,8 +63,15 @@ def build_split(data, out, *, limit: int | None = None, split: str = "heldout", 
         ref = out / "refs" / f"{stem}.png"
         if not ref.exists():
             save_png(ref, center_crop_resize(sample.image, REF_SIZE))
-        rows.append({"stem": stem, "key": sample.key, "split_key": sample.split_key, "caption": sample.caption or "",
-                     "ref": f"refs/{stem}.png"})
+        rows.append(
+            {
+                "stem": stem,
+                "key": sample.key,
+                "split_key": sample.split_key,
+                "caption": sample.caption or "",
+                "ref": f"refs/{stem}.png",
+            }
+        )
         if progress:
             progress(len(rows))
         if limit is not None and len(rows) >= limit:
@@ -72,9 +81,14 @@ def build_split(data, out, *, limit: int | None = None, split: str = "heldout", 
     manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
     write_csv(out / "manifest.csv", manifest)
     info = {
-        "rule": rule_text(), "holdout_fraction": HOLDOUT_FRACTION, "split": split, "count": len(manifest),
+        "rule": rule_text(),
+        "holdout_fraction": HOLDOUT_FRACTION,
+        "split": split,
+        "count": len(manifest),
         "manifest_sha256": hashlib.sha256((out / "manifest.csv").read_bytes()).hexdigest(),
-        "source": str(data), "limit": limit, "filters": repr(filters) if filters is not None else None,
+        "source": str(data),
+        "limit": limit,
+        "filters": repr(filters) if filters is not None else None,
         "reference": f"central square crop, Pillow bicubic resize to {REF_SIZE}x{REF_SIZE}, PNG",
         "reader": stats.as_dict(),
     }
@@ -93,7 +107,9 @@ def load_split(folder) -> tuple[pd.DataFrame, dict]:
     except json.JSONDecodeError:
         raise UserError(f"'{d / 'manifest.json'}' is not valid JSON.") from None
     if hashlib.sha256(raw).hexdigest() != info.get("manifest_sha256"):
-        raise UserError(f"'{d / 'manifest.csv'}' does not match the sha256 recorded in manifest.json (edited or truncated).")
+        raise UserError(
+            f"'{d / 'manifest.csv'}' does not match the sha256 recorded in manifest.json (edited or truncated)."
+        )
     manifest = pd.read_csv(d / "manifest.csv", dtype=str, keep_default_na=False)
     missing = [r for r in manifest["ref"] if not (d / r).is_file()]
     if missing:
@@ -106,9 +122,14 @@ def is_split_folder(path) -> bool:
 
 
 def add_data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--limit", type=int, default=None, help="use the first N held-out samples in reader order (paper: 5,000)")
-    p.add_argument("--laion-filter", action="store_true",
-                   help="apply the paper's LAION filters (aesthetic >= 6.25, CLIP similarity >= 0.25, Sec. 4.1)")
+    p.add_argument(
+        "--limit", type=int, default=None, help="use the first N held-out samples in reader order (paper: 5,000)"
+    )
+    p.add_argument(
+        "--laion-filter",
+        action="store_true",
+        help="apply the paper's LAION filters (aesthetic >= 6.25, CLIP similarity >= 0.25, Sec. 4.1)",
+    )
 
 
 def filters_from(args):
@@ -120,9 +141,15 @@ def filters_from(args):
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, allow_abbrev=False, description="Write the held-out manifest (keys, its sha256, the rule) and "
-                                "512x512 bicubic PNG references of the held-out samples.")
-    p.add_argument("--data", required=True, help="image folder, img2dataset shard folder / .tar / pattern (with parquet)")
+    p = argparse.ArgumentParser(
+        prog=prog,
+        allow_abbrev=False,
+        description="Write the held-out manifest (keys, its sha256, the rule) and "
+        "512x512 bicubic PNG references of the held-out samples.",
+    )
+    p.add_argument(
+        "--data", required=True, help="image folder, img2dataset shard folder / .tar / pattern (with parquet)"
+    )
     p.add_argument("--out", required=True, help="output folder: manifest.csv, manifest.json, refs/")
     add_data_args(p)
     return p

@@ -188,6 +188,7 @@ class LPIPSMetric:
     @torch.no_grad()
     def from_uint8(self, pred: np.ndarray, ref: np.ndarray) -> torch.Tensor:
         """pred, ref: ``(B, H, W, 3) uint8`` -> ``(B,) float64``; scales straight to [-1, 1] (x / 127.5 - 1, as lpips.im2tensor)."""
+
         def prep(a):
             t = torch.from_numpy(np.ascontiguousarray(a)).to(self.device).permute(0, 3, 1, 2).float()
             return t.div_(127.5).sub_(1.0)
@@ -204,8 +205,9 @@ def parse_metrics(text: str) -> tuple[str, ...]:
     return tuple(n for n in ALL_METRICS if n in names)
 
 
-def compute_batch(pred: np.ndarray, ref: np.ndarray, metrics, *, lpips_metric: LPIPSMetric | None = None,
-                  device="cpu") -> dict[str, np.ndarray]:
+def compute_batch(
+    pred: np.ndarray, ref: np.ndarray, metrics, *, lpips_metric: LPIPSMetric | None = None, device="cpu"
+) -> dict[str, np.ndarray]:
     """All per-image metrics for one batch. pred, ref: ``(B, H, W, 3) uint8`` -> name -> ``(B,) float64``."""
     out: dict[str, np.ndarray] = {}
     if "mse" in metrics or "psnr" in metrics:
@@ -216,7 +218,9 @@ def compute_batch(pred: np.ndarray, ref: np.ndarray, metrics, *, lpips_metric: L
             out["psnr"] = psnr_from_mse(m)
     if "ssim" in metrics:
         if min(pred.shape[1:3]) < SSIM_WIN:
-            raise UserError(f"SSIM needs images of at least {SSIM_WIN}x{SSIM_WIN} pixels, got {pred.shape[2]}x{pred.shape[1]}.")
+            raise UserError(
+                f"SSIM needs images of at least {SSIM_WIN}x{SSIM_WIN} pixels, got {pred.shape[2]}x{pred.shape[1]}."
+            )
         out["ssim"] = ssim(to_tensor(pred, device), to_tensor(ref, device)).cpu().numpy()
     if "lpips" in metrics:
         if lpips_metric is None:

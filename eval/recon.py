@@ -40,19 +40,38 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     from eval.manifest import add_data_args
     from eval.summary import add_metric_args
 
-    p = argparse.ArgumentParser(prog=prog, allow_abbrev=False, description="Reconstruction benchmark on the held-out split (paper Tables 1-2): "
-                                "partition, encode all elements, decode, compare. Resumable; shard with accelerate launch.")
-    p.add_argument("--data", required=True, help="folder written by 'eval split', or data for it (image folder / shards)")
-    p.add_argument("--decoder", required=True, help="pixel, pixel+inpaint, pixel+sdedit, light or diffusion (ours, Table 2)")
-    p.add_argument("--decoder-option", action="append", default=[], metavar="KEY=VALUE",
-                   help="constructor option of the decoder, e.g. stage1=PATH, stage2=PATH, strength=0.7 (repeatable)")
+    p = argparse.ArgumentParser(
+        prog=prog,
+        allow_abbrev=False,
+        description="Reconstruction benchmark on the held-out split (paper Tables 1-2): "
+        "partition, encode all elements, decode, compare. Resumable; shard with accelerate launch.",
+    )
+    p.add_argument(
+        "--data", required=True, help="folder written by 'eval split', or data for it (image folder / shards)"
+    )
+    p.add_argument(
+        "--decoder", required=True, help="pixel, pixel+inpaint, pixel+sdedit, light or diffusion (ours, Table 2)"
+    )
+    p.add_argument(
+        "--decoder-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="constructor option of the decoder, e.g. stage1=PATH, stage2=PATH, strength=0.7 (repeatable)",
+    )
     p.add_argument("--out", required=True, help="run folder (resumed when it exists)")
     add_data_args(p)
     add_partition_args(p)
-    p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the decoder's; the paper uses 50 DDIM)")
+    p.add_argument(
+        "--steps", type=int, default=None, help="denoising steps (default: the decoder's; the paper uses 50 DDIM)"
+    )
     p.add_argument("--guidance", type=float, default=None, help="guidance scale (default: the decoder's)")
-    p.add_argument("--prompt", default="caption", choices=["caption", "empty"],
-                   help="text prompt given to the decoder: the sample's caption (default) or empty")
+    p.add_argument(
+        "--prompt",
+        default="caption",
+        choices=["caption", "empty"],
+        help="text prompt given to the decoder: the sample's caption (default) or empty",
+    )
     p.add_argument("--seed", type=int, default=0, help="base seed; each image uses seed XOR int(stem[:8], 16)")
     add_metric_args(p)
     return p
@@ -95,10 +114,20 @@ def image_seed(seed: int, stem: str) -> int:
 
 def _config(args, metrics) -> dict:
     """The settings that determine the numbers; a resumed run must match them."""
-    return {"decoder": args.decoder, "decoder_options": parse_options(args.decoder_option), "partition": args.backend,
-            "partition_params": _partition_params(args), "steps": args.steps, "guidance": args.guidance, "prompt": args.prompt, "seed": args.seed,
-            "metrics": list(metrics), "lpips_net": args.lpips_net, "feature_extractor": args.feature_extractor,
-            "limit": args.limit}
+    return {
+        "decoder": args.decoder,
+        "decoder_options": parse_options(args.decoder_option),
+        "partition": args.backend,
+        "partition_params": _partition_params(args),
+        "steps": args.steps,
+        "guidance": args.guidance,
+        "prompt": args.prompt,
+        "seed": args.seed,
+        "metrics": list(metrics),
+        "lpips_net": args.lpips_net,
+        "feature_extractor": args.feature_extractor,
+        "limit": args.limit,
+    }
 
 
 def _partition_params(args) -> dict:
@@ -145,7 +174,9 @@ def run(args, *, on_image=None) -> int:
         new = json.loads(json.dumps(config))
         if old != new:
             diff = sorted(k for k in new if old.get(k) != new[k])
-            raise UserError(f"'{out}' holds a run with other settings ({', '.join(diff)}); use another --out or the same flags.")
+            raise UserError(
+                f"'{out}' holds a run with other settings ({', '.join(diff)}); use another --out or the same flags."
+            )
     state.wait_for_everyone()
     if state.is_main_process:
         write_text(cfg_path, json.dumps({"settings": config, "data": str(split_dir)}, indent=2) + "\n")
@@ -164,11 +195,15 @@ def run(args, *, on_image=None) -> int:
             ref = read_rgb(split_dir / r.ref)
             el = partitioner(ref)
             prompt = r.caption if args.prompt == "caption" else ""
-            pred = decoder(el, prompt=prompt, seed=image_seed(args.seed, r.stem), steps=args.steps, guidance=args.guidance)
+            pred = decoder(
+                el, prompt=prompt, seed=image_seed(args.seed, r.stem), steps=args.steps, guidance=args.guidance
+            )
             save_png(out / "pred" / f"{r.stem}.png", pred)
             # Metrics on the PNG as stored, exactly what a later 'eval metrics' on pred/ would see.
             stored = read_rgb(out / "pred" / f"{r.stem}.png")
-            values = compute_batch(stored[None], ref[None], per_image_wanted, lpips_metric=lp) if per_image_wanted else {}
+            values = (
+                compute_batch(stored[None], ref[None], per_image_wanted, lpips_metric=lp) if per_image_wanted else {}
+            )
             record = {"stem": r.stem, **{m: float(v[0]) for m, v in values.items()}}
             write_text(out / "per_image" / f"{r.stem}.json", json.dumps(record) + "\n")
             print(f"[rank {state.process_index}] {done}/{len(todo)} {r.stem}", file=sys.stderr, flush=True)
@@ -185,16 +220,27 @@ def run(args, *, on_image=None) -> int:
         else:
             missing.append(stem)
     if missing:
-        raise UserError(f"{len(missing)} of {len(manifest)} images have no result (first: {missing[0]}); re-run the same command to finish them.")
+        raise UserError(
+            f"{len(missing)} of {len(manifest)} images have no result (first: {missing[0]}); re-run the same command to finish them."
+        )
     per_image = pd.DataFrame(records, columns=["stem", *[m for m in metrics if m in PER_IMAGE_METRICS]])
     fid = None
     if "fid" in metrics:
-        fid = compute_fid([out / "pred" / f"{s}.png" for s in manifest["stem"]], [split_dir / r for r in manifest["ref"]],
-                          device=args.device, num_workers=args.fid_workers, batch_size=args.fid_batch_size,
-                          feature_extractor=args.feature_extractor, kid=args.kid)
-    summary = summarize(per_image, name=args.name or out.resolve().name, fid=fid,
-                        extra={"decoder": args.decoder, "partition": args.backend, "steps": args.steps})
+        fid = compute_fid(
+            [out / "pred" / f"{s}.png" for s in manifest["stem"]],
+            [split_dir / r for r in manifest["ref"]],
+            device=args.device,
+            num_workers=args.fid_workers,
+            batch_size=args.fid_batch_size,
+            feature_extractor=args.feature_extractor,
+            kid=args.kid,
+        )
+    summary = summarize(
+        per_image,
+        name=args.name or out.resolve().name,
+        fid=fid,
+        extra={"decoder": args.decoder, "partition": args.backend, "steps": args.steps},
+    )
     write_outputs(out, per_image, summary)
     print(format_summary(summary))
     return 0
-

@@ -37,17 +37,37 @@ def to_markdown(df: pd.DataFrame, formats: dict[str, int] | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-_TEX_ESCAPE = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
-               "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}",
-               "↓": r"$\downarrow$", "↑": r"$\uparrow$", "✓": r"\checkmark", "×": r"$\times$", "–": "--"}
+_TEX_ESCAPE = {
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "\\": r"\textbackslash{}",
+    "↓": r"$\downarrow$",
+    "↑": r"$\uparrow$",
+    "✓": r"\checkmark",
+    "×": r"$\times$",
+    "–": "--",
+}
 
 
 def tex_escape(text: str) -> str:
     return "".join(_TEX_ESCAPE.get(ch, ch) for ch in str(text))
 
 
-def to_latex(df: pd.DataFrame, formats: dict[str, int] | None = None, *, caption: str = "", label: str = "",
-             bold: dict[str, str] | None = None) -> str:
+def to_latex(
+    df: pd.DataFrame,
+    formats: dict[str, int] | None = None,
+    *,
+    caption: str = "",
+    label: str = "",
+    bold: dict[str, str] | None = None,
+) -> str:
     """A booktabs ``table`` environment; ``bold`` maps column -> "min"/"max" to bold the best value."""
     formats = formats or {}
     bold = bold or {}
@@ -58,8 +78,14 @@ def to_latex(df: pd.DataFrame, formats: dict[str, int] | None = None, *, caption
         if vals.notna().any():
             best[c] = vals.min() if how == "min" else vals.max()
     align = "l" + "r" * (len(cols) - 1)
-    lines = [r"\begin{table}[t]", r"\centering", rf"\begin{{tabular}}{{{align}}}", r"\toprule",
-             " & ".join(tex_escape(c) for c in cols) + r" \\", r"\midrule"]
+    lines = [
+        r"\begin{table}[t]",
+        r"\centering",
+        rf"\begin{{tabular}}{{{align}}}",
+        r"\toprule",
+        " & ".join(tex_escape(c) for c in cols) + r" \\",
+        r"\midrule",
+    ]
     for _, row in df.iterrows():
         cells = []
         for c in cols:

@@ -18,9 +18,14 @@ from pathlib import Path
 
 from eval.summary import add_metric_args, build_lpips, format_summary, per_image_metrics, summarize, write_outputs
 
+
 def build_parser(prog: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, allow_abbrev=False, description="MSE, PSNR, SSIM, LPIPS and FID between two image folders "
-                                "matched by file stem (paper Tables 1-2 conventions).")
+    p = argparse.ArgumentParser(
+        prog=prog,
+        allow_abbrev=False,
+        description="MSE, PSNR, SSIM, LPIPS and FID between two image folders "
+        "matched by file stem (paper Tables 1-2 conventions).",
+    )
     p.add_argument("--pred", required=True, help="folder of predicted / reconstructed images")
     p.add_argument("--ref", required=True, help="folder of reference images (same stems, same sizes)")
     p.add_argument("--out", required=True, help="output folder for per_image.csv, summary.csv, summary.md")
@@ -29,10 +34,10 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
+    from elements.errors import UserError
     from eval.fid import compute_fid
     from eval.images import pair_folders
     from eval.metrics import parse_metrics
-    from elements.errors import UserError
 
     metrics = parse_metrics(args.metrics)
     if args.batch_size < 1:
@@ -42,9 +47,15 @@ def run(args) -> int:
     per_image = per_image_metrics(pairs, metrics, device=args.device, batch_size=args.batch_size, lpips_metric=lp)
     fid = None
     if "fid" in metrics:
-        fid = compute_fid([p.pred for p in pairs], [p.ref for p in pairs], device=args.device,
-                          num_workers=args.fid_workers, batch_size=args.fid_batch_size,
-                          feature_extractor=args.feature_extractor, kid=args.kid)
+        fid = compute_fid(
+            [p.pred for p in pairs],
+            [p.ref for p in pairs],
+            device=args.device,
+            num_workers=args.fid_workers,
+            batch_size=args.fid_batch_size,
+            feature_extractor=args.feature_extractor,
+            kid=args.kid,
+        )
     name = args.name or Path(args.out).resolve().name
     summary = summarize(per_image, name=name, fid=fid, extra={"lpips_net": args.lpips_net} if lp else None)
     write_outputs(args.out, per_image, summary)

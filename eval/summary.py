@@ -20,23 +20,36 @@ PER_IMAGE_METRICS = ("mse", "psnr", "ssim", "lpips")
 
 def add_metric_args(p: argparse.ArgumentParser, default_metrics: str = "mse,psnr,ssim,lpips,fid") -> None:
     """Flags shared by ``metrics`` and ``recon``."""
-    p.add_argument("--metrics", default=default_metrics,
-                   help=f"comma-separated subset of mse,psnr,ssim,lpips,fid (default {default_metrics})")
+    p.add_argument(
+        "--metrics",
+        default=default_metrics,
+        help=f"comma-separated subset of mse,psnr,ssim,lpips,fid (default {default_metrics})",
+    )
     p.add_argument("--device", default="cpu", help="torch device for LPIPS and FID features (default cpu)")
     p.add_argument("--batch-size", type=int, default=8, help="images per metric batch (default 8)")
-    p.add_argument("--lpips-net", default="alex", choices=["alex", "vgg", "squeeze"],
-                   help="LPIPS trunk (default alex, LPIPS v0.1 as in the paper's tables)")
-    p.add_argument("--fid-workers", type=int, default=0, help="DataLoader workers for FID feature extraction (default 0)")
+    p.add_argument(
+        "--lpips-net",
+        default="alex",
+        choices=["alex", "vgg", "squeeze"],
+        help="LPIPS trunk (default alex, LPIPS v0.1 as in the paper's tables)",
+    )
+    p.add_argument(
+        "--fid-workers", type=int, default=0, help="DataLoader workers for FID feature extraction (default 0)"
+    )
     p.add_argument("--fid-batch-size", type=int, default=32, help="batch size for FID features (default 32)")
-    p.add_argument("--feature-extractor", default=None,
-                   help="module:callable returning a feature function for FID instead of clean-fid's Inception "
-                        "(callable(device) -> f((B,3,299,299) in [0,255]) -> (B,D)); used by offline tests")
+    p.add_argument(
+        "--feature-extractor",
+        default=None,
+        help="module:callable returning a feature function for FID instead of clean-fid's Inception "
+        "(callable(device) -> f((B,3,299,299) in [0,255]) -> (B,D)); used by offline tests",
+    )
     p.add_argument("--kid", action="store_true", help="also report KID (clean-fid kernel_distance)")
     p.add_argument("--name", default=None, help="run name in summary tables (default: the --out folder name)")
 
 
-def per_image_metrics(pairs, metrics, *, device="cpu", batch_size: int = 8, lpips_metric=None,
-                      progress=None) -> pd.DataFrame:
+def per_image_metrics(
+    pairs, metrics, *, device="cpu", batch_size: int = 8, lpips_metric=None, progress=None
+) -> pd.DataFrame:
     """Per-image metrics for a list of :class:`eval.images.Pair`: DataFrame with ``stem`` + one column per metric.
 
     Images are decoded one batch ahead in a thread, so decoding overlaps computing.
@@ -64,8 +77,13 @@ def per_image_metrics(pairs, metrics, *, device="cpu", batch_size: int = 8, lpip
                 groups.setdefault(p.shape, []).append(j)
             values: dict[int, dict] = {}
             for idx in groups.values():
-                res = compute_batch(np.stack([loaded[j][0] for j in idx]), np.stack([loaded[j][1] for j in idx]),
-                                    wanted, lpips_metric=lpips_metric, device=device)
+                res = compute_batch(
+                    np.stack([loaded[j][0] for j in idx]),
+                    np.stack([loaded[j][1] for j in idx]),
+                    wanted,
+                    lpips_metric=lpips_metric,
+                    device=device,
+                )
                 for k, j in enumerate(idx):
                     values[j] = {m: float(res[m][k]) for m in wanted}
             rows += [{"stem": p.stem, **values[j]} for j, p in enumerate(batch)]

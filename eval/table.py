@@ -57,10 +57,14 @@ def build_table(run_dirs, *, rows_csv=None, preference_csv=None, warn=None) -> p
     names = [r["run"] for r in runs]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
-        raise UserError(f"Run name(s) {', '.join(map(str, dupes))} appear more than once; re-run with distinct --name values.")
+        raise UserError(
+            f"Run name(s) {', '.join(map(str, dupes))} appear more than once; re-run with distinct --name values."
+        )
     ns = {int(r["n"]) for r in runs}
     if len(ns) > 1:
-        warn(f"warning: runs were computed on different numbers of images ({sorted(ns)}); their numbers are not comparable.")
+        warn(
+            f"warning: runs were computed on different numbers of images ({sorted(ns)}); their numbers are not comparable."
+        )
     table = pd.DataFrame({"Method": names})
     if rows_csv:
         extra = _read_csv(rows_csv, "--rows")
@@ -80,7 +84,9 @@ def build_table(run_dirs, *, rows_csv=None, preference_csv=None, warn=None) -> p
     if preference_csv:
         pref = _read_csv(preference_csv, "--preference")
         if not {"baseline", "ours_pct"} <= set(pref.columns):
-            raise UserError(f"--preference CSV '{preference_csv}' needs 'baseline' and 'ours_pct' columns (from eval study analyze).")
+            raise UserError(
+                f"--preference CSV '{preference_csv}' needs 'baseline' and 'ours_pct' columns (from eval study analyze)."
+            )
         by = dict(zip(pref["baseline"].astype(str), pref["ours_pct"]))
         table[PREFERENCE_HEADER] = [100.0 - by[n] if n in by else float("nan") for n in map(str, names)]
     table["N"] = [int(r["n"]) for r in runs]
@@ -113,16 +119,31 @@ def write_table(table: pd.DataFrame, out, *, caption: str = "") -> list[Path]:
     if PREFERENCE_HEADER in table:
         bold[PREFERENCE_HEADER] = "max"
     tex = to_latex(table, f, caption=caption, bold=bold)
-    return [write_csv(out / "table.csv", table), write_text(out / "table.md", to_markdown(table, f)),
-            write_text(out / "table.tex", tex)]
+    return [
+        write_csv(out / "table.csv", table),
+        write_text(out / "table.md", to_markdown(table, f)),
+        write_text(out / "table.tex", tex),
+    ]
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, allow_abbrev=False, description="Merge eval runs into one table in the format of the paper's Tables 1-2.")
-    p.add_argument("runs", nargs="+", help="run folders, each holding a summary.csv from 'eval metrics' or 'eval recon'")
+    p = argparse.ArgumentParser(
+        prog=prog,
+        allow_abbrev=False,
+        description="Merge eval runs into one table in the format of the paper's Tables 1-2.",
+    )
+    p.add_argument(
+        "runs", nargs="+", help="run folders, each holding a summary.csv from 'eval metrics' or 'eval recon'"
+    )
     p.add_argument("--out", required=True, help="folder for table.csv, table.md and table.tex")
-    p.add_argument("--rows", default=None, help="CSV of descriptive columns keyed by run_dir or run (e.g. Table 1's design choices)")
-    p.add_argument("--preference", default=None, help="results.csv of 'eval study analyze' to add Table 1's 'Preference VS ours'")
+    p.add_argument(
+        "--rows",
+        default=None,
+        help="CSV of descriptive columns keyed by run_dir or run (e.g. Table 1's design choices)",
+    )
+    p.add_argument(
+        "--preference", default=None, help="results.csv of 'eval study analyze' to add Table 1's 'Preference VS ours'"
+    )
     p.add_argument("--caption", default="", help="LaTeX caption")
     return p
 

@@ -11,8 +11,15 @@ os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 # Make sure no real checkpoint leaks into the tests from the developer's environment.
-for var in ("EIE_SAM_CHECKPOINT", "EIE_STAGE1_CHECKPOINT", "EIE_STAGE2_CHECKPOINT", "EIE_SD_BASE", "EIE_SD_INPAINT",
-            "EIE_TINYSAM", "EIE_SAM_MODEL_TYPE"):
+for var in (
+    "EIE_SAM_CHECKPOINT",
+    "EIE_STAGE1_CHECKPOINT",
+    "EIE_STAGE2_CHECKPOINT",
+    "EIE_SD_BASE",
+    "EIE_SD_INPAINT",
+    "EIE_TINYSAM",
+    "EIE_SAM_MODEL_TYPE",
+):
     os.environ.pop(var, None)
 # The distilled SAM that tools/install_test_deps.sh put in the user's cache is used only by the tests that
 # ask for it (the `distilled_sam` fixture); everything else sees an empty cache and no npm, so "auto" is SLIC.

@@ -54,8 +54,13 @@ def _in_mode(rgb: np.ndarray, mode: str) -> Image.Image:
         return im.convert(mode)
     if mode in ("RGBA", "LA"):
         out = im.convert(mode)
-        out.putalpha(Image.fromarray((np.arange(rgb.shape[1])[None, :] * 255 // max(rgb.shape[1] - 1, 1)
-                                      * np.ones((rgb.shape[0], 1))).astype(np.uint8)))
+        out.putalpha(
+            Image.fromarray(
+                (
+                    np.arange(rgb.shape[1])[None, :] * 255 // max(rgb.shape[1] - 1, 1) * np.ones((rgb.shape[0], 1))
+                ).astype(np.uint8)
+            )
+        )
         return out
     grey = rgb.mean(axis=2)
     if mode == "I;16":
@@ -92,7 +97,7 @@ def _patch_jpeg_size(data: bytes, w: int, h: int) -> bytes:
     import struct
 
     i = data.index(b"\xff\xc0")
-    return data[: i + 5] + struct.pack(">HH", h, w) + data[i + 9:]
+    return data[: i + 5] + struct.pack(">HH", h, w) + data[i + 9 :]
 
 
 def bomb_png() -> bytes:
@@ -102,7 +107,9 @@ def bomb_png() -> bytes:
 
 def bomb_jpeg() -> bytes:
     """The issue's 1.3 KB JPEG whose header claims 12000 x 12000, its data cut off."""
-    return _patch_jpeg_size(_encode(Image.fromarray(_picture(np.random.default_rng(0), 64, 64)), "JPEG"), 12000, 12000)[:1300]
+    return _patch_jpeg_size(_encode(Image.fromarray(_picture(np.random.default_rng(0), 64, 64)), "JPEG"), 12000, 12000)[
+        :1300
+    ]
 
 
 def odd_images(seed: int = 0):
@@ -124,7 +131,11 @@ def odd_images(seed: int = 0):
     yield "float_nan.tif", _encode(Image.fromarray(f, "F"), "TIFF"), "ok"
     yield "float_neg.tif", _encode(Image.fromarray(-np.abs(f), "F"), "TIFF"), "ok"
     yield "float_inf.tif", _encode(Image.fromarray(np.full((32, 48), np.inf, np.float32), "F"), "TIFF"), "ok"
-    yield "int32_full.tif", _encode(Image.fromarray(rng.integers(-2**31, 2**31 - 1, (32, 48)).astype(np.int32), "I"), "TIFF"), "ok"
+    yield (
+        "int32_full.tif",
+        _encode(Image.fromarray(rng.integers(-(2**31), 2**31 - 1, (32, 48)).astype(np.int32), "I"), "TIFF"),
+        "ok",
+    )
     # sizes: too small, thin, at the minimum, large-but-fine
     for w, h in [(1, 1), (4, 3), (15, 16), (1, 900), (900, 2)]:
         yield f"size{w}x{h}.png", _encode(Image.fromarray(_picture(rng, w, h)), "PNG"), "refuse"
@@ -156,10 +167,16 @@ def odd_images(seed: int = 0):
 
 
 def _valid_spec() -> dict:
-    return {"version": 1, "prompt": "a cat", "seed": 3, "edits": [
-        {"op": "move", "elements": [1, 2], "dx": 10, "dy": -4},
-        {"op": "scale", "points": [[100, 80]], "factor": 1.5},
-        {"op": "delete", "rect": [0, 0, 200, 200]}]}
+    return {
+        "version": 1,
+        "prompt": "a cat",
+        "seed": 3,
+        "edits": [
+            {"op": "move", "elements": [1, 2], "dx": 10, "dy": -4},
+            {"op": "scale", "points": [[100, 80]], "factor": 1.5},
+            {"op": "delete", "rect": [0, 0, 200, 200]},
+        ],
+    }
 
 
 _BIG = "1" + "0" * 400
@@ -192,9 +209,29 @@ def odd_specs(seed: int = 0):
     rng = random.Random(seed)
     good = _valid_spec()
     yield "valid", json.dumps(good)
-    replacements = [_BIG, "-" + _BIG, _HUGE, "1e400", "-1e400", "NaN", "Infinity", '"' + SECRET + '"', "true",
-                    "null", "[]", "{}", '"\\u0000"', '"' + "x" * 5000 + '"', "[[[[[[[[[[1]]]]]]]]]]",
-                    '{"' + SECRET + '": 1}', "-0", "1.5", "0", "-1", "4294967296"]
+    replacements = [
+        _BIG,
+        "-" + _BIG,
+        _HUGE,
+        "1e400",
+        "-1e400",
+        "NaN",
+        "Infinity",
+        '"' + SECRET + '"',
+        "true",
+        "null",
+        "[]",
+        "{}",
+        '"\\u0000"',
+        '"' + "x" * 5000 + '"',
+        "[[[[[[[[[[1]]]]]]]]]]",
+        '{"' + SECRET + '": 1}',
+        "-0",
+        "1.5",
+        "0",
+        "-1",
+        "4294967296",
+    ]
     marker = "\u0001MARK\u0001"
     for path in _paths(good):
         for rep in replacements:
@@ -209,9 +246,26 @@ def odd_specs(seed: int = 0):
     yield "version_secret", json.dumps({"version": SECRET, "edits": []})
     yield "op_secret", json.dumps({"version": 1, "edits": [{"op": SECRET, "elements": [1]}]})
     for src in ("x" * 5000, "a\u0000b", "~/.ssh/id_rsa", "/etc/passwd", "", "\n"):
-        yield f"compose:{src[:8]!r}", json.dumps({"version": 1, "edits": [{"op": "compose", "source": src, "elements": [1], "at": [5, 5]}]})
-    for text in ("", " ", "~/spec.json", "/etc/passwd", "spec.json", "{", "[", "{}", "[]", "null", "\u0000", '{"version": 1,}',
-                 '{"version": 1, "edits": [], "version": 2}', "\ufeff{}"):
+        yield (
+            f"compose:{src[:8]!r}",
+            json.dumps({"version": 1, "edits": [{"op": "compose", "source": src, "elements": [1], "at": [5, 5]}]}),
+        )
+    for text in (
+        "",
+        " ",
+        "~/spec.json",
+        "/etc/passwd",
+        "spec.json",
+        "{",
+        "[",
+        "{}",
+        "[]",
+        "null",
+        "\u0000",
+        '{"version": 1,}',
+        '{"version": 1, "edits": [], "version": 2}',
+        "\ufeff{}",
+    ):
         yield f"text:{text[:10]!r}", text
     full = json.dumps(good)
     for cut in range(1, len(full), max(1, len(full) // 25)):

@@ -189,8 +189,13 @@ def test_delete_undo_redo_and_buttons(fresh):
 
 def test_bad_gestures_are_sentences(fresh):
     session, _ = fresh
-    for data in ({"type": "explode"}, {"type": "move", "ids": [1], "dx": "a", "dy": 0}, {"type": "selection", "ids": "1"},
-                 {"type": "object", "points": [[1, 2]]}, None):
+    for data in (
+        {"type": "explode"},
+        {"type": "move", "ids": [1], "dx": "a", "dy": 0},
+        {"type": "selection", "ids": "1"},
+        {"type": "object", "points": [[1, 2]]},
+        None,
+    ):
         with pytest.raises(UserErrorLike):
             parse_gesture(data)
     with pytest.raises(gr.Error, match="not a finite number"):
@@ -224,9 +229,13 @@ def test_generate_shows_before_after_and_replays_through_the_edit_api(fresh):
     session, _ = fresh
     k = biggest(session)
     gesture(session, type="move", ids=[k], dx=40, dy=0)
-    session, pair, gallery, result, spec_path, text, tabs = gen.generate(session, "pixel+inpaint", "a photo", 7, 50, 3.0, 2)
+    session, pair, gallery, result, spec_path, text, tabs = gen.generate(
+        session, "pixel+inpaint", "a photo", 7, 50, 3.0, 2
+    )
     before, image = pair
-    assert gallery["visible"] is False and "Result of `pixel+inpaint (PatchMatch)`" in text  # names what ran; one candidate
+    assert (
+        gallery["visible"] is False and "Result of `pixel+inpaint (PatchMatch)`" in text
+    )  # names what ran; one candidate
     assert image.shape == (512, 512, 3) and image.dtype == np.uint8 and before.shape == image.shape
     assert np.array_equal(before, session.input_pixels) and tabs.selected == "result"
     assert Path(result).is_file() and Path(spec_path).is_file()
@@ -357,7 +366,7 @@ def test_object_gestures_go_through_select_object(tiny_sam, monkeypatch):
             x0, y0, x1, y1 = box
             return (xx >= x0) & (xx < x1) & (yy >= y0) & (yy < y1)
         cx, cy = points[0]
-        return ((xx - cx) ** 2 + (yy - cy) ** 2) < 80 ** 2
+        return ((xx - cx) ** 2 + (yy - cy) ** 2) < 80**2
 
     monkeypatch.setattr(SamAffinity, "mask", disc)
     x, y = 256.0, 200.0
@@ -367,7 +376,9 @@ def test_object_gestures_go_through_select_object(tiny_sam, monkeypatch):
     g = el.geometry
 
     def inside(mask):
-        return tuple(i for i in range(el.num_elements) if (m := footprint(el, i)).any() and (m & mask).sum() >= 0.5 * m.sum())
+        return tuple(
+            i for i in range(el.num_elements) if (m := footprint(el, i)).any() and (m & mask).sum() >= 0.5 * m.sum()
+        )
 
     expect = inside(disc(part.affinity, g.input_to_norm([[x, y]]) * 512))
     assert session.selection == expect and len(expect) >= 3 and value["selection"] == list(expect)

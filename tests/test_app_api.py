@@ -81,8 +81,13 @@ def test_edit_endpoint_reports_bad_specs_as_sentences(client):
     from gradio_client.exceptions import AppError
 
     with pytest.raises(AppError, match="Unknown element id 99999"):
-        client.predict(handle_file(str(ASTRONAUT)), json.dumps({"version": 1, "edits": [{"op": "delete", "elements": [99999]}]}),
-                       "", 0, api_name="/edit")
+        client.predict(
+            handle_file(str(ASTRONAUT)),
+            json.dumps({"version": 1, "edits": [{"op": "delete", "elements": [99999]}]}),
+            "",
+            0,
+            api_name="/edit",
+        )
     with pytest.raises(AppError, match="JSON|json"):
         client.predict(handle_file(str(ASTRONAUT)), "{not json", "", 0, api_name="/edit")
 
@@ -96,8 +101,11 @@ def test_edit_endpoint_on_a_non_square_photo(client):
     k = int(np.argmax(el.areas))
     spec = {"version": 1, "edits": [{"op": "delete", "elements": [k]}]}
     out = read(client.predict(handle_file(str(COFFEE)), json.dumps(spec), "pixel+inpaint", 0, api_name="/edit"))
-    rec = read(client.predict(handle_file(str(COFFEE)), json.dumps({"version": 1, "edits": []}), "pixel+inpaint", 0,
-                              api_name="/edit"))
+    rec = read(
+        client.predict(
+            handle_file(str(COFFEE)), json.dumps({"version": 1, "edits": []}), "pixel+inpaint", 0, api_name="/edit"
+        )
+    )
     inp = load_image(COFFEE).pixels
     assert out.shape == rec.shape == inp.shape == (400, 600, 3)
     assert np.abs(rec.astype(int) - inp.astype(int)).mean() < 3.0  # bicubic 600 -> 512 -> 600
@@ -124,5 +132,7 @@ def test_uploads_over_the_size_limit_are_refused(client, tmp_path):
     with pytest.raises(ValueError, match="exceeds the maximum file size"):  # gradio_client checks the server's limit
         client.predict(handle_file(str(big)), api_name="/partition")
     with big.open("rb") as f:  # and the server refuses it from any other client
-        r = httpx.post(client.src.rstrip("/") + "/gradio_api/upload", files={"files": ("huge.png", f, "image/png")}, timeout=60)
+        r = httpx.post(
+            client.src.rstrip("/") + "/gradio_api/upload", files={"files": ("huge.png", f, "image/png")}, timeout=60
+        )
     assert r.status_code == 413

@@ -23,7 +23,9 @@ ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
 DOCS_IMAGES = ROOT / "docs" / "images"
 
-pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is missing (apt-get install chromium)")
+pytestmark = pytest.mark.skipif(
+    not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is missing (apt-get install chromium)"
+)
 
 #: In-page helpers: the canvas state is window.__eie (elements/ui/canvas.js).
 JS_ELEMENT = """(skip) => {  // the largest element not in `skip`: an interior pixel near its middle, image px
@@ -177,8 +179,10 @@ def test_canvas_gestures_at_1280x800(url, artifacts, tmp_path):
             page.mouse.down()
             page.mouse.move(here[0] - 30, here[1] + 60, steps=10)
             page.mouse.up()
-            page.wait_for_function("window.__eie.sent.filter((e) => e.type === 'move').length === 2 && window.__eie.state.pending === null",
-                                   timeout=30_000)
+            page.wait_for_function(
+                "window.__eie.sent.filter((e) => e.type === 'move').length === 2 && window.__eie.state.pending === null",
+                timeout=30_000,
+            )
             move2 = page.evaluate("window.__eie.sent.filter((e) => e.type === 'move').at(-1)")
             expect(page.locator("#status")).to_contain_text("undo ✓", timeout=30_000)
             page.wait_for_timeout(300)
@@ -231,15 +235,18 @@ def test_phone_layout_with_touch(url, artifacts):
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         try:
-            ctx = browser.new_context(viewport={"width": 390, "height": 844}, has_touch=True, is_mobile=True,
-                                      device_scale_factor=2)
+            ctx = browser.new_context(
+                viewport={"width": 390, "height": 844}, has_touch=True, is_mobile=True, device_scale_factor=2
+            )
             page = ctx.new_page()
             page.goto(url, wait_until="domcontentloaded")
             expect(page.locator("#banner")).to_contain_text("Fast CPU mode", timeout=30_000)
             pick_example(page, 3, expect)  # the rocket, 640x427
             assert page.evaluate("document.documentElement.scrollWidth") <= 390  # no horizontal scroll
             stage = page.locator("#canvas .eie-stage").bounding_box()
-            assert stage["width"] >= 340 and stage["y"] < page.locator("#input-image").bounding_box()["y"]  # canvas first
+            assert (
+                stage["width"] >= 340 and stage["y"] < page.locator("#input-image").bounding_box()["y"]
+            )  # canvas first
             page.evaluate("document.querySelector('#canvas .eie-stage').scrollIntoView({block: 'start'})")
             a = page.evaluate(JS_ELEMENT, [])
             page.touchscreen.tap(*to_page(page, a["x"], a["y"]))
@@ -259,11 +266,14 @@ def test_phone_layout_with_touch(url, artifacts):
 
 def touch_drag(page, x0, y0, x1, y1, steps=8):
     """A one-finger drag as touch pointer events at viewport px (Playwright's touchscreen only taps)."""
-    page.evaluate("""([x0, y0, x1, y1, steps]) => {
+    page.evaluate(
+        """([x0, y0, x1, y1, steps]) => {
       const st = document.querySelector('#canvas .eie-stage');
       const ev = (type, x, y) => st.dispatchEvent(new PointerEvent(type, {pointerId: 7, pointerType: 'touch', isPrimary: true,
         clientX: x, clientY: y, button: type === 'pointermove' ? -1 : 0, buttons: type === 'pointerup' ? 0 : 1, bubbles: true}));
       ev('pointerdown', x0, y0);
       for (let i = 1; i <= steps; i++) ev('pointermove', x0 + (x1 - x0) * i / steps, y0 + (y1 - y0) * i / steps);
       ev('pointerup', x1, y1);
-    }""", [x0, y0, x1, y1, steps])
+    }""",
+        [x0, y0, x1, y1, steps],
+    )

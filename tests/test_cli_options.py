@@ -17,8 +17,11 @@ from eval.cli import COMMANDS as EVAL_COMMANDS
 
 def _all_parsers():
     """(name, parser) for every command parser and every subparser of every command."""
-    modules = {**{n: m for n, (m, _) in ELEMENTS_COMMANDS.items()}, **{f"eval {n}": m for n, (m, _) in EVAL_COMMANDS.items()},
-               **{f"train {n}": m for n, (m, _) in STAGES.items()}}
+    modules = {
+        **{n: m for n, (m, _) in ELEMENTS_COMMANDS.items()},
+        **{f"eval {n}": m for n, (m, _) in EVAL_COMMANDS.items()},
+        **{f"train {n}": m for n, (m, _) in STAGES.items()},
+    }
     found = []
     for name, module in modules.items():
         parser = importlib.import_module(module).build_parser(name)
@@ -46,13 +49,28 @@ def test_training_rejects_a_prefix_of_another_flag():
 
 def test_every_partitioning_command_has_the_same_flags_and_defaults():
     """partition, edit, train stage1/2, eval recon and study make-edits share add_partition_args()."""
-    wanted = {"backend": "auto", "num_elements": NUM_ELEMENTS, "beta": BETA, "beta_c": BETA_C,
-              "iterations": ITERATIONS, "sam_checkpoint": None, "sam_model_type": None}
+    wanted = {
+        "backend": "auto",
+        "num_elements": NUM_ELEMENTS,
+        "beta": BETA,
+        "beta_c": BETA_C,
+        "iterations": ITERATIONS,
+        "sam_checkpoint": None,
+        "sam_model_type": None,
+    }
     users = [(n, p) for n, p in _all_parsers() if any(a.dest == "num_elements" for a in p._actions)]
-    assert {n for n, _ in users} >= {"partition", "edit", "train stage1", "train stage2", "eval recon",
-                                    "eval study make-edits"}
+    assert {n for n, _ in users} >= {
+        "partition",
+        "edit",
+        "train stage1",
+        "train stage2",
+        "eval recon",
+        "eval study make-edits",
+    }
     for name, parser in users:
-        defaults = {a.dest: a.default for a in parser._actions if a.dest in wanted and a.default is not argparse.SUPPRESS}
+        defaults = {
+            a.dest: a.default for a in parser._actions if a.dest in wanted and a.default is not argparse.SUPPRESS
+        }
         assert defaults == wanted, name
         backend = next(a for a in parser._actions if a.dest == "backend" and a.choices)
         assert tuple(backend.choices) == BACKEND_CHOICES, name

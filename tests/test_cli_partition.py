@@ -100,7 +100,11 @@ def test_missing_file_and_bad_flag_exit_2(tmp_path, capsys):
 def test_real_process_exit_status(tmp_path):
     bad = tmp_path / "empty.jpg"
     bad.write_bytes(b"")
-    proc = subprocess.run([sys.executable, "-m", "elements", "partition", str(bad), "--out", str(tmp_path / "o")],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "elements", "partition", str(bad), "--out", str(tmp_path / "o")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [f"error: Image file '{bad}' is empty."]

@@ -196,7 +196,10 @@ def test_compose_and_scale_are_placed_seamlessly(scene):
         a, b = np.asarray(blend(el, seed=0)), np.asarray(hard(el, seed=0))
         assert a.shape == scene.image.shape and (a[r.holes].max(axis=1) > 0).all()
         assert np.array_equal(a[~r.edited_cover], b[~r.edited_cover])  # blending changes the pasted pixels only
-        disc = cv2.dilate((np.abs(a.astype(int) - (215, 30, 40)).max(-1) < 70).astype(np.uint8), np.ones((9, 9), np.uint8)) > 0
+        disc = (
+            cv2.dilate((np.abs(a.astype(int) - (215, 30, 40)).max(-1) < 70).astype(np.uint8), np.ones((9, 9), np.uint8))
+            > 0
+        )
         assert seam_contrast(a, r.edited_cover, ignore=disc) < seam_contrast(b, r.edited_cover, ignore=disc)
 
 
@@ -231,8 +234,27 @@ def test_edit_cli_prints_the_engine_that_ran(scene, tmp_path, capsys, backend, e
     spec = tmp_path / "s.json"
     spec.write_text(json.dumps({"version": 1, "edits": [{"op": "delete", "rect": [90, 100, 140, 160]}]}))
     out = tmp_path / "out.png"
-    assert main(["edit", str(tmp_path / "scene.png"), "--spec", str(spec), "--out", str(out), "--backend", "grid",
-                 "--num-elements", "64", "--decoder", "pixel+inpaint", "--inpaint-backend", backend]) == 0
+    assert (
+        main(
+            [
+                "edit",
+                str(tmp_path / "scene.png"),
+                "--spec",
+                str(spec),
+                "--out",
+                str(out),
+                "--backend",
+                "grid",
+                "--num-elements",
+                "64",
+                "--decoder",
+                "pixel+inpaint",
+                "--inpaint-backend",
+                backend,
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert f"ran: pixel+inpaint ({engine}) — holes filled by {engine} at full resolution (384x288)" in printed
     assert np.asarray(Image.open(out)).shape == scene.image.shape

@@ -22,7 +22,9 @@ def _jpeg(rng, w=24, h=16):
 
 def _urls(n, heldout_min=3):
     """n URLs of which at least ``heldout_min`` are held out (chosen by the real rule, not by hand)."""
-    held = [f"https://example.com/h{i}.jpg" for i in range(5000) if is_heldout(f"https://example.com/h{i}.jpg")][:heldout_min]
+    held = [f"https://example.com/h{i}.jpg" for i in range(5000) if is_heldout(f"https://example.com/h{i}.jpg")][
+        :heldout_min
+    ]
     return held + [f"https://example.com/img{i}.jpg" for i in range(n - len(held))]
 
 
@@ -37,13 +39,23 @@ def write_shards(root, rng, num_shards=3, per_shard=8, corrupt_key=None, extra_c
             for j in range(per_shard):
                 i = s * per_shard + j
                 key = f"{s:05d}{j:04d}"
-                row = {"key": key, "url": urls[i], "caption": f"caption {i}", "status": "success",
-                       "similarity": float(rng.uniform(0.1, 0.4)), "AESTHETIC_SCORE": float(rng.uniform(5.0, 7.5)),
-                       "width": 24, "height": 16}
+                row = {
+                    "key": key,
+                    "url": urls[i],
+                    "caption": f"caption {i}",
+                    "status": "success",
+                    "similarity": float(rng.uniform(0.1, 0.4)),
+                    "AESTHETIC_SCORE": float(rng.uniform(5.0, 7.5)),
+                    "width": 24,
+                    "height": 16,
+                }
                 row.update((extra_columns or {}).get(key, {}))
                 rows.append(row)
-                payload = {"jpg": b"not a jpeg at all" if key == corrupt_key else _jpeg(rng),
-                           "txt": row["caption"].encode(), "json": json.dumps(row).encode()}
+                payload = {
+                    "jpg": b"not a jpeg at all" if key == corrupt_key else _jpeg(rng),
+                    "txt": row["caption"].encode(),
+                    "json": json.dumps(row).encode(),
+                }
                 for ext, data in payload.items():
                     info = tarfile.TarInfo(f"{key}.{ext}")
                     info.size = len(data)
@@ -154,7 +166,9 @@ def test_image_folder(tmp_path):
         Image.fromarray(rng.integers(0, 255, (10, 12, 3), dtype=np.uint8)).save(root / n)
     Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(root / ".hidden" / "x.png")
     (root / "sub" / "b.txt").write_text("a caption\n")
-    (root / "sub" / "deeper" / "c.json").write_text(json.dumps({"url": "https://x/c.jpg", "aesthetic": 7, "similarity": 0.3}))
+    (root / "sub" / "deeper" / "c.json").write_text(
+        json.dumps({"url": "https://x/c.jpg", "aesthetic": 7, "similarity": 0.3})
+    )
     (root / "broken.jpg").write_bytes(b"\xff\xd8 garbage")
     stats = DataStats()
     got = {s.key: s for s in iter_samples(root, split="all", stats=stats)}
@@ -222,8 +236,15 @@ def test_dataset_workers_see_each_sample_once(shards):
     root, table = shards
     keys = []
     for rank in range(2):  # two "processes", two workers each
-        ds = ElementsDataset(root, partition={"backend": "grid", "num_elements": 16}, split="all", image_size=64,
-                             rank=rank, world_size=2, seed=0)
+        ds = ElementsDataset(
+            root,
+            partition={"backend": "grid", "num_elements": 16},
+            split="all",
+            image_size=64,
+            rank=rank,
+            world_size=2,
+            seed=0,
+        )
         ds.set_epoch(1)
         for batch in make_dataloader(ds, batch_size=3, num_workers=2):
             assert batch["pixel_values"].shape[1:] == (3, 64, 64) and batch["pixel_values"].dtype == torch.float32
@@ -238,7 +259,9 @@ def test_collate_pads_to_max_elements(shards):
     from elements.data.dataset import ElementsDataset, make_dataloader
 
     root, _ = shards
-    ds = ElementsDataset(root, partition={"backend": "grid", "num_elements": 16}, split="all", image_size=64, shuffle=False)
+    ds = ElementsDataset(
+        root, partition={"backend": "grid", "num_elements": 16}, split="all", image_size=64, shuffle=False
+    )
     batch = next(iter(make_dataloader(ds, batch_size=2, max_elements=20)))
     e = batch["elements"]
     assert e.num_elements == 20 and e.active.sum(1).tolist() == [16, 16]

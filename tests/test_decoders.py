@@ -172,8 +172,9 @@ def tiny_sd(tmp_path_factory):
 
     torch.manual_seed(3)
     parts["unet"] = UNet2DConditionModel.from_config({**parts["unet"].config, "in_channels": 9})
-    StableDiffusionInpaintPipeline(**parts, safety_checker=None, feature_extractor=None,
-                                   requires_safety_checker=False).save_pretrained(root / "inpaint")
+    StableDiffusionInpaintPipeline(
+        **parts, safety_checker=None, feature_extractor=None, requires_safety_checker=False
+    ).save_pretrained(root / "inpaint")
     return {"base": str(base), "inpaint": str(root / "inpaint")}
 
 
@@ -184,7 +185,9 @@ def test_sd_inpaint_backend_closes_gaps_and_only_changes_holes(tiny_sd):
     dec = get_decoder("pixel+inpaint", sd_inpaint=tiny_sd["inpaint"], device="cpu")
     assert dec.backend == "sd" and "SD-Inpaint" in dec.describe()
     calls = []
-    a = dec.decode_canvas(deleted, prompt="grass", seed=1, steps=2, guidance=2.0, progress=lambda i, n: calls.append((i, n)))
+    a = dec.decode_canvas(
+        deleted, prompt="grass", seed=1, steps=2, guidance=2.0, progress=lambda i, n: calls.append((i, n))
+    )
     assert calls == [(1, 2), (2, 2)]
     canvas, holes = pixel_edit(deleted)
     import cv2
@@ -277,8 +280,10 @@ def test_sd_baselines_on_cuda_in_fp16(tiny_sd):
         pytest.skip("needs a CUDA GPU")
     el = small_elements()
     deleted = edit.delete(el, red_square(el))
-    for name, opts in (("pixel+inpaint", {"sd_inpaint": tiny_sd["inpaint"], "backend": "sd"}),
-                       ("pixel+sdedit", {"sd_base": tiny_sd["base"]})):
+    for name, opts in (
+        ("pixel+inpaint", {"sd_inpaint": tiny_sd["inpaint"], "backend": "sd"}),
+        ("pixel+sdedit", {"sd_base": tiny_sd["base"]}),
+    ):
         dec = get_decoder(name, device="cuda", **opts)
         assert dec.pipeline().unet.dtype == torch.float16
         a = dec(deleted, seed=0, steps=2)

@@ -7,8 +7,18 @@ from elements import edit
 from elements.errors import UserError
 from elements.partition import Partitioner
 
-FIELDS = ("centroids", "sizes", "areas", "patches", "source_index", "source_label", "source_centroids", "source_sizes",
-          "active", "edited")
+FIELDS = (
+    "centroids",
+    "sizes",
+    "areas",
+    "patches",
+    "source_index",
+    "source_label",
+    "source_centroids",
+    "source_sizes",
+    "active",
+    "edited",
+)
 
 
 @pytest.fixture(scope="module")
@@ -81,9 +91,11 @@ def collision_reference(before, after, ids):
 def test_collision_rule_matches_reference_and_no_pixel_is_covered_twice(astronaut_elements, op):
     el = astronaut_elements
     ids = face(el)
-    after = {"move": lambda: edit.move(el, ids, 57, 23, collide=False),
-             "grow": lambda: edit.scale(el, ids, 1.6, collide=False),
-             "shrink": lambda: edit.scale(el, ids, 0.45, collide=False)}[op]()
+    after = {
+        "move": lambda: edit.move(el, ids, 57, 23, collide=False),
+        "grow": lambda: edit.scale(el, ids, 1.6, collide=False),
+        "shrink": lambda: edit.scale(el, ids, 0.45, collide=False),
+    }[op]()
     if op != "shrink":
         assert edit.coverage(after).max() == 2  # without the rule, elements overlap
     out = edit.collide_with(after, ids)
@@ -101,7 +113,9 @@ def test_no_pixel_covered_twice_after_a_sequence_of_edits(astronaut_elements, ch
         lambda e: edit.move(e, face(e), 120, 40),
         lambda e: edit.scale(e, edit.select_points(e, [[420, 300]]), 1.5),
         lambda e: edit.delete(e, edit.select_rect(e, (0, 0, 100, 100))),
-        lambda e: edit.compose(e, chelsea_elements, edit.select_rect(chelsea_elements, (200, 60, 330, 230)), at=(100, 420), factor=0.6),
+        lambda e: edit.compose(
+            e, chelsea_elements, edit.select_rect(chelsea_elements, (200, 60, 330, 230)), at=(100, 420), factor=0.6
+        ),
         lambda e: edit.scale(e, np.arange(n0, len(e)), 1.3),
         lambda e: edit.move(e, edit.select_rect(e, (300, 300, 512, 512)), -70.5, -30.25),
     ]

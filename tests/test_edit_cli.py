@@ -47,12 +47,31 @@ def test_empty_edit_list_reconstructs(photos, tmp_path, capsys):
 def test_edit_moves_content_and_is_reproducible(photos, tmp_path, capsys):
     spec = write_spec(tmp_path / "s.json", [{"op": "move", "rect": [170, 40, 250, 130], "dx": 60, "dy": 150}], seed=0)
     a, b = tmp_path / "a.png", tmp_path / "b.png"
-    assert run_cli(photos / "astronaut.png", "--spec", spec, "--out", a, "--decoder", "pixel", "--backend", "grid",
-                   "--save-elements", tmp_path / "el") == 0
+    assert (
+        run_cli(
+            photos / "astronaut.png",
+            "--spec",
+            spec,
+            "--out",
+            a,
+            "--decoder",
+            "pixel",
+            "--backend",
+            "grid",
+            "--save-elements",
+            tmp_path / "el",
+        )
+        == 0
+    )
     assert "decoder: pixel: pixel editing" in capsys.readouterr().out
     # the same spec on the saved partition gives the identical image
     empty = write_spec(tmp_path / "e.json", [])
-    assert run_cli(photos / "astronaut.png", "--spec", empty, "--out", b, "--decoder", "pixel", "--elements", tmp_path / "el") == 0
+    assert (
+        run_cli(
+            photos / "astronaut.png", "--spec", empty, "--out", b, "--decoder", "pixel", "--elements", tmp_path / "el"
+        )
+        == 0
+    )
     assert np.array_equal(np.asarray(Image.open(a)), np.asarray(Image.open(b)))
     img = np.asarray(Image.open(photos / "astronaut.png"))
     out = np.asarray(Image.open(a))
@@ -62,24 +81,29 @@ def test_edit_moves_content_and_is_reproducible(photos, tmp_path, capsys):
     assert np.array_equal(np.asarray(Image.open(a)), np.asarray(Image.open(c)))
 
 
-@pytest.mark.parametrize("case, message", [
-    ("unknown_op", "unknown op 'twirl'"),
-    ("unknown_id", "Unknown element id 5000"),
-    ("outside", "lies outside the 451x300 image"),
-    ("nan", "must be finite"),
-    ("factor", "must be greater than 0"),
-    ("bad_json", "is not valid JSON"),
-    ("missing_image", "does not exist"),
-    ("not_png", "must name a .png file"),
-    ("light_offline", "stage-1"),
-])
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("unknown_op", "unknown op 'twirl'"),
+        ("unknown_id", "Unknown element id 5000"),
+        ("outside", "lies outside the 451x300 image"),
+        ("nan", "must be finite"),
+        ("factor", "must be greater than 0"),
+        ("bad_json", "is not valid JSON"),
+        ("missing_image", "does not exist"),
+        ("not_png", "must name a .png file"),
+        ("light_offline", "stage-1"),
+    ],
+)
 def test_bad_inputs_exit_2_with_one_line_and_no_output(photos, tmp_path, capsys, case, message):
     spec = tmp_path / "s.json"
     image, extra, out = photos / "chelsea.png", [], tmp_path / "out.png"
-    edits = {"unknown_op": [{"op": "twirl", "elements": [1]}],
-             "unknown_id": [{"op": "delete", "elements": [5000]}],
-             "outside": [{"op": "delete", "points": [[460, 10]]}],
-             "factor": [{"op": "scale", "elements": [1], "factor": 0}]}.get(case, [])
+    edits = {
+        "unknown_op": [{"op": "twirl", "elements": [1]}],
+        "unknown_id": [{"op": "delete", "elements": [5000]}],
+        "outside": [{"op": "delete", "points": [[460, 10]]}],
+        "factor": [{"op": "scale", "elements": [1], "factor": 0}],
+    }.get(case, [])
     write_spec(spec, edits)
     if case == "nan":
         spec.write_text('{"version": 1, "edits": [{"op": "move", "elements": [1], "dx": NaN, "dy": 0}]}')
@@ -99,15 +123,40 @@ def test_bad_inputs_exit_2_with_one_line_and_no_output(photos, tmp_path, capsys,
 
 
 def test_module_entry_point_on_a_bundled_photo(photos, tmp_path):
-    spec = write_spec(tmp_path / "s.json", [{"op": "delete", "points": [[220, 90]]},
-                                            {"op": "scale", "rect": [150, 60, 330, 230], "factor": 1.3}])
+    spec = write_spec(
+        tmp_path / "s.json",
+        [{"op": "delete", "points": [[220, 90]]}, {"op": "scale", "rect": [150, 60, 330, 230], "factor": 1.3}],
+    )
     out = tmp_path / "out.png"
-    r = subprocess.run([sys.executable, "-m", "elements", "edit", str(photos / "chelsea.png"), "--spec", str(spec),
-                        "--out", str(out), "--backend", "slic"], cwd=ROOT, capture_output=True, text=True, timeout=300,
-                       env={"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)})
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "elements",
+            "edit",
+            str(photos / "chelsea.png"),
+            "--spec",
+            str(spec),
+            "--out",
+            str(out),
+            "--backend",
+            "slic",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)},
+    )
     assert r.returncode == 0, r.stderr
     assert "partition:" in r.stdout and "pixel-space SLIC" in r.stdout and "decoder: pixel+inpaint" in r.stdout
     assert np.asarray(Image.open(out)).shape == (300, 451, 3)
-    bad = subprocess.run([sys.executable, "-m", "elements", "edit", str(photos / "chelsea.png"), "--spec", str(spec)],
-                         cwd=ROOT, capture_output=True, text=True, timeout=120, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)})
+    bad = subprocess.run(
+        [sys.executable, "-m", "elements", "edit", str(photos / "chelsea.png"), "--spec", str(spec)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)},
+    )
     assert bad.returncode == 2 and "--out" in bad.stderr

@@ -115,14 +115,22 @@ def test_compose_in_a_session_partitions_and_encodes_the_other_image_once(sessio
 
     s, part, enc = session
     Image.fromarray(coffee).save(tmp_path / "coffee.png")
-    e = {"op": "compose", "source": str(tmp_path / "coffee.png"), "rect": [200, 100, 400, 300], "at": [100, 100], "factor": 0.5}
+    e = {
+        "op": "compose",
+        "source": str(tmp_path / "coffee.png"),
+        "rect": [200, 100, 400, 300],
+        "at": [100, 100],
+        "factor": 0.5,
+    }
     s.apply(e)
     s.apply({**e, "at": [300, 200]})
     assert part.calls == 2 and enc.calls == 2  # the coffee image once, however often it is pasted
     assert s.elements.embeddings is not None and len(s.elements.embeddings) == len(s.elements)
     assert len(s.elements.sources) == 3
     spec = tmp_path / "spec.json"  # a spec file's relative compose source is found next to it
-    spec.write_text(json.dumps({"version": 1, "prompt": "cup", "edits": [{**e, "source": "coffee.png", "at": [50, 250]}]}))
+    spec.write_text(
+        json.dumps({"version": 1, "prompt": "cup", "edits": [{**e, "source": "coffee.png", "at": [50, 250]}]})
+    )
     s.apply(spec)
     assert len(s.elements.sources) == 4 and part.calls == 2 and s.prompt == "cup"
 

@@ -23,9 +23,15 @@ TOKEN_DIM = 36  # 32 content + 4 positional, the smallest plausible token
 def tiny_unet(seed=0):
     torch.manual_seed(seed)
     return UNet2DConditionModel(
-        block_out_channels=(32, 64), layers_per_block=1, sample_size=8, in_channels=4, out_channels=4,
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=32, attention_head_dim=4,
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        sample_size=8,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=32,
+        attention_head_dim=4,
     ).eval()
 
 
@@ -110,12 +116,20 @@ def test_four_cases_differ_and_batch_like_separate_calls(model):
         assert not torch.allclose(model(z, t, None, other_tokens), elements_only, atol=1e-4)
         assert not torch.allclose(model(z, t, other_text, None), text_only, atol=1e-4)
         # one batch with per-sample switches reproduces the four separate calls (how CFG batches ∅/∅ with C/S)
-        mixed = model(z, t, text, tokens, text_mask=torch.tensor([True, False, True, False]),
-                      element_mask=torch.tensor([True, True, False, False]))
+        mixed = model(
+            z,
+            t,
+            text,
+            tokens,
+            text_mask=torch.tensor([True, False, True, False]),
+            element_mask=torch.tensor([True, True, False, False]),
+        )
     for i, ref in enumerate(outs):
         assert torch.allclose(mixed[i], ref[i], atol=1e-5), i
     # with autograd on, off samples are computed and zeroed instead of skipped: same numbers
-    switches = dict(text_mask=torch.tensor([True, False, True, False]), element_mask=torch.tensor([True, True, False, False]))
+    switches = dict(
+        text_mask=torch.tensor([True, False, True, False]), element_mask=torch.tensor([True, True, False, False])
+    )
     with torch.enable_grad():
         gated = model(z, t, text, tokens, **switches)
     assert gated.requires_grad and torch.allclose(gated.detach(), mixed, atol=1e-5)
@@ -174,8 +188,10 @@ def test_attention_slicing_matches(model):
         sliced = model(z, t, text, tokens)
         set_slice_size(model.unet, None)
     assert torch.allclose(sliced, ref, atol=1e-5)
-    assert isinstance(model.unet.attn_processors["down_blocks.0.attentions.0.transformer_blocks.0.attn2.processor"],
-                      ElementAttnProcessor)
+    assert isinstance(
+        model.unet.attn_processors["down_blocks.0.attentions.0.transformer_blocks.0.attn2.processor"],
+        ElementAttnProcessor,
+    )
 
 
 def test_random_init_trains_adapter_and_unet(model):
@@ -207,7 +223,13 @@ def test_adapter_round_trip_exact(model, tmp_path):
 
 def test_adapter_for_another_unet_is_rejected(model):
     other = UNet2DConditionModel(
-        block_out_channels=(32, 64), layers_per_block=2, sample_size=8, cross_attention_dim=32, attention_head_dim=4,
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"))
+        block_out_channels=(32, 64),
+        layers_per_block=2,
+        sample_size=8,
+        cross_attention_dim=32,
+        attention_head_dim=4,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+    )
     with pytest.raises(ValueError, match="different cross-attention layers"):
         ElementUNet(other, model.adapter)

@@ -50,8 +50,9 @@ def test_psnr_and_ssim_match_skimage_on_random_pairs():
         ours_psnr = psnr_from_mse(mse(pa, pb))
         for i in range(3):
             x, y = a[i] / 255.0, b[i] / 255.0
-            ref = structural_similarity(x, y, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
-                                        data_range=1, channel_axis=-1)
+            ref = structural_similarity(
+                x, y, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=1, channel_axis=-1
+            )
             assert abs(ours_ssim[i] - ref) < 1e-4
             assert abs(ours_psnr[i] - peak_signal_noise_ratio(x, y, data_range=1)) < 1e-6
 
@@ -100,8 +101,21 @@ def test_lpips_offline_names_the_missing_file(tmp_path, monkeypatch):
 
 def test_metrics_cli_identical_folders(folders, tmp_path, capsys):
     out = tmp_path / "out"
-    rc = main(["metrics", "--pred", str(folders / "same"), "--ref", str(folders / "ref"), "--out", str(out),
-               "--metrics", "mse,psnr,ssim,fid", "--feature-extractor", EXTRACTOR])
+    rc = main(
+        [
+            "metrics",
+            "--pred",
+            str(folders / "same"),
+            "--ref",
+            str(folders / "ref"),
+            "--out",
+            str(out),
+            "--metrics",
+            "mse,psnr,ssim,fid",
+            "--feature-extractor",
+            EXTRACTOR,
+        ]
+    )
     assert rc == 0
     per = pd.read_csv(out / "per_image.csv")
     assert len(per) == 12 and (per["mse"] == 0).all() and (per["psnr"] == PSNR_CAP).all()
@@ -121,21 +135,44 @@ def test_metrics_cli_matches_references_and_direct_clean_fid(folders, tmp_path):
     from eval.fid import pooled_pixels
 
     out = tmp_path / "out"
-    rc = main(["metrics", "--pred", str(folders / "pred"), "--ref", str(folders / "ref"), "--out", str(out),
-               "--metrics", "mse,psnr,ssim,fid", "--feature-extractor", EXTRACTOR, "--batch-size", "5"])
+    rc = main(
+        [
+            "metrics",
+            "--pred",
+            str(folders / "pred"),
+            "--ref",
+            str(folders / "ref"),
+            "--out",
+            str(out),
+            "--metrics",
+            "mse,psnr,ssim,fid",
+            "--feature-extractor",
+            EXTRACTOR,
+            "--batch-size",
+            "5",
+        ]
+    )
     assert rc == 0
     per = pd.read_csv(out / "per_image.csv").set_index("stem")
     for stem in ("000", "007", "011"):
         p = np.asarray(Image.open(folders / "pred" / f"{int(stem):03d}.png")) / 255.0
         r = np.asarray(Image.open(folders / "ref" / f"{int(stem):03d}.png")) / 255.0
         assert abs(per.loc[int(stem), "mse"] - np.mean((p - r) ** 2)) < 1e-12
-        ref = structural_similarity(p, r, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
-                                    data_range=1, channel_axis=-1)
+        ref = structural_similarity(
+            p, r, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=1, channel_axis=-1
+        )
         assert abs(per.loc[int(stem), "ssim"] - ref) < 1e-4
     summary = pd.read_csv(out / "summary.csv")
     assert abs(summary.loc[0, "mse"] - per["mse"].mean()) < 1e-12  # mean of per-image values
-    direct = cfid.compute_fid(str(folders / "pred"), str(folders / "ref"), mode="clean", device=torch.device("cpu"),
-                              num_workers=0, custom_feat_extractor=pooled_pixels(), verbose=False)
+    direct = cfid.compute_fid(
+        str(folders / "pred"),
+        str(folders / "ref"),
+        mode="clean",
+        device=torch.device("cpu"),
+        num_workers=0,
+        custom_feat_extractor=pooled_pixels(),
+        verbose=False,
+    )
     assert summary.loc[0, "fid"] == pytest.approx(direct, rel=1e-9, abs=1e-9) and direct > 1e-3
 
 
@@ -150,31 +187,70 @@ def test_metrics_cli_errors(folders, tmp_path, capsys):
         (pred / p.name).write_bytes(p.read_bytes())
     (pred / "extra.png").write_bytes((folders / "pred" / "000.png").read_bytes())
     out = tmp_path / "out"
-    assert main(["metrics", "--pred", str(pred), "--ref", str(folders / "ref"), "--out", str(out), "--metrics", "mse"]) == 2
+    assert (
+        main(["metrics", "--pred", str(pred), "--ref", str(folders / "ref"), "--out", str(out), "--metrics", "mse"])
+        == 2
+    )
     msg = _err(capsys)
     assert msg.startswith("error:") and "3 reference(s) have no prediction (first: 009, 010, 011)" in msg
     assert "1 prediction(s) have no reference (first: extra)" in msg and not out.exists()
 
-    assert main(["metrics", "--pred", str(folders / "pred"), "--ref", str(folders / "ref"), "--out", str(out),
-                 "--metrics", "mse,bogus"]) == 2
+    assert (
+        main(
+            [
+                "metrics",
+                "--pred",
+                str(folders / "pred"),
+                "--ref",
+                str(folders / "ref"),
+                "--out",
+                str(out),
+                "--metrics",
+                "mse,bogus",
+            ]
+        )
+        == 2
+    )
     assert "bogus" in _err(capsys)
 
     small = tmp_path / "small"
     small.mkdir()
     for p in sorted((folders / "ref").iterdir()):
         Image.open(p).resize((32, 24)).save(small / p.name)
-    assert main(["metrics", "--pred", str(small), "--ref", str(folders / "ref"), "--out", str(out), "--metrics", "mse"]) == 2
+    assert (
+        main(["metrics", "--pred", str(small), "--ref", str(folders / "ref"), "--out", str(out), "--metrics", "mse"])
+        == 2
+    )
     assert "reference size" in _err(capsys) and not out.exists()
 
     broken = tmp_path / "broken"
     broken.mkdir()
     for p in sorted((folders / "ref").iterdir()):
         (broken / p.name).write_bytes(b"not a png")
-    assert main(["metrics", "--pred", str(broken), "--ref", str(folders / "ref"), "--out", str(out), "--metrics", "mse"]) == 2
+    assert (
+        main(["metrics", "--pred", str(broken), "--ref", str(folders / "ref"), "--out", str(out), "--metrics", "mse"])
+        == 2
+    )
     assert "could not be decoded" in _err(capsys) and not out.exists()
 
-    assert main(["metrics", "--pred", str(folders / "pred"), "--ref", str(folders / "ref"), "--out", str(out),
-                 "--metrics", "fid", "--feature-extractor", "nowhere"]) == 2
+    assert (
+        main(
+            [
+                "metrics",
+                "--pred",
+                str(folders / "pred"),
+                "--ref",
+                str(folders / "ref"),
+                "--out",
+                str(out),
+                "--metrics",
+                "fid",
+                "--feature-extractor",
+                "nowhere",
+            ]
+        )
+        == 2
+    )
     assert "module:callable" in _err(capsys)
 
 
@@ -189,8 +265,19 @@ def test_fid_offline_names_inception_file(folders, tmp_path, monkeypatch, capsys
         raise OSError("network disabled in tests")
 
     monkeypatch.setattr(socket, "getaddrinfo", no_network)
-    rc = main(["metrics", "--pred", str(folders / "pred"), "--ref", str(folders / "ref"), "--out", str(tmp_path / "o"),
-               "--metrics", "fid"])
+    rc = main(
+        [
+            "metrics",
+            "--pred",
+            str(folders / "pred"),
+            "--ref",
+            str(folders / "ref"),
+            "--out",
+            str(tmp_path / "o"),
+            "--metrics",
+            "fid",
+        ]
+    )
     assert rc == 2
     msg = _err(capsys)
     assert "inception-2015-12-05.pt" in msg and efid.inception_path() in msg and "--feature-extractor" in msg
@@ -205,6 +292,13 @@ def test_real_weights_lpips_and_inception_fid(folders, tmp_path):
     assert main(["metrics", "--pred", str(folders / "pred"), "--ref", str(folders / "ref"), "--out", str(out)]) == 0
     summary = pd.read_csv(out / "summary.csv")
     assert 0 < summary.loc[0, "lpips"] < 1 and summary.loc[0, "fid_features"].startswith("inception")
-    direct = cfid.compute_fid(str(folders / "pred"), str(folders / "ref"), mode="clean", device=torch.device("cpu"),
-                              num_workers=0, verbose=False, use_dataparallel=False)
+    direct = cfid.compute_fid(
+        str(folders / "pred"),
+        str(folders / "ref"),
+        mode="clean",
+        device=torch.device("cpu"),
+        num_workers=0,
+        verbose=False,
+        use_dataparallel=False,
+    )
     assert summary.loc[0, "fid"] == pytest.approx(direct, rel=1e-6)

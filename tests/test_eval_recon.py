@@ -9,9 +9,9 @@ import pytest
 from PIL import Image
 
 import eval.recon as recon
+from elements.data.preprocess import center_crop_resize
 from elements.data.split import is_heldout
 from eval.cli import main
-from elements.data.preprocess import center_crop_resize
 from eval.manifest import load_split
 
 N_IMAGES = 5
@@ -53,8 +53,24 @@ def fake_decoder(monkeypatch):
 
 
 def _args(data, out, *extra):
-    return ["recon", "--data", str(data), "--decoder", "pixel", "--out", str(out), "--backend", "grid",
-            "--metrics", "mse,psnr,ssim,fid", "--feature-extractor", "eval.fid:pooled_pixels", "--name", "run", *extra]
+    return [
+        "recon",
+        "--data",
+        str(data),
+        "--decoder",
+        "pixel",
+        "--out",
+        str(out),
+        "--backend",
+        "grid",
+        "--metrics",
+        "mse,psnr,ssim,fid",
+        "--feature-extractor",
+        "eval.fid:pooled_pixels",
+        "--name",
+        "run",
+        *extra,
+    ]
 
 
 def test_split_writes_manifest_and_png_references(data, tmp_path, capsys):
@@ -109,8 +125,9 @@ def test_recon_shards_merge_to_the_single_process_result(data, tmp_path, fake_de
     split = single / "heldout"
     sharded = tmp_path / "sharded"
     for rank in (1, 0):  # rank 1 finishes first; rank 0 does its share, then merges
-        state = SimpleNamespace(process_index=rank, num_processes=2, is_main_process=rank == 0, device="cpu",
-                                wait_for_everyone=lambda: None)
+        state = SimpleNamespace(
+            process_index=rank, num_processes=2, is_main_process=rank == 0, device="cpu", wait_for_everyone=lambda: None
+        )
         monkeypatch.setattr(recon, "_state", lambda state=state: state)
         args = recon.build_parser("recon").parse_args(_args(split, sharded)[1:])
         assert recon.run(args) == 0
@@ -119,8 +136,13 @@ def test_recon_shards_merge_to_the_single_process_result(data, tmp_path, fake_de
             assert not (sharded / "summary.csv").exists()
     # A stray result of an image outside the manifest is ignored by the merge.
     (sharded / "per_image" / "ffffffffffffffff.json").write_text(json.dumps({"stem": "ffffffffffffffff", "mse": 1.0}))
-    monkeypatch.setattr(recon, "_state", lambda: SimpleNamespace(process_index=0, num_processes=1, is_main_process=True, device="cpu",
-                                                                 wait_for_everyone=lambda: None))
+    monkeypatch.setattr(
+        recon,
+        "_state",
+        lambda: SimpleNamespace(
+            process_index=0, num_processes=1, is_main_process=True, device="cpu", wait_for_everyone=lambda: None
+        ),
+    )
     assert recon.run(recon.build_parser("recon").parse_args(_args(split, sharded)[1:])) == 0
     a, b = pd.read_csv(single / "per_image.csv"), pd.read_csv(sharded / "per_image.csv")
     pd.testing.assert_frame_equal(a, b)

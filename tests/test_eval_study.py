@@ -20,8 +20,9 @@ def study(tmp_path_factory):
     root = tmp_path_factory.mktemp("study")
     items = [f"img{i:03d}-move" for i in range(60)]
     (root / "edits").mkdir()
-    pd.DataFrame({"item": items, "instruction": [f"move the object at the top left to the right ({i})" for i in items]}
-                 ).to_csv(root / "edits" / "items.csv", index=False)
+    pd.DataFrame(
+        {"item": items, "instruction": [f"move the object at the top left to the right ({i})" for i in items]}
+    ).to_csv(root / "edits" / "items.csv", index=False)
     px = np.zeros((8, 8, 3), np.uint8)
     for m in ["ours", *BASELINES, "input", "source"]:
         (root / "renders" / m).mkdir(parents=True)
@@ -31,8 +32,21 @@ def study(tmp_path_factory):
 
 
 def _export(study, out, *extra):
-    return main(["study", "export", "--edits", str(study / "edits"), "--renders", str(study / "renders"),
-                 "--baselines", ",".join(BASELINES), "--out", str(out), *extra])
+    return main(
+        [
+            "study",
+            "export",
+            "--edits",
+            str(study / "edits"),
+            "--renders",
+            str(study / "renders"),
+            "--baselines",
+            ",".join(BASELINES),
+            "--out",
+            str(out),
+            *extra,
+        ]
+    )
 
 
 def test_export_covers_each_pair_once_balanced_with_vigilance(study, tmp_path):
@@ -76,8 +90,23 @@ def test_export_practice_and_errors(study, tmp_path, capsys):
     assert "no room for real trials" in capsys.readouterr().err
     renders = tmp_path / "renders"
     (renders / "ours").mkdir(parents=True)
-    assert main(["study", "export", "--edits", str(study / "edits"), "--renders", str(renders), "--baselines", "pixel",
-                 "--out", str(tmp_path / "y")]) == 2
+    assert (
+        main(
+            [
+                "study",
+                "export",
+                "--edits",
+                str(study / "edits"),
+                "--renders",
+                str(renders),
+                "--baselines",
+                "pixel",
+                "--out",
+                str(tmp_path / "y"),
+            ]
+        )
+        == 2
+    )
     assert "rendered image(s) are missing" in capsys.readouterr().err and not (tmp_path / "y").exists()
 
 
@@ -120,8 +149,23 @@ def test_analyze_recovers_planted_preference_and_drops_bad_worker(study, tmp_pat
     res_csv = tmp_path / "results.csv"
     results.to_csv(res_csv, index=False)
     ana = tmp_path / "analysis"
-    assert main(["study", "analyze", "--results", str(res_csv), "--manifest", str(out / "manifest.csv"),
-                 "--out", str(ana), "--bootstrap", "300"]) == 0
+    assert (
+        main(
+            [
+                "study",
+                "analyze",
+                "--results",
+                str(res_csv),
+                "--manifest",
+                str(out / "manifest.csv"),
+                "--out",
+                str(ana),
+                "--bootstrap",
+                "300",
+            ]
+        )
+        == 0
+    )
     table = pd.read_csv(ana / "results.csv")
     assert sorted(table["baseline"]) == sorted(BASELINES)
     for r in table.itertuples():
@@ -163,14 +207,29 @@ def test_analyze_malformed_results(study, tmp_path, capsys):
     ]
     for text, msg in cases:
         bad.write_text(text)
-        assert main(["study", "analyze", "--results", str(bad), "--manifest", str(man), "--out", str(tmp_path / "a")]) == 2
+        assert (
+            main(["study", "analyze", "--results", str(bad), "--manifest", str(man), "--out", str(tmp_path / "a")]) == 2
+        )
         err = capsys.readouterr().err
         assert err.startswith("error:") and msg in err and err.count("\n") == 1
     bad.write_bytes(b"\xff\xfe\x00garbage\x00\x00")
     assert main(["study", "analyze", "--results", str(bad), "--manifest", str(man), "--out", str(tmp_path / "a")]) == 2
     assert "error:" in capsys.readouterr().err
-    assert main(["study", "analyze", "--results", str(bad), "--manifest", str(tmp_path / "none.csv"),
-                 "--out", str(tmp_path / "a")]) == 2
+    assert (
+        main(
+            [
+                "study",
+                "analyze",
+                "--results",
+                str(bad),
+                "--manifest",
+                str(tmp_path / "none.csv"),
+                "--out",
+                str(tmp_path / "a"),
+            ]
+        )
+        == 2
+    )
     assert "does not exist" in capsys.readouterr().err and not (tmp_path / "a").exists()
 
 
@@ -196,7 +255,9 @@ def heldout_folder(tmp_path_factory, astronaut, chelsea, coffee):
     n, i = 0, 0
     while n < 4:
         if is_heldout(f"p{i}.png"):
-            Image.fromarray(np.ascontiguousarray((astronaut, chelsea, coffee, astronaut[::-1])[n])).save(root / f"p{i}.png")
+            Image.fromarray(np.ascontiguousarray((astronaut, chelsea, coffee, astronaut[::-1])[n])).save(
+                root / f"p{i}.png"
+            )
             n += 1
         i += 1
     return root
@@ -206,8 +267,22 @@ def test_make_edits_and_render_are_deterministic_and_resumable(heldout_folder, t
     from elements.spec import load_spec
 
     def make(out, seed="0"):
-        return main(["study", "make-edits", "--data", str(heldout_folder), "--limit", "4", "--backend", "grid",
-                     "--seed", seed, "--out", str(out)])
+        return main(
+            [
+                "study",
+                "make-edits",
+                "--data",
+                str(heldout_folder),
+                "--limit",
+                "4",
+                "--backend",
+                "grid",
+                "--seed",
+                seed,
+                "--out",
+                str(out),
+            ]
+        )
 
     assert make(tmp_path / "e1") == 0 and make(tmp_path / "e2") == 0
     items = pd.read_csv(tmp_path / "e1" / "items.csv", dtype={"item": str})
@@ -226,15 +301,42 @@ def test_make_edits_and_render_are_deterministic_and_resumable(heldout_folder, t
     assert (tmp_path / "e3" / "items.csv").read_text() != (tmp_path / "e1" / "items.csv").read_text()
 
     renders = tmp_path / "renders"
-    args = ["study", "render", "--edits", str(tmp_path / "e1"), "--method", "ours=pixel", "--method", "pixel+inpaint:backend=opencv",
-            "--out", str(renders)]
+    args = [
+        "study",
+        "render",
+        "--edits",
+        str(tmp_path / "e1"),
+        "--method",
+        "ours=pixel",
+        "--method",
+        "pixel+inpaint:backend=opencv",
+        "--out",
+        str(renders),
+    ]
     assert main(args) == 0
     assert "ours: 4 new" in capsys.readouterr().out
     moved = np.asarray(Image.open(renders / "ours" / f"{items.item[0]}.png"))
     assert moved.shape == inp.shape and (moved != inp).any()
     assert main(args) == 0 and "ours: 0 new, pixel+inpaint: 0 new" in capsys.readouterr().out  # resumes
-    assert main(["study", "export", "--edits", str(tmp_path / "e1"), "--renders", str(renders), "--baselines", "pixel+inpaint",
-                 "--trials-per-hit", "3", "--out", str(tmp_path / "hits")]) == 0
+    assert (
+        main(
+            [
+                "study",
+                "export",
+                "--edits",
+                str(tmp_path / "e1"),
+                "--renders",
+                str(renders),
+                "--baselines",
+                "pixel+inpaint",
+                "--trials-per-hit",
+                "3",
+                "--out",
+                str(tmp_path / "hits"),
+            ]
+        )
+        == 0
+    )
     batch = pd.read_csv(tmp_path / "hits" / "batch.csv")
     assert batch["t1_source"].str.startswith("images/source/").all()
     assert set(batch.filter(like="_instruction").stack()) <= set(items["instruction"])

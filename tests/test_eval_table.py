@@ -26,8 +26,13 @@ def runs(tmp_path):
 
 def test_table_formats_like_table_1(runs, tmp_path, capsys):
     rows = tmp_path / "rows.csv"
-    pd.DataFrame({"run": ["ours", "joint", "no-random-partition"], "Staged Training": ["✓", "×", "✓"],
-                  "Random Partition": ["✓", "✓", "×"]}).to_csv(rows, index=False)
+    pd.DataFrame(
+        {
+            "run": ["ours", "joint", "no-random-partition"],
+            "Staged Training": ["✓", "×", "✓"],
+            "Random Partition": ["✓", "✓", "×"],
+        }
+    ).to_csv(rows, index=False)
     pref = tmp_path / "results.csv"
     pd.DataFrame({"baseline": ["joint", "no-random-partition"], "ours_pct": [65.8, 72.7]}).to_csv(pref, index=False)
     out = tmp_path / "table"

@@ -57,8 +57,14 @@ def test_a_sample_of_hostile_specs_is_refused_in_one_sentence(el):
 
 def test_the_issue_cases_are_always_run(el):
     names = ("deep1000", "deepobj1000", "version_secret", "op_secret", "many_edits")
-    items = [it for it in _all() if it[0] in names or it[0].startswith(("compose:", "text:", "key:"))
-             or "=1000000000" in it[0] or "=9999999999" in it[0]]
+    items = [
+        it
+        for it in _all()
+        if it[0] in names
+        or it[0].startswith(("compose:", "text:", "key:"))
+        or "=1000000000" in it[0]
+        or "=9999999999" in it[0]
+    ]
     assert len(items) > 40
     _run(items, el)
 

@@ -12,7 +12,9 @@ spec.loader.exec_module(import_graph)
 
 
 def test_packages_have_no_import_cycle():
-    out = subprocess.run([sys.executable, "tools/import_graph.py"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "tools/import_graph.py"], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 0, out.stderr
     assert "no cycle" in out.stderr
     assert "elements.partition.cli -> " in out.stdout  # the graph itself is printed

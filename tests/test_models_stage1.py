@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from elements.errors import UserError
+from elements.models.positional import box_embedding, box_embedding_dim, grid_coordinates
 from elements.models.presets import build_content_encoder, build_light_decoder
 from elements.models.tokens import collate, element_tokens
-from elements.models.positional import box_embedding, box_embedding_dim, grid_coordinates
 
 
 @pytest.fixture(scope="module")
@@ -157,8 +157,13 @@ def test_reconstructor(tiny, tmp_path, astronaut_elements):
     # deleting = giving the decoder only the remaining elements
     keep = np.arange(el.num_elements) % 2 == 0
     half = encoded.replace(active=keep)
-    sub = encoded.replace(centroids=encoded.centroids[keep], sizes=encoded.sizes[keep], patches=encoded.patches[keep],
-                          active=encoded.active[keep], embeddings=encoded.embeddings[keep])
+    sub = encoded.replace(
+        centroids=encoded.centroids[keep],
+        sizes=encoded.sizes[keep],
+        patches=encoded.patches[keep],
+        active=encoded.active[keep],
+        embeddings=encoded.embeddings[keep],
+    )
     assert np.abs(rec(half).astype(int) - rec(sub).astype(int)).max() <= 1
 
 
@@ -184,10 +189,23 @@ def test_fourier_feature_values():
     from elements.models.positional import fourier_features
 
     x = torch.tensor([[0.5, 0.25]])
-    r = 2 ** -0.5
-    expected = torch.tensor([[0.5, 0.25,
-                              1.0, 0.0, r, 1.0,      # sin(π/2), sin(π), sin(π/4), sin(π/2)
-                              0.0, -1.0, r, 0.0]])   # cos(π/2), cos(π), cos(π/4), cos(π/2)
+    r = 2**-0.5
+    expected = torch.tensor(
+        [
+            [
+                0.5,
+                0.25,
+                1.0,
+                0.0,
+                r,
+                1.0,  # sin(π/2), sin(π), sin(π/4), sin(π/2)
+                0.0,
+                -1.0,
+                r,
+                0.0,
+            ]
+        ]
+    )  # cos(π/2), cos(π), cos(π/4), cos(π/2)
     torch.testing.assert_close(fourier_features(x, 2), expected, atol=1e-6, rtol=0)
     assert torch.equal(fourier_features(x, 0), x)
     # a box embedding is the features of (cx, cy, w, h); F = 8 resolves 2^-8 of the canvas (2 px at 512)
@@ -196,5 +214,5 @@ def test_fourier_feature_values():
     assert emb.shape == (1, 1, box_embedding_dim(8)) == (1, 1, 68)
     torch.testing.assert_close(emb[0, 0, 4 + 7], torch.sin(torch.tensor(128 * torch.pi * 0.5)), atol=1e-4, rtol=0)
     torch.testing.assert_close(emb, fourier_features(boxes, 8))
-    shifted = box_embedding(boxes + torch.tensor([2 ** -8, 0, 0, 0]), 8)
+    shifted = box_embedding(boxes + torch.tensor([2**-8, 0, 0, 0]), 8)
     assert (shifted - emb).abs().max() > 0.5  # one 2-px step changes the highest octave a lot

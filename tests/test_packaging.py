@@ -17,8 +17,9 @@ def _config() -> dict:
 
 def test_every_tracked_data_file_is_package_data():
     """A non-Python file inside elements/ or eval/ that git tracks must be listed as package data."""
-    tracked = subprocess.run(["git", "ls-files", "elements", "eval"], cwd=ROOT, capture_output=True, text=True,
-                             check=True).stdout.split()
+    tracked = subprocess.run(
+        ["git", "ls-files", "elements", "eval"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
     if not tracked:  # not a git checkout (e.g. an sdist): nothing to compare against
         return
     data = _config()["tool"]["setuptools"]["package-data"]
@@ -46,7 +47,8 @@ def test_console_scripts_point_at_the_dispatchers():
 def test_eval_help_from_another_folder(tmp_path):
     """``python -m eval --help`` works outside the repo root once the package is importable (as after pip install)."""
     env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"}
-    out = subprocess.run([sys.executable, "-m", "eval", "--help"], cwd=tmp_path, capture_output=True, text=True,
-                         env=env, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "eval", "--help"], cwd=tmp_path, capture_output=True, text=True, env=env, timeout=120
+    )
     assert out.returncode == 0, out.stderr
     assert "recon" in out.stdout and "metrics" in out.stdout

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
+from elements.decoders.pipeline import ElementsPipeline, guide, make_scheduler
 from elements.errors import UserError
 from elements.models.element_attention import ElementAdapter, ElementAttnProcessor
 from elements.models.element_unet import ElementUNet
 from elements.models.presets import build_content_encoder
-from elements.decoders.pipeline import ElementsPipeline, guide, make_scheduler
 from elements.tiny_base import build_tiny_components
 
 SIZE = 64  # generate 64² images (8² latents): element boxes are normalised, so any size works
@@ -43,22 +43,45 @@ def run(pipe, els, **kw):
 
 
 def test_two_steps_shape_and_determinism(pipe, els):
-    a = run(pipe, els, prompt="a photo", generator=torch.Generator().manual_seed(0), output_type="np",
-            num_images_per_prompt=2)
+    a = run(
+        pipe,
+        els,
+        prompt="a photo",
+        generator=torch.Generator().manual_seed(0),
+        output_type="np",
+        num_images_per_prompt=2,
+    )
     assert a.shape == (4, SIZE, SIZE, 3) and a.dtype == np.float32 and 0 <= a.min() and a.max() <= 1
-    b = run(pipe, els, prompt="a photo", generator=torch.Generator().manual_seed(0), output_type="np",
-            num_images_per_prompt=2)
+    b = run(
+        pipe,
+        els,
+        prompt="a photo",
+        generator=torch.Generator().manual_seed(0),
+        output_type="np",
+        num_images_per_prompt=2,
+    )
     assert np.array_equal(a, b)
-    c = run(pipe, els, prompt="a photo", generator=torch.Generator().manual_seed(1), output_type="np",
-            num_images_per_prompt=2)
+    c = run(
+        pipe,
+        els,
+        prompt="a photo",
+        generator=torch.Generator().manual_seed(1),
+        output_type="np",
+        num_images_per_prompt=2,
+    )
     assert not np.allclose(a, c)
     pil = run(pipe, els[0], generator=torch.Generator().manual_seed(0))
     assert len(pil) == 1 and pil[0].size == (SIZE, SIZE)
 
 
 def test_default_output_is_the_canvas(pipe, els):
-    img = pipe(els[0], num_inference_steps=1, guidance_scale=1.0, output_type="latent",
-               generator=torch.Generator().manual_seed(0)).images
+    img = pipe(
+        els[0],
+        num_inference_steps=1,
+        guidance_scale=1.0,
+        output_type="latent",
+        generator=torch.Generator().manual_seed(0),
+    ).images
     assert img.shape == (1, 4, els[0].size // 8, els[0].size // 8)
 
 
@@ -75,8 +98,9 @@ def _manual(pipe, el, prompt, w, steps=3, seed=0):
     z = torch.randn(1, 4, SIZE // 8, SIZE // 8, generator=torch.Generator().manual_seed(seed))
     with torch.no_grad():
         for t in sched.timesteps:
-            cond = pipe.unet(z, t, encoder_hidden_states=text,
-                             cross_attention_kwargs=model.attention_kwargs(tokens, active)).sample
+            cond = pipe.unet(
+                z, t, encoder_hidden_states=text, cross_attention_kwargs=model.attention_kwargs(tokens, active)
+            ).sample
             eps = cond
             if w != 1:
                 uncond = pipe.unet(z, t, encoder_hidden_states=None, cross_attention_kwargs={}).sample
@@ -87,8 +111,15 @@ def _manual(pipe, el, prompt, w, steps=3, seed=0):
 
 def test_guidance_one_is_the_plain_conditional_prediction(pipe, els):
     ref = _manual(pipe, els[0], "a dog", w=1.0)
-    got = run(pipe, els[0], prompt="a dog", guidance_scale=1.0, num_inference_steps=3, output_type="latent",
-              generator=torch.Generator().manual_seed(0))
+    got = run(
+        pipe,
+        els[0],
+        prompt="a dog",
+        guidance_scale=1.0,
+        num_inference_steps=3,
+        output_type="latent",
+        generator=torch.Generator().manual_seed(0),
+    )
     assert torch.equal(got, ref)
     assert torch.allclose(guide(torch.ones(2), torch.full((2,), 5.0), 1.0), torch.full((2,), 5.0))
 
@@ -102,11 +133,25 @@ def test_guide_extrapolates_from_unconditional_towards_conditional():
 
 def test_guidance_matches_separate_uncond_and_cond_calls(pipe, els):
     ref = _manual(pipe, els[1], "a dog", w=3.0)
-    got = run(pipe, els[1], prompt="a dog", guidance_scale=3.0, num_inference_steps=3, output_type="latent",
-              generator=torch.Generator().manual_seed(0))
+    got = run(
+        pipe,
+        els[1],
+        prompt="a dog",
+        guidance_scale=3.0,
+        num_inference_steps=3,
+        output_type="latent",
+        generator=torch.Generator().manual_seed(0),
+    )
     assert torch.allclose(got, ref, atol=1e-4)
-    w1 = run(pipe, els[1], prompt="a dog", guidance_scale=1.0, num_inference_steps=3, output_type="latent",
-             generator=torch.Generator().manual_seed(0))
+    w1 = run(
+        pipe,
+        els[1],
+        prompt="a dog",
+        guidance_scale=1.0,
+        num_inference_steps=3,
+        output_type="latent",
+        generator=torch.Generator().manual_seed(0),
+    )
     assert not torch.allclose(got, w1, atol=1e-3)
 
 
@@ -143,8 +188,11 @@ def test_callback_scheduler_swap_and_slicing(pipe, els):
     ref = run(pipe, els[0], generator=torch.Generator().manual_seed(0), output_type="latent")
     pipe.enable_attention_slicing(1)
     try:
-        assert all(isinstance(p, ElementAttnProcessor)
-                   for n, p in pipe.unet.attn_processors.items() if n.endswith("attn2.processor"))
+        assert all(
+            isinstance(p, ElementAttnProcessor)
+            for n, p in pipe.unet.attn_processors.items()
+            if n.endswith("attn2.processor")
+        )
         sliced = run(pipe, els[0], generator=torch.Generator().manual_seed(0), output_type="latent")
     finally:
         pipe.disable_attention_slicing()
@@ -207,10 +255,12 @@ def test_fp16_on_gpu(pipe, els):
     gpu = copy.deepcopy(pipe).to("cuda", torch.float16)
     gpu.enable_attention_slicing()
     gpu.enable_vae_tiling()
-    a = gpu(els, prompt="a photo", num_inference_steps=2, output_type="np",
-            generator=torch.Generator().manual_seed(0)).images
-    b = gpu(els, prompt="a photo", num_inference_steps=2, output_type="np",
-            generator=torch.Generator().manual_seed(0)).images
+    a = gpu(
+        els, prompt="a photo", num_inference_steps=2, output_type="np", generator=torch.Generator().manual_seed(0)
+    ).images
+    b = gpu(
+        els, prompt="a photo", num_inference_steps=2, output_type="np", generator=torch.Generator().manual_seed(0)
+    ).images
     assert a.shape == (2, 512, 512, 3) and np.isfinite(a).all() and np.array_equal(a, b)
 
 

@@ -54,10 +54,12 @@ def test_load_spec_does_not_expand_the_home_folder(tmp_path, monkeypatch):
 
 
 def test_errors_do_not_echo_planted_values():
-    for text in (json.dumps({"version": SECRET, "edits": []}),
-                 json.dumps({"version": 1, "edits": [{"op": SECRET, "elements": [1]}]}),
-                 json.dumps({"version": 1, "edits": [{"op": "move", "elements": [1], "dx": SECRET, "dy": 0}]}),
-                 json.dumps({"version": 1, "edits": [], SECRET: 1})):
+    for text in (
+        json.dumps({"version": SECRET, "edits": []}),
+        json.dumps({"version": 1, "edits": [{"op": SECRET, "elements": [1]}]}),
+        json.dumps({"version": 1, "edits": [{"op": "move", "elements": [1], "dx": SECRET, "dy": 0}]}),
+        json.dumps({"version": 1, "edits": [], SECRET: 1}),
+    ):
         with pytest.raises(UserError) as err:
             parse_spec(text)
         assert SECRET not in str(err.value) and len(str(err.value)) < 200, str(err.value)
@@ -76,8 +78,14 @@ def test_api_edit_takes_text_only_and_caps_operations(tmp_path):
     with pytest.raises(gr.Error, match="file names are not accepted"):
         api.api_edit(str(ASTRONAUT), str(spec), "", None)
     with pytest.raises(gr.Error, match="compose edits"):
-        api.api_edit(str(ASTRONAUT), json.dumps({"version": 1, "edits": [
-            {"op": "compose", "source": str(ASTRONAUT), "elements": [1], "at": [5, 5]}]}), "", None)
+        api.api_edit(
+            str(ASTRONAUT),
+            json.dumps(
+                {"version": 1, "edits": [{"op": "compose", "source": str(ASTRONAUT), "elements": [1], "at": [5, 5]}]}
+            ),
+            "",
+            None,
+        )
     many = {"version": 1, "edits": [{"op": "delete", "elements": [1]}] * (api.MAX_API_EDITS + 1)}
     with pytest.raises(gr.Error, match=f"at most {api.MAX_API_EDITS} edits"):
         api.api_edit(str(ASTRONAUT), json.dumps(many), "", None)
@@ -98,22 +106,33 @@ def test_app_errors_never_show_the_upload_path(tmp_path):
 BIG = "1" + "0" * 400
 
 
-@pytest.mark.parametrize("edit", ids=["dx", "dy", "id", "point", "rect", "at", "5000-digit id"], argvalues=[
-    '{"op": "move", "elements": [1], "dx": %s, "dy": 0}' % BIG,
-    '{"op": "move", "elements": [1], "dx": 0, "dy": -%s}' % BIG,
-    '{"op": "delete", "elements": [%s]}' % BIG,
-    '{"op": "delete", "points": [[%s, 3]]}' % BIG,
-    '{"op": "delete", "rect": [0, 0, %s, 5]}' % BIG,
-    '{"op": "compose", "source": "x.png", "elements": [1], "at": [%s, 1]}' % BIG,
-    '{"op": "delete", "elements": [%s]}' % ("9" * 5000),
-])
+@pytest.mark.parametrize(
+    "edit",
+    ids=["dx", "dy", "id", "point", "rect", "at", "5000-digit id"],
+    argvalues=[
+        f'{{"op": "move", "elements": [1], "dx": {BIG}, "dy": 0}}',
+        f'{{"op": "move", "elements": [1], "dx": 0, "dy": -{BIG}}}',
+        f'{{"op": "delete", "elements": [{BIG}]}}',
+        f'{{"op": "delete", "points": [[{BIG}, 3]]}}',
+        f'{{"op": "delete", "rect": [0, 0, {BIG}, 5]}}',
+        f'{{"op": "compose", "source": "x.png", "elements": [1], "at": [{BIG}, 1]}}',
+        '{"op": "delete", "elements": [%s]}' % ("9" * 5000),
+    ],
+)
 def test_huge_integers_are_one_sentence(el, edit):
     with pytest.raises(UserError, match="at most|too long"):
-        apply_spec(el, '{"version": 1, "edits": [%s]}' % edit)
+        apply_spec(el, f'{{"version": 1, "edits": [{edit}]}}')
 
 
-@pytest.mark.parametrize("text", ids=["list", "object", "in-edits"], argvalues=["[" * 1000 + "]" * 1000, '{"a":' * 1000 + "1" + "}" * 1000,
-                                  '{"version": 1, "edits": [' + "[" * 1000 + "]" * 1000 + "]}"])
+@pytest.mark.parametrize(
+    "text",
+    ids=["list", "object", "in-edits"],
+    argvalues=[
+        "[" * 1000 + "]" * 1000,
+        '{"a":' * 1000 + "1" + "}" * 1000,
+        '{"version": 1, "edits": [' + "[" * 1000 + "]" * 1000 + "]}",
+    ],
+)
 def test_deep_json_is_one_sentence(el, text):
     with pytest.raises(UserError, match="nested"):
         apply_spec(el, text)
@@ -139,8 +158,14 @@ def test_premultiplied_alpha_modes_load():
 
 def _cli(*args, cwd=None):
     """Run ``python -m elements ...``; returns (exit code, stderr lines)."""
-    p = subprocess.run([sys.executable, "-m", "elements", *map(str, args)], check=False, capture_output=True, text=True,
-                       cwd=cwd or ROOT, timeout=300)
+    p = subprocess.run(
+        [sys.executable, "-m", "elements", *map(str, args)],
+        check=False,
+        capture_output=True,
+        text=True,
+        cwd=cwd or ROOT,
+        timeout=300,
+    )
     return p.returncode, p.stderr.strip().splitlines()
 
 
@@ -153,10 +178,14 @@ def test_bombs_are_refused_in_one_line_without_gigabytes(tmp_path, name, data):
     assert not (tmp_path / "out").exists()
     # peak of a fresh interpreter decoding only the bomb: VmHWM (ru_maxrss would carry the forking
     # pytest process's peak across exec)
-    probe = ("from pathlib import Path; from elements.image_io import load_image\n"
-             f"try: load_image({str(path)!r})\nexcept Exception as e: print(type(e).__name__)\n"
-             "print(next(l.split()[1] for l in Path('/proc/self/status').read_text().splitlines() if l.startswith('VmHWM')))")
-    out = subprocess.run([sys.executable, "-c", probe], check=False, capture_output=True, text=True, cwd=ROOT, timeout=120).stdout.split()
+    probe = (
+        "from pathlib import Path; from elements.image_io import load_image\n"
+        f"try: load_image({str(path)!r})\nexcept Exception as e: print(type(e).__name__)\n"
+        "print(next(l.split()[1] for l in Path('/proc/self/status').read_text().splitlines() if l.startswith('VmHWM')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], check=False, capture_output=True, text=True, cwd=ROOT, timeout=120
+    ).stdout.split()
     assert out[0] == "UserError" and int(out[1]) / 1024 < 400, out
 
 
@@ -217,13 +246,22 @@ def _stripes(n=1024):
     return np.tile((np.arange(n) % 2 * 255).astype(np.uint8), (n, 1))
 
 
-@pytest.mark.parametrize("name, image", [
-    ("stripes", _stripes()),
-    ("noise", np.random.default_rng(0).integers(0, 256, (300, 400, 3), dtype=np.uint8)),
-    ("1-bit", np.asarray(Image.fromarray(np.random.default_rng(1).integers(0, 256, (120, 160), dtype=np.uint8))
-                         .convert("1").convert("L"))),
-    ("flat", np.full((200, 300, 3), 127, np.uint8)),
-])
+@pytest.mark.parametrize(
+    "name, image",
+    [
+        ("stripes", _stripes()),
+        ("noise", np.random.default_rng(0).integers(0, 256, (300, 400, 3), dtype=np.uint8)),
+        (
+            "1-bit",
+            np.asarray(
+                Image.fromarray(np.random.default_rng(1).integers(0, 256, (120, 160), dtype=np.uint8))
+                .convert("1")
+                .convert("L")
+            ),
+        ),
+        ("flat", np.full((200, 300, 3), 127, np.uint8)),
+    ],
+)
 def test_slic_element_count_is_guaranteed(name, image):
     from elements.partition import Partitioner
 
@@ -233,7 +271,9 @@ def test_slic_element_count_is_guaranteed(name, image):
     assert el.areas.max() <= 4 * mean, (name, el.areas.max() / mean)
 
 
-@pytest.mark.parametrize("crop", [(slice(None), slice(None)), (slice(0, 40), slice(0, 70)), (slice(0, 16), slice(0, 20))])
+@pytest.mark.parametrize(
+    "crop", [(slice(None), slice(None)), (slice(0, 40), slice(0, 70)), (slice(0, 16), slice(0, 20))]
+)
 def test_labels_png_elements_are_connected_and_agree_with_elements_json(tmp_path, crop):
     from skimage import data
 
@@ -270,8 +310,10 @@ def test_user_error_carries_the_edit_and_the_ui_shows_only_the_message(el):
 
     s = Session()
     s.editor.set_elements(el)
-    for edit, text in [({"op": "move", "elements": [999], "dx": 1, "dy": 1}, "Unknown element id 999"),
-                       ({"op": "move", "dx": 1, "dy": 1}, "Select elements with exactly one of")]:
+    for edit, text in [
+        ({"op": "move", "elements": [999], "dx": 1, "dy": 1}, "Unknown element id 999"),
+        ({"op": "move", "dx": 1, "dy": 1}, "Select elements with exactly one of"),
+    ]:
         with pytest.raises(UserError) as err:
             h._apply(s, edit)
         assert str(err.value).startswith(text) and "Edit 1" not in str(err.value)
@@ -328,8 +370,12 @@ def test_api_edit_refuses_odd_seeds_and_decoders_in_one_short_sentence():
     from elements.ui import api
 
     empty = json.dumps({"version": 1, "edits": []})
-    for decoder, seed, match in [("pixel", "1" * 400, "seed must be an integer"), ("pixel", [1], "seed must be an integer"),
-                                 ("x<script>" * 20, 0, "Unknown decoder"), (5, 0, "decoder name must be text")]:
+    for decoder, seed, match in [
+        ("pixel", "1" * 400, "seed must be an integer"),
+        ("pixel", [1], "seed must be an integer"),
+        ("x<script>" * 20, 0, "Unknown decoder"),
+        (5, 0, "decoder name must be text"),
+    ]:
         with pytest.raises(gr.Error, match=match) as err:
             api.api_edit(str(ASTRONAUT), empty, decoder, seed)
         assert "<script>" not in str(err.value) and len(str(err.value)) < 200

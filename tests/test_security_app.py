@@ -20,13 +20,17 @@ def client():
         yield Client(url, verbose=False)
 
 
-@pytest.mark.parametrize("name, data", [
-    ("notes.png", b"just some text\n" * 20),
-    ("page.jpg", b"<!doctype html><html><body>hi</body></html>"),
-    ("empty.png", b""),
-    ("bomb.png", bomb_png()),
-    ("bomb.jpg", bomb_jpeg()),
-], ids=lambda v: v if isinstance(v, str) else "")
+@pytest.mark.parametrize(
+    "name, data",
+    [
+        ("notes.png", b"just some text\n" * 20),
+        ("page.jpg", b"<!doctype html><html><body>hi</body></html>"),
+        ("empty.png", b""),
+        ("bomb.png", bomb_png()),
+        ("bomb.jpg", bomb_jpeg()),
+    ],
+    ids=lambda v: v if isinstance(v, str) else "",
+)
 def test_non_image_uploads_are_one_sentence(client, tmp_path, name, data):
     from gradio_client import handle_file
     from gradio_client.exceptions import AppError

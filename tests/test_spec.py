@@ -19,11 +19,16 @@ def el(chelsea):
     return Partitioner("grid", num_elements=64)(chelsea)  # 451 x 300 input, 63 elements
 
 
-GOOD = {"version": 1, "prompt": "a cat", "seed": 3, "edits": [
-    {"op": "move", "elements": [3, 4], "dx": 40, "dy": -10},
-    {"op": "scale", "points": [[120, 88]], "factor": 1.5},
-    {"op": "delete", "rect": [0, 0, 60, 60]},
-]}
+GOOD = {
+    "version": 1,
+    "prompt": "a cat",
+    "seed": 3,
+    "edits": [
+        {"op": "move", "elements": [3, 4], "dx": 40, "dy": -10},
+        {"op": "scale", "points": [[120, 88]], "factor": 1.5},
+        {"op": "delete", "rect": [0, 0, 60, 60]},
+    ],
+}
 
 
 def test_schema_ships_with_the_package_and_is_valid():
@@ -70,24 +75,42 @@ def spec_with(edit_dict, **top):
     return {"version": 1, "edits": [edit_dict], **top}
 
 
-@pytest.mark.parametrize("spec, message", [
-    (spec_with({"op": "rotate", "elements": [1], "angle": 3}), r"Edit 1: This edit has an unknown op 'rotate'; choose one of move, scale, delete, compose\."),
-    (spec_with({"elements": [1]}), r"Edit 1: Each edit needs an 'op'"),
-    (spec_with({"op": "scale", "elements": [1], "factor": 0}), r"factor 0; a scale factor must be greater than 0"),
-    (spec_with({"op": "scale", "elements": [1], "factor": -2.5}), r"factor -2.5; a scale factor must be greater than 0"),
-    (spec_with({"op": "scale", "elements": [1], "factor": 1000}), r"spec\.edits\[0\]\.factor"),
-    (spec_with({"op": "move", "elements": [1], "dx": 1}), r"'dy' is a required property"),
-    (spec_with({"op": "move", "elements": [1], "points": [[1, 1]], "dx": 1, "dy": 1}), r"exactly one of elements, points or rect \(got elements and points\)"),
-    (spec_with({"op": "delete"}), r"exactly one of elements, points or rect \(got none\)"),
-    (spec_with({"op": "move", "elements": [1], "dx": "5", "dy": 1}), r"spec\.edits\[0\]\.dx: '5' is not of type 'number'"),
-    (spec_with({"op": "move", "elements": [1], "dx": True, "dy": 1}), r"dx: True is not of type 'number'"),
-    (spec_with({"op": "delete", "elements": [1.5]}), r"1\.5 is not of type 'integer'"),
-    (spec_with({"op": "move", "elements": [1], "dx": float("nan"), "dy": 1}), r"contains nan at spec\.edits\[0\]\.dx; every number must be finite"),
-    (spec_with({"op": "delete", "elements": [1]}, extra=1), r"Additional properties are not allowed \('extra'"),
-    ({"edits": []}, r"no 'version'"),
-    ({"version": 2, "edits": []}, r"Unsupported edit spec version 2"),
-    ("[1, 2]", r"must be a JSON object"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        (
+            spec_with({"op": "rotate", "elements": [1], "angle": 3}),
+            r"Edit 1: This edit has an unknown op 'rotate'; choose one of move, scale, delete, compose\.",
+        ),
+        (spec_with({"elements": [1]}), r"Edit 1: Each edit needs an 'op'"),
+        (spec_with({"op": "scale", "elements": [1], "factor": 0}), r"factor 0; a scale factor must be greater than 0"),
+        (
+            spec_with({"op": "scale", "elements": [1], "factor": -2.5}),
+            r"factor -2.5; a scale factor must be greater than 0",
+        ),
+        (spec_with({"op": "scale", "elements": [1], "factor": 1000}), r"spec\.edits\[0\]\.factor"),
+        (spec_with({"op": "move", "elements": [1], "dx": 1}), r"'dy' is a required property"),
+        (
+            spec_with({"op": "move", "elements": [1], "points": [[1, 1]], "dx": 1, "dy": 1}),
+            r"exactly one of elements, points or rect \(got elements and points\)",
+        ),
+        (spec_with({"op": "delete"}), r"exactly one of elements, points or rect \(got none\)"),
+        (
+            spec_with({"op": "move", "elements": [1], "dx": "5", "dy": 1}),
+            r"spec\.edits\[0\]\.dx: '5' is not of type 'number'",
+        ),
+        (spec_with({"op": "move", "elements": [1], "dx": True, "dy": 1}), r"dx: True is not of type 'number'"),
+        (spec_with({"op": "delete", "elements": [1.5]}), r"1\.5 is not of type 'integer'"),
+        (
+            spec_with({"op": "move", "elements": [1], "dx": float("nan"), "dy": 1}),
+            r"contains nan at spec\.edits\[0\]\.dx; every number must be finite",
+        ),
+        (spec_with({"op": "delete", "elements": [1]}, extra=1), r"Additional properties are not allowed \('extra'"),
+        ({"edits": []}, r"no 'version'"),
+        ({"version": 2, "edits": []}, r"Unsupported edit spec version 2"),
+        ("[1, 2]", r"must be a JSON object"),
+    ],
+)
 def test_schema_errors_are_one_sentence(spec, message):
     with pytest.raises(UserError, match=message) as err:
         load_spec(spec)
@@ -96,7 +119,7 @@ def test_schema_errors_are_one_sentence(spec, message):
 
 @pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
 def test_nan_and_infinity_literals_are_rejected(literal):
-    text = '{"version": 1, "edits": [{"op": "move", "elements": [1], "dx": %s, "dy": 0}]}' % literal
+    text = f'{{"version": 1, "edits": [{{"op": "move", "elements": [1], "dx": {literal}, "dy": 0}}]}}'
     with pytest.raises(UserError, match=f"contains {literal}; every number must be finite"):
         load_spec(text)
 
@@ -110,23 +133,41 @@ def test_file_errors(tmp_path):
         load_spec(bad)
 
 
-@pytest.mark.parametrize("e, message", [
-    ({"op": "move", "elements": [3, 99], "dx": 1, "dy": 1}, r"Edit 1 \(move\): Unknown element id 99: the image has 63 elements \(ids 0-62\)\."),
-    ({"op": "scale", "points": [[451, 10]], "factor": 2}, r"Edit 1 \(scale\): Point \(451, 10\) lies outside the 451x300 image\."),
-    ({"op": "delete", "points": [[-0.5, 10]]}, r"Point \(-0.5, 10\) lies outside"),
-    ({"op": "move", "rect": [0, 0, 1, 1], "dx": 1, "dy": 1}, r"No element has its centre inside the rectangle"),
-    ({"op": "move", "rect": [10, 10, 5, 50], "dx": 1, "dy": 1}, r"x0 <= x1"),
-    ({"op": "move", "elements": [1], "dx": 1e9, "dy": 0}, r"more than 4 image sizes"),
-    ({"op": "compose", "source": "nope.png", "elements": [1], "at": [5, 5]}, r"Compose source 'nope.png' does not exist"),
-])
+@pytest.mark.parametrize(
+    "e, message",
+    [
+        (
+            {"op": "move", "elements": [3, 99], "dx": 1, "dy": 1},
+            r"Edit 1 \(move\): Unknown element id 99: the image has 63 elements \(ids 0-62\)\.",
+        ),
+        (
+            {"op": "scale", "points": [[451, 10]], "factor": 2},
+            r"Edit 1 \(scale\): Point \(451, 10\) lies outside the 451x300 image\.",
+        ),
+        ({"op": "delete", "points": [[-0.5, 10]]}, r"Point \(-0.5, 10\) lies outside"),
+        ({"op": "move", "rect": [0, 0, 1, 1], "dx": 1, "dy": 1}, r"No element has its centre inside the rectangle"),
+        ({"op": "move", "rect": [10, 10, 5, 50], "dx": 1, "dy": 1}, r"x0 <= x1"),
+        ({"op": "move", "elements": [1], "dx": 1e9, "dy": 0}, r"more than 4 image sizes"),
+        (
+            {"op": "compose", "source": "nope.png", "elements": [1], "at": [5, 5]},
+            r"Compose source 'nope.png' does not exist",
+        ),
+    ],
+)
 def test_semantic_errors_name_the_edit(el, e, message):
     with pytest.raises(UserError, match=message):
         apply_spec(el, {"version": 1, "edits": [e]})
 
 
 def test_editing_a_deleted_element_is_an_error_deleting_twice_is_not(el):
-    spec = {"version": 1, "edits": [{"op": "delete", "elements": [5]}, {"op": "delete", "elements": [5]},
-                                    {"op": "move", "elements": [5], "dx": 1, "dy": 0}]}
+    spec = {
+        "version": 1,
+        "edits": [
+            {"op": "delete", "elements": [5]},
+            {"op": "delete", "elements": [5]},
+            {"op": "move", "elements": [5], "dx": 1, "dy": 0},
+        ],
+    }
     with pytest.raises(UserError, match=r"Edit 3 \(move\): Element 5 has been deleted"):
         apply_spec(el, spec)
 
@@ -135,8 +176,12 @@ def test_compose_from_image_and_from_saved_elements(el, coffee, tmp_path):
     from PIL import Image
 
     Image.fromarray(coffee).save(tmp_path / "other.png")
-    spec = {"version": 1, "edits": [{"op": "compose", "source": "other.png", "rect": [200, 100, 400, 300],
-                                     "at": [100, 150], "factor": 0.5}]}
+    spec = {
+        "version": 1,
+        "edits": [
+            {"op": "compose", "source": "other.png", "rect": [200, 100, 400, 300], "at": [100, 150], "factor": 0.5}
+        ],
+    }
     p = tmp_path / "spec.json"
     p.write_text(json.dumps(spec))
     out = apply_spec(el, load_spec(p))  # relative to the spec's folder; partitioned like `el` (grid, 64)
@@ -156,7 +201,17 @@ selection = st.one_of(
     st.fixed_dictionaries({"points": st.lists(pt, min_size=1, max_size=3)}),
     st.fixed_dictionaries({"rect": st.tuples(xs, ys, xs, ys).map(list)}),
 )
-CORRUPTIONS = [None] * 40 + ["nan", "inf", "no_op", "bad_op", "factor<=0", "string", "extra", "two_selectors", "no_selector"]
+CORRUPTIONS = [None] * 40 + [
+    "nan",
+    "inf",
+    "no_op",
+    "bad_op",
+    "factor<=0",
+    "string",
+    "extra",
+    "two_selectors",
+    "no_selector",
+]
 
 
 @st.composite
@@ -191,7 +246,9 @@ def edits(draw):
     return e
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 @given(st.fixed_dictionaries({"version": st.sampled_from([1] * 9 + [2]), "edits": st.lists(edits(), max_size=4)}))
 def test_generated_specs_apply_or_fail_with_a_user_error(el, spec):
     try:
@@ -200,7 +257,9 @@ def test_generated_specs_apply_or_fail_with_a_user_error(el, spec):
         assert str(err) and "\n" not in str(err)
         return
     out.validate()
-    assert len(out) >= len(el) and edit.coverage(out).max() <= 1 or any(e.get("collide") is False for e in spec["edits"])
+    assert (
+        len(out) >= len(el) and edit.coverage(out).max() <= 1 or any(e.get("collide") is False for e in spec["edits"])
+    )
 
 
 def test_editspec_to_json_is_strict_json():

@@ -10,8 +10,13 @@ from elements.errors import UserError
 from elements.models.tokens import collate
 from elements.partition import Partitioner, random_partition
 from elements.pixels import from_uint8
-from elements.train.masks import (ElementDropout, ObjectMaskSampler, drop_overlapping, random_blob_mask,
-                                  random_polygon_mask)
+from elements.train.masks import (
+    ElementDropout,
+    ObjectMaskSampler,
+    drop_overlapping,
+    random_blob_mask,
+    random_polygon_mask,
+)
 from elements.train.stage2 import build_models, build_parser, cfg_dropout, compute_loss, run
 
 
@@ -53,8 +58,15 @@ def test_sam_masks_are_banked_and_used(tiny_sam, astronaut):
 
     canvas = cv2.resize(astronaut, (256, 256))
     # thresholds off: the tiny random SAM scores low, but the mask plumbing is what is tested
-    sampler = ObjectMaskSampler(tiny_sam, rng=np.random.default_rng(0), points_per_side=4, min_area=0.0, max_area=1.0,
-                                pred_iou_thresh=0.0, stability_score_thresh=0.0)
+    sampler = ObjectMaskSampler(
+        tiny_sam,
+        rng=np.random.default_rng(0),
+        points_per_side=4,
+        min_area=0.0,
+        max_area=1.0,
+        pred_iou_thresh=0.0,
+        stability_score_thresh=0.0,
+    )
     assert sampler.source == "sam"
     kept = sampler.add_image(canvas)
     assert kept == len(sampler.bank) > 0
@@ -129,15 +141,21 @@ def test_frozen_modules_get_no_gradient(checkpoints, astronaut, coffee):
     model, frozen = build_models(sd_base=str(checkpoints / "base"), stage1=str(checkpoints / "stage1"))
     loss = compute_loss(model, frozen, small_batch(astronaut, coffee), generator=torch.Generator().manual_seed(0))
     loss.backward()
-    for name, module in (("vae", frozen.vae), ("text_encoder", frozen.text_encoder), ("content", model.content_encoder)):
+    for name, module in (
+        ("vae", frozen.vae),
+        ("text_encoder", frozen.text_encoder),
+        ("content", model.content_encoder),
+    ):
         assert all(not p.requires_grad and p.grad is None for p in module.parameters()), name
     assert all(p.grad is not None for p in model.element_unet.adapter.parameters())
     assert model.element_unet.unet.conv_in.weight.grad.abs().sum() > 0
     # ablation switch: the content encoder trains
-    model2, frozen2 = build_models(sd_base=str(checkpoints / "base"), stage1=str(checkpoints / "stage1"),
-                                   unfreeze_content_encoder=True)
-    compute_loss(model2, frozen2, small_batch(astronaut, coffee), drop=(0, 0, 0),
-                 generator=torch.Generator().manual_seed(0)).backward()
+    model2, frozen2 = build_models(
+        sd_base=str(checkpoints / "base"), stage1=str(checkpoints / "stage1"), unfreeze_content_encoder=True
+    )
+    compute_loss(
+        model2, frozen2, small_batch(astronaut, coffee), drop=(0, 0, 0), generator=torch.Generator().manual_seed(0)
+    ).backward()
     assert all(p.grad is not None for p in model2.content_encoder.parameters() if p.requires_grad)
     assert any(p.grad.abs().sum() > 0 for p in model2.content_encoder.parameters())
     assert all(p.grad is None for p in frozen2.vae.parameters())
@@ -155,8 +173,14 @@ def test_a_few_steps_lower_the_loss(checkpoints, astronaut, coffee, chelsea):
 
     def loss_on(b):
         with torch.no_grad():
-            return float(np.mean([compute_loss(model, frozen, b, drop=(0, 0, 0),
-                                               generator=torch.Generator().manual_seed(100 + i)) for i in range(4)]))
+            return float(
+                np.mean(
+                    [
+                        compute_loss(model, frozen, b, drop=(0, 0, 0), generator=torch.Generator().manual_seed(100 + i))
+                        for i in range(4)
+                    ]
+                )
+            )
 
     before, before_held = loss_on(batch), loss_on(held_out)
     g = torch.Generator().manual_seed(1)
@@ -179,20 +203,48 @@ def test_joint_ablation_builds_a_fresh_encoder(checkpoints):
 
 
 def test_cli_trains_checkpoints_resumes_and_loads(checkpoints, tmp_path, astronaut, coffee, chelsea):
-    from elements.image_io import save_png
     from elements.decoders.pipeline import ElementsPipeline
+    from elements.image_io import save_png
 
     data = tmp_path / "data"
     data.mkdir()
     for i, im in enumerate((astronaut, coffee, chelsea)):
         save_png(data / f"{i}.png", im)
     out = tmp_path / "run"
-    common = ["--train_data", str(data), "--output_dir", str(out), "--sd_base", str(checkpoints / "base"),
-              "--stage1", str(checkpoints / "stage1"), "--image_size", "64", "--backend", "grid",
-              "--num-elements", "16", "--train_batch_size", "2", "--dataloader_num_workers", "0",
-              "--checkpointing_steps", "2", "--logging_steps", "1", "--validation_steps", "2",
-              "--validation_inference_steps", "2", "--num_validation_images", "2", "--dropout_masks", "random",
-              "--num_train_epochs", "10"]
+    common = [
+        "--train_data",
+        str(data),
+        "--output_dir",
+        str(out),
+        "--sd_base",
+        str(checkpoints / "base"),
+        "--stage1",
+        str(checkpoints / "stage1"),
+        "--image_size",
+        "64",
+        "--backend",
+        "grid",
+        "--num-elements",
+        "16",
+        "--train_batch_size",
+        "2",
+        "--dataloader_num_workers",
+        "0",
+        "--checkpointing_steps",
+        "2",
+        "--logging_steps",
+        "1",
+        "--validation_steps",
+        "2",
+        "--validation_inference_steps",
+        "2",
+        "--num_validation_images",
+        "2",
+        "--dropout_masks",
+        "random",
+        "--num_train_epochs",
+        "10",
+    ]
     parser = build_parser("stage2")
     assert run(parser.parse_args(common + ["--max_train_steps", "2"])) == 0
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]

@@ -38,8 +38,14 @@ def test_layout_and_stock_loading(base):
     assert tok.model_max_length == 77 and sched.config.beta_schedule == "scaled_linear"
     pipe = StableDiffusionPipeline.from_pretrained(base)
     pipe.set_progress_bar_config(disable=True)
-    out = pipe("a dog on a beach", num_inference_steps=2, height=64, width=64, output_type="np",
-               generator=torch.Generator().manual_seed(0)).images
+    out = pipe(
+        "a dog on a beach",
+        num_inference_steps=2,
+        height=64,
+        width=64,
+        output_type="np",
+        generator=torch.Generator().manual_seed(0),
+    ).images
     assert out.shape == (1, 64, 64, 3) and np.isfinite(out).all()
 
 
@@ -79,8 +85,9 @@ def test_cli_refuses_non_empty_folder(tmp_path):
     with pytest.raises(UserError, match="not empty"):
         write_tiny_base(tmp_path / "x")
     assert (tmp_path / "x" / "keep.txt").read_text() == "mine"
-    proc = subprocess.run([sys.executable, "-m", "elements", "tiny-base", "--out", str(tmp_path / "x")],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "elements", "tiny-base", "--out", str(tmp_path / "x")], capture_output=True, text=True
+    )
     assert proc.returncode == 2 and proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr
     write_tiny_base(tmp_path / "x", overwrite=True)
     assert not (tmp_path / "x" / "keep.txt").exists() and (tmp_path / "x" / "model_index.json").is_file()

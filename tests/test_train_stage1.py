@@ -21,7 +21,7 @@ def blocks(tmp_path_factory):
         for _ in range(4):
             x0, y0 = rng.integers(0, 400, 2)
             w, h = rng.integers(40, 200, 2)
-            img[y0:y0 + h, x0:x0 + w] = rng.integers(0, 255, 3)
+            img[y0 : y0 + h, x0 : x0 + w] = rng.integers(0, 255, 3)
         Image.fromarray(img).save(root / f"{i}.png")
     return root
 
@@ -40,10 +40,31 @@ def fresh_accelerate_state():
 def _args(data, out, *extra):
     from elements.train.stage1 import build_parser
 
-    return build_parser("stage1").parse_args([
-        "--train_data", str(data), "--output_dir", str(out), "--preset", "tiny", "--backend", "grid",
-        "--num-elements", "16", "--train_batch_size", "2", "--dataloader_num_workers", "0", "--logging_steps", "1",
-        "--num_validation_images", "2", "--num_train_epochs", "100", *extra])
+    return build_parser("stage1").parse_args(
+        [
+            "--train_data",
+            str(data),
+            "--output_dir",
+            str(out),
+            "--preset",
+            "tiny",
+            "--backend",
+            "grid",
+            "--num-elements",
+            "16",
+            "--train_batch_size",
+            "2",
+            "--dataloader_num_workers",
+            "0",
+            "--logging_steps",
+            "1",
+            "--num_validation_images",
+            "2",
+            "--num_train_epochs",
+            "100",
+            *extra,
+        ]
+    )
 
 
 def test_loss_falls(blocks):
@@ -95,11 +116,35 @@ def _optimizer_state(ckpt):
 def test_resume_continues_exactly(blocks, tmp_path):
     from elements.train.stage1 import run
 
-    common = ("--max_train_steps", "6", "--checkpointing_steps", "3", "--validation_steps", "3", "--learning_rate", "1e-3")
+    common = (
+        "--max_train_steps",
+        "6",
+        "--checkpointing_steps",
+        "3",
+        "--validation_steps",
+        "3",
+        "--learning_rate",
+        "1e-3",
+    )
     straight, split = tmp_path / "straight", tmp_path / "split"
     assert run(_args(blocks, straight, *common)) == 0
-    assert run(_args(blocks, split, "--max_train_steps", "3", "--checkpointing_steps", "3", "--validation_steps", "3",
-                     "--learning_rate", "1e-3")) == 0
+    assert (
+        run(
+            _args(
+                blocks,
+                split,
+                "--max_train_steps",
+                "3",
+                "--checkpointing_steps",
+                "3",
+                "--validation_steps",
+                "3",
+                "--learning_rate",
+                "1e-3",
+            )
+        )
+        == 0
+    )
     # a crashed run may have logged past its last checkpoint; resume drops those lines
     with open(split / "train_log.jsonl", "a") as f:
         f.write(json.dumps({"step": 4, "loss": 123.0}) + "\n")
@@ -114,7 +159,9 @@ def test_resume_continues_exactly(blocks, tmp_path):
     state = json.loads((split / "checkpoint-6" / "trainer_state.json").read_text())
     assert state["step"] == 6
     log = [json.loads(line) for line in (split / "train_log.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in log if "loss" in r] == [1, 2, 3, 4, 5, 6] and all(r["loss"] < 100 for r in log if "loss" in r)
+    assert [r["step"] for r in log if "loss" in r] == [1, 2, 3, 4, 5, 6] and all(
+        r["loss"] < 100 for r in log if "loss" in r
+    )
     # the epoch's sample count continues across the mid-epoch resume (it counted from the resume point before)
     ref = [json.loads(line) for line in (straight / "train_log.jsonl").read_text().splitlines()]
     assert [r["epoch_samples"] for r in log if "loss" in r] == [r["epoch_samples"] for r in ref if "loss" in r]
@@ -130,7 +177,9 @@ def test_resume_restores_optimizer_state(blocks, tmp_path):
     from elements.train.stage1 import build_autoencoder, run
 
     out = tmp_path / "run"
-    assert run(_args(blocks, out, "--max_train_steps", "2", "--checkpointing_steps", "2", "--validation_steps", "0")) == 0
+    assert (
+        run(_args(blocks, out, "--max_train_steps", "2", "--checkpointing_steps", "2", "--validation_steps", "0")) == 0
+    )
     args = _args(blocks, out, "--resume", str(out / "checkpoint-2"))
     accelerator = make_accelerator(args)
     model = build_autoencoder("tiny")
@@ -143,16 +192,32 @@ def test_resume_restores_optimizer_state(blocks, tmp_path):
     live = optimizer.state_dict()["state"]
     assert all(torch.equal(saved[i]["exp_avg"], live[i]["exp_avg"].cpu()) for i in saved)
     final = _weights(out / "light_decoder")
-    assert all(torch.equal(final[k], v) for k, v in accelerator.unwrap_model(model).decoder.state_dict().items() if k in final)
+    assert all(
+        torch.equal(final[k], v) for k, v in accelerator.unwrap_model(model).decoder.state_dict().items() if k in final
+    )
 
 
 def test_user_errors(blocks, tmp_path, capsys):
     from elements.cli import main
 
-    assert main(["train", "stage1", "--train_data", str(tmp_path / "missing"), "--output_dir", str(tmp_path / "o")]) == 2
+    assert (
+        main(["train", "stage1", "--train_data", str(tmp_path / "missing"), "--output_dir", str(tmp_path / "o")]) == 2
+    )
     assert "neither a folder" in capsys.readouterr().err
-    code = main(["train", "stage1", "--train_data", str(blocks), "--output_dir", str(tmp_path / "o"), "--preset", "tiny",
-                 "--resume", str(tmp_path / "nope")])
+    code = main(
+        [
+            "train",
+            "stage1",
+            "--train_data",
+            str(blocks),
+            "--output_dir",
+            str(tmp_path / "o"),
+            "--preset",
+            "tiny",
+            "--resume",
+            str(tmp_path / "nope"),
+        ]
+    )
     assert code == 2 and "not a checkpoint folder" in capsys.readouterr().err
     with pytest.raises(UserError, match="train_batch_size"):
         from elements.train.stage1 import run

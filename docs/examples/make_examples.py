@@ -30,7 +30,17 @@ EXAMPLES = {"move": "rocket", "scale": "astronaut", "delete": "coffee", "compose
 #: Full-resolution crops (x0, y0, x1, y1) for docs/images/.
 CROPS = {"move": (150, 100, 400, 427), "delete": (290, 40, 470, 350)}
 FIGURES = {"move": "rocket_move.png", "delete": "spoon_delete.png"}
-ROCKET_POLYGON = [(322, 126), (314, 133), (310, 145), (309, 180), (308, 405), (336, 405), (335, 180), (334, 145), (330, 133)]
+ROCKET_POLYGON = [
+    (322, 126),
+    (314, 133),
+    (310, 145),
+    (309, 180),
+    (308, 405),
+    (336, 405),
+    (335, 180),
+    (334, 145),
+    (330, 133),
+]
 BEFORE = {"backend": "telea", "hole_band": False, "blend": False}
 NOW = {"backend": "patchmatch"}
 
@@ -56,7 +66,11 @@ def rocket_figures(edited, before: np.ndarray, now: np.ndarray, dx: int, only_be
         runs = ((only_before, before),)
     else:
         no_blend = np.asarray(get_decoder("pixel+inpaint", backend="patchmatch", blend=False)(edited, seed=0))
-        runs = (("Telea as it was", before), ("PatchMatch + band, no blending", no_blend), ("PatchMatch + band + blend", now))
+        runs = (
+            ("Telea as it was", before),
+            ("PatchMatch + band, no blending", no_blend),
+            ("PatchMatch + band + blend", now),
+        )
     for name, img in runs:
         px = img.astype(np.int64)
         grey = px[..., 2] - px[..., 0] < 30  # dusk sky: blue - red 36-50 (1st-50th percentile); the rocket: -27-8
@@ -65,8 +79,10 @@ def rocket_figures(edited, before: np.ndarray, now: np.ndarray, dx: int, only_be
             print(f"  rocket move, {name}: ghost {100 * ghost:.1f} % of the rocket's area (above the pad)")
             continue
         seam = seam_contrast(img, covered, ignore=moved_poly)
-        print(f"  rocket move, {name}: ghost {100 * ghost:.1f} % of the rocket's area (above the pad); "
-              f"seam contrast {seam:.2f}")
+        print(
+            f"  rocket move, {name}: ghost {100 * ghost:.1f} % of the rocket's area (above the pad); "
+            f"seam contrast {seam:.2f}"
+        )
 
 
 def old_outputs(rev: str, tmp: Path) -> dict:
@@ -78,17 +94,36 @@ def old_outputs(rev: str, tmp: Path) -> dict:
     out = {}
     for op in CROPS:
         png = tmp / f"{op}.png"
-        subprocess.run([sys.executable, "-m", "elements", "edit", str(ROOT / "assets" / f"{EXAMPLES[op]}.jpg"),
-                        "--spec", str(HERE / f"{op}.json"), "--out", str(png), "--decoder", "pixel+inpaint",
-                        "--backend", "slic"], cwd=tree, check=True, capture_output=True,
-                       env={**__import__("os").environ, "PYTHONPATH": str(tree)})
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "elements",
+                "edit",
+                str(ROOT / "assets" / f"{EXAMPLES[op]}.jpg"),
+                "--spec",
+                str(HERE / f"{op}.json"),
+                "--out",
+                str(png),
+                "--decoder",
+                "pixel+inpaint",
+                "--backend",
+                "slic",
+            ],
+            cwd=tree,
+            check=True,
+            capture_output=True,
+            env={**__import__("os").environ, "PYTHONPATH": str(tree)},
+        )
         out[op] = np.asarray(Image.open(png).convert("RGB"))
     return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--before", default=None, metavar="REV", help="git revision whose edit CLI gives the crops' 'before' column")
+    ap.add_argument(
+        "--before", default=None, metavar="REV", help="git revision whose edit CLI gives the crops' 'before' column"
+    )
     args = ap.parse_args()
     from elements.decoders import get_decoder
     from elements.image_io import load_image
@@ -112,7 +147,9 @@ def main() -> None:
         h = src.shape[0]
         strip = Image.fromarray(np.concatenate([src, gap(h), before, gap(h), now], axis=1))
         strip = strip.resize((strip.width // 2, strip.height // 2), Image.LANCZOS)
-        strip.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.FLOYDSTEINBERG).save(HERE / f"{op}.png", optimize=True)
+        strip.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.FLOYDSTEINBERG).save(
+            HERE / f"{op}.png", optimize=True
+        )
         if op in CROPS:
             x0, y0, x1, y1 = CROPS[op]
             crops = [a[y0:y1, x0:x1] for a in (src, old.get(op, before), now)]

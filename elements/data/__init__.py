@@ -23,32 +23,54 @@ from elements.data.sources import DataStats, Sample, iter_positioned, iter_sampl
 from elements.partition import Partitioner
 from elements.partition.options import add_partition_args, partition_kwargs
 
+
 def add_data_args(parser: argparse.ArgumentParser) -> None:
     """Flags for the data pipeline (shared by the training stages)."""
     g = parser.add_argument_group("data")
-    g.add_argument("--train_data", required=True,
-                   help="image folder (recursive), folder of img2dataset .tar shards (+ .parquet), one .tar, "
-                        "or a shard pattern like 'laion/{00000..00999}.tar'")
-    g.add_argument("--laion_filter", action="store_true",
-                   help=f"keep only samples with aesthetic >= --min_aesthetic and CLIP similarity >= --min_similarity "
-                        f"(Sec. 4.1); needs those columns in the shard parquet or sidecar JSON")
-    g.add_argument("--min_aesthetic", type=float, default=MIN_AESTHETIC,
-                   help=f"aesthetic threshold with --laion_filter (default {MIN_AESTHETIC}, Sec. 4.1); negative disables it")
-    g.add_argument("--min_similarity", type=float, default=MIN_SIMILARITY,
-                   help=f"CLIP similarity threshold with --laion_filter (default {MIN_SIMILARITY}, Sec. 4.1); negative disables it")
-    g.add_argument("--partition_cache", default=None,
-                   help="folder to cache partitions in (keyed by sha256 of key, backend settings and image); "
-                        "strongly advised for --backend sam")
+    g.add_argument(
+        "--train_data",
+        required=True,
+        help="image folder (recursive), folder of img2dataset .tar shards (+ .parquet), one .tar, "
+        "or a shard pattern like 'laion/{00000..00999}.tar'",
+    )
+    g.add_argument(
+        "--laion_filter",
+        action="store_true",
+        help="keep only samples with aesthetic >= --min_aesthetic and CLIP similarity >= --min_similarity "
+        "(Sec. 4.1); needs those columns in the shard parquet or sidecar JSON",
+    )
+    g.add_argument(
+        "--min_aesthetic",
+        type=float,
+        default=MIN_AESTHETIC,
+        help=f"aesthetic threshold with --laion_filter (default {MIN_AESTHETIC}, Sec. 4.1); negative disables it",
+    )
+    g.add_argument(
+        "--min_similarity",
+        type=float,
+        default=MIN_SIMILARITY,
+        help=f"CLIP similarity threshold with --laion_filter (default {MIN_SIMILARITY}, Sec. 4.1); negative disables it",
+    )
+    g.add_argument(
+        "--partition_cache",
+        default=None,
+        help="folder to cache partitions in (keyed by sha256 of key, backend settings and image); "
+        "strongly advised for --backend sam",
+    )
     g.add_argument("--image_size", type=int, default=512, help="square training resolution (512, Sec. 3.1)")
-    g.add_argument("--no_shuffle", action="store_true", help="read shards/files in sorted order instead of a per-epoch shuffle")
+    g.add_argument(
+        "--no_shuffle", action="store_true", help="read shards/files in sorted order instead of a per-epoch shuffle"
+    )
     add_partition_args(parser)
 
 
 def filters_from_args(args) -> LaionFilter | None:
     if not args.laion_filter:
         return None
-    return LaionFilter(min_aesthetic=args.min_aesthetic if args.min_aesthetic >= 0 else None,
-                       min_similarity=args.min_similarity if args.min_similarity >= 0 else None)
+    return LaionFilter(
+        min_aesthetic=args.min_aesthetic if args.min_aesthetic >= 0 else None,
+        min_similarity=args.min_similarity if args.min_similarity >= 0 else None,
+    )
 
 
 def partition_from_args(args) -> dict:
@@ -61,5 +83,14 @@ def partition_from_args(args) -> dict:
     return kwargs
 
 
-__all__ = ["DataStats", "LaionFilter", "Sample", "add_data_args", "filters_from_args", "iter_positioned", "iter_samples",
-           "partition_from_args", "resolve_source"]
+__all__ = [
+    "DataStats",
+    "LaionFilter",
+    "Sample",
+    "add_data_args",
+    "filters_from_args",
+    "iter_positioned",
+    "iter_samples",
+    "partition_from_args",
+    "resolve_source",
+]

@@ -41,9 +41,20 @@ class ElementsDataset(IterableDataset):
         shuffle, seed: shuffle the shard/file order each epoch (see :meth:`set_epoch`).
     """
 
-    def __init__(self, source, *, partition: dict, split: str = "train", filters: LaionFilter | None = None,
-                 image_size: int = WORKING_SIZE, cache_dir=None, rank: int = 0, world_size: int = 1,
-                 shuffle: bool = True, seed: int = 0) -> None:
+    def __init__(
+        self,
+        source,
+        *,
+        partition: dict,
+        split: str = "train",
+        filters: LaionFilter | None = None,
+        image_size: int = WORKING_SIZE,
+        cache_dir=None,
+        rank: int = 0,
+        world_size: int = 1,
+        shuffle: bool = True,
+        seed: int = 0,
+    ) -> None:
         super().__init__()
         self.source = resolve_source(source)
         self.partition = dict(partition)
@@ -73,9 +84,17 @@ class ElementsDataset(IterableDataset):
         stats = DataStats()
         part_fn = self._partitioner()
         for position, sample in iter_positioned(
-                self.source, split=self.split, filters=self.filters, part=self.rank * workers + worker,
-                num_parts=self.world_size * workers, epoch=self.epoch, seed=self.seed, shuffle=self.shuffle,
-                start=self.start_positions.get(worker, 0), stats=stats):
+            self.source,
+            split=self.split,
+            filters=self.filters,
+            part=self.rank * workers + worker,
+            num_parts=self.world_size * workers,
+            epoch=self.epoch,
+            seed=self.seed,
+            shuffle=self.shuffle,
+            start=self.start_positions.get(worker, 0),
+            stats=stats,
+        ):
             canvas = center_crop_resize(sample.image, self.image_size)
             el = part_fn(sample.key, canvas)
             if el.num_elements == 0:
@@ -103,8 +122,12 @@ def collate(items: Sequence[dict], max_elements: int | None = None) -> dict:
     largest = max(len(it["boxes"]) for it in items)
     return {
         "pixel_values": torch.stack([it["pixel_values"] for it in items]),
-        "elements": pad_elements([it["patches"] for it in items], [it["boxes"] for it in items],
-                                 [it["active"] for it in items], max(largest, max_elements or 0)),
+        "elements": pad_elements(
+            [it["patches"] for it in items],
+            [it["boxes"] for it in items],
+            [it["active"] for it in items],
+            max(largest, max_elements or 0),
+        ),
         "captions": [it["caption"] for it in items],
         "keys": [it["key"] for it in items],
         "worker": int(items[-1]["worker"]),
@@ -116,9 +139,14 @@ def collate(items: Sequence[dict], max_elements: int | None = None) -> dict:
 def make_dataloader(dataset: ElementsDataset, batch_size: int, num_workers: int = 0, max_elements: int | None = None):
     """A DataLoader over :class:`ElementsDataset` with :func:`collate` (padding to ``max_elements`` if given);
     workers are not persistent so that :meth:`ElementsDataset.set_epoch` reaches them."""
-    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=num_workers,
-                                       collate_fn=functools.partial(collate, max_elements=max_elements),
-                                       pin_memory=torch.cuda.is_available(), drop_last=False)
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        collate_fn=functools.partial(collate, max_elements=max_elements),
+        pin_memory=torch.cuda.is_available(),
+        drop_last=False,
+    )
 
 
 def total_stats(per_worker: dict[int, dict]) -> dict:

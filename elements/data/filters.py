@@ -50,7 +50,9 @@ class LaionFilter:
             name = next((c for c in aliases if c in cols), None)
             if name is None:
                 shown = ", ".join(cols[:20]) + (" ..." if len(cols) > 20 else "")
-                raise UserError(f"{where} has no {what} column (looked for {', '.join(aliases)}; it has: {shown or 'no columns'}).")
+                raise UserError(
+                    f"{where} has no {what} column (looked for {', '.join(aliases)}; it has: {shown or 'no columns'})."
+                )
             found[what] = name
         return found
 

@@ -57,7 +57,9 @@ class PartitionCache:
 
     def entry(self, key: str, canvas: np.ndarray) -> Path:
         h = hashlib.sha256()
-        h.update(json.dumps({"v": CACHE_VERSION, "key": key, "params": self.partitioner.params()}, sort_keys=True).encode())
+        h.update(
+            json.dumps({"v": CACHE_VERSION, "key": key, "params": self.partitioner.params()}, sort_keys=True).encode()
+        )
         h.update(np.ascontiguousarray(canvas).tobytes())
         digest = h.hexdigest()
         return self.cache_dir / digest[:2] / f"{digest}.npz"

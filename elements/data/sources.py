@@ -100,7 +100,7 @@ def _expand_braces(pattern: str) -> list[str]:
     width = len(lo)
     out = []
     for i in range(int(lo), int(hi) + 1):
-        out += _expand_braces(pattern[: m.start()] + str(i).zfill(width) + pattern[m.end():])
+        out += _expand_braces(pattern[: m.start()] + str(i).zfill(width) + pattern[m.end() :])
     return out
 
 
@@ -138,8 +138,13 @@ def resolve_source(source) -> DataSource:
     if shards:
         return DataSource("webdataset", path, tuple(shards))
     files = sorted(
-        (p for p in path.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
-         and not any(part.startswith(".") for part in p.relative_to(path).parts)),
+        (
+            p
+            for p in path.rglob("*")
+            if p.suffix.lower() in IMAGE_EXTENSIONS
+            and p.is_file()
+            and not any(part.startswith(".") for part in p.relative_to(path).parts)
+        ),
         key=lambda p: p.relative_to(path).as_posix(),
     )
     if not files:
@@ -251,9 +256,19 @@ def decode_image(data) -> np.ndarray | None:
 
 
 # --- the reader --------------------------------------------------------------------------------
-def iter_positioned(source, *, split: str = "train", filters: LaionFilter | None = None, part: int = 0,
-                    num_parts: int = 1, epoch: int = 0, seed: int = 0, shuffle: bool = False, start: int = 0,
-                    stats: DataStats | None = None) -> Iterator[tuple[int, Sample]]:
+def iter_positioned(
+    source,
+    *,
+    split: str = "train",
+    filters: LaionFilter | None = None,
+    part: int = 0,
+    num_parts: int = 1,
+    epoch: int = 0,
+    seed: int = 0,
+    shuffle: bool = False,
+    start: int = 0,
+    stats: DataStats | None = None,
+) -> Iterator[tuple[int, Sample]]:
     """Like :func:`iter_samples`, yielding ``(position, sample)``.
 
     ``position`` is the number of this part's records consumed so far (decoded or skipped);

@@ -40,5 +40,7 @@ def is_heldout(key: str, fraction: float = HOLDOUT_FRACTION) -> bool:
 
 
 def rule_text(fraction: float = HOLDOUT_FRACTION) -> str:
-    return (f"held out iff int(sha256(utf8(url or key))[:8 bytes], big-endian) < {fraction!r} * 2**64 "
-            f"(url when present, else the webdataset __key__ or the folder-relative path)")
+    return (
+        f"held out iff int(sha256(utf8(url or key))[:8 bytes], big-endian) < {fraction!r} * 2**64 "
+        f"(url when present, else the webdataset __key__ or the folder-relative path)"
+    )

@@ -22,7 +22,7 @@ Every decoder returns the image at the input's size and aspect ratio
 from __future__ import annotations
 
 import importlib
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -64,23 +64,43 @@ class Decoder:
         """One line saying what runs (model and settings), for banners and the CLI."""
         return self.name
 
-    def decode_canvas(self, el: ImageElements, *, prompt: str, seed: int, steps: int | None,
-                      guidance: float | None, progress: Progress | None) -> np.ndarray:
+    def decode_canvas(
+        self,
+        el: ImageElements,
+        *,
+        prompt: str,
+        seed: int,
+        steps: int | None,
+        guidance: float | None,
+        progress: Progress | None,
+    ) -> np.ndarray:
         """Decode to the working canvas ``(S, S, 3) uint8``."""
         raise NotImplementedError
 
-    def __call__(self, el: ImageElements, *, prompt: str = "", seed: int = 0, steps: int | None = None,
-                 guidance: float | None = None, progress: Progress | None = None) -> np.ndarray:
+    def __call__(
+        self,
+        el: ImageElements,
+        *,
+        prompt: str = "",
+        seed: int = 0,
+        steps: int | None = None,
+        guidance: float | None = None,
+        progress: Progress | None = None,
+    ) -> np.ndarray:
         """Decode ``el`` to ``(H_in, W_in, 3) uint8`` at the input image's size."""
         if steps is not None and int(steps) < 1:
             raise UserError(f"The number of steps must be at least 1, got {steps}.")
         if guidance is not None and not np.isfinite(guidance):
             raise UserError(f"The guidance scale must be a finite number, got {guidance}.")
-        canvas = self.decode_canvas(el, prompt=prompt or "", seed=int(seed), steps=steps, guidance=guidance, progress=progress)
+        canvas = self.decode_canvas(
+            el, prompt=prompt or "", seed=int(seed), steps=steps, guidance=guidance, progress=progress
+        )
         canvas = np.asarray(canvas)
         s = el.size
         if canvas.shape != (s, s, 3) or canvas.dtype != np.uint8:
-            raise RuntimeError(f"decoder {self.name} returned {canvas.shape} {canvas.dtype}, expected ({s}, {s}, 3) uint8")
+            raise RuntimeError(
+                f"decoder {self.name} returned {canvas.shape} {canvas.dtype}, expected ({s}, {s}, 3) uint8"
+            )
         return el.geometry.from_canvas(canvas)
 
 
@@ -142,10 +162,13 @@ def load_sd_pipeline(cls_name: str, ref: str, *, what: str, env: str | None, dev
     device = torch_device(device)
     dtype = dtype or (torch.float16 if device.startswith("cuda") else torch.float32)
     try:
-        pipe = getattr(diffusers, cls_name).from_pretrained(path, torch_dtype=dtype, safety_checker=None,
-                                                             requires_safety_checker=False)
+        pipe = getattr(diffusers, cls_name).from_pretrained(
+            path, torch_dtype=dtype, safety_checker=None, requires_safety_checker=False
+        )
     except (OSError, ValueError, KeyError) as err:
-        raise UserError(f"{what} at '{ref}' could not be loaded as a {cls_name} ({type(err).__name__}: {str(err).splitlines()[0][:160]}).") from None
+        raise UserError(
+            f"{what} at '{ref}' could not be loaded as a {cls_name} ({type(err).__name__}: {str(err).splitlines()[0][:160]})."
+        ) from None
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
 
@@ -156,6 +179,7 @@ def diffusers_call_kwargs(seed: int, progress: Progress | None) -> dict:
 
     kw = {"generator": torch.Generator("cpu").manual_seed(int(seed))}
     if progress is not None:
+
         def on_step_end(pipe, i, t, tensors):
             progress(i + 1, int(getattr(pipe, "num_timesteps", 0) or 0))
             return tensors
@@ -201,6 +225,14 @@ def best_available(**options) -> str:
 
 
 __all__ = [
-    "Decoder", "Progress", "REGISTRY", "available_decoders", "best_available", "diffusers_call_kwargs", "get_decoder",
-    "load_sd_pipeline", "torch_device", "weights_status",
+    "Decoder",
+    "Progress",
+    "REGISTRY",
+    "available_decoders",
+    "best_available",
+    "diffusers_call_kwargs",
+    "get_decoder",
+    "load_sd_pipeline",
+    "torch_device",
+    "weights_status",
 ]

@@ -91,7 +91,7 @@ def _lab_bins(pixels: np.ndarray) -> np.ndarray:
 
 
 def _histogram(pixels: np.ndarray) -> np.ndarray:
-    h = np.bincount(_lab_bins(pixels), minlength=HIST_BINS ** 3).astype(np.float64).reshape((HIST_BINS,) * 3)
+    h = np.bincount(_lab_bins(pixels), minlength=HIST_BINS**3).astype(np.float64).reshape((HIST_BINS,) * 3)
     h = ndimage.gaussian_filter(h, 0.75, mode="constant")
     return (h / max(h.sum(), 1e-12)).reshape(-1)
 
@@ -132,7 +132,9 @@ def ghost_band(r: Rendered, el: ImageElements, grid_scale: float = 1.0) -> np.nd
     looks = np.zeros_like(cand)
     looks[cand] = p_obj[bins] > p_bg[bins]
     # fill the speckle between matching pixels, then keep what connects to the vacated region
-    grown = cv2.morphologyEx((looks | vacated | band).astype(np.uint8), cv2.MORPH_CLOSE, _disk(CLOSE_PX * grid_scale)).astype(bool)
+    grown = cv2.morphologyEx(
+        (looks | vacated | band).astype(np.uint8), cv2.MORPH_CLOSE, _disk(CLOSE_PX * grid_scale)
+    ).astype(bool)
     grown &= cand | vacated | band
     comp, _ = ndimage.label(grown, structure=np.ones((3, 3)))
     keep = np.unique(comp[vacated])
@@ -201,4 +203,15 @@ def place_seamless(image: np.ndarray, r: Rendered, grid_scale: float = 1.0) -> t
     return out, blended_layers
 
 
-__all__ = ["BAND_ELEMENTS", "BLEND_BAND", "CLOSE_PX", "HIST_BINS", "STEP_KEEP", "STEP_SMOOTH", "ghost_band", "place_seamless", "poisson_membrane", "vacated_region"]
+__all__ = [
+    "BAND_ELEMENTS",
+    "BLEND_BAND",
+    "CLOSE_PX",
+    "HIST_BINS",
+    "STEP_KEEP",
+    "STEP_SMOOTH",
+    "ghost_band",
+    "place_seamless",
+    "poisson_membrane",
+    "vacated_region",
+]

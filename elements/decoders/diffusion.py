@@ -26,8 +26,15 @@ class DiffusionDecoder(Decoder):
 
     name = "diffusion"
 
-    def __init__(self, *, sd_base: str | None = None, stage1: str | None = None, stage2: str | None = None,
-                 device: str | None = None, dtype=None) -> None:
+    def __init__(
+        self,
+        *,
+        sd_base: str | None = None,
+        stage1: str | None = None,
+        stage2: str | None = None,
+        device: str | None = None,
+        dtype=None,
+    ) -> None:
         import torch
 
         from elements.decoders.pipeline import ElementsPipeline
@@ -40,21 +47,30 @@ class DiffusionDecoder(Decoder):
             raise UserError(f"The diffusion decoder needs {d.what}; set {d.env} or pass its flag.")
         self.device = torch_device(device)
         self.dtype = dtype or (torch.float16 if self.device.startswith("cuda") else torch.float32)
-        self.pipe = ElementsPipeline.from_elements_checkpoint(base=self.base, stage1=self.stage1, stage2=self.stage2,
-                                                              device=self.device, dtype=self.dtype)
+        self.pipe = ElementsPipeline.from_elements_checkpoint(
+            base=self.base, stage1=self.stage1, stage2=self.stage2, device=self.device, dtype=self.dtype
+        )
         if hasattr(self.pipe, "set_progress_bar_config"):
             self.pipe.set_progress_bar_config(disable=True)
 
     @classmethod
-    def availability(cls, sd_base: str | None = None, stage1: str | None = None, stage2: str | None = None,
-                     **_) -> tuple[bool, str]:
+    def availability(
+        cls, sd_base: str | None = None, stage1: str | None = None, stage2: str | None = None, **_
+    ) -> tuple[bool, str]:
         parts = [
             weights_status(defaults.SD_BASE.get(sd_base), what="Stable Diffusion 1.5 model", env=defaults.SD_BASE.env),
-            weights_status(defaults.STAGE2_CHECKPOINT.get(stage2), what="stage-2 checkpoint", env=defaults.STAGE2_CHECKPOINT.env),
+            weights_status(
+                defaults.STAGE2_CHECKPOINT.get(stage2), what="stage-2 checkpoint", env=defaults.STAGE2_CHECKPOINT.env
+            ),
         ]
         if defaults.STAGE1_CHECKPOINT.get(stage1):  # only needed when stage 2 carries no content encoder
-            parts.append(weights_status(defaults.STAGE1_CHECKPOINT.get(stage1), what="stage-1 checkpoint",
-                                        env=defaults.STAGE1_CHECKPOINT.env))
+            parts.append(
+                weights_status(
+                    defaults.STAGE1_CHECKPOINT.get(stage1),
+                    what="stage-1 checkpoint",
+                    env=defaults.STAGE1_CHECKPOINT.env,
+                )
+            )
         missing = [why for ok, why in parts if not ok]
         return (not missing), ("; ".join(missing) if missing else "; ".join(why for _, why in parts))
 
@@ -73,8 +89,11 @@ class DiffusionDecoder(Decoder):
 
     def decode_canvas(self, el: ImageElements, *, prompt, seed, steps, guidance, progress) -> np.ndarray:
         out = self.pipe(
-            el, prompt=prompt, num_inference_steps=int(steps or DEFAULT_STEPS),
-            guidance_scale=float(DEFAULT_GUIDANCE if guidance is None else guidance), output_type="np",
+            el,
+            prompt=prompt,
+            num_inference_steps=int(steps or DEFAULT_STEPS),
+            guidance_scale=float(DEFAULT_GUIDANCE if guidance is None else guidance),
+            output_type="np",
             **diffusers_call_kwargs(seed, progress),
         )
         return to_uint8(np.asarray(out.images[0]))  # (S, S, 3) float in [0, 1] -> uint8

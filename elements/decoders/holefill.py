@@ -82,8 +82,10 @@ class FillReport:
             return "no holes to fill"
         if self.min_scale >= 1.0:
             return f"holes filled by {ENGINE_NAMES[self.engine]} at full resolution ({w}x{h})"
-        return (f"holes filled by {ENGINE_NAMES[self.engine]} at {self.min_scale:.2f}x of {w}x{h} "
-                "(large hole), the fill upsampled")
+        return (
+            f"holes filled by {ENGINE_NAMES[self.engine]} at {self.min_scale:.2f}x of {w}x{h} "
+            "(large hole), the fill upsampled"
+        )
 
 
 def hole_windows(holes: np.ndarray, margin_min: int) -> list[tuple[int, int, int, int]]:
@@ -120,8 +122,9 @@ def _patchmatch(image: np.ndarray, holes: np.ndarray, exclude: np.ndarray, seed:
         return out
     with _PM_LOCK:
         patchmatch.set_random_seed(int(seed))
-        return patchmatch.inpaint(image, holes, global_mask=exclude & ~holes if exclude.any() else None,
-                                  patch_size=PATCH_RADIUS)
+        return patchmatch.inpaint(
+            image, holes, global_mask=exclude & ~holes if exclude.any() else None, patch_size=PATCH_RADIUS
+        )
 
 
 def _telea(image: np.ndarray, holes: np.ndarray, exclude: np.ndarray, radius: float) -> np.ndarray:
@@ -134,8 +137,15 @@ def _telea(image: np.ndarray, holes: np.ndarray, exclude: np.ndarray, radius: fl
     return np.where(holes[..., None], filled, image)
 
 
-def fill_holes(image: np.ndarray, holes: np.ndarray, *, engine: str = "patchmatch", seed: int = 0,
-               exclude: np.ndarray | None = None, grid_scale: float = 1.0) -> tuple[np.ndarray, FillReport]:
+def fill_holes(
+    image: np.ndarray,
+    holes: np.ndarray,
+    *,
+    engine: str = "patchmatch",
+    seed: int = 0,
+    exclude: np.ndarray | None = None,
+    grid_scale: float = 1.0,
+) -> tuple[np.ndarray, FillReport]:
     """Fill ``holes (H, W) bool`` of ``image (H, W, 3) uint8``; every other pixel is returned unchanged.
 
     ``exclude (H, W) bool``: pixels the fill must not copy from (and does not change).
@@ -175,5 +185,17 @@ def fill_holes(image: np.ndarray, holes: np.ndarray, *, engine: str = "patchmatc
     return out, FillReport(engine, len(windows), min_scale)
 
 
-__all__ = ["CONTEXT", "ENGINES", "ENGINE_NAMES", "FULL_RES_BUDGET", "MIN_CONTEXT", "PATCH_RADIUS", "TELEA_RADIUS",
-           "FillReport", "check_engine", "fill_holes", "hole_windows", "patchmatch_status"]
+__all__ = [
+    "CONTEXT",
+    "ENGINES",
+    "ENGINE_NAMES",
+    "FULL_RES_BUDGET",
+    "MIN_CONTEXT",
+    "PATCH_RADIUS",
+    "TELEA_RADIUS",
+    "FillReport",
+    "check_engine",
+    "fill_holes",
+    "hole_windows",
+    "patchmatch_status",
+]

@@ -65,15 +65,21 @@ def split_holes(holes: np.ndarray, content: np.ndarray, kernel: int = GAP_KERNEL
     return small, holes & ~small
 
 
-def telea_fill(image: np.ndarray, holes: np.ndarray, content_box: tuple[int, int, int, int], radius: int = TELEA_RADIUS) -> np.ndarray:
+def telea_fill(
+    image: np.ndarray, holes: np.ndarray, content_box: tuple[int, int, int, int], radius: int = TELEA_RADIUS
+) -> np.ndarray:
     """Fill ``holes`` of a canvas ``image (S, S, 3) uint8`` with Telea inside ``content_box`` (x, y, w, h).
 
     Working on the content box alone keeps the black letterbox padding from bleeding in.
     """
     out = image.copy()
     x, y, w, h = content_box
-    crop, _ = fill_holes(np.ascontiguousarray(image[y : y + h, x : x + w]), holes[y : y + h, x : x + w], engine="telea",
-                         grid_scale=radius / TELEA_RADIUS)
+    crop, _ = fill_holes(
+        np.ascontiguousarray(image[y : y + h, x : x + w]),
+        holes[y : y + h, x : x + w],
+        engine="telea",
+        grid_scale=radius / TELEA_RADIUS,
+    )
     out[y : y + h, x : x + w] = crop
     return out
 
@@ -88,21 +94,39 @@ class InpaintDecoder(FullResDecoder):
 
     name = "pixel+inpaint"
 
-    def __init__(self, *, backend: str = "auto", sd_inpaint: str | None = None, device: str | None = None,
-                 dtype=None, gap_kernel: int = GAP_KERNEL, radius: int = TELEA_RADIUS, blend: bool = True,
-                 hole_band: bool = True, full_res: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        backend: str = "auto",
+        sd_inpaint: str | None = None,
+        device: str | None = None,
+        dtype=None,
+        gap_kernel: int = GAP_KERNEL,
+        radius: int = TELEA_RADIUS,
+        blend: bool = True,
+        hole_band: bool = True,
+        full_res: bool = True,
+    ) -> None:
         if backend not in BACKENDS:
             raise UserError(f"Unknown inpainting backend '{backend}'; choose auto, sd, patchmatch or telea.")
         if int(gap_kernel) < 1 or int(radius) < 1:
             raise UserError("The gap kernel and the inpainting radius must be at least 1 pixel.")
         backend = "telea" if backend == "opencv" else backend
         self.ref = defaults.SD_INPAINT.get(sd_inpaint)
-        ok, self.reason = weights_status(self.ref, what="SD-Inpaint model", env=defaults.SD_INPAINT.env) if backend in ("auto", "sd") else (False, "")
+        ok, self.reason = (
+            weights_status(self.ref, what="SD-Inpaint model", env=defaults.SD_INPAINT.env)
+            if backend in ("auto", "sd")
+            else (False, "")
+        )
         if backend == "sd" and not ok:
             raise UserError(f"The SD-Inpaint back-end cannot run: {self.reason}.")
         if backend in ("patchmatch", "telea"):
             check_engine(backend)
-        self.backend = "sd" if (backend == "sd" or (backend == "auto" and ok)) else (default_engine() if backend == "auto" else backend)
+        self.backend = (
+            "sd"
+            if (backend == "sd" or (backend == "auto" and ok))
+            else (default_engine() if backend == "auto" else backend)
+        )
         self.engine = "telea" if self.backend == "telea" else default_engine() if self.backend == "sd" else self.backend
         self.device, self.dtype = device, dtype
         self.gap_kernel, self.radius = int(gap_kernel), int(radius)
@@ -111,7 +135,9 @@ class InpaintDecoder(FullResDecoder):
 
     @classmethod
     def availability(cls, sd_inpaint: str | None = None, **_) -> tuple[bool, str]:
-        ok, why = weights_status(defaults.SD_INPAINT.get(sd_inpaint), what="SD-Inpaint model", env=defaults.SD_INPAINT.env)
+        ok, why = weights_status(
+            defaults.SD_INPAINT.get(sd_inpaint), what="SD-Inpaint model", env=defaults.SD_INPAINT.env
+        )
         if ok:
             return True, f"SD-Inpaint: {why}"
         engine = default_engine()
@@ -130,15 +156,25 @@ class InpaintDecoder(FullResDecoder):
     def describe(self) -> str:
         extras = ", hole band" * self.hole_band + ", Poisson placement of moved elements" * self.blend
         if self.backend == "sd":
-            return (f"pixel+inpaint: pixel editing (App. A) at full resolution + gap closing ({self.gap_kernel} px) + "
-                    f"SD-Inpaint {self.ref}{extras}")
-        what = {"patchmatch": "PatchMatch hole filling", "telea": f"OpenCV Telea inpainting (radius {self.radius} px)"}[self.backend]
+            return (
+                f"pixel+inpaint: pixel editing (App. A) at full resolution + gap closing ({self.gap_kernel} px) + "
+                f"SD-Inpaint {self.ref}{extras}"
+            )
+        what = {"patchmatch": "PatchMatch hole filling", "telea": f"OpenCV Telea inpainting (radius {self.radius} px)"}[
+            self.backend
+        ]
         return f"pixel+inpaint: pixel editing (App. A) at full resolution + {what} on the CPU{extras}"
 
     def pipeline(self):
         if self._pipe is None:
-            self._pipe = load_sd_pipeline("StableDiffusionInpaintPipeline", self.ref, what="SD-Inpaint model",
-                                          env=defaults.SD_INPAINT.env, device=self.device, dtype=self.dtype)
+            self._pipe = load_sd_pipeline(
+                "StableDiffusionInpaintPipeline",
+                self.ref,
+                what="SD-Inpaint model",
+                env=defaults.SD_INPAINT.env,
+                device=self.device,
+                dtype=self.dtype,
+            )
         return self._pipe
 
     def decode_grid(self, el: ImageElements, *, full_res, prompt, seed, steps, guidance, progress):
@@ -149,17 +185,31 @@ class InpaintDecoder(FullResDecoder):
         exclude = r.edited_cover
         h, w = holes.shape
         if self.backend == "sd":
-            image, note = self._sd_fill(el, r.image, holes, exclude, gs, prompt=prompt, seed=seed, steps=steps,
-                                        guidance=guidance, progress=progress)
+            image, note = self._sd_fill(
+                el,
+                r.image,
+                holes,
+                exclude,
+                gs,
+                prompt=prompt,
+                seed=seed,
+                steps=steps,
+                guidance=guidance,
+                progress=progress,
+            )
         else:
             radius_scale = gs * self.radius / TELEA_RADIUS if self.backend == "telea" else gs
-            image, report = fill_holes(r.image, holes, engine=self.backend, seed=seed, exclude=exclude, grid_scale=radius_scale)
+            image, report = fill_holes(
+                r.image, holes, engine=self.backend, seed=seed, exclude=exclude, grid_scale=radius_scale
+            )
             note = report.note((h, w))
         if self.blend and any(layer.edited for layer in r.layers):
             image, n = place_seamless(image, r, gs)
             note += "; moved elements Poisson-blended" if n else ""
         if not r.full_res:
-            note += f" (canvas resolution {w}x{h}: {'no full-resolution pixels saved' if full_res else 'full_res=False'})"
+            note += (
+                f" (canvas resolution {w}x{h}: {'no full-resolution pixels saved' if full_res else 'full_res=False'})"
+            )
         return image, self.ran, note
 
     def _sd_fill(self, el, image, holes, exclude, gs, *, prompt, seed, steps, guidance, progress):
@@ -177,17 +227,28 @@ class InpaintDecoder(FullResDecoder):
         k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * MASK_DILATION + 1,) * 2)
         mask_c = cv2.dilate(large_c.astype(np.uint8), k).astype(bool) & g.content_mask()
         result = self.pipeline()(
-            prompt=prompt, image=Image.fromarray(canvas), mask_image=Image.fromarray(mask_c.astype(np.uint8) * 255),
-            height=s, width=s, num_inference_steps=int(steps or DEFAULT_STEPS),
-            guidance_scale=float(DEFAULT_GUIDANCE if guidance is None else guidance), output_type="np",
+            prompt=prompt,
+            image=Image.fromarray(canvas),
+            mask_image=Image.fromarray(mask_c.astype(np.uint8) * 255),
+            height=s,
+            width=s,
+            num_inference_steps=int(steps or DEFAULT_STEPS),
+            guidance_scale=float(DEFAULT_GUIDANCE if guidance is None else guidance),
+            output_type="np",
             **diffusers_call_kwargs(seed, progress),
         ).images[0]
         generated = np.clip(np.rint(np.asarray(result, dtype=np.float32) * 255.0), 0, 255).astype(np.uint8)
         crop = generated[g.content_y : g.content_y + g.content_h, g.content_x : g.content_x + g.content_w]
         h, w = holes.shape
-        up = cv2.resize(np.ascontiguousarray(crop), (w, h), interpolation=cv2.INTER_CUBIC) if (w, h) != (g.content_w, g.content_h) else crop
+        up = (
+            cv2.resize(np.ascontiguousarray(crop), (w, h), interpolation=cv2.INTER_CUBIC)
+            if (w, h) != (g.content_w, g.content_h)
+            else crop
+        )
         reach = cv2.dilate(large.astype(np.uint8), _disk(MASK_DILATION * gs)).astype(bool) & ~exclude
-        note = f"holes filled by SD-Inpaint on the {s}-px canvas" + (", upsampled" if (w, h) != (g.content_w, g.content_h) else "")
+        note = f"holes filled by SD-Inpaint on the {s}-px canvas" + (
+            ", upsampled" if (w, h) != (g.content_w, g.content_h) else ""
+        )
         return np.where(reach[..., None], up, image), note
 
 

@@ -25,8 +25,10 @@ class LightDecoder(Decoder):
     def __init__(self, *, stage1: str | None = None, device: str | None = None) -> None:
         self.ref = defaults.STAGE1_CHECKPOINT.get(stage1)
         if not self.ref:  # fail before importing torch and the models
-            raise UserError(f"The light decoder needs {defaults.STAGE1_CHECKPOINT.what}; pass --stage1 or set "
-                            f"{defaults.STAGE1_CHECKPOINT.env}.")
+            raise UserError(
+                f"The light decoder needs {defaults.STAGE1_CHECKPOINT.what}; pass --stage1 or set "
+                f"{defaults.STAGE1_CHECKPOINT.env}."
+            )
         from elements.decoders.reconstruct import LightReconstructor
 
         self.device = torch_device(device)
@@ -34,8 +36,9 @@ class LightDecoder(Decoder):
 
     @classmethod
     def availability(cls, stage1: str | None = None, **_) -> tuple[bool, str]:
-        return weights_status(defaults.STAGE1_CHECKPOINT.get(stage1), what="stage-1 checkpoint",
-                              env=defaults.STAGE1_CHECKPOINT.env)
+        return weights_status(
+            defaults.STAGE1_CHECKPOINT.get(stage1), what="stage-1 checkpoint", env=defaults.STAGE1_CHECKPOINT.env
+        )
 
     def requirements(self) -> dict:
         return {"weights": [f"stage-1 checkpoint ({self.ref})"], "gpu": "no"}

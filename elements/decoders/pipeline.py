@@ -25,11 +25,11 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from elements import defaults
 from elements.errors import UserError
-from elements.pixels import to_uint8
-from elements.models.element_attention import ElementAdapter, install, set_slice_size
 from elements.models.content_encoder import CONTENT_ENCODER_DIR
+from elements.models.element_attention import ElementAdapter, install, set_slice_size
 from elements.models.element_unet import ADAPTER_DIR, UNET_DIR
 from elements.models.tokens import collate, tokens_from_embeddings
+from elements.pixels import to_uint8
 from elements.types import ImageElements
 
 DEFAULT_STEPS = 50  # DDIM sampling steps, App. C.2
@@ -73,10 +73,19 @@ class ElementsPipeline(DiffusionPipeline):
     def __init__(self, vae, text_encoder, tokenizer, unet, scheduler, content_encoder, element_adapter: ElementAdapter):
         super().__init__()
         if content_encoder.token_dim != element_adapter.config.token_dim:
-            raise UserError(f"The content encoder makes {content_encoder.token_dim}-wide tokens but the element adapter "
-                            f"expects {element_adapter.config.token_dim}; the stage-1 and stage-2 checkpoints do not match.")
-        self.register_modules(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler,
-                              content_encoder=content_encoder, element_adapter=element_adapter)
+            raise UserError(
+                f"The content encoder makes {content_encoder.token_dim}-wide tokens but the element adapter "
+                f"expects {element_adapter.config.token_dim}; the stage-1 and stage-2 checkpoints do not match."
+            )
+        self.register_modules(
+            vae=vae,
+            text_encoder=text_encoder,
+            tokenizer=tokenizer,
+            unet=unet,
+            scheduler=scheduler,
+            content_encoder=content_encoder,
+            element_adapter=element_adapter,
+        )
         try:
             install(unet, element_adapter)
         except ValueError as err:
@@ -86,9 +95,16 @@ class ElementsPipeline(DiffusionPipeline):
 
     # --- loading -------------------------------------------------------------------------
     @classmethod
-    def from_elements_checkpoint(cls, base: str | None = None, stage1: str | None = None, stage2: str | None = None,
-                                 *, device: str | torch.device | None = None, dtype: torch.dtype | None = None,
-                                 scheduler: str = "ddim") -> "ElementsPipeline":
+    def from_elements_checkpoint(
+        cls,
+        base: str | None = None,
+        stage1: str | None = None,
+        stage2: str | None = None,
+        *,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype | None = None,
+        scheduler: str = "ddim",
+    ) -> ElementsPipeline:
         """Assemble the pipeline from an SD-1.5 base and our checkpoints (local folders or Hub ids).
 
         ``base`` / ``stage1`` / ``stage2`` default to ``elements.defaults`` (flag > env var > built-in).
@@ -104,15 +120,19 @@ class ElementsPipeline(DiffusionPipeline):
         base_dir = model_folder(defaults.SD_BASE, base)
         stage2_ref = defaults.STAGE2_CHECKPOINT.get(stage2)
         if not stage2_ref:
-            raise UserError(f"The element pipeline needs {defaults.STAGE2_CHECKPOINT.what}; "
-                            f"pass it or set {defaults.STAGE2_CHECKPOINT.env}.")
+            raise UserError(
+                f"The element pipeline needs {defaults.STAGE2_CHECKPOINT.what}; "
+                f"pass it or set {defaults.STAGE2_CHECKPOINT.env}."
+            )
         stage2_dir = model_folder(defaults.STAGE2_CHECKPOINT, stage2_ref)
         if (stage2_dir / CONTENT_ENCODER_DIR).is_dir():
             encoder_dir = stage2_dir
         else:
             if not defaults.STAGE1_CHECKPOINT.get(stage1):
-                raise UserError(f"The stage-2 checkpoint has no {CONTENT_ENCODER_DIR}/ folder, so the pipeline needs "
-                                f"{defaults.STAGE1_CHECKPOINT.what}; pass it or set {defaults.STAGE1_CHECKPOINT.env}.")
+                raise UserError(
+                    f"The stage-2 checkpoint has no {CONTENT_ENCODER_DIR}/ folder, so the pipeline needs "
+                    f"{defaults.STAGE1_CHECKPOINT.what}; pass it or set {defaults.STAGE1_CHECKPOINT.env}."
+                )
             encoder_dir = model_folder(defaults.STAGE1_CHECKPOINT, stage1)
         kw = {"torch_dtype": dtype} if dtype is not None else {}
         parts = {
@@ -131,7 +151,9 @@ class ElementsPipeline(DiffusionPipeline):
             try:
                 loaded[name] = klass.from_pretrained(str(root), subfolder=sub, **extra)
             except (OSError, ValueError) as err:
-                raise UserError(f"Could not load the {name.replace('_', ' ')} from '{root / sub}' ({_short(err)}).") from None
+                raise UserError(
+                    f"Could not load the {name.replace('_', ' ')} from '{root / sub}' ({_short(err)})."
+                ) from None
         sched_cfg = DDIMScheduler.load_config(str(base_dir), subfolder="scheduler")
         pipe = cls(scheduler=make_scheduler(scheduler, sched_cfg), **loaded)
         if device is not None:
@@ -144,16 +166,23 @@ class ElementsPipeline(DiffusionPipeline):
         set_slice_size(self.unet, slice_size)
 
     def set_use_memory_efficient_attention_xformers(self, valid: bool, attention_op=None) -> None:
-        raise NotImplementedError("xFormers processors would remove the element attention; PyTorch SDPA is used instead "
-                                  "and is already memory-efficient on GPU.")
+        raise NotImplementedError(
+            "xFormers processors would remove the element attention; PyTorch SDPA is used instead "
+            "and is already memory-efficient on GPU."
+        )
 
     # --- conditioning --------------------------------------------------------------------
     def encode_prompt(self, prompts: list[str], device) -> torch.Tensor | None:
         """CLIP text states ``(B, 77, C_text)`` for the non-empty prompts; ``None`` when all are empty (C = ∅)."""
         if not any(prompts):
             return None
-        ids = self.tokenizer(prompts, padding="max_length", max_length=self.tokenizer.model_max_length,
-                             truncation=True, return_tensors="pt").input_ids.to(device)
+        ids = self.tokenizer(
+            prompts,
+            padding="max_length",
+            max_length=self.tokenizer.model_max_length,
+            truncation=True,
+            return_tensors="pt",
+        ).input_ids.to(device)
         return self.text_encoder(ids)[0].to(self.unet.dtype)
 
     @torch.no_grad()
@@ -166,10 +195,12 @@ class ElementsPipeline(DiffusionPipeline):
         """
         enc = self.content_encoder
         cached = use_cached_embeddings and all(
-            el.embeddings is not None and el.embeddings.shape[1] == enc.content_dim for el in elements)
+            el.embeddings is not None and el.embeddings.shape[1] == enc.content_dim for el in elements
+        )
         if cached:
-            tokens, _, active = tokens_from_embeddings(elements, [el.embeddings for el in elements],
-                                                       enc.config.num_freqs, device=device, dtype=enc.dtype)
+            tokens, _, active = tokens_from_embeddings(
+                elements, [el.embeddings for el in elements], enc.config.num_freqs, device=device, dtype=enc.dtype
+            )
             return tokens, active
         batch = collate(elements).to(device, enc.dtype)
         return enc.tokens(batch), batch.active
@@ -180,13 +211,25 @@ class ElementsPipeline(DiffusionPipeline):
         return getattr(self, "_num_timesteps", 0)
 
     @torch.no_grad()
-    def __call__(self, elements: ImageElements | list[ImageElements], prompt: str | list[str] = "", *,
-                 num_inference_steps: int = DEFAULT_STEPS, guidance_scale: float = DEFAULT_GUIDANCE,
-                 generator: torch.Generator | list[torch.Generator] | None = None, num_images_per_prompt: int = 1,
-                 height: int | None = None, width: int | None = None, eta: float = 0.0,
-                 latents: torch.Tensor | None = None, output_type: str = "pil",
-                 callback_on_step_end=None, callback_on_step_end_tensor_inputs: tuple[str, ...] = ("latents",),
-                 use_cached_embeddings: bool = True, return_dict: bool = True):
+    def __call__(
+        self,
+        elements: ImageElements | list[ImageElements],
+        prompt: str | list[str] = "",
+        *,
+        num_inference_steps: int = DEFAULT_STEPS,
+        guidance_scale: float = DEFAULT_GUIDANCE,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        num_images_per_prompt: int = 1,
+        height: int | None = None,
+        width: int | None = None,
+        eta: float = 0.0,
+        latents: torch.Tensor | None = None,
+        output_type: str = "pil",
+        callback_on_step_end=None,
+        callback_on_step_end_tensor_inputs: tuple[str, ...] = ("latents",),
+        use_cached_embeddings: bool = True,
+        return_dict: bool = True,
+    ):
         """Decode image elements to images.
 
         Args:
@@ -227,17 +270,23 @@ class ElementsPipeline(DiffusionPipeline):
         text = self.encode_prompt(prompts, device)
         tokens, active = self.encode_elements(els, device, use_cached_embeddings)
         has_text = torch.tensor([bool(p) for p in prompts])  # masks stay on the CPU: row picks need no sync
-        text, tokens, active, has_text = (None if x is None else x.repeat_interleave(k, dim=0)
-                                          for x in (text, tokens, active, has_text))
+        text, tokens, active, has_text = (
+            None if x is None else x.repeat_interleave(k, dim=0) for x in (text, tokens, active, has_text)
+        )
         context = self.element_adapter.project(tokens, active).to(self.unet.dtype)
         b = tokens.shape[0]
-        cond_kwargs = {"element_tokens": context, "element_mask": None,
-                       "text_mask": None if text is None or bool(has_text.all()) else has_text}
+        cond_kwargs = {
+            "element_tokens": context,
+            "element_mask": None,
+            "text_mask": None if text is None or bool(has_text.all()) else has_text,
+        }
         if do_cfg:  # one call: first half ∅/∅, second half C/S (Alg. 1 switches per sample)
             off = torch.zeros(b, dtype=torch.bool)
-            cond_kwargs = {"element_tokens": torch.cat([context, context]),
-                           "element_mask": torch.cat([off, torch.ones_like(off)]),
-                           "text_mask": None if text is None else torch.cat([off, has_text])}
+            cond_kwargs = {
+                "element_tokens": torch.cat([context, context]),
+                "element_mask": torch.cat([off, torch.ones_like(off)]),
+                "text_mask": None if text is None else torch.cat([off, has_text]),
+            }
             text = None if text is None else torch.cat([text, text])
 
         self.scheduler.set_timesteps(num_inference_steps, device=device)
@@ -255,7 +304,9 @@ class ElementsPipeline(DiffusionPipeline):
             for i, t in enumerate(timesteps):
                 z = torch.cat([latents, latents]) if do_cfg else latents
                 z = self.scheduler.scale_model_input(z, t)
-                eps = self.unet(z, t, encoder_hidden_states=text, cross_attention_kwargs=cond_kwargs, return_dict=False)[0]
+                eps = self.unet(
+                    z, t, encoder_hidden_states=text, cross_attention_kwargs=cond_kwargs, return_dict=False
+                )[0]
                 if do_cfg:
                     eps = guide(*eps.chunk(2), guidance_scale)
                 latents = self.scheduler.step(eps, t, latents, **step_kwargs, return_dict=False)[0]

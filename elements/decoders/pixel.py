@@ -236,18 +236,35 @@ class FullResDecoder(Decoder):
         raise NotImplementedError
 
     def decode_canvas(self, el, *, prompt, seed, steps, guidance, progress) -> np.ndarray:
-        image, _, _ = self.decode_grid(el, full_res=False, prompt=prompt, seed=seed, steps=steps, guidance=guidance, progress=progress)
+        image, _, _ = self.decode_grid(
+            el, full_res=False, prompt=prompt, seed=seed, steps=steps, guidance=guidance, progress=progress
+        )
         return grid_to_canvas(image, el)
 
-    def __call__(self, el: ImageElements, *, prompt: str = "", seed: int = 0, steps: int | None = None,
-                 guidance: float | None = None, progress=None) -> DecodedImage:
+    def __call__(
+        self,
+        el: ImageElements,
+        *,
+        prompt: str = "",
+        seed: int = 0,
+        steps: int | None = None,
+        guidance: float | None = None,
+        progress=None,
+    ) -> DecodedImage:
         """Decode ``el`` to ``(H_in, W_in, 3) uint8`` at the input's size, copied at full resolution."""
         if steps is not None and int(steps) < 1:
             raise UserError(f"The number of steps must be at least 1, got {steps}.")
         if guidance is not None and not np.isfinite(guidance):
             raise UserError(f"The guidance scale must be a finite number, got {guidance}.")
-        image, ran, note = self.decode_grid(el, full_res=self.full_res, prompt=prompt or "", seed=int(seed), steps=steps,
-                                            guidance=guidance, progress=progress)
+        image, ran, note = self.decode_grid(
+            el,
+            full_res=self.full_res,
+            prompt=prompt or "",
+            seed=int(seed),
+            steps=steps,
+            guidance=guidance,
+            progress=progress,
+        )
         return DecodedImage(to_input_size(image, el), ran, note)
 
 

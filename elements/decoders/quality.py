@@ -31,7 +31,9 @@ class Scene:
     selection: np.ndarray  # (M,) int64, elements with >= 50 % disc pixels
 
 
-def synthetic_scene(width: int = 384, height: int = 288, *, cell: int = 24, radius: float = 0.17, seed: int = 0) -> Scene:
+def synthetic_scene(
+    width: int = 384, height: int = 288, *, cell: int = 24, radius: float = 0.17, seed: int = 0
+) -> Scene:
     """The scene described in the module docstring; ``cell`` is the element side in canvas pixels."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float64)
@@ -40,13 +42,15 @@ def synthetic_scene(width: int = 384, height: int = 288, *, cell: int = 24, radi
     stripes = 14 * np.sin(2 * np.pi * (xx * 0.9 + yy * 0.45) / 11.0)  # a texture PatchMatch can continue
     img = base + stripes[..., None] + rng.normal(0, 5, (height, width, 3))
     cx, cy, r = 0.3 * width, 0.45 * height, radius * min(width, height) * 1.3
-    obj = (xx - cx) ** 2 + (yy - cy) ** 2 <= r ** 2
+    obj = (xx - cx) ** 2 + (yy - cy) ** 2 <= r**2
     shade = 1.0 - 0.15 * np.clip(((xx - cx) + (yy - cy)) / (2 * r), -1, 1)  # a little shading on the disc
     img[obj] = np.asarray(OBJECT_RGB, dtype=np.float64) * shade[obj][:, None]
     # soften the disc's edge by one pixel, as a photo's would be
     img = np.clip(img, 0, 255).astype(np.uint8)
     soft = cv2.GaussianBlur(img, (3, 3), 0.7)
-    edge = cv2.dilate(obj.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool) & ~cv2.erode(obj.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    edge = cv2.dilate(obj.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool) & ~cv2.erode(
+        obj.astype(np.uint8), np.ones((3, 3), np.uint8)
+    ).astype(bool)
     img[edge] = soft[edge]
     el = grid_elements(img, cell)
     g = el.geometry
@@ -105,8 +109,9 @@ def gradient_energy(image: np.ndarray) -> np.ndarray:
     return gx + gy
 
 
-def seam_contrast(image: np.ndarray, footprint: np.ndarray, *, band: int = 2, reach: int = 10,
-                  ignore: np.ndarray | None = None) -> float:
+def seam_contrast(
+    image: np.ndarray, footprint: np.ndarray, *, band: int = 2, reach: int = 10, ignore: np.ndarray | None = None
+) -> float:
     """Mean gradient energy within ``band`` px of ``footprint``'s border, over its mean on the pixels
     ``band + 2 .. reach`` px from the border (inside and outside); ``ignore`` (e.g. the object's own
     outline) is left out of both. About 1 when the paste is invisible; a colour step gives >> 1."""
@@ -154,8 +159,17 @@ def main() -> None:
         print(f"| {name} | {100 * ghost:.1f} % | {seam:.2f} |")
 
 
-__all__ = ["OBJECT_RGB", "Scene", "ghost_fraction", "gradient_energy", "grid_elements", "object_coloured", "report",
-           "seam_contrast", "synthetic_scene"]
+__all__ = [
+    "OBJECT_RGB",
+    "Scene",
+    "ghost_fraction",
+    "gradient_energy",
+    "grid_elements",
+    "object_coloured",
+    "report",
+    "seam_contrast",
+    "synthetic_scene",
+]
 
 
 if __name__ == "__main__":

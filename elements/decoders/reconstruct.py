@@ -21,7 +21,6 @@ from elements.pixels import SIGNED, to_uint8
 from elements.types import ImageElements
 
 
-
 @torch.no_grad()
 def encode(el: ImageElements, encoder, batch_size: int = 1024) -> ImageElements:
     """Run the content encoder on every element's patch.
@@ -31,7 +30,7 @@ def encode(el: ImageElements, encoder, batch_size: int = 1024) -> ImageElements:
     """
     device = encoder.device
     patches = torch.from_numpy(el.patches)
-    chunks = [encoder(patches[i:i + batch_size].to(device)).float().cpu() for i in range(0, len(patches), batch_size)]
+    chunks = [encoder(patches[i : i + batch_size].to(device)).float().cpu() for i in range(0, len(patches), batch_size)]
     emb = torch.cat(chunks).numpy() if chunks else np.zeros((0, encoder.content_dim), dtype=np.float32)
     return el.replace(embeddings=np.ascontiguousarray(emb, dtype=np.float32))
 
@@ -48,8 +47,9 @@ class LightReconstructor:
         return self.decoder.device
 
     @classmethod
-    def from_pretrained(cls, ref: str | None = None, device: str = "cpu",
-                        dtype: torch.dtype = torch.float32) -> "LightReconstructor":
+    def from_pretrained(
+        cls, ref: str | None = None, device: str = "cpu", dtype: torch.dtype = torch.float32
+    ) -> LightReconstructor:
         """Load a stage-1 checkpoint from a local folder or Hub id (``repo`` or ``repo:subfolder``).
 
         ``ref`` defaults to ``EIE_STAGE1_CHECKPOINT``; a missing or unreachable checkpoint raises
@@ -69,11 +69,15 @@ class LightReconstructor:
         models = []
         for klass, name in ((ContentEncoder, CONTENT_ENCODER_DIR), (LightDecoderNet, LIGHT_DECODER_DIR)):
             if not (root / name / "config.json").is_file():
-                raise UserError(f"{what} at '{ref}' has no {name}/config.json; point to a stage-1 output or checkpoint folder.")
+                raise UserError(
+                    f"{what} at '{ref}' has no {name}/config.json; point to a stage-1 output or checkpoint folder."
+                )
             try:
                 models.append(klass.from_pretrained(str(root), subfolder=name, torch_dtype=dtype).to(device))
             except (OSError, ValueError, TypeError, KeyError) as err:
-                raise UserError(f"{what} at '{ref}' could not be loaded from {name} ({type(err).__name__}: {err}).") from None
+                raise UserError(
+                    f"{what} at '{ref}' could not be loaded from {name} ({type(err).__name__}: {err})."
+                ) from None
         return cls(*models)
 
     @torch.no_grad()
@@ -82,8 +86,9 @@ class LightReconstructor:
         from elements.models.tokens import tokens_from_embeddings
 
         embeddings = [el.embeddings if el.embeddings is not None else encode(el, self.encoder).embeddings for el in els]
-        tokens, content, active = tokens_from_embeddings(els, embeddings, self.encoder.config.num_freqs,
-                                                         device=self.device, dtype=self.decoder.dtype)
+        tokens, content, active = tokens_from_embeddings(
+            els, embeddings, self.encoder.config.num_freqs, device=self.device, dtype=self.decoder.dtype
+        )
         image = self.decoder(tokens, content, active).float()  # (B, 3, S', S') in [-1, 1]
         size = els[0].size
         if image.shape[-1] != size:

@@ -29,8 +29,9 @@ class SDEditDecoder(Decoder):
 
     name = "pixel+sdedit"
 
-    def __init__(self, *, strength: float = DEFAULT_STRENGTH, sd_base: str | None = None, device: str | None = None,
-                 dtype=None) -> None:
+    def __init__(
+        self, *, strength: float = DEFAULT_STRENGTH, sd_base: str | None = None, device: str | None = None, dtype=None
+    ) -> None:
         strength = float(strength)
         if not (np.isfinite(strength) and 0 < strength <= 1):
             raise UserError(f"SDEdit strength must lie in (0, 1] (the paper uses 0.5, 0.7, 0.9), got {strength:g}.")
@@ -44,7 +45,9 @@ class SDEditDecoder(Decoder):
 
     @classmethod
     def availability(cls, sd_base: str | None = None, **_) -> tuple[bool, str]:
-        return weights_status(defaults.SD_BASE.get(sd_base), what="Stable Diffusion 1.5 model", env=defaults.SD_BASE.env)
+        return weights_status(
+            defaults.SD_BASE.get(sd_base), what="Stable Diffusion 1.5 model", env=defaults.SD_BASE.env
+        )
 
     def requirements(self) -> dict:
         return {"weights": [f"Stable Diffusion 1.5 ({self.ref})"], "gpu": "advised"}
@@ -54,8 +57,14 @@ class SDEditDecoder(Decoder):
 
     def pipeline(self):
         if self._pipe is None:
-            self._pipe = load_sd_pipeline("StableDiffusionImg2ImgPipeline", self.ref, what="Stable Diffusion 1.5 model",
-                                          env=defaults.SD_BASE.env, device=self.device, dtype=self.dtype)
+            self._pipe = load_sd_pipeline(
+                "StableDiffusionImg2ImgPipeline",
+                self.ref,
+                what="Stable Diffusion 1.5 model",
+                env=defaults.SD_BASE.env,
+                device=self.device,
+                dtype=self.dtype,
+            )
         return self._pipe
 
     def decode_canvas(self, el: ImageElements, *, prompt, seed, steps, guidance, progress) -> np.ndarray:
@@ -63,10 +72,13 @@ class SDEditDecoder(Decoder):
 
         image, _ = pixel_edit(el)  # holes stay black: "the source region is left blank"
         result = self.pipeline()(
-            prompt=prompt, image=Image.fromarray(image), strength=self.strength,
+            prompt=prompt,
+            image=Image.fromarray(image),
+            strength=self.strength,
             # img2img runs int(steps * strength) steps; keep at least one
             num_inference_steps=max(int(steps or DEFAULT_STEPS), int(np.ceil(1.0 / self.strength))),
-            guidance_scale=float(DEFAULT_GUIDANCE if guidance is None else guidance), output_type="np",
+            guidance_scale=float(DEFAULT_GUIDANCE if guidance is None else guidance),
+            output_type="np",
             **diffusers_call_kwargs(seed, progress),
         ).images[0]
         return to_uint8(np.asarray(result))

@@ -36,8 +36,15 @@ class ContentEncoder(ModelMixin, ConfigMixin):
     """
 
     @register_to_config
-    def __init__(self, *, block_out_channels: tuple[int, ...] = (128, 256, 512, 512, 512), layers_per_block: int = 1,
-                 norm_num_groups: int = 32, content_dim: int = 32, num_freqs: int = 8) -> None:
+    def __init__(
+        self,
+        *,
+        block_out_channels: tuple[int, ...] = (128, 256, 512, 512, 512),
+        layers_per_block: int = 1,
+        norm_num_groups: int = 32,
+        content_dim: int = 32,
+        num_freqs: int = 8,
+    ) -> None:
         super().__init__()
         self.encoder = Encoder(
             in_channels=3,

@@ -67,8 +67,17 @@ class PassThroughAttnProcessor(_Sliceable):
     def __init__(self, slice_size: int | None = None) -> None:
         self.set_slice_size(slice_size)
 
-    def __call__(self, attn: Attention, hidden_states: torch.Tensor, encoder_hidden_states=None,
-                 attention_mask=None, temb=None, element_tokens=None, element_mask=None, text_mask=None):
+    def __call__(
+        self,
+        attn: Attention,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states=None,
+        attention_mask=None,
+        temb=None,
+        element_tokens=None,
+        element_mask=None,
+        text_mask=None,
+    ):
         extra = {} if temb is None else {"temb": temb}  # SlicedAttnProcessor takes no temb
         return self.base(attn, hidden_states, encoder_hidden_states, attention_mask, **extra)
 
@@ -84,17 +93,38 @@ class ElementAttnProcessor(_Sliceable):
         self.layer = layer
         self.set_slice_size(slice_size)
 
-    def __call__(self, attn: Attention, hidden_states: torch.Tensor, encoder_hidden_states=None,
-                 attention_mask=None, temb=None, element_tokens=None, element_mask=None, text_mask=None):
+    def __call__(
+        self,
+        attn: Attention,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states=None,
+        attention_mask=None,
+        temb=None,
+        element_tokens=None,
+        element_mask=None,
+        text_mask=None,
+    ):
         out = None
         if encoder_hidden_states is not None:  # text branch: exactly the UNet's own cross-attention
-            out = _branch(lambda h, c, m: self.base(attn, h, c, m), hidden_states, encoder_hidden_states,
-                          attention_mask, text_mask)
+            out = _branch(
+                lambda h, c, m: self.base(attn, h, c, m),
+                hidden_states,
+                encoder_hidden_states,
+                attention_mask,
+                text_mask,
+            )
         if element_tokens is not None:
             if element_tokens.shape[0] != hidden_states.shape[0]:
-                raise ValueError(f"element_tokens batch {element_tokens.shape[0]} != features batch {hidden_states.shape[0]}")
-            y = _branch(lambda h, c, m: self.base(self.layer, h, c), hidden_states,
-                        element_tokens.to(hidden_states.dtype), None, element_mask)
+                raise ValueError(
+                    f"element_tokens batch {element_tokens.shape[0]} != features batch {hidden_states.shape[0]}"
+                )
+            y = _branch(
+                lambda h, c, m: self.base(self.layer, h, c),
+                hidden_states,
+                element_tokens.to(hidden_states.dtype),
+                None,
+                element_mask,
+            )
             out = y if out is None else out + y
         if out is None:  # neither C nor S: the block keeps its self-attention features unchanged
             out = torch.zeros_like(hidden_states)
@@ -127,7 +157,9 @@ def _gate(y: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     """Zero the samples whose ``mask (B,) bool`` is False (that conditioning is ∅ for them)."""
     if mask is None:
         return y
-    return torch.where(mask.to(device=y.device, dtype=torch.bool).view(-1, *([1] * (y.ndim - 1))), y, torch.zeros_like(y))
+    return torch.where(
+        mask.to(device=y.device, dtype=torch.bool).view(-1, *([1] * (y.ndim - 1))), y, torch.zeros_like(y)
+    )
 
 
 class ElementAdapter(ModelMixin, ConfigMixin):
@@ -147,9 +179,18 @@ class ElementAdapter(ModelMixin, ConfigMixin):
     """
 
     @register_to_config
-    def __init__(self, *, token_dim: int, cross_attention_dim: int, attn_names: list[str],
-                 hidden_sizes: list[int], num_heads: list[int], head_dims: list[int],
-                 upcast_attention: bool = False, init: str = "random") -> None:
+    def __init__(
+        self,
+        *,
+        token_dim: int,
+        cross_attention_dim: int,
+        attn_names: list[str],
+        hidden_sizes: list[int],
+        num_heads: list[int],
+        head_dims: list[int],
+        upcast_attention: bool = False,
+        init: str = "random",
+    ) -> None:
         super().__init__()
         if not (len(attn_names) == len(hidden_sizes) == len(num_heads) == len(head_dims)):
             raise ValueError("attn_names, hidden_sizes, num_heads and head_dims must have one entry per attn2")
@@ -160,16 +201,23 @@ class ElementAdapter(ModelMixin, ConfigMixin):
         self.proj = nn.Linear(token_dim, cross_attention_dim)
         self.norm = nn.LayerNorm(cross_attention_dim)
         self.layers = nn.ModuleList(
-            Attention(query_dim=h, cross_attention_dim=cross_attention_dim, heads=n, dim_head=d,
-                      upcast_attention=upcast_attention, out_bias=True)
+            Attention(
+                query_dim=h,
+                cross_attention_dim=cross_attention_dim,
+                heads=n,
+                dim_head=d,
+                upcast_attention=upcast_attention,
+                out_bias=True,
+            )
             for h, n, d in zip(hidden_sizes, num_heads, head_dims)
         )
         if init == "zero_out":
             self.zero_output()
 
     @classmethod
-    def from_unet(cls, unet, *, token_dim: int, cross_attention_dim: int | None = None,
-                  init: str = "random") -> "ElementAdapter":
+    def from_unet(
+        cls, unet, *, token_dim: int, cross_attention_dim: int | None = None, init: str = "random"
+    ) -> ElementAdapter:
         """Build an adapter that fits every ``attn2`` of ``unet`` (a ``UNet2DConditionModel``)."""
         names, hidden, heads, dims, upcast = [], [], [], [], False
         for name, module in unet.named_modules():
@@ -183,9 +231,16 @@ class ElementAdapter(ModelMixin, ConfigMixin):
                 upcast = upcast or module.upcast_attention
         if not names:
             raise ValueError("the UNet has no attn2 cross-attention layers")
-        return cls(token_dim=token_dim, cross_attention_dim=cross_attention_dim or unet.config.cross_attention_dim,
-                   attn_names=names, hidden_sizes=hidden, num_heads=heads, head_dims=dims,
-                   upcast_attention=upcast, init=init)
+        return cls(
+            token_dim=token_dim,
+            cross_attention_dim=cross_attention_dim or unet.config.cross_attention_dim,
+            attn_names=names,
+            hidden_sizes=hidden,
+            num_heads=heads,
+            head_dims=dims,
+            upcast_attention=upcast,
+            init=init,
+        )
 
     def zero_output(self) -> None:
         """Zero every element branch's output projection: the element UNet becomes the base UNet."""
@@ -228,11 +283,14 @@ def element_processors(unet, adapter: ElementAdapter, slice_size: int | None = N
     names = list(unet.attn_processors.keys())
     attn2 = [n.removesuffix(".processor") for n in names if n.endswith("attn2.processor")]
     if attn2 != list(adapter.config.attn_names):
-        raise ValueError("the element adapter was built for a UNet with different cross-attention layers "
-                         f"({len(adapter.config.attn_names)} in the adapter, {len(attn2)} in this UNet)")
+        raise ValueError(
+            "the element adapter was built for a UNet with different cross-attention layers "
+            f"({len(adapter.config.attn_names)} in the adapter, {len(attn2)} in this UNet)"
+        )
     return {
         n: ElementAttnProcessor(adapter.layer_for(n.removesuffix(".processor")), slice_size)
-        if n.endswith("attn2.processor") else PassThroughAttnProcessor(slice_size)
+        if n.endswith("attn2.processor")
+        else PassThroughAttnProcessor(slice_size)
         for n in names
     }
 

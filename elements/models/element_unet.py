@@ -40,9 +40,17 @@ class ElementUNet(nn.Module):
         self.adapter = adapter
         install(unet, adapter)
 
-    def forward(self, sample: torch.Tensor, timestep, encoder_hidden_states: torch.Tensor | None,
-                element_tokens: torch.Tensor | None, element_active: torch.Tensor | None = None, *,
-                text_mask: torch.Tensor | None = None, element_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        sample: torch.Tensor,
+        timestep,
+        encoder_hidden_states: torch.Tensor | None,
+        element_tokens: torch.Tensor | None,
+        element_active: torch.Tensor | None = None,
+        *,
+        text_mask: torch.Tensor | None = None,
+        element_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Predict the noise ε̂ (Eq. 5).
 
         Args:
@@ -56,10 +64,15 @@ class ElementUNet(nn.Module):
         Returns:
             ``(B, 4, h, w)`` predicted noise, dtype of ``sample``.
         """
-        return self.unet(sample, timestep, encoder_hidden_states=encoder_hidden_states,
-                         cross_attention_kwargs=self.attention_kwargs(element_tokens, element_active,
-                                                                      text_mask=text_mask, element_mask=element_mask),
-                         return_dict=False)[0]
+        return self.unet(
+            sample,
+            timestep,
+            encoder_hidden_states=encoder_hidden_states,
+            cross_attention_kwargs=self.attention_kwargs(
+                element_tokens, element_active, text_mask=text_mask, element_mask=element_mask
+            ),
+            return_dict=False,
+        )[0]
 
     def attention_kwargs(self, element_tokens, element_active=None, *, text_mask=None, element_mask=None) -> dict:
         """``cross_attention_kwargs`` for a UNet call: projected element tokens plus the ∅ switches."""
@@ -74,13 +87,14 @@ class ElementUNet(nn.Module):
         return d
 
     @classmethod
-    def from_base(cls, unet, *, token_dim: int, init: str = "random") -> "ElementUNet":
+    def from_base(cls, unet, *, token_dim: int, init: str = "random") -> ElementUNet:
         """Start of stage 2: a pretrained UNet plus freshly initialised element layers (Sec. 3.3)."""
         return cls(unet, ElementAdapter.from_unet(unet, token_dim=token_dim, init=init))
 
     @classmethod
-    def from_pretrained(cls, path: str, *, subfolder: str | None = None, torch_dtype=None, **kwargs) -> "ElementUNet":
+    def from_pretrained(cls, path: str, *, subfolder: str | None = None, torch_dtype=None, **kwargs) -> ElementUNet:
         """Load a stage-2 checkpoint (local folder or Hub repo; ``subfolder`` = the checkpoint inside it)."""
+
         def sub(name):
             return f"{subfolder}/{name}" if subfolder else name
 

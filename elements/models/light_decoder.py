@@ -63,8 +63,12 @@ class ElementCrossAttention(nn.Module):
         any_active = active.any(dim=1)  # (B,)
         # A fully masked row would make softmax NaN: let it attend to everything, then drop the result.
         mask = active | ~any_active[:, None]
-        out = F.scaled_dot_product_attention(split(self.to_q(self.norm(x))), split(self.to_k(keys)),
-                                             split(self.to_v(values)), attn_mask=mask[:, None, None, :])
+        out = F.scaled_dot_product_attention(
+            split(self.to_q(self.norm(x))),
+            split(self.to_k(keys)),
+            split(self.to_v(values)),
+            attn_mask=mask[:, None, None, :],
+        )
         out = self.to_out(out.transpose(1, 2).reshape(b, q, d))
         return torch.where(any_active[:, None, None], out, torch.zeros((), dtype=out.dtype, device=out.device))
 
@@ -86,9 +90,20 @@ class LightDecoderNet(ModelMixin, ConfigMixin):
     """
 
     @register_to_config
-    def __init__(self, *, token_dim: int, content_dim: int = 32, hidden_dim: int = 512, num_blocks: int = 4,
-                 self_attn_per_block: int = 2, num_heads: int = 16, cross_attn_heads: int = 1, grid_size: int = 32,
-                 image_size: int = 512, query_freqs: int = 8) -> None:
+    def __init__(
+        self,
+        *,
+        token_dim: int,
+        content_dim: int = 32,
+        hidden_dim: int = 512,
+        num_blocks: int = 4,
+        self_attn_per_block: int = 2,
+        num_heads: int = 16,
+        cross_attn_heads: int = 1,
+        grid_size: int = 32,
+        image_size: int = 512,
+        query_freqs: int = 8,
+    ) -> None:
         super().__init__()
         if image_size % grid_size:
             raise ValueError(f"image_size {image_size} must be a multiple of grid_size {grid_size}")
@@ -96,13 +111,21 @@ class LightDecoderNet(ModelMixin, ConfigMixin):
         self.register_buffer("grid", fourier_features(grid_coordinates(grid_size), query_freqs), persistent=False)
         self.query_proj = nn.Linear(fourier_dim(2, query_freqs), hidden_dim)
         self.cross = nn.ModuleList(
-            [ElementCrossAttention(hidden_dim, token_dim, content_dim, cross_attn_heads) for _ in range(num_blocks)])
-        self.self_attn = nn.ModuleList([
-            nn.ModuleList([
-                BasicTransformerBlock(hidden_dim, num_heads, hidden_dim // num_heads, activation_fn="gelu",
-                                      attention_bias=True)  # a ViT/MAE block: self-attention + MLP
-                for _ in range(self_attn_per_block)])
-            for _ in range(num_blocks)])
+            [ElementCrossAttention(hidden_dim, token_dim, content_dim, cross_attn_heads) for _ in range(num_blocks)]
+        )
+        self.self_attn = nn.ModuleList(
+            [
+                nn.ModuleList(
+                    [
+                        BasicTransformerBlock(
+                            hidden_dim, num_heads, hidden_dim // num_heads, activation_fn="gelu", attention_bias=True
+                        )  # a ViT/MAE block: self-attention + MLP
+                        for _ in range(self_attn_per_block)
+                    ]
+                )
+                for _ in range(num_blocks)
+            ]
+        )
         self.norm_out = nn.LayerNorm(hidden_dim)
         self.to_pixels = nn.Linear(hidden_dim, 3 * self.patch * self.patch)
 

@@ -40,10 +40,13 @@ class ElementBatch:
     def num_elements(self) -> int:
         return int(self.boxes.shape[1])
 
-    def to(self, device=None, dtype: torch.dtype | None = None) -> "ElementBatch":
+    def to(self, device=None, dtype: torch.dtype | None = None) -> ElementBatch:
         """Move to ``device``; ``dtype`` applies to the float tensors only."""
-        return ElementBatch(self.patches.to(device=device, dtype=dtype), self.boxes.to(device=device, dtype=dtype),
-                            self.active.to(device=device))
+        return ElementBatch(
+            self.patches.to(device=device, dtype=dtype),
+            self.boxes.to(device=device, dtype=dtype),
+            self.active.to(device=device),
+        )
 
 
 def token_boxes(el: ImageElements) -> np.ndarray:
@@ -51,8 +54,12 @@ def token_boxes(el: ImageElements) -> np.ndarray:
     return np.concatenate([el.centroids, el.sizes], axis=1).astype(np.float32)
 
 
-def pad_elements(patches: Sequence[np.ndarray], boxes: Sequence[np.ndarray], active: Sequence[np.ndarray],
-                 num_elements: int | None = None) -> ElementBatch:
+def pad_elements(
+    patches: Sequence[np.ndarray],
+    boxes: Sequence[np.ndarray],
+    active: Sequence[np.ndarray],
+    num_elements: int | None = None,
+) -> ElementBatch:
     """Stack per-image arrays, padding to ``num_elements`` (default: the largest N) with inactive slots.
 
     Args:
@@ -76,12 +83,22 @@ def pad_elements(patches: Sequence[np.ndarray], boxes: Sequence[np.ndarray], act
 
 def collate(elements: Sequence[ImageElements], num_elements: int | None = None) -> ElementBatch:
     """Batch several :class:`ImageElements` (boxes from ``el.centroids`` / ``el.sizes``, activity from ``el.active``)."""
-    return pad_elements([el.patches for el in elements], [token_boxes(el) for el in elements],
-                        [el.active for el in elements], num_elements)
+    return pad_elements(
+        [el.patches for el in elements],
+        [token_boxes(el) for el in elements],
+        [el.active for el in elements],
+        num_elements,
+    )
 
 
-def tokens_from_embeddings(elements: Sequence[ImageElements], embeddings: Sequence[np.ndarray], num_freqs: int, *,
-                           device=None, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def tokens_from_embeddings(
+    elements: Sequence[ImageElements],
+    embeddings: Sequence[np.ndarray],
+    num_freqs: int,
+    *,
+    device=None,
+    dtype: torch.dtype = torch.float32,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Element tokens from content vectors computed earlier (encode once, edit many; Sec. 3.2).
 
     Only the positional part is recomputed, from each set's *edited* boxes and activity.
@@ -102,7 +119,9 @@ def tokens_from_embeddings(elements: Sequence[ImageElements], embeddings: Sequen
     active = torch.zeros(b, n, dtype=torch.bool)
     for i, (el, emb) in enumerate(zip(elements, embeddings)):
         if emb.shape != (el.num_elements, width):
-            raise ValueError(f"element set {i}: embeddings {emb.shape} do not match {el.num_elements} elements of width {width}")
+            raise ValueError(
+                f"element set {i}: embeddings {emb.shape} do not match {el.num_elements} elements of width {width}"
+            )
         k = el.num_elements
         content[i, :k] = torch.from_numpy(np.asarray(emb, dtype=np.float32))
         boxes[i, :k] = torch.from_numpy(token_boxes(el))

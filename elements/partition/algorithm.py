@@ -118,8 +118,9 @@ def adjust_centroids(centroids: np.ndarray, queries: np.ndarray, beta_c: float =
     return (beta_c * centroids + (1.0 - beta_c) * queries).astype(np.float32)
 
 
-def assign_with_distance(s: np.ndarray, centroids: np.ndarray, valid: np.ndarray, beta: float = BETA,
-                         distance: str = DISTANCE) -> np.ndarray:
+def assign_with_distance(
+    s: np.ndarray, centroids: np.ndarray, valid: np.ndarray, beta: float = BETA, distance: str = DISTANCE
+) -> np.ndarray:
     """Eq. 1: g(m) = argmax_n [s(m, n) − β·f(d(m, n))], for every canvas pixel.
 
     ``f`` is the square (``distance="squared"``, default) or the identity (``"euclidean"``);
@@ -232,8 +233,16 @@ def cleanup(labels: np.ndarray, *, smooth: bool = True) -> np.ndarray:
     return relabel_contiguous(keep_largest_components(labels))
 
 
-def run_algorithm2(affinity_fn, queries: np.ndarray, valid: np.ndarray, *, beta: float = BETA,
-                   beta_c: float = BETA_C, iterations: int = ITERATIONS, distance: str = DISTANCE) -> np.ndarray:
+def run_algorithm2(
+    affinity_fn,
+    queries: np.ndarray,
+    valid: np.ndarray,
+    *,
+    beta: float = BETA,
+    beta_c: float = BETA_C,
+    iterations: int = ITERATIONS,
+    distance: str = DISTANCE,
+) -> np.ndarray:
     """Algorithm 2 end to end. ``affinity_fn(points (N, 2)) -> (N, S, S)`` is called once per iteration.
 
     Returns the cleaned, contiguous label map ``(S, S) int32`` (-1 = dropped/padding).

@@ -43,8 +43,16 @@ def slic_labels(canvas: np.ndarray, valid: np.ndarray, num: int) -> np.ndarray:
     for _ in range(8):
         with warnings.catch_warnings():  # kmeans2's "One of the clusters is empty" on flat images
             warnings.simplefilter("ignore")
-            lab = slic(canvas, n_segments=ask, compactness=SLIC_COMPACTNESS, sigma=SLIC_SIGMA, start_label=1,
-                       mask=valid, enforce_connectivity=True, channel_axis=-1)
+            lab = slic(
+                canvas,
+                n_segments=ask,
+                compactness=SLIC_COMPACTNESS,
+                sigma=SLIC_SIGMA,
+                start_label=1,
+                mask=valid,
+                enforce_connectivity=True,
+                channel_axis=-1,
+            )
         lab = lab.astype(np.int32) - 1
         lab, grid = _split_collapsed(lab, canvas, valid, num, grid)
         labels = cleanup(lab, smooth=True)
@@ -97,12 +105,22 @@ def _split_collapsed(lab: np.ndarray, canvas: np.ndarray, valid: np.ndarray, num
     return out, grid
 
 
-def sam_labels(affinity, canvas: np.ndarray, valid: np.ndarray, content_box, num: int, *,
-               beta: float = BETA, beta_c: float = BETA_C, iterations: int = ITERATIONS,
-               distance: str = DISTANCE) -> np.ndarray:
+def sam_labels(
+    affinity,
+    canvas: np.ndarray,
+    valid: np.ndarray,
+    content_box,
+    num: int,
+    *,
+    beta: float = BETA,
+    beta_c: float = BETA_C,
+    iterations: int = ITERATIONS,
+    distance: str = DISTANCE,
+) -> np.ndarray:
     """Algorithm 2 with a :class:`~elements.partition.sam.SamAffinity` (embedding computed once)."""
     affinity.set_image(canvas)
     q = query_grid(content_box, num)
     size = canvas.shape[0]
-    return run_algorithm2(lambda pts: affinity(pts, size), q, valid, beta=beta, beta_c=beta_c, iterations=iterations,
-                          distance=distance)
+    return run_algorithm2(
+        lambda pts: affinity(pts, size), q, valid, beta=beta, beta_c=beta_c, iterations=iterations, distance=distance
+    )

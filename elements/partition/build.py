@@ -33,8 +33,9 @@ def masked_patches(image: np.ndarray, labels: np.ndarray, boxes: np.ndarray, ids
     return np.clip(out / 255.0, 0.0, 1.0).transpose(0, 3, 1, 2).copy()
 
 
-def elements_from_labels(canvas: np.ndarray, labels: np.ndarray, geometry: Geometry, meta: dict | None = None,
-                         full: np.ndarray | None = None) -> ImageElements:
+def elements_from_labels(
+    canvas: np.ndarray, labels: np.ndarray, geometry: Geometry, meta: dict | None = None, full: np.ndarray | None = None
+) -> ImageElements:
     """Build the value for one image. ``labels`` must be contiguous 0..N-1 (-1 = dropped/padding).
 
     ``canvas``: ``(S, S, 3) uint8``; ``full``: the input's decoded pixels ``(h, w, 3) uint8`` (kept

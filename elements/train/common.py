@@ -34,45 +34,114 @@ STATE_FILE = "trainer_state.json"
 logger = logging.getLogger("elements.train.common")
 
 
-def add_common_args(parser: argparse.ArgumentParser, *, learning_rate: float, adam_beta2: float,
-                    weight_decay: float = 1e-2, adam_beta1: float = 0.9, train_batch_size: int = 16) -> None:
+def add_common_args(
+    parser: argparse.ArgumentParser,
+    *,
+    learning_rate: float,
+    adam_beta2: float,
+    weight_decay: float = 1e-2,
+    adam_beta1: float = 0.9,
+    train_batch_size: int = 16,
+) -> None:
     """Add the flags every stage has; the optimizer defaults are the stage's recipe (App. C.2)."""
     g = parser.add_argument_group("training")
-    g.add_argument("--output_dir", required=True, help="folder for checkpoints, logs, validation images and the final models")
+    g.add_argument(
+        "--output_dir", required=True, help="folder for checkpoints, logs, validation images and the final models"
+    )
     g.add_argument("--seed", type=int, default=0, help="random seed (model init, shuffling, dropout)")
-    g.add_argument("--train_batch_size", type=int, default=train_batch_size,
-                   help="images per device per micro-step (the paper's total is the sum over devices x accumulation)")
+    g.add_argument(
+        "--train_batch_size",
+        type=int,
+        default=train_batch_size,
+        help="images per device per micro-step (the paper's total is the sum over devices x accumulation)",
+    )
     g.add_argument("--gradient_accumulation_steps", type=int, default=1, help="micro-steps per optimizer step")
-    g.add_argument("--num_train_epochs", type=int, default=1, help="passes over the training data (ignored if --max_train_steps ends sooner)")
-    g.add_argument("--max_train_steps", type=int, default=None, help="stop after this many optimizer steps (overrides epochs)")
-    g.add_argument("--learning_rate", type=float, default=learning_rate, help=f"AdamW learning rate (default {learning_rate:g}, App. C.2)")
-    g.add_argument("--weight_decay", type=float, default=weight_decay, help=f"AdamW weight decay (default {weight_decay:g}, App. C.2)")
-    g.add_argument("--adam_beta1", type=float, default=adam_beta1, help=f"AdamW beta1 (default {adam_beta1:g}, App. C.2)")
-    g.add_argument("--adam_beta2", type=float, default=adam_beta2, help=f"AdamW beta2 (default {adam_beta2:g}, App. C.2)")
+    g.add_argument(
+        "--num_train_epochs",
+        type=int,
+        default=1,
+        help="passes over the training data (ignored if --max_train_steps ends sooner)",
+    )
+    g.add_argument(
+        "--max_train_steps", type=int, default=None, help="stop after this many optimizer steps (overrides epochs)"
+    )
+    g.add_argument(
+        "--learning_rate",
+        type=float,
+        default=learning_rate,
+        help=f"AdamW learning rate (default {learning_rate:g}, App. C.2)",
+    )
+    g.add_argument(
+        "--weight_decay",
+        type=float,
+        default=weight_decay,
+        help=f"AdamW weight decay (default {weight_decay:g}, App. C.2)",
+    )
+    g.add_argument(
+        "--adam_beta1", type=float, default=adam_beta1, help=f"AdamW beta1 (default {adam_beta1:g}, App. C.2)"
+    )
+    g.add_argument(
+        "--adam_beta2", type=float, default=adam_beta2, help=f"AdamW beta2 (default {adam_beta2:g}, App. C.2)"
+    )
     g.add_argument("--adam_epsilon", type=float, default=1e-8, help="AdamW epsilon")
-    g.add_argument("--max_grad_norm", type=float, default=1.0, help="clip gradients to this global norm (0 = no clipping)")
-    g.add_argument("--lr_scheduler", default="constant",
-                   choices=["constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial"],
-                   help="learning-rate schedule (diffusers get_scheduler); the paper states none, so constant")
+    g.add_argument(
+        "--max_grad_norm", type=float, default=1.0, help="clip gradients to this global norm (0 = no clipping)"
+    )
+    g.add_argument(
+        "--lr_scheduler",
+        default="constant",
+        choices=["constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial"],
+        help="learning-rate schedule (diffusers get_scheduler); the paper states none, so constant",
+    )
     g.add_argument("--lr_warmup_steps", type=int, default=0, help="warm-up optimizer steps for the schedule")
-    g.add_argument("--mixed_precision", default=None, choices=["no", "fp16", "bf16"],
-                   help="autocast precision (default: whatever `accelerate config` says, else fp32)")
-    g.add_argument("--allow_tf32", action="store_true", help="allow TF32 matmuls on Ampere+ GPUs (faster, slightly less exact)")
-    g.add_argument("--checkpointing_steps", type=int, default=1000, help="save a resumable checkpoint every K optimizer steps")
-    g.add_argument("--checkpoints_total_limit", type=int, default=None, help="keep at most this many checkpoints (oldest deleted)")
-    g.add_argument("--resume", default=None,
-                   help="continue from a checkpoint folder, or 'latest' for the newest checkpoint-<step> in --output_dir")
-    g.add_argument("--validation_steps", type=int, default=500, help="save validation images every K optimizer steps (0 = never)")
+    g.add_argument(
+        "--mixed_precision",
+        default=None,
+        choices=["no", "fp16", "bf16"],
+        help="autocast precision (default: whatever `accelerate config` says, else fp32)",
+    )
+    g.add_argument(
+        "--allow_tf32", action="store_true", help="allow TF32 matmuls on Ampere+ GPUs (faster, slightly less exact)"
+    )
+    g.add_argument(
+        "--checkpointing_steps", type=int, default=1000, help="save a resumable checkpoint every K optimizer steps"
+    )
+    g.add_argument(
+        "--checkpoints_total_limit", type=int, default=None, help="keep at most this many checkpoints (oldest deleted)"
+    )
+    g.add_argument(
+        "--resume",
+        default=None,
+        help="continue from a checkpoint folder, or 'latest' for the newest checkpoint-<step> in --output_dir",
+    )
+    g.add_argument(
+        "--validation_steps", type=int, default=500, help="save validation images every K optimizer steps (0 = never)"
+    )
     g.add_argument("--logging_steps", type=int, default=10, help="write a train_log.jsonl line every K optimizer steps")
-    g.add_argument("--report_to", default="none", choices=["none", "tensorboard", "wandb", "comet_ml", "all"],
-                   help="accelerate tracker for metrics besides train_log.jsonl")
+    g.add_argument(
+        "--report_to",
+        default="none",
+        choices=["none", "tensorboard", "wandb", "comet_ml", "all"],
+        help="accelerate tracker for metrics besides train_log.jsonl",
+    )
     g.add_argument("--tracker_project_name", default="editable-image-elements", help="project name for the tracker")
-    g.add_argument("--dataloader_num_workers", type=int, default=4, help="DataLoader worker processes per device (0 = main process)")
+    g.add_argument(
+        "--dataloader_num_workers",
+        type=int,
+        default=4,
+        help="DataLoader worker processes per device (0 = main process)",
+    )
 
 
 def check_common_args(args) -> None:
     """Raise UserError for flag values that cannot work."""
-    for name in ("train_batch_size", "gradient_accumulation_steps", "num_train_epochs", "checkpointing_steps", "logging_steps"):
+    for name in (
+        "train_batch_size",
+        "gradient_accumulation_steps",
+        "num_train_epochs",
+        "checkpointing_steps",
+        "logging_steps",
+    ):
         if getattr(args, name) < 1:
             raise UserError(f"--{name} must be at least 1, got {getattr(args, name)}.")
     for name in ("max_train_steps", "checkpoints_total_limit"):
@@ -112,8 +181,13 @@ def make_optimizer(params, args):
     """AdamW with the stage's recipe (App. C.2)."""
     import torch
 
-    return torch.optim.AdamW(params, lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2),
-                             weight_decay=args.weight_decay, eps=args.adam_epsilon)
+    return torch.optim.AdamW(
+        params,
+        lr=args.learning_rate,
+        betas=(args.adam_beta1, args.adam_beta2),
+        weight_decay=args.weight_decay,
+        eps=args.adam_epsilon,
+    )
 
 
 class JsonlLogger:
@@ -143,7 +217,11 @@ class JsonlLogger:
             f.flush()
 
     def read(self) -> list[dict]:
-        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()] if self.path.is_file() else []
+        return (
+            [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+            if self.path.is_file()
+            else []
+        )
 
 
 def _step_of(line: str) -> float:
@@ -168,8 +246,9 @@ def list_checkpoints(output_dir) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
-def save_checkpoint(accelerator, output_dir, step: int, models: dict, *, state: dict | None = None,
-                    rank_state: dict | None = None) -> Path:
+def save_checkpoint(
+    accelerator, output_dir, step: int, models: dict, *, state: dict | None = None, rank_state: dict | None = None
+) -> Path:
     """Write ``OUTPUT_DIR/checkpoint-<step>``: ``accelerator.save_state`` (exact resume) plus each model's
     ``save_pretrained`` into ``<name>/``. ``state`` (main process) and ``rank_state`` (this process)
     are JSON dicts stored beside it (step and data position). All processes must call this.
@@ -213,7 +292,9 @@ def find_checkpoint(output_dir, resume: str | None) -> Path | None:
         return ckpts[-1] if ckpts else None
     path = Path(resume).expanduser()
     if not (path / STATE_FILE).is_file():
-        raise UserError(f"--resume '{resume}' is not a checkpoint folder (no {STATE_FILE}); pass a checkpoint-<step> folder or 'latest'.")
+        raise UserError(
+            f"--resume '{resume}' is not a checkpoint folder (no {STATE_FILE}); pass a checkpoint-<step> folder or 'latest'."
+        )
     return path
 
 
@@ -252,9 +333,15 @@ def make_lr_scheduler(optimizer, args, num_training_steps: int | None):
 
     needs_total = args.lr_scheduler not in ("constant", "constant_with_warmup")
     if needs_total and not num_training_steps:
-        raise UserError(f"--lr_scheduler {args.lr_scheduler} needs --max_train_steps (streamed data has no known length).")
-    return get_scheduler(args.lr_scheduler, optimizer=optimizer, num_warmup_steps=args.lr_warmup_steps,
-                         num_training_steps=num_training_steps)
+        raise UserError(
+            f"--lr_scheduler {args.lr_scheduler} needs --max_train_steps (streamed data has no known length)."
+        )
+    return get_scheduler(
+        args.lr_scheduler,
+        optimizer=optimizer,
+        num_warmup_steps=args.lr_warmup_steps,
+        num_training_steps=num_training_steps,
+    )
 
 
 def start_trackers(accelerator, args) -> None:
@@ -265,9 +352,17 @@ def start_trackers(accelerator, args) -> None:
     accelerator.init_trackers(args.tracker_project_name, config=config)
 
 
-def run_training(accelerator, args, *, stage: str, lr_scheduler, named_models: dict,
-                 setup: Callable[[int], tuple[object, Callable[[int], dict | None]]],
-                 step: Callable[[dict], float], data_fields: Callable[[dict], dict]) -> int:
+def run_training(
+    accelerator,
+    args,
+    *,
+    stage: str,
+    lr_scheduler,
+    named_models: dict,
+    setup: Callable[[int], tuple[object, Callable[[int], dict | None]]],
+    step: Callable[[dict], float],
+    data_fields: Callable[[dict], dict],
+) -> int:
     """The training loop both stages share: resume, epochs, logging, checkpoints, validation, final models.
 
     Call it after ``accelerator.prepare`` and ``register_for_checkpointing(lr_scheduler)``. In order, it
@@ -303,11 +398,15 @@ def run_training(accelerator, args, *, stage: str, lr_scheduler, named_models: d
     # so the epoch's figures (epoch_samples, ...) are these plus what it counts after the resume
     base_stats = {int(k): v for k, v in state.get("rank", {}).get("stats", {}).items()}
     if positions and state["rank"].get("num_workers") != args.dataloader_num_workers:
-        logger.warning("--dataloader_num_workers changed since the checkpoint; restarting epoch %d from its start", epoch)
+        logger.warning(
+            "--dataloader_num_workers changed since the checkpoint; restarting epoch %d from its start", epoch
+        )
         positions, base_stats = {}, {}
 
     out = Path(args.output_dir)
-    log = JsonlLogger(out, is_main_process=accelerator.is_main_process, resume_step=global_step if "path" in state else None)
+    log = JsonlLogger(
+        out, is_main_process=accelerator.is_main_process, resume_step=global_step if "path" in state else None
+    )
     start_trackers(accelerator, args)
     dataset, validate = setup(global_step)
 
@@ -333,7 +432,9 @@ def run_training(accelerator, args, *, stage: str, lr_scheduler, named_models: d
                 break
             epoch_positions[batch["worker"]] = batch["position"]
             w = batch["worker"]
-            worker_stats[w] = DataStats.total([base_stats.get(w, {}), batch["stats"]]) if w in base_stats else batch["stats"]
+            worker_stats[w] = (
+                DataStats.total([base_stats.get(w, {}), batch["stats"]]) if w in base_stats else batch["stats"]
+            )
             window.append(step(batch))
             if not accelerator.sync_gradients:
                 continue
@@ -346,13 +447,25 @@ def run_training(accelerator, args, *, stage: str, lr_scheduler, named_models: d
                 log.log(global_step, **record, **fields)
                 accelerator.log(record, step=global_step)
             if global_step % args.checkpointing_steps == 0 or global_step == max_steps:
-                save_checkpoint(accelerator, out, global_step, named_models, state={"epoch": epoch},
-                                rank_state={"positions": epoch_positions, "num_workers": args.dataloader_num_workers,
-                                            "stats": {**base_stats, **worker_stats}})
+                save_checkpoint(
+                    accelerator,
+                    out,
+                    global_step,
+                    named_models,
+                    state={"epoch": epoch},
+                    rank_state={
+                        "positions": epoch_positions,
+                        "num_workers": args.dataloader_num_workers,
+                        "stats": {**base_stats, **worker_stats},
+                    },
+                )
                 if accelerator.is_main_process:
                     prune_checkpoints(out, args.checkpoints_total_limit)
-            if accelerator.is_main_process and args.validation_steps and (
-                    global_step % args.validation_steps == 0 or global_step == max_steps):
+            if (
+                accelerator.is_main_process
+                and args.validation_steps
+                and (global_step % args.validation_steps == 0 or global_step == max_steps)
+            ):
                 fields = validate(global_step)
                 if fields:
                     log.log(global_step, **fields)

@@ -34,8 +34,9 @@ MIN_AREA = 0.02  # mask area bounds, fractions of the canvas: object-sized holes
 MAX_AREA = 0.5
 
 
-def random_blob_mask(size: int, rng: np.random.Generator, *, min_area: float = MIN_AREA,
-                     max_area: float = MAX_AREA) -> np.ndarray:
+def random_blob_mask(
+    size: int, rng: np.random.Generator, *, min_area: float = MIN_AREA, max_area: float = MAX_AREA
+) -> np.ndarray:
     """One connected blob: smoothed white noise thresholded at the quantile that gives a random area."""
     target = rng.uniform(min_area, max_area)
     low = max(4, size // 16)
@@ -48,8 +49,9 @@ def random_blob_mask(size: int, rng: np.random.Generator, *, min_area: float = M
     return mask
 
 
-def random_polygon_mask(size: int, rng: np.random.Generator, *, min_area: float = MIN_AREA,
-                        max_area: float = MAX_AREA) -> np.ndarray:
+def random_polygon_mask(
+    size: int, rng: np.random.Generator, *, min_area: float = MIN_AREA, max_area: float = MAX_AREA
+) -> np.ndarray:
     """A star-shaped polygon (random radii around a random centre) of roughly random area."""
     area = rng.uniform(min_area, max_area) * size * size
     k = int(rng.integers(5, 13))
@@ -78,8 +80,18 @@ class ObjectMaskSampler:
             bank is empty); SAM on every sample would dominate a data worker's time.
     """
 
-    def __init__(self, sam=None, *, rng: np.random.Generator, min_area: float = MIN_AREA, max_area: float = MAX_AREA,
-                 points_per_side: int = 8, bank_size: int = 256, refresh_prob: float = 0.1, **sam_kwargs) -> None:
+    def __init__(
+        self,
+        sam=None,
+        *,
+        rng: np.random.Generator,
+        min_area: float = MIN_AREA,
+        max_area: float = MAX_AREA,
+        points_per_side: int = 8,
+        bank_size: int = 256,
+        refresh_prob: float = 0.1,
+        **sam_kwargs,
+    ) -> None:
         self.rng, self.min_area, self.max_area = rng, float(min_area), float(max_area)
         self.refresh_prob = float(refresh_prob)
         self.generator = None
@@ -174,8 +186,16 @@ class ElementDropoutDataset(ElementsDataset):
     the per-worker RNG (seeded by seed, rank, worker and epoch) are built lazily in each worker.
     """
 
-    def __init__(self, source, *, dropout_prob: float, random_partition: bool = True, mask_source: str = "auto",
-                 sam_checkpoint: str | None = None, **kwargs) -> None:
+    def __init__(
+        self,
+        source,
+        *,
+        dropout_prob: float,
+        random_partition: bool = True,
+        mask_source: str = "auto",
+        sam_checkpoint: str | None = None,
+        **kwargs,
+    ) -> None:
         super().__init__(source, **kwargs)
         if mask_source not in ("auto", "sam", "random"):
             raise ValueError(f"mask_source must be auto, sam or random, got {mask_source!r}")
@@ -200,5 +220,6 @@ class ElementDropoutDataset(ElementsDataset):
                 if self.mask_source == "sam":
                     raise
                 self.mask_note = f"random blob/polygon masks ({err})"
-        return ElementDropout(ObjectMaskSampler(sam, rng=rng), prob=self.dropout_prob,
-                              random_partition=self.random_partition)
+        return ElementDropout(
+            ObjectMaskSampler(sam, rng=rng), prob=self.dropout_prob, random_partition=self.random_partition
+        )

@@ -52,21 +52,46 @@ logger = logging.getLogger("elements.train.stage1")
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, allow_abbrev=False, description="Stage 1: train the content encoder and the light transformer "
-                                "decoder to reconstruct images from their elements with an MSE loss (Sec. 3.2, App. C.2).")
-    add_common_args(p, learning_rate=LEARNING_RATE, adam_beta1=BETAS[0], adam_beta2=BETAS[1],
-                    weight_decay=WEIGHT_DECAY, train_batch_size=PER_DEVICE_BATCH)
+    p = argparse.ArgumentParser(
+        prog=prog,
+        allow_abbrev=False,
+        description="Stage 1: train the content encoder and the light transformer "
+        "decoder to reconstruct images from their elements with an MSE loss (Sec. 3.2, App. C.2).",
+    )
+    add_common_args(
+        p,
+        learning_rate=LEARNING_RATE,
+        adam_beta1=BETAS[0],
+        adam_beta2=BETAS[1],
+        weight_decay=WEIGHT_DECAY,
+        train_batch_size=PER_DEVICE_BATCH,
+    )
     p.set_defaults(num_train_epochs=EPOCHS)
     add_data_args(p)
     g = p.add_argument_group("stage 1")
-    g.add_argument("--preset", default="paper", choices=["paper", "tiny"],
-                   help="model sizes: paper (App. C.1) or tiny (tests and CPU smoke runs)")
-    g.add_argument("--init_from", default=None,
-                   help="start from the weights of a stage-1 folder (content_encoder/ + light_decoder/) instead of random")
-    g.add_argument("--max_elements", type=int, default=None,
-                   help="pad every batch to at least this many elements (near-static shapes); default: the batch's largest N")
-    g.add_argument("--num_validation_images", type=int, default=4,
-                   help="held-out images reconstructed at each validation (training images if the data has no held-out ones)")
+    g.add_argument(
+        "--preset",
+        default="paper",
+        choices=["paper", "tiny"],
+        help="model sizes: paper (App. C.1) or tiny (tests and CPU smoke runs)",
+    )
+    g.add_argument(
+        "--init_from",
+        default=None,
+        help="start from the weights of a stage-1 folder (content_encoder/ + light_decoder/) instead of random",
+    )
+    g.add_argument(
+        "--max_elements",
+        type=int,
+        default=None,
+        help="pad every batch to at least this many elements (near-static shapes); default: the batch's largest N",
+    )
+    g.add_argument(
+        "--num_validation_images",
+        type=int,
+        default=4,
+        help="held-out images reconstructed at each validation (training images if the data has no held-out ones)",
+    )
     return p
 
 
@@ -169,12 +194,16 @@ def run(args) -> int:
 
     source = resolve_source(args.train_data)  # fail on a bad path before any model is built
     accelerator = make_accelerator(args)
-    logging.basicConfig(level=logging.INFO if accelerator.is_main_process else logging.WARNING,
-                        format="%(asctime)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if accelerator.is_main_process else logging.WARNING,
+        format="%(asctime)s %(name)s: %(message)s",
+    )
     model = build_autoencoder(args.preset, args.init_from)
     if model.decoder.config.image_size != args.image_size:
-        raise UserError(f"--image_size {args.image_size} does not match the light decoder's output "
-                        f"{model.decoder.config.image_size}.")
+        raise UserError(
+            f"--image_size {args.image_size} does not match the light decoder's output "
+            f"{model.decoder.config.image_size}."
+        )
     model.train()
     optimizer = make_optimizer(model.parameters(), args)
     lr_scheduler = make_lr_scheduler(optimizer, args, args.max_train_steps)
@@ -183,14 +212,35 @@ def run(args) -> int:
     out = Path(args.output_dir)
 
     def setup(start_step: int):
-        val, val_split = validation_set(args, args.num_validation_images) if accelerator.is_main_process else ([], "none")
-        dataset = ElementsDataset(source, partition=partition_from_args(args), split="train", filters=filters_from_args(args),
-                                  image_size=args.image_size, cache_dir=args.partition_cache, rank=accelerator.process_index,
-                                  world_size=accelerator.num_processes, shuffle=not args.no_shuffle, seed=args.seed)
+        val, val_split = (
+            validation_set(args, args.num_validation_images) if accelerator.is_main_process else ([], "none")
+        )
+        dataset = ElementsDataset(
+            source,
+            partition=partition_from_args(args),
+            split="train",
+            filters=filters_from_args(args),
+            image_size=args.image_size,
+            cache_dir=args.partition_cache,
+            rank=accelerator.process_index,
+            world_size=accelerator.num_processes,
+            shuffle=not args.no_shuffle,
+            seed=args.seed,
+        )
         total_batch = args.train_batch_size * accelerator.num_processes * args.gradient_accumulation_steps
-        logger.info("stage 1: preset %s, %d process(es), total batch %d, data %s (%d %s), validation on %d %s images, "
-                    "from step %d", args.preset, accelerator.num_processes, total_batch, args.train_data, len(source),
-                    "shards" if source.kind == "webdataset" else "files", len(val), val_split, start_step)
+        logger.info(
+            "stage 1: preset %s, %d process(es), total batch %d, data %s (%d %s), validation on %d %s images, "
+            "from step %d",
+            args.preset,
+            accelerator.num_processes,
+            total_batch,
+            args.train_data,
+            len(source),
+            "shards" if source.kind == "webdataset" else "files",
+            len(val),
+            val_split,
+            start_step,
+        )
 
         def validate(step: int) -> dict:
             return {"val_mse": run_validation(accelerator, model, val, out, step), "val_split": val_split}
@@ -199,15 +249,27 @@ def run(args) -> int:
 
     def data_fields(stats: dict) -> dict:
         """This epoch's sample and corrupt-record counts, summed over processes."""
-        counts = accelerator.reduce(torch.tensor([stats["yielded"], stats["corrupt"] + stats["corrupt_shards"]],
-                                                 device=accelerator.device), "sum").tolist()
+        counts = accelerator.reduce(
+            torch.tensor([stats["yielded"], stats["corrupt"] + stats["corrupt_shards"]], device=accelerator.device),
+            "sum",
+        ).tolist()
         return {"epoch_samples": int(counts[0]), "epoch_corrupt": int(counts[1])}
 
     def step(batch: dict) -> float:
-        return train_step(accelerator, model, optimizer, batch, max_grad_norm=args.max_grad_norm, lr_scheduler=lr_scheduler)
+        return train_step(
+            accelerator, model, optimizer, batch, max_grad_norm=args.max_grad_norm, lr_scheduler=lr_scheduler
+        )
 
-    run_training(accelerator, args, stage="stage 1", lr_scheduler=lr_scheduler, named_models=_named(accelerator, model),
-                 setup=setup, step=step, data_fields=data_fields)
+    run_training(
+        accelerator,
+        args,
+        stage="stage 1",
+        lr_scheduler=lr_scheduler,
+        named_models=_named(accelerator, model),
+        setup=setup,
+        step=step,
+        data_fields=data_fields,
+    )
     return 0
 
 

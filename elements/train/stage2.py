@@ -62,47 +62,105 @@ logger = logging.getLogger("elements.train.stage2")
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, allow_abbrev=False, description="Stage 2: fine-tune Stable Diffusion 1.5 with cross-attention on "
-                                "image elements (Sec. 3.3, App. C.2).")
-    add_common_args(p, learning_rate=LEARNING_RATE, adam_beta1=BETAS[0], adam_beta2=BETAS[1],
-                    weight_decay=WEIGHT_DECAY, train_batch_size=PER_DEVICE_BATCH)
+    p = argparse.ArgumentParser(
+        prog=prog,
+        allow_abbrev=False,
+        description="Stage 2: fine-tune Stable Diffusion 1.5 with cross-attention on "
+        "image elements (Sec. 3.3, App. C.2).",
+    )
+    add_common_args(
+        p,
+        learning_rate=LEARNING_RATE,
+        adam_beta1=BETAS[0],
+        adam_beta2=BETAS[1],
+        weight_decay=WEIGHT_DECAY,
+        train_batch_size=PER_DEVICE_BATCH,
+    )
     add_data_args(p)
     g = p.add_argument_group("stage 2")
-    g.add_argument("--sd_base", default=None,
-                   help=f"SD-1.5 base model folder or Hub id (default ${defaults.SD_BASE.env} or {defaults.SD_BASE.value})")
-    g.add_argument("--stage1", default=None,
-                   help=f"stage-1 checkpoint folder with content_encoder/ (default ${defaults.STAGE1_CHECKPOINT.env}); "
-                        "not used with --joint")
-    g.add_argument("--joint", action="store_true",
-                   help="Table-1 ablation: no stage 1; a random content encoder (--content_preset) trains jointly here")
-    g.add_argument("--content_preset", default="paper", choices=["paper", "tiny"], help="content-encoder size for --joint")
-    g.add_argument("--unfreeze_content_encoder", action="store_true",
-                   help="Table-1 ablation: train the stage-1 content encoder here instead of freezing it")
-    g.add_argument("--no_random_partition", action="store_true",
-                   help="Table-1 ablation: element dropout on the image's own partition (no random partition)")
-    g.add_argument("--element_dropout_prob", type=float, default=ELEMENT_DROPOUT,
-                   help=f"fraction of samples given element dropout (default {ELEMENT_DROPOUT}; not stated in the paper)")
-    g.add_argument("--dropout_masks", default="auto", choices=["auto", "sam", "random"],
-                   help="object masks for element dropout: SAM automatic masks (needs --sam_checkpoint or the default "
-                        "SAM), random blobs/polygons, or auto = SAM when available")
+    g.add_argument(
+        "--sd_base",
+        default=None,
+        help=f"SD-1.5 base model folder or Hub id (default ${defaults.SD_BASE.env} or {defaults.SD_BASE.value})",
+    )
+    g.add_argument(
+        "--stage1",
+        default=None,
+        help=f"stage-1 checkpoint folder with content_encoder/ (default ${defaults.STAGE1_CHECKPOINT.env}); "
+        "not used with --joint",
+    )
+    g.add_argument(
+        "--joint",
+        action="store_true",
+        help="Table-1 ablation: no stage 1; a random content encoder (--content_preset) trains jointly here",
+    )
+    g.add_argument(
+        "--content_preset", default="paper", choices=["paper", "tiny"], help="content-encoder size for --joint"
+    )
+    g.add_argument(
+        "--unfreeze_content_encoder",
+        action="store_true",
+        help="Table-1 ablation: train the stage-1 content encoder here instead of freezing it",
+    )
+    g.add_argument(
+        "--no_random_partition",
+        action="store_true",
+        help="Table-1 ablation: element dropout on the image's own partition (no random partition)",
+    )
+    g.add_argument(
+        "--element_dropout_prob",
+        type=float,
+        default=ELEMENT_DROPOUT,
+        help=f"fraction of samples given element dropout (default {ELEMENT_DROPOUT}; not stated in the paper)",
+    )
+    g.add_argument(
+        "--dropout_masks",
+        default="auto",
+        choices=["auto", "sam", "random"],
+        help="object masks for element dropout: SAM automatic masks (needs --sam_checkpoint or the default "
+        "SAM), random blobs/polygons, or auto = SAM when available",
+    )
     g.add_argument("--drop_text", type=float, default=DROP_TEXT, help="fraction with only C = ∅ (App. C.2: 0.3)")
-    g.add_argument("--drop_elements", type=float, default=DROP_ELEMENTS, help="fraction with only S = ∅ (App. C.2: 0.1)")
+    g.add_argument(
+        "--drop_elements", type=float, default=DROP_ELEMENTS, help="fraction with only S = ∅ (App. C.2: 0.1)"
+    )
     g.add_argument("--drop_both", type=float, default=DROP_BOTH, help="fraction with C = S = ∅ (App. C.2: 0.1)")
-    g.add_argument("--adapter_init", default="random", choices=["random", "zero_out"],
-                   help="new layers: random (Sec. 3.3) or zero output projections (start exactly at the base model)")
+    g.add_argument(
+        "--adapter_init",
+        default="random",
+        choices=["random", "zero_out"],
+        help="new layers: random (Sec. 3.3) or zero output projections (start exactly at the base model)",
+    )
     g.add_argument("--gradient_checkpointing", action="store_true", help="recompute UNet activations (less memory)")
-    g.add_argument("--max_elements", type=int, default=None, help="pad every batch to this many elements (static shapes)")
-    g.add_argument("--num_validation_images", type=int, default=4,
-                   help="held-out images decoded at each validation (training images if none is held out)")
+    g.add_argument(
+        "--max_elements", type=int, default=None, help="pad every batch to this many elements (static shapes)"
+    )
+    g.add_argument(
+        "--num_validation_images",
+        type=int,
+        default=4,
+        help="held-out images decoded at each validation (training images if none is held out)",
+    )
     g.add_argument("--validation_prompt", default="", help="prompt for validation images ('' = no text, C = ∅)")
-    g.add_argument("--validation_inference_steps", type=int, default=50, help="DDIM steps for validation images (App. C.2: 50)")
-    g.add_argument("--validation_guidance", type=float, default=3.0, help="guidance w for validation images (App. C.2: 3)")
+    g.add_argument(
+        "--validation_inference_steps", type=int, default=50, help="DDIM steps for validation images (App. C.2: 50)"
+    )
+    g.add_argument(
+        "--validation_guidance", type=float, default=3.0, help="guidance w for validation images (App. C.2: 3)"
+    )
     return p
 
 
 # --- conditioning dropout --------------------------------------------------------------------
-def cfg_dropout(batch_size: int, *, text: float = DROP_TEXT, elements: float = DROP_ELEMENTS, both: float = DROP_BOTH,
-                generator=None, device=None):
+def cfg_dropout(
+    batch_size: int,
+    *,
+    text: float = DROP_TEXT,
+    elements: float = DROP_ELEMENTS,
+    both: float = DROP_BOTH,
+    generator=None,
+    device=None,
+):
     """Per-sample switches ``(text_on, elements_on)``, each ``(B,) bool`` (App. C.2).
 
     One uniform draw per sample: ``[0, text)`` → only C = ∅; ``[text, text+elements)`` → only
@@ -129,21 +187,30 @@ class Stage2Model(torch.nn.Module):
         train_encoder = any(p.requires_grad for p in self.content_encoder.parameters())
         with torch.set_grad_enabled(train_encoder and torch.is_grad_enabled()):
             tokens = self.content_encoder.tokens(elements)
-        return self.element_unet(noisy, timesteps, text, tokens, elements.active,
-                                 text_mask=text_mask, element_mask=element_mask)
+        return self.element_unet(
+            noisy, timesteps, text, tokens, elements.active, text_mask=text_mask, element_mask=element_mask
+        )
 
 
 @dataclass
 class Frozen:
     """The parts stage 2 never trains (Sec. 3.3): VAE, text encoder + tokenizer, and the noise schedule."""
+
     vae: object
     text_encoder: object
     tokenizer: object
     noise_scheduler: object
 
 
-def build_models(*, sd_base: str | None, stage1: str | None, joint: bool = False, content_preset: str = "paper",
-                 unfreeze_content_encoder: bool = False, adapter_init: str = "random"):
+def build_models(
+    *,
+    sd_base: str | None,
+    stage1: str | None,
+    joint: bool = False,
+    content_preset: str = "paper",
+    unfreeze_content_encoder: bool = False,
+    adapter_init: str = "random",
+):
     """Load the base model and the content encoder, attach fresh element layers, set what trains.
 
     Returns ``(Stage2Model, Frozen)``. Frozen modules have ``requires_grad_(False)`` and are in eval mode.
@@ -156,7 +223,9 @@ def build_models(*, sd_base: str | None, stage1: str | None, joint: bool = False
         tokenizer = CLIPTokenizer.from_pretrained(base, subfolder="tokenizer")
         noise_scheduler = DDPMScheduler.from_pretrained(base, subfolder="scheduler")
     except (OSError, ValueError) as err:
-        raise UserError(f"'{base}' is not a complete Stable Diffusion folder ({' '.join(str(err).split())[:160]}).") from None
+        raise UserError(
+            f"'{base}' is not a complete Stable Diffusion folder ({' '.join(str(err).split())[:160]})."
+        ) from None
     if joint:
         encoder = build_content_encoder(content_preset)
     else:
@@ -186,11 +255,18 @@ def compute_loss(model, frozen: Frozen, batch: dict, *, drop=(DROP_TEXT, DROP_EL
     pixels = batch["pixel_values"].to(device, weight_dtype)
     with torch.no_grad():
         latents = frozen.vae.encode(pixels).latent_dist.sample(generator=generator) * frozen.vae.config.scaling_factor
-        ids = frozen.tokenizer(list(batch["captions"]), padding="max_length", truncation=True,
-                               max_length=frozen.tokenizer.model_max_length, return_tensors="pt").input_ids
+        ids = frozen.tokenizer(
+            list(batch["captions"]),
+            padding="max_length",
+            truncation=True,
+            max_length=frozen.tokenizer.model_max_length,
+            return_tensors="pt",
+        ).input_ids
         text = frozen.text_encoder(ids.to(device))[0]
     b = latents.shape[0]
-    text_on, elements_on = cfg_dropout(b, text=drop[0], elements=drop[1], both=drop[2], generator=generator, device=device)
+    text_on, elements_on = cfg_dropout(
+        b, text=drop[0], elements=drop[1], both=drop[2], generator=generator, device=device
+    )
     text_on &= torch.tensor([bool(c) for c in batch["captions"]], device=device)
     noise = torch.randn(latents.shape, generator=generator).to(device, latents.dtype)
     t = torch.randint(0, sched.config.num_train_timesteps, (b,), generator=generator).to(device)
@@ -201,8 +277,17 @@ def compute_loss(model, frozen: Frozen, batch: dict, *, drop=(DROP_TEXT, DROP_EL
     return F.mse_loss(pred.float(), target.float())
 
 
-def train_step(accelerator, model, frozen: Frozen, optimizer, batch: dict, *, max_grad_norm: float = 1.0,
-               lr_scheduler=None, drop=(DROP_TEXT, DROP_ELEMENTS, DROP_BOTH)) -> float:
+def train_step(
+    accelerator,
+    model,
+    frozen: Frozen,
+    optimizer,
+    batch: dict,
+    *,
+    max_grad_norm: float = 1.0,
+    lr_scheduler=None,
+    drop=(DROP_TEXT, DROP_ELEMENTS, DROP_BOTH),
+) -> float:
     """One micro-step: forward, backward, and (at the end of an accumulation window) clip, step, zero."""
     with accelerator.accumulate(model):
         loss = compute_loss(model, frozen, batch, drop=drop)
@@ -220,10 +305,21 @@ def train_step(accelerator, model, frozen: Frozen, optimizer, batch: dict, *, ma
 def make_dataset(args, source, *, rank: int, world_size: int):
     """The streaming dataset with element dropout applied to each sample's partition (in the workers)."""
     return ElementDropoutDataset(
-        source, partition=partition_from_args(args), split="train", filters=filters_from_args(args),
-        image_size=args.image_size, cache_dir=args.partition_cache, rank=rank, world_size=world_size,
-        shuffle=not args.no_shuffle, seed=args.seed, dropout_prob=args.element_dropout_prob,
-        random_partition=not args.no_random_partition, mask_source=args.dropout_masks, sam_checkpoint=args.sam_checkpoint)
+        source,
+        partition=partition_from_args(args),
+        split="train",
+        filters=filters_from_args(args),
+        image_size=args.image_size,
+        cache_dir=args.partition_cache,
+        rank=rank,
+        world_size=world_size,
+        shuffle=not args.no_shuffle,
+        seed=args.seed,
+        dropout_prob=args.element_dropout_prob,
+        random_partition=not args.no_random_partition,
+        mask_source=args.dropout_masks,
+        sam_checkpoint=args.sam_checkpoint,
+    )
 
 
 # --- validation -----------------------------------------------------------------------------------
@@ -234,13 +330,24 @@ def run_validation(accelerator, model, frozen: Frozen, samples, args, step: int)
     net = accelerator.unwrap_model(model)
     was_training = net.training
     net.eval()
-    pipe = ElementsPipeline(vae=frozen.vae, text_encoder=frozen.text_encoder, tokenizer=frozen.tokenizer,
-                            unet=net.element_unet.unet, scheduler=DDIMScheduler.from_config(frozen.noise_scheduler.config),
-                            content_encoder=net.content_encoder, element_adapter=net.element_unet.adapter)
+    pipe = ElementsPipeline(
+        vae=frozen.vae,
+        text_encoder=frozen.text_encoder,
+        tokenizer=frozen.tokenizer,
+        unet=net.element_unet.unet,
+        scheduler=DDIMScheduler.from_config(frozen.noise_scheduler.config),
+        content_encoder=net.content_encoder,
+        element_adapter=net.element_unet.adapter,
+    )
     pipe.set_progress_bar_config(disable=True)
-    images = pipe([el for _, _, el in samples], prompt=args.validation_prompt, output_type="np",
-                  num_inference_steps=args.validation_inference_steps, guidance_scale=args.validation_guidance,
-                  generator=torch.Generator().manual_seed(args.seed)).images
+    images = pipe(
+        [el for _, _, el in samples],
+        prompt=args.validation_prompt,
+        output_type="np",
+        num_inference_steps=args.validation_inference_steps,
+        guidance_scale=args.validation_guidance,
+        generator=torch.Generator().manual_seed(args.seed),
+    ).images
     net.train(was_training)
     net.content_encoder.train(was_training and any(p.requires_grad for p in net.content_encoder.parameters()))
     decoded = to_uint8(images)
@@ -269,11 +376,18 @@ def run(args) -> int:
 
     source = resolve_source(args.train_data)
     accelerator = make_accelerator(args)
-    logging.basicConfig(level=logging.INFO if accelerator.is_main_process else logging.WARNING,
-                        format="%(asctime)s %(name)s: %(message)s")
-    model, frozen = build_models(sd_base=args.sd_base, stage1=args.stage1, joint=args.joint,
-                                 content_preset=args.content_preset, unfreeze_content_encoder=args.unfreeze_content_encoder,
-                                 adapter_init=args.adapter_init)
+    logging.basicConfig(
+        level=logging.INFO if accelerator.is_main_process else logging.WARNING,
+        format="%(asctime)s %(name)s: %(message)s",
+    )
+    model, frozen = build_models(
+        sd_base=args.sd_base,
+        stage1=args.stage1,
+        joint=args.joint,
+        content_preset=args.content_preset,
+        unfreeze_content_encoder=args.unfreeze_content_encoder,
+        adapter_init=args.adapter_init,
+    )
     if args.gradient_checkpointing:
         model.element_unet.unet.enable_gradient_checkpointing()
     weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(accelerator.mixed_precision, torch.float32)
@@ -288,13 +402,21 @@ def run(args) -> int:
     drop = (args.drop_text, args.drop_elements, args.drop_both)
 
     def setup(start_step: int):
-        val, val_split = validation_set(args, args.num_validation_images) if accelerator.is_main_process else ([], "none")
+        val, val_split = (
+            validation_set(args, args.num_validation_images) if accelerator.is_main_process else ([], "none")
+        )
         dataset = make_dataset(args, source, rank=accelerator.process_index, world_size=accelerator.num_processes)
         n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        logger.info("stage 2: %.1fM trainable parameters, %d process(es), total batch %d, validation on %d %s images, "
-                    "from step %d", n_train / 1e6, accelerator.num_processes,
-                    args.train_batch_size * accelerator.num_processes * args.gradient_accumulation_steps, len(val),
-                    val_split, start_step)
+        logger.info(
+            "stage 2: %.1fM trainable parameters, %d process(es), total batch %d, validation on %d %s images, "
+            "from step %d",
+            n_train / 1e6,
+            accelerator.num_processes,
+            args.train_batch_size * accelerator.num_processes * args.gradient_accumulation_steps,
+            len(val),
+            val_split,
+            start_step,
+        )
 
         def validate(step: int) -> None:
             run_validation(accelerator, model, frozen, val, args, step)
@@ -306,15 +428,34 @@ def run(args) -> int:
         return {"samples": stats["yielded"], "corrupt": stats["corrupt"] + stats["corrupt_shards"]}
 
     def step(batch: dict) -> float:
-        return train_step(accelerator, model, frozen, optimizer, batch, max_grad_norm=args.max_grad_norm,
-                          lr_scheduler=lr_scheduler, drop=drop)
+        return train_step(
+            accelerator,
+            model,
+            frozen,
+            optimizer,
+            batch,
+            max_grad_norm=args.max_grad_norm,
+            lr_scheduler=lr_scheduler,
+            drop=drop,
+        )
 
-    run_training(accelerator, args, stage="stage 2", lr_scheduler=lr_scheduler, named_models=_named(accelerator, model),
-                 setup=setup, step=step, data_fields=data_fields)
+    run_training(
+        accelerator,
+        args,
+        stage="stage 2",
+        lr_scheduler=lr_scheduler,
+        named_models=_named(accelerator, model),
+        setup=setup,
+        step=step,
+        data_fields=data_fields,
+    )
     return 0
 
 
 def _named(accelerator, model) -> dict:
     net = accelerator.unwrap_model(model)
-    return {UNET_DIR: net.element_unet.unet, ADAPTER_DIR: net.element_unet.adapter,
-            CONTENT_ENCODER_DIR: net.content_encoder}
+    return {
+        UNET_DIR: net.element_unet.unet,
+        ADAPTER_DIR: net.element_unet.adapter,
+        CONTENT_ENCODER_DIR: net.content_encoder,
+    }

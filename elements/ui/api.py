@@ -61,11 +61,15 @@ def api_edit(image, spec_json: str, decoder_name: str | None = None, seed: float
         raise UserError("Send an edit spec (JSON text); an empty edit list reconstructs the image.")
     spec = parse_spec(spec_json)  # text only: never a server path, never "~"
     if any(e.get("op") == "compose" for e in spec.edits):
-        raise UserError("The edit endpoint does not take compose edits (their source would be a file on the server); "
-                        "compose in the UI or with the CLI.")
+        raise UserError(
+            "The edit endpoint does not take compose edits (their source would be a file on the server); "
+            "compose in the UI or with the CLI."
+        )
     if len(spec.edits) > MAX_API_EDITS:
-        raise UserError(f"The edit endpoint takes at most {MAX_API_EDITS} edits per request (got {len(spec.edits)}); "
-                        "split the spec or use the CLI.")
+        raise UserError(
+            f"The edit endpoint takes at most {MAX_API_EDITS} edits per request (got {len(spec.edits)}); "
+            "split the spec or use the CLI."
+        )
     if not isinstance(decoder_name, (str, type(None))):
         raise UserError("The decoder name must be text.")
     name = (decoder_name or "").strip() or spec.decoder or backends.default_decoder()
@@ -85,8 +89,9 @@ def api_edit(image, spec_json: str, decoder_name: str | None = None, seed: float
     editor = EditorSession(backends.partitioner())
     editor.set_elements(el)
     editor.apply(spec)
-    (out,) = render_candidates(editor, name, prompt=spec.prompt, seeds=[int(seed)], steps=spec.steps,
-                               guidance=spec.guidance)
+    (out,) = render_candidates(
+        editor, name, prompt=spec.prompt, seeds=[int(seed)], steps=spec.steps, guidance=spec.guidance
+    )
     return out
 
 

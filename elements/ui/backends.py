@@ -35,8 +35,10 @@ _decoders: dict = {}
 _availability: dict | None = None
 
 #: Decoders that implement the paper's method (Sec. 3.2-3.3); everything else is a baseline.
-PAPER_DECODERS = {"diffusion": "the paper's element-conditioned diffusion decoder (Sec. 3.3)",
-                  "light": "the paper's stage-1 light decoder (Sec. 3.2; blurry by design)"}
+PAPER_DECODERS = {
+    "diffusion": "the paper's element-conditioned diffusion decoder (Sec. 3.3)",
+    "light": "the paper's stage-1 light decoder (Sec. 3.2; blurry by design)",
+}
 
 
 def gpu(duration: int = 60):
@@ -96,7 +98,9 @@ def default_decoder() -> str:
     names = available_decoder_names()
     if wanted:
         if wanted not in decoder_status():
-            raise UserError(f"EIE_APP_DECODER names an unknown decoder '{wanted}'; choose one of {', '.join(decoder_status())}.")
+            raise UserError(
+                f"EIE_APP_DECODER names an unknown decoder '{wanted}'; choose one of {', '.join(decoder_status())}."
+            )
         if wanted in names:
             return wanted
     best = best_available()
@@ -119,17 +123,19 @@ def decoder(name: str):
         return _decoders[name]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _decoder_line(name: str) -> str:
     return decoder(name).describe()
 
 
 #: What each decoder does to the picture, in plain words, for the banner's one line.
-PLAIN_DECODERS = {"diffusion": "the paper's element-conditioned diffusion decoder draws the result",
-                  "light": "the paper's light decoder draws the result (blurry by design)",
-                  "pixel": "pixels are moved, holes are left grey",
-                  "pixel+sdedit": "pixels are moved, then SDEdit redraws the picture",
-                  "pixel+inpaint": "holes filled by classic inpainting"}
+PLAIN_DECODERS = {
+    "diffusion": "the paper's element-conditioned diffusion decoder draws the result",
+    "light": "the paper's light decoder draws the result (blurry by design)",
+    "pixel": "pixels are moved, holes are left grey",
+    "pixel+sdedit": "pixels are moved, then SDEdit redraws the picture",
+    "pixel+inpaint": "holes filled by classic inpainting",
+}
 
 
 def _plain_decoder(name: str) -> str:
@@ -140,10 +146,13 @@ def _plain_decoder(name: str) -> str:
 
 def decoder_settings(name: str) -> tuple[bool, str]:
     """Whether ``name`` uses prompt, seed, steps, guidance and candidates; else one line saying why not."""
-    if name in ("diffusion", "pixel+sdedit") or (name == "pixel+inpaint" and getattr(decoder(name), "backend", "") == "sd"):
+    if name in ("diffusion", "pixel+sdedit") or (
+        name == "pixel+inpaint" and getattr(decoder(name), "backend", "") == "sd"
+    ):
         return True, ""
-    why = {"light": "it decodes in one pass, without sampling",
-           "pixel": "it only copies pixels"}.get(name, "it fills holes with a classical method: one fixed-seed result")
+    why = {"light": "it decodes in one pass, without sampling", "pixel": "it only copies pixels"}.get(
+        name, "it fills holes with a classical method: one fixed-seed result"
+    )
     return False, f"Prompt, seed, steps, guidance and candidates are hidden: `{name}` ignores them ({why})."
 
 
@@ -157,8 +166,11 @@ def _banner_parts(selected_decoder: str | None) -> tuple[str, str]:
     name = selected_decoder or default_decoder()
     if part.backend == "sam":
         kind = part.affinity.model_type
-        elements = ("elements from a small distilled SAM (Alg. 2; approximates the paper's ViT-B)" if kind == "vit_t"
-                    else f"elements from SAM {kind} (Alg. 2)")
+        elements = (
+            "elements from a small distilled SAM (Alg. 2; approximates the paper's ViT-B)"
+            if kind == "vit_t"
+            else f"elements from SAM {kind} (Alg. 2)"
+        )
     elif part.note:
         elements = f"elements from {part.backend.upper()} superpixels (no SAM checkpoint)"
     else:
@@ -170,7 +182,13 @@ def _banner_parts(selected_decoder: str | None) -> tuple[str, str]:
         head = "Baseline mode"
     else:
         head = "Fast CPU mode"
-    tail = "" if paper else " — not the paper's full method" if name in PAPER_DECODERS else " — not the paper's diffusion decoder"
+    tail = (
+        ""
+        if paper
+        else " — not the paper's full method"
+        if name in PAPER_DECODERS
+        else " — not the paper's diffusion decoder"
+    )
     return head, f"{elements}, {_plain_decoder(name)}{tail}."
 
 
@@ -178,8 +196,10 @@ def _detail_lines(selected_decoder: str | None) -> list[tuple[str | None, str]]:
     """The "Details" lines as ``(decoder name to set as code or None, text)``: partition, decoder, unavailable ones."""
     part = partitioner()
     name = selected_decoder or default_decoder()
-    lines = [(None, f"Partition: {part.describe()}" + (f" — {part.note}" if part.note else "")),
-             (None, f"Decoder: {_decoder_line(name)}")]
+    lines = [
+        (None, f"Partition: {part.describe()}" + (f" — {part.note}" if part.note else "")),
+        (None, f"Decoder: {_decoder_line(name)}"),
+    ]
     lines += [(n, f"unavailable: {why}") for n, (ok, why) in decoder_status().items() if not ok]
     return lines
 
@@ -221,6 +241,21 @@ def _reset_for_tests() -> None:
     _decoder_line.cache_clear()
 
 
-__all__ = ["DECODE_LOCK", "MODEL_LOCK", "PAPER_DECODERS", "available_decoder_names", "banner", "decoder", "decoder_settings",
-           "decoder_status", "default_decoder", "details", "gpu", "object_mode_status", "partition_backend", "partitioner", "sam_affinity",
-           "startup_summary"]
+__all__ = [
+    "DECODE_LOCK",
+    "MODEL_LOCK",
+    "PAPER_DECODERS",
+    "available_decoder_names",
+    "banner",
+    "decoder",
+    "decoder_settings",
+    "decoder_status",
+    "default_decoder",
+    "details",
+    "gpu",
+    "object_mode_status",
+    "partition_backend",
+    "partitioner",
+    "sam_affinity",
+    "startup_summary",
+]

@@ -49,8 +49,16 @@ def _read(name: str) -> str:
 
 def make_canvas(**kwargs) -> gr.HTML:
     """The canvas component; bind its gestures with ``canvas.gesture(fn, inputs, outputs)``."""
-    return gr.HTML(value=None, html_template=_read("canvas.html"), css_template=_read("canvas.css"),
-                   js_on_load=_read("canvas.js"), apply_default_css=False, container=False, padding=False, **kwargs)
+    return gr.HTML(
+        value=None,
+        html_template=_read("canvas.html"),
+        css_template=_read("canvas.css"),
+        js_on_load=_read("canvas.js"),
+        apply_default_css=False,
+        container=False,
+        padding=False,
+        **kwargs,
+    )
 
 
 def _rle(labels: np.ndarray) -> str:
@@ -75,8 +83,16 @@ def _data_url(rgb: np.ndarray) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(buf.tobytes()).decode("ascii")
 
 
-def canvas_value(view, *, rev: int, selection=(), seq: int = 0, with_image: bool = True, object_mode: bool = False,
-                 place: bool = False) -> dict:
+def canvas_value(
+    view,
+    *,
+    rev: int,
+    selection=(),
+    seq: int = 0,
+    with_image: bool = True,
+    object_mode: bool = False,
+    place: bool = False,
+) -> dict:
     """The JSON value for :func:`make_canvas` from a :class:`~elements.ui.view.View` (see the module docstring)."""
     h, w = view.labels.shape
     k = min(1.0, DISPLAY_MAX_SIDE / max(h, w))
@@ -86,13 +102,26 @@ def canvas_value(view, *, rev: int, selection=(), seq: int = 0, with_image: bool
         labels = cv2.resize(labels, (dw, dh), interpolation=cv2.INTER_NEAREST)
         photo = cv2.resize(photo, (dw, dh), interpolation=cv2.INTER_AREA)
     sx, sy = dw / w, dh / h
-    cents = [None if not np.isfinite(c).all() else [round(float(c[0]) * sx, 2), round(float(c[1]) * sy, 2)]
-             for c in view.dots]
+    cents = [
+        None if not np.isfinite(c).all() else [round(float(c[0]) * sx, 2), round(float(c[1]) * sy, 2)]
+        for c in view.dots
+    ]
     el = view.elements
-    return {"rev": int(rev), "w": dw, "h": dh, "input_w": w, "input_h": h,
-            "image": _data_url(photo) if with_image else None, "labels": _rle(labels) if with_image else None,
-            "centroids": cents, "edited": np.flatnonzero(el.edited & el.active).tolist(),
-            "selection": [int(i) for i in selection], "seq": int(seq), "object": bool(object_mode), "place": bool(place)}
+    return {
+        "rev": int(rev),
+        "w": dw,
+        "h": dh,
+        "input_w": w,
+        "input_h": h,
+        "image": _data_url(photo) if with_image else None,
+        "labels": _rle(labels) if with_image else None,
+        "centroids": cents,
+        "edited": np.flatnonzero(el.edited & el.active).tolist(),
+        "selection": [int(i) for i in selection],
+        "seq": int(seq),
+        "object": bool(object_mode),
+        "place": bool(place),
+    }
 
 
 def _number(v, what: str) -> float:
@@ -102,7 +131,11 @@ def _number(v, what: str) -> float:
 
 
 def _ids(v) -> list[int]:
-    if not isinstance(v, list) or len(v) > MAX_IDS or not all(isinstance(i, int) and not isinstance(i, bool) for i in v):
+    if (
+        not isinstance(v, list)
+        or len(v) > MAX_IDS
+        or not all(isinstance(i, int) and not isinstance(i, bool) for i in v)
+    ):
         raise UserError("The canvas sent a selection that is not a list of element ids.")
     return sorted(set(v))
 
@@ -139,7 +172,13 @@ def parse_gesture(data) -> dict:
                 raise UserError("The canvas sent object prompt points in a form this server does not understand.")
             out["points"].append((_number(p[0], "point"), _number(p[1], "point"), bool(p[2])))
         box = data.get("box")
-        out["box"] = None if box is None else tuple(_number(v, "box corner") for v in box) if isinstance(box, list) and len(box) == 4 else None
+        out["box"] = (
+            None
+            if box is None
+            else tuple(_number(v, "box corner") for v in box)
+            if isinstance(box, list) and len(box) == 4
+            else None
+        )
         if box is not None and out["box"] is None:
             raise UserError("The canvas sent an object box that is not four numbers.")
         out["add"] = bool(data.get("add", False))

@@ -11,10 +11,10 @@ from __future__ import annotations
 import gradio as gr
 import numpy as np
 
+from elements.decoders.result import ran_of
 from elements.errors import UserError
 from elements.image_io import save_png
 from elements.spec import EditSpec
-from elements.decoders.result import ran_of
 from elements.ui import backends
 from elements.ui.handlers import MAX_CANDIDATES, _need_image, status, user_errors
 from elements.ui.session import AppSession
@@ -23,8 +23,16 @@ MAX_SEED = 2**32 - 1  # the spec's seed range
 
 
 @backends.gpu(duration=120)
-def render_candidates(editor, decoder_name: str, *, prompt: str, seeds: list[int], steps: int | None,
-                      guidance: float | None, progress=None) -> list[np.ndarray]:
+def render_candidates(
+    editor,
+    decoder_name: str,
+    *,
+    prompt: str,
+    seeds: list[int],
+    steps: int | None,
+    guidance: float | None,
+    progress=None,
+) -> list[np.ndarray]:
     """Decode ``editor``'s current elements once per seed: ``[(H_in, W_in, 3) uint8, ...]``, duplicates removed.
 
     ``progress(fraction, desc)`` is called after each denoising step (diffusion decoders) and
@@ -35,6 +43,7 @@ def render_candidates(editor, decoder_name: str, *, prompt: str, seeds: list[int
     n = len(seeds)
     with backends.DECODE_LOCK:
         for k, seed in enumerate(seeds):
+
             def step(i, total, k=k):
                 if progress is not None:
                     progress((k + i / max(total, 1)) / n, desc=f"candidate {k + 1}/{n}")
@@ -47,8 +56,9 @@ def render_candidates(editor, decoder_name: str, *, prompt: str, seeds: list[int
     return out
 
 
-def export_spec(session: AppSession, *, decoder: str | None = None, steps: int | None = None,
-                guidance: float | None = None) -> EditSpec:
+def export_spec(
+    session: AppSession, *, decoder: str | None = None, steps: int | None = None, guidance: float | None = None
+) -> EditSpec:
     """The visitor's edits as a spec; compose sources name the uploaded file instead of the session folder."""
     spec = session.editor.to_spec()
     edits = []
@@ -122,23 +132,39 @@ def generate(session, decoder_name: str, prompt: str, seed, steps, guidance, n_c
     with session.lock:
         session.editor.prompt, session.editor.seed = prompt, seed
         progress(0.0, desc="decoding")
-        images = render_candidates(session.editor, decoder_name, prompt=prompt, seeds=[seed + k for k in range(n)],
-                                   steps=steps if uses else None, guidance=guidance if uses else None, progress=progress)
+        images = render_candidates(
+            session.editor,
+            decoder_name,
+            prompt=prompt,
+            seeds=[seed + k for k in range(n)],
+            steps=steps if uses else None,
+            guidance=guidance if uses else None,
+            progress=progress,
+        )
         session.candidates, session.chosen = images, 0
-        spec = export_spec(session, decoder=decoder_name, steps=steps if uses else None,
-                           guidance=guidance if uses else None)
+        spec = export_spec(
+            session, decoder=decoder_name, steps=steps if uses else None, guidance=guidance if uses else None
+        )
         result, spec_path = _write_downloads(session, spec)
         gallery = [(img, f"seed {seed + k}" if len(images) == n else f"seed {seed}") for k, img in enumerate(images)]
         ran = ran_of(images[0], decoder_name)  # what actually ran, e.g. "pixel+inpaint (PatchMatch)"
         notes = [f"Result of `{ran}` — drag the slider to compare with the input."]
         if len(images) < n:
             notes.append(f"`{decoder_name}` is deterministic here: one candidate.")
-        res = getattr(images[0], "note", "") or resolution_note(decoder_name, images[0].shape,
-                                                                   session.elements.geometry.size)
+        res = getattr(images[0], "note", "") or resolution_note(
+            decoder_name, images[0].shape, session.elements.geometry.size
+        )
         if res:
             notes.append(res[0].upper() + res[1:] + ("" if res.endswith(".") else "."))
-        return (session, (_before(session), images[0]), gr.update(value=gallery if len(images) > 1 else [], visible=len(images) > 1),
-                result, spec_path, status(session, " ".join(notes)), gr.Tabs(selected="result"))
+        return (
+            session,
+            (_before(session), images[0]),
+            gr.update(value=gallery if len(images) > 1 else [], visible=len(images) > 1),
+            result,
+            spec_path,
+            status(session, " ".join(notes)),
+            gr.Tabs(selected="result"),
+        )
 
 
 @user_errors
@@ -170,4 +196,12 @@ def use_as_input(session):
         return session.candidates[session.chosen], gr.Tabs(selected="edit")
 
 
-__all__ = ["MAX_SEED", "export_spec", "generate", "pick_candidate", "render_candidates", "resolution_note", "use_as_input"]
+__all__ = [
+    "MAX_SEED",
+    "export_spec",
+    "generate",
+    "pick_candidate",
+    "render_candidates",
+    "resolution_note",
+    "use_as_input",
+]

@@ -49,8 +49,9 @@ def user_errors(fn):
             raise gr.Error(str(err), print_exception=False) from None
         except Exception as err:  # a bug: keep the traceback in the server log, not in the browser
             log.exception("handler %s failed", fn.__name__)
-            raise gr.Error(f"Something went wrong on the server ({type(err).__name__}); please try again.",
-                           print_exception=False) from None
+            raise gr.Error(
+                f"Something went wrong on the server ({type(err).__name__}); please try again.", print_exception=False
+            ) from None
 
     return wrapper
 
@@ -74,8 +75,12 @@ def status(session: AppSession | None, message: str = "") -> str:
         return f"{message}\n\n{text}" if message else text
     el = session.elements
     deleted = int((~el.active).sum())
-    parts = [f"{int(el.active.sum())} elements", f"{len(session.selection)} selected",
-             f"{int((el.edited & el.active).sum())} edited", f"{deleted} deleted"]
+    parts = [
+        f"{int(el.active.sum())} elements",
+        f"{len(session.selection)} selected",
+        f"{int((el.edited & el.active).sum())} edited",
+        f"{deleted} deleted",
+    ]
     ed = session.editor
     parts.append("undo ✓" if ed.can_undo or session.past else "undo –")
     parts.append("redo ✓" if ed.can_redo or session.future else "redo –")
@@ -93,9 +98,15 @@ def _canvas(session: AppSession) -> dict:
     session.sent_rev = session.view_rev
     ok, _ = backends.object_mode_status()
     other = session.other
-    return canvas_value(view, rev=session.view_rev, selection=session.selection, seq=session.seq, with_image=with_image,
-                        object_mode=ok and session.sam_embedding is not None,
-                        place=other is not None and bool(other.selection))
+    return canvas_value(
+        view,
+        rev=session.view_rev,
+        selection=session.selection,
+        seq=session.seq,
+        with_image=with_image,
+        object_mode=ok and session.sam_embedding is not None,
+        place=other is not None and bool(other.selection),
+    )
 
 
 def _shown(session: AppSession, message: str = ""):
@@ -248,8 +259,16 @@ def _place(session: AppSession, x: float, y: float, factor: float) -> None:
     if other is None or not other.selection:
         raise UserError("To compose, load a second image below and click the elements to paste first.")
     n0 = session.elements.num_elements
-    _apply(session, {"op": "compose", "source": other.folder, "elements": list(other.selection),
-                     "at": [x, y], "factor": float(factor)})
+    _apply(
+        session,
+        {
+            "op": "compose",
+            "source": other.folder,
+            "elements": list(other.selection),
+            "at": [x, y],
+            "factor": float(factor),
+        },
+    )
     el = session.elements
     session.selection = tuple(i for i in range(n0, el.num_elements) if el.active[i])
 
@@ -339,10 +358,25 @@ def on_other_click(session, evt: gr.SelectData):
 
 def _other_status(session: AppSession) -> str:
     o = session.other
-    text = (f"{len(o.selection)} elements of the second image selected; choose **Place** under the canvas "
-            "and click where they should go.")
+    text = (
+        f"{len(o.selection)} elements of the second image selected; choose **Place** under the canvas "
+        "and click where they should go."
+    )
     return f"{text}\n\n{o.note}" if o.note else text
 
 
-__all__ = ["MAX_CANDIDATES", "delete", "on_gesture", "on_image", "on_other_click", "on_other_image", "redo", "reset",
-           "scale", "select_object", "status", "undo", "user_errors"]
+__all__ = [
+    "MAX_CANDIDATES",
+    "delete",
+    "on_gesture",
+    "on_image",
+    "on_other_click",
+    "on_other_image",
+    "redo",
+    "reset",
+    "scale",
+    "select_object",
+    "status",
+    "undo",
+    "user_errors",
+]

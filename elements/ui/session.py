@@ -18,7 +18,6 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
 from elements.image_io import MIN_SIDE, LoadedImage, load_image
 from elements.types import ImageElements
 from elements.ui import backends
@@ -37,7 +36,9 @@ def load_for_app(path_or_image, what: str = "The image") -> tuple[LoadedImage, s
     The downscaled pixels *are* the input from then on: clicks, specs and outputs use its size.
     """
     # ``name=what``: error sentences never show the server's upload path
-    loaded = load_image(path_or_image, max_side=APP_MAX_SIDE, name=what, min_side=MIN_SIDE)  # long side <= APP_MAX_SIDE after this
+    loaded = load_image(
+        path_or_image, max_side=APP_MAX_SIDE, name=what, min_side=MIN_SIDE
+    )  # long side <= APP_MAX_SIDE after this
     note = ""
     if loaded.downscaled:
         h, w = loaded.pixels.shape[:2]
@@ -126,13 +127,25 @@ class AppSession:
         self.selection, self.candidates, self.chosen, self._view, self.object_prompt = (), [], 0, None, {}
 
     def snapshot(self) -> Snapshot:
-        return Snapshot(self.editor, self.note, self.selection, self.sam_embedding, self.candidates, self.chosen,
-                        self.input_pixels)
+        return Snapshot(
+            self.editor, self.note, self.selection, self.sam_embedding, self.candidates, self.chosen, self.input_pixels
+        )
 
     def restore(self, snap: Snapshot) -> None:
         """Make ``snap`` the current image again (its history, selection and results)."""
-        self.editor, self.note, self.selection, self.sam_embedding = snap.editor, snap.note, snap.selection, snap.sam_embedding
-        self.candidates, self.chosen, self._view, self.object_prompt, self.input_key = snap.candidates, snap.chosen, None, {}, None
+        self.editor, self.note, self.selection, self.sam_embedding = (
+            snap.editor,
+            snap.note,
+            snap.selection,
+            snap.sam_embedding,
+        )
+        self.candidates, self.chosen, self._view, self.object_prompt, self.input_key = (
+            snap.candidates,
+            snap.chosen,
+            None,
+            {},
+            None,
+        )
         self.input_pixels = snap.input_pixels
 
     @property

@@ -41,8 +41,9 @@ class UploadImage(gr.Image):
                 if self.type == "filepath":
                     from gradio import image_utils
 
-                    return image_utils.preprocess_image(payload, cache_dir=self.GRADIO_CACHE, format=self.format,
-                                                        image_mode=None, type="filepath")
+                    return image_utils.preprocess_image(
+                        payload, cache_dir=self.GRADIO_CACHE, format=self.format, image_mode=None, type="filepath"
+                    )
                 return super().preprocess(payload)
         except gr.Error:
             raise
@@ -50,10 +51,13 @@ class UploadImage(gr.Image):
             from elements.errors import excerpt
 
             name = getattr(payload, "orig_name", None)
-            name = excerpt(name, 40).strip("'") if name else "The uploaded file"  # the visitor's own file name, shortened
+            name = (
+                excerpt(name, 40).strip("'") if name else "The uploaded file"
+            )  # the visitor's own file name, shortened
             why = " (it is too large to decode safely)" if "DecompressionBomb" in type(err).__name__ else ""
-            return UnreadableUpload(f"{name} is not an image file that can be read{why}; "
-                                    "upload a PNG, JPEG or WebP photo.")
+            return UnreadableUpload(
+                f"{name} is not an image file that can be read{why}; upload a PNG, JPEG or WebP photo."
+            )
 
     def _data_url_to_file(self, url: str) -> str:
         """Write the bytes of a ``data:`` URL into Gradio's cache, undecoded; returns the path."""
@@ -68,8 +72,9 @@ class UploadImage(gr.Image):
         try:
             data = base64.b64decode(body, validate=False) if head.endswith(";base64") else body.encode()
         except (binascii.Error, ValueError):
-            raise gr.Error("The image data could not be read; upload a PNG, JPEG or WebP photo.",
-                           print_exception=False) from None
+            raise gr.Error(
+                "The image data could not be read; upload a PNG, JPEG or WebP photo.", print_exception=False
+            ) from None
         folder = Path(self.GRADIO_CACHE) / hashlib.sha256(data).hexdigest()[:32]
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / "image"

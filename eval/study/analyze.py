@@ -48,9 +48,13 @@ def read_manifest(path) -> pd.DataFrame:
     m = _read(path, "manifest")
     missing = MANIFEST_REQUIRED - set(m.columns)
     if missing:
-        raise UserError(f"The manifest '{path}' lacks column(s) {', '.join(sorted(missing))}; pass the manifest.csv written by 'eval study export'.")
+        raise UserError(
+            f"The manifest '{path}' lacks column(s) {', '.join(sorted(missing))}; pass the manifest.csv written by 'eval study export'."
+        )
     if m["trial_id"].duplicated().any():
-        raise UserError(f"The manifest '{path}' lists trial '{m['trial_id'][m['trial_id'].duplicated()].iloc[0]}' twice.")
+        raise UserError(
+            f"The manifest '{path}' lists trial '{m['trial_id'][m['trial_id'].duplicated()].iloc[0]}' twice."
+        )
     for col in ("vigilance", "practice"):
         m[col] = m[col].str.lower().map({"true": True, "false": False, "1": True, "0": False})
         if m[col].isna().any():
@@ -81,7 +85,9 @@ def long_judgments(results: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
         raise UserError("The results CSV has no WorkerId column; pass MTurk's batch results file.")
     slots = sorted(int(m.group(1)) for c in results.columns if (m := _SLOT.match(c)))
     if not slots:
-        raise UserError("The results CSV has no Input.t1_id column; it does not come from a batch made by 'eval study export'.")
+        raise UserError(
+            "The results CSV has no Input.t1_id column; it does not come from a batch made by 'eval study export'."
+        )
     has_json = "Answer.taskAnswers" in results
     if not has_json and not any(f"Answer.t{t}" in results for t in slots):
         raise UserError("The results CSV has no Answer.t<k> or Answer.taskAnswers columns.")
@@ -101,13 +107,21 @@ def long_judgments(results: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
         js = _answers_from_json(r["Answer.taskAnswers"]) if has_json else {}
         for t in slots:
             ans = str(r.get(f"Answer.t{t}", "") or js.get(f"t{t}", "")).strip().lower()
-            rows.append({"worker": r["WorkerId"], "assignment": r["AssignmentId"],
-                         "hit_id": r.get("Input.hit_id", ""), "trial_id": r[f"Input.t{t}_id"], "answer": ans})
+            rows.append(
+                {
+                    "worker": r["WorkerId"],
+                    "assignment": r["AssignmentId"],
+                    "hit_id": r.get("Input.hit_id", ""),
+                    "trial_id": r[f"Input.t{t}_id"],
+                    "answer": ans,
+                }
+            )
     return pd.DataFrame(rows, columns=["worker", "assignment", "hit_id", "trial_id", "answer"]), counts
 
 
-def analyze(results: pd.DataFrame, manifest: pd.DataFrame, *, min_vigilance: float = 0.8, n_boot: int = 2000,
-            seed: int = 0) -> tuple[pd.DataFrame, dict]:
+def analyze(
+    results: pd.DataFrame, manifest: pd.DataFrame, *, min_vigilance: float = 0.8, n_boot: int = 2000, seed: int = 0
+) -> tuple[pd.DataFrame, dict]:
     """``(per-baseline table, exclusion counts)``; see the module docstring."""
     from eval.study.stats import binomial_p, hierarchical_bootstrap, wilson_interval
 
@@ -120,7 +134,9 @@ def analyze(results: pd.DataFrame, manifest: pd.DataFrame, *, min_vigilance: flo
     counts["unknown_trial"] = int(unknown.sum())
     j = j[~unknown].copy()
     if j.empty:
-        raise UserError("No result matches the manifest (all trial ids unknown); check that the results belong to this study's manifest.")
+        raise UserError(
+            "No result matches the manifest (all trial ids unknown); check that the results belong to this study's manifest."
+        )
     j["practice"] = j["practice"].astype(bool)  # object dtype after a left merge with unmatched rows
     j["vigilance"] = j["vigilance"].astype(bool)
     missing = ~j["answer"].isin(["left", "right"])
@@ -141,12 +157,38 @@ def analyze(results: pd.DataFrame, manifest: pd.DataFrame, *, min_vigilance: flo
     for b, g in real.groupby("method_b", sort=True):
         n, k = len(g), int(g["chose_ours"].sum())
         lo, hi = wilson_interval(k, n)
-        blo, bhi = hierarchical_bootstrap([w["chose_ours"].to_numpy() for _, w in g.groupby("worker")], n_boot=n_boot, seed=seed)
-        rows.append({"baseline": b, "n": n, "ours_n": k, "ours_pct": 100.0 * k / n, "wilson_lo": 100 * lo,
-                     "wilson_hi": 100 * hi, "boot_lo": 100 * blo, "boot_hi": 100 * bhi, "p_value": binomial_p(k, n),
-                     "workers": int(g["worker"].nunique())})
-    return pd.DataFrame(rows, columns=["baseline", "n", "ours_n", "ours_pct", "wilson_lo", "wilson_hi", "boot_lo",
-                                       "boot_hi", "p_value", "workers"]), counts
+        blo, bhi = hierarchical_bootstrap(
+            [w["chose_ours"].to_numpy() for _, w in g.groupby("worker")], n_boot=n_boot, seed=seed
+        )
+        rows.append(
+            {
+                "baseline": b,
+                "n": n,
+                "ours_n": k,
+                "ours_pct": 100.0 * k / n,
+                "wilson_lo": 100 * lo,
+                "wilson_hi": 100 * hi,
+                "boot_lo": 100 * blo,
+                "boot_hi": 100 * bhi,
+                "p_value": binomial_p(k, n),
+                "workers": int(g["worker"].nunique()),
+            }
+        )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "baseline",
+            "n",
+            "ours_n",
+            "ours_pct",
+            "wilson_lo",
+            "wilson_hi",
+            "boot_lo",
+            "boot_hi",
+            "p_value",
+            "workers",
+        ],
+    ), counts
 
 
 def plot(table: pd.DataFrame, path, *, ours_label: str = "Ours", title: str = "") -> None:
@@ -193,8 +235,10 @@ def run_analyze(results_paths, manifest_path, out, *, min_vigilance=0.8, n_boot=
         raise UserError("No judgment is left after exclusions; see the counts with --min-vigilance 0 to investigate.")
     out = Path(out)
     write_csv(out / "results.csv", table)
-    md = to_markdown(table.rename(columns={"ours_pct": "ours %"}), {"ours %": 1, "wilson_lo": 1, "wilson_hi": 1,
-                                                                    "boot_lo": 1, "boot_hi": 1, "p_value": 4})
+    md = to_markdown(
+        table.rename(columns={"ours_pct": "ours %"}),
+        {"ours %": 1, "wilson_lo": 1, "wilson_hi": 1, "boot_lo": 1, "boot_hi": 1, "p_value": 4},
+    )
     write_text(out / "results.md", md)
     write_csv(out / "exclusions.csv", pd.DataFrame({"reason": list(counts), "count": list(counts.values())}))
     plot(table, out / "preference.png", ours_label=ours_label)

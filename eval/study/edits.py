@@ -65,7 +65,9 @@ def _bbox(el, ids) -> np.ndarray:
     return np.r_[(c - s / 2).min(0), (c + s / 2).max(0)]
 
 
-def make_edit(el, op: str, rng: np.random.Generator, *, background_prompt: str) -> tuple[list[dict], str, str, np.ndarray]:
+def make_edit(
+    el, op: str, rng: np.random.Generator, *, background_prompt: str
+) -> tuple[list[dict], str, str, np.ndarray]:
     """``(edits, instruction, prompt, selected ids)`` for one image; coordinates in input pixels."""
     from elements.edit import selection_centroid
 
@@ -84,17 +86,29 @@ def make_edit(el, op: str, rng: np.random.Generator, *, background_prompt: str) 
         dx = {"left": -amount * w, "right": amount * w}.get(direction, 0.0)
         dy = {"up": -amount * h, "down": amount * h}.get(direction, 0.0)
         words = {"left": "to the left", "right": "to the right", "up": "up", "down": "down"}[direction]
-        return ([{"op": "move", "elements": sel, "dx": round(dx, 2), "dy": round(dy, 2)}],
-                f"Move {obj} {words}.", "", ids)
+        return (
+            [{"op": "move", "elements": sel, "dx": round(dx, 2), "dy": round(dy, 2)}],
+            f"Move {obj} {words}.",
+            "",
+            ids,
+        )
     if op == "scale":
         factor = float(rng.choice(SCALE_FACTORS))
-        return ([{"op": "scale", "elements": sel, "factor": factor}],
-                f"Make {obj} {'larger' if factor > 1 else 'smaller'}.", "", ids)
+        return (
+            [{"op": "scale", "elements": sel, "factor": factor}],
+            f"Make {obj} {'larger' if factor > 1 else 'smaller'}.",
+            "",
+            ids,
+        )
     if op == "delete":
         return [{"op": "delete", "elements": sel}], f"Remove {obj}.", "", ids
     if op == "remove":
-        return ([{"op": "delete", "elements": sel}], f"Remove {obj} and fill the area with background.",
-                background_prompt, ids)
+        return (
+            [{"op": "delete", "elements": sel}],
+            f"Remove {obj} and fill the area with background.",
+            background_prompt,
+            ids,
+        )
     raise UserError(f"Unknown edit kind '{op}'; choose from {', '.join(OPS)}.")
 
 
@@ -110,9 +124,18 @@ def outline(image: np.ndarray, labels_input: np.ndarray, ids_labels: np.ndarray,
     return out
 
 
-def make_edits(data, out, *, split: str = "heldout", limit: int = 100, ops=OPS, seed: int = 0,
-               partition: dict | None = None, background_prompt: str = "a photo of the background",
-               device: str = "cpu") -> pd.DataFrame:
+def make_edits(
+    data,
+    out,
+    *,
+    split: str = "heldout",
+    limit: int = 100,
+    ops=OPS,
+    seed: int = 0,
+    partition: dict | None = None,
+    background_prompt: str = "a photo of the background",
+    device: str = "cpu",
+) -> pd.DataFrame:
     """Seeded edit specs for the first ``limit`` samples of ``data`` (see the module docstring).
 
     ``partition``: :class:`~elements.partition.Partitioner` keyword arguments
@@ -120,10 +143,10 @@ def make_edits(data, out, *, split: str = "heldout", limit: int = 100, ops=OPS, 
     ``device``: torch device for SAM.
     """
     from elements.data import iter_samples
+    from elements.data.preprocess import center_crop_resize
     from elements.image_io import save_png
     from elements.partition import Partitioner
     from elements.spec import load_spec
-    from elements.data.preprocess import center_crop_resize
     from eval.manifest import stem_for
     from eval.report import write_csv, write_text
 
@@ -153,14 +176,39 @@ def make_edits(data, out, *, split: str = "heldout", limit: int = 100, ops=OPS, 
         save_png(out / "input" / f"{item}.png", image)
         labels = el.geometry.labels_to_input(el.labels)
         save_png(out / "source" / f"{item}.png", outline(image, labels, el.source_label[ids]))
-        rows.append({"item": item, "index": index, "key": sample.key, "stem": stem_for(sample.split_key), "op": op,
-                     "instruction": instruction, "prompt": prompt, "seed": spec.seed, "spec": f"specs/{item}.json",
-                     "elements": f"elements/{index:05d}", "selected": " ".join(map(str, ids.tolist()))})
+        rows.append(
+            {
+                "item": item,
+                "index": index,
+                "key": sample.key,
+                "stem": stem_for(sample.split_key),
+                "op": op,
+                "instruction": instruction,
+                "prompt": prompt,
+                "seed": spec.seed,
+                "spec": f"specs/{item}.json",
+                "elements": f"elements/{index:05d}",
+                "selected": " ".join(map(str, ids.tolist())),
+            }
+        )
     if not rows:
         raise UserError(f"No {split} sample was found in '{data}'.")
     items = pd.DataFrame(rows)
     write_csv(out / "items.csv", items)
-    write_text(out / "make_edits.json", json.dumps({"data": str(data), "split": split, "limit": limit, "ops": ops,
-                                                    "seed": seed, "partition": part.params(),
-                                                    "background_prompt": background_prompt}, indent=2) + "\n")
+    write_text(
+        out / "make_edits.json",
+        json.dumps(
+            {
+                "data": str(data),
+                "split": split,
+                "limit": limit,
+                "ops": ops,
+                "seed": seed,
+                "partition": part.params(),
+                "background_prompt": background_prompt,
+            },
+            indent=2,
+        )
+        + "\n",
+    )
     return items

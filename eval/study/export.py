@@ -39,8 +39,21 @@ from elements.errors import UserError
 INPUT_METHOD = "input"  # renders/input/{item}.png: the unedited input at input size
 SOURCE_METHOD = "source"  # renders/source/{item}.png: the input with the edited object outlined (shown as the source)
 TEMPLATE = Path(__file__).resolve().parent.parent / "templates" / "hit.html"
-MANIFEST_COLUMNS = ["hit", "trial", "trial_id", "item", "method_a", "method_b", "left", "right", "ours_side",
-                    "vigilance", "practice", "seed", "instruction"]
+MANIFEST_COLUMNS = [
+    "hit",
+    "trial",
+    "trial_id",
+    "item",
+    "method_a",
+    "method_b",
+    "left",
+    "right",
+    "ours_side",
+    "vigilance",
+    "practice",
+    "seed",
+    "instruction",
+]
 
 
 def read_items(edits_dir) -> pd.DataFrame:
@@ -63,8 +76,16 @@ def render_path(renders, method: str, item: str) -> Path:
     return Path(renders) / method / f"{item}.png"
 
 
-def plan_trials(items: list[str], baselines: list[str], *, trials_per_hit: int, vigilance_rate: float,
-                practice: int, seed: int, ours: str = "ours") -> pd.DataFrame:
+def plan_trials(
+    items: list[str],
+    baselines: list[str],
+    *,
+    trials_per_hit: int,
+    vigilance_rate: float,
+    practice: int,
+    seed: int,
+    ours: str = "ours",
+) -> pd.DataFrame:
     """The trial manifest (one row per trial, :data:`MANIFEST_COLUMNS` minus ``instruction``), deterministic in ``seed``."""
     k = int(trials_per_hit)
     if not 0 <= vigilance_rate < 1:
@@ -74,7 +95,9 @@ def plan_trials(items: list[str], baselines: list[str], *, trials_per_hit: int, 
     v = max(1, round(k * vigilance_rate)) if vigilance_rate > 0 else 0
     real_per_hit = k - v - practice
     if real_per_hit < 1:
-        raise UserError(f"A HIT of {k} trials has no room for real trials after {v} vigilance and {practice} practice trials.")
+        raise UserError(
+            f"A HIT of {k} trials has no room for real trials after {v} vigilance and {practice} practice trials."
+        )
     if not items or not baselines:
         raise UserError("The study needs at least one item and one baseline.")
     if seed < 0:
@@ -98,15 +121,39 @@ def plan_trials(items: list[str], baselines: list[str], *, trials_per_hit: int, 
             coin = np.random.default_rng([seed, h, t]).random() < 0.5  # independent fair coin per trial
             ours_side = "left" if coin else "right"
             left, right = (ours, other) if coin else (other, ours)
-            rows.append({"hit": h, "trial": t, "trial_id": f"h{h:05d}t{t:02d}", "item": item, "method_a": ours,
-                         "method_b": other, "left": left, "right": right, "ours_side": ours_side,
-                         "vigilance": kind == "vigilance", "practice": kind == "practice", "seed": seed})
+            rows.append(
+                {
+                    "hit": h,
+                    "trial": t,
+                    "trial_id": f"h{h:05d}t{t:02d}",
+                    "item": item,
+                    "method_a": ours,
+                    "method_b": other,
+                    "left": left,
+                    "right": right,
+                    "ours_side": ours_side,
+                    "vigilance": kind == "vigilance",
+                    "practice": kind == "practice",
+                    "seed": seed,
+                }
+            )
     return pd.DataFrame(rows)
 
 
-def export(edits_dir, renders_dir, out, *, ours: str, baselines: list[str], trials_per_hit: int = 10,
-           vigilance_rate: float = 0.1, practice: int = 0, seed: int = 0, images: str = "copy",
-           url_prefix: str = "") -> pd.DataFrame:
+def export(
+    edits_dir,
+    renders_dir,
+    out,
+    *,
+    ours: str,
+    baselines: list[str],
+    trials_per_hit: int = 10,
+    vigilance_rate: float = 0.1,
+    practice: int = 0,
+    seed: int = 0,
+    images: str = "copy",
+    url_prefix: str = "",
+) -> pd.DataFrame:
     """Write the study files into ``out`` (see module docstring); returns the manifest."""
     from eval.report import write_csv, write_text
 
@@ -118,9 +165,18 @@ def export(edits_dir, renders_dir, out, *, ours: str, baselines: list[str], tria
     missing = [(m, i) for m in methods for i in items if not render_path(renders_dir, m, i).is_file()]
     if missing:
         m, i = missing[0]
-        raise UserError(f"{len(missing)} rendered image(s) are missing from '{renders_dir}' (first: {m}/{i}.png); run 'eval study render'.")
-    manifest = plan_trials(items, baselines, trials_per_hit=trials_per_hit, vigilance_rate=vigilance_rate,
-                           practice=practice, seed=seed, ours=ours)
+        raise UserError(
+            f"{len(missing)} rendered image(s) are missing from '{renders_dir}' (first: {m}/{i}.png); run 'eval study render'."
+        )
+    manifest = plan_trials(
+        items,
+        baselines,
+        trials_per_hit=trials_per_hit,
+        vigilance_rate=vigilance_rate,
+        practice=practice,
+        seed=seed,
+        ours=ours,
+    )
     instr = dict(zip(items_df["item"], items_df["instruction"]))
     manifest["instruction"] = manifest["item"].map(instr)
     if url_prefix and not url_prefix.endswith("/"):
@@ -128,9 +184,11 @@ def export(edits_dir, renders_dir, out, *, ours: str, baselines: list[str], tria
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     shown = {i: SOURCE_METHOD if render_path(renders_dir, SOURCE_METHOD, i).is_file() else INPUT_METHOD for i in items}
-    used = sorted({(m, i) for m, i in zip(manifest["left"], manifest["item"])} |
-                  {(m, i) for m, i in zip(manifest["right"], manifest["item"])} |
-                  {(shown[i], i) for i in manifest["item"]})
+    used = sorted(
+        {(m, i) for m, i in zip(manifest["left"], manifest["item"])}
+        | {(m, i) for m, i in zip(manifest["right"], manifest["item"])}
+        | {(shown[i], i) for i in manifest["item"]}
+    )
     if images == "copy":
         for m, i in used:
             dst = out / "images" / m / f"{i}.png"
@@ -150,10 +208,17 @@ def export(edits_dir, renders_dir, out, *, ours: str, baselines: list[str], tria
     for h, g in manifest.groupby("hit", sort=True):
         row = {"hit_id": f"h{h:05d}"}
         for slot, r in enumerate(g.sort_values("trial").itertuples(), start=1):
-            row.update({f"t{slot}_id": r.trial_id, f"t{slot}_instruction": r.instruction,
-                        f"t{slot}_source": url(shown[r.item], r.item), f"t{slot}_left": url(r.left, r.item),
-                        f"t{slot}_right": url(r.right, r.item), f"t{slot}_practice": int(r.practice),
-                        f"t{slot}_practice_answer": r.ours_side if r.practice else ""})
+            row.update(
+                {
+                    f"t{slot}_id": r.trial_id,
+                    f"t{slot}_instruction": r.instruction,
+                    f"t{slot}_source": url(shown[r.item], r.item),
+                    f"t{slot}_left": url(r.left, r.item),
+                    f"t{slot}_right": url(r.right, r.item),
+                    f"t{slot}_practice": int(r.practice),
+                    f"t{slot}_practice_answer": r.ours_side if r.practice else "",
+                }
+            )
         batch.append(row)
     batch_df = pd.DataFrame(batch)
     template = hit_template(trials_per_hit)
@@ -162,8 +227,10 @@ def export(edits_dir, renders_dir, out, *, ours: str, baselines: list[str], tria
     write_text(out / "hit.html", template)
     preview_urls = dict(batch[0])
     if images == "copy" and url_prefix:  # the preview opens from disk: point at the copied files
-        preview_urls = {k: (v.replace(url_prefix, "", 1) if isinstance(v, str) and v.startswith(url_prefix) else v)
-                        for k, v in preview_urls.items()}
+        preview_urls = {
+            k: (v.replace(url_prefix, "", 1) if isinstance(v, str) and v.startswith(url_prefix) else v)
+            for k, v in preview_urls.items()
+        }
     write_text(out / "preview.html", fill_template(template, preview_urls))
     return manifest
 

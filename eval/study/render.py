@@ -46,8 +46,16 @@ def _copy(src: Path, dst: Path) -> None:
     copy_file(src, dst)
 
 
-def render(edits_dir, out, methods, *, device: str | None = None, steps: int | None = None,
-           guidance: float | None = None, progress=None) -> dict[str, int]:
+def render(
+    edits_dir,
+    out,
+    methods,
+    *,
+    device: str | None = None,
+    steps: int | None = None,
+    guidance: float | None = None,
+    progress=None,
+) -> dict[str, int]:
     """Render all (method, item) pairs not rendered yet; returns the number of new images per method."""
     from elements.image_io import save_png
     from elements.spec import apply_spec, load_spec

@@ -27,8 +27,9 @@ def binomial_p(k: int, n: int) -> float:
     return float(stats.binomtest(int(k), int(n), 0.5, alternative="two-sided").pvalue)
 
 
-def hierarchical_bootstrap(chose_ours_by_worker: list[np.ndarray], *, n_boot: int = 2000, seed: int = 0,
-                           confidence: float = 0.95) -> tuple[float, float]:
+def hierarchical_bootstrap(
+    chose_ours_by_worker: list[np.ndarray], *, n_boot: int = 2000, seed: int = 0, confidence: float = 0.95
+) -> tuple[float, float]:
     """Percentile CI of the pooled preference, resampling workers, then each sampled worker's trials.
 
     ``chose_ours_by_worker``: one ``(n_w,) bool`` array per worker (their judgments for one
