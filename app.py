@@ -21,7 +21,7 @@ from elements.errors import UserError
 from elements.ui import api, backends
 from elements.ui import generate as gen
 from elements.ui import handlers as h
-from elements.ui.canvas import make_canvas
+from elements.ui.canvas import REVEAL_RESULT_JS, make_canvas
 from elements.ui.session import delete_session
 from elements.ui.upload import UploadImage
 
@@ -189,7 +189,7 @@ def build_demo() -> gr.Blocks:
             concurrency_id="decode",
             concurrency_limit=1,
             **private,
-        )
+        ).then(None, js=REVEAL_RESULT_JS, **private)
         gallery.select(gen.pick_candidate, state, [state, result_file, result_view], **private)
         use.click(gen.use_as_input, state, [image, tabs], **private)
         decoder.change(on_decoder, decoder, [banner, details, settings, settings_note], **private)

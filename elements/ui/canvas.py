@@ -47,6 +47,10 @@ def _read(name: str) -> str:
     return (HERE / name).read_text(encoding="utf-8")
 
 
+#: Browser code run after Generate: scrolls the result into view when it is out of sight (a phone).
+REVEAL_RESULT_JS = _read("reveal_result.js")
+
+
 def make_canvas(**kwargs) -> gr.HTML:
     """The canvas component; bind its gestures with ``canvas.gesture(fn, inputs, outputs)``."""
     return gr.HTML(
