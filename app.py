@@ -5,7 +5,7 @@
 
 Layout and event wiring only; what each event does lives in :mod:`elements.ui` (the canvas's
 front end in ``elements/ui/canvas.{html,css,js}``) and the models in :mod:`elements`.
-Gestures, keys and layout: docs/canvas.md. Hugging Face Spaces runs this file as is (see the README, "The demo").
+Gestures, keys and layout: docs/canvas.md. Hugging Face Spaces runs this file as is (docs/demo.md).
 """
 
 from __future__ import annotations
@@ -137,7 +137,7 @@ def build_demo() -> gr.Blocks:
                     )
                     other_overlay = gr.Image(label="Its elements — click to pick", interactive=False, format="png")
                     other_info = gr.Markdown()
-        with gr.Row(visible=False):  # the scriptable API: /partition and /edit (README, "Scriptable API")
+        with gr.Row(visible=False):  # the scriptable API: /partition and /edit (docs/demo.md, "Scriptable API")
             api_image, api_overlay = UploadImage(type="filepath"), gr.Image(format="png")
             api_json, api_spec, api_decoder = gr.Textbox(), gr.Textbox(), gr.Textbox()
             api_seed, api_out = gr.Number(None), gr.Image(format="png")

@@ -2,7 +2,8 @@
 
     python bench/app.py [--repeats 20]
 
-On the offline CPU defaults (SLIC partition, ``pixel+inpaint`` with OpenCV Telea), with the
+On the offline CPU defaults (``auto`` partition: the distilled SAM when it can be had, else SLIC;
+``pixel+inpaint`` with PatchMatch), with the
 bundled photos (assets/astronaut.jpg is 512×512):
 
 * **canvas gestures** (server side): ``handlers.on_gesture`` for a selection event and for a

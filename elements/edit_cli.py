@@ -130,7 +130,9 @@ def run(args) -> int:
     else:
         from elements.partition import Partitioner
 
-        part = Partitioner.from_args(args, device=args.device or "cpu")
+        from elements.decoders import torch_device
+
+        part = Partitioner.from_args(args, device=torch_device(args.device))
         if part.note:
             print(f"note: {part.note}", file=sys.stderr)
         el = part(image)

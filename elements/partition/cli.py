@@ -35,7 +35,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         "--out", required=True, help="output folder (created; existing files of the same names are replaced)"
     )
     add_partition_args(p)
-    p.add_argument("--device", default="cpu", help="torch device for SAM (default cpu)")
+    p.add_argument("--device", default=None, help="torch device for SAM (default cuda if a GPU is visible, else cpu)")
     return p
 
 
@@ -45,7 +45,9 @@ def run(args) -> int:
     from elements.visualize import write_partition_outputs
 
     image = load_image(args.image, min_side=MIN_SIDE)  # fail on a bad file before loading any model
-    part = Partitioner.from_args(args, device=args.device)
+    from elements.decoders import torch_device
+
+    part = Partitioner.from_args(args, device=torch_device(args.device))
     if part.note:
         print(f"note: {part.note}", file=sys.stderr)
     if part.source:

@@ -21,7 +21,8 @@ from elements.partition.algorithm import BETA, BETA_C, DISTANCE, DISTANCES, ITER
 
 #: the partition backends (the one list; the app, the spec and every CLI take it from here)
 BACKENDS = ("sam", "slic", "grid")
-#: what ``--backend`` accepts: a backend, or ``auto`` = ``sam`` if a checkpoint can be had, else ``slic``
+#: what ``--backend`` accepts: a backend, or ``auto`` (on a GPU SAM ViT-B if it can be had; on a CPU the distilled SAM,
+#: else a local ViT-B; else ``slic``; :func:`elements.partition.choose_auto`)
 BACKEND_CHOICES = ("auto", *BACKENDS)
 
 #: new flag -> old spellings kept as hidden aliases for one release
@@ -50,7 +51,8 @@ class _LegacyFlag(argparse.Action):
 
 
 def add_partition_args(parser: argparse.ArgumentParser, *, default_backend: str = "auto") -> None:
-    """Add the partition flags (backend, N, β, β_c, T, SAM checkpoint and type) to ``parser``.
+    """Add the partition flags (backend, N, β, β_c, T, Eq. 1 distance, SAM checkpoint, type and decode window,
+    distilled SAM) to ``parser``.
 
     ``default_backend`` lets a command pick another default (none does today; the training data
     pipeline used ``slic`` before this module and now shares ``auto``).

@@ -1,4 +1,4 @@
-"""The two scriptable endpoints, ``/partition`` and ``/edit`` (see the README, "Scriptable API", for a gradio_client example).
+"""The two scriptable endpoints, ``/partition`` and ``/edit`` (docs/demo.md has a gradio_client example).
 
 They use the same pieces as the UI: :func:`elements.ui.session.load_for_app` (same downscaling),
 the shared partitioner, :class:`~elements.editor.EditorSession` for the spec and

@@ -172,7 +172,7 @@ def _banner_parts(selected_decoder: str | None) -> tuple[str, str]:
             else f"elements from SAM {kind} (Alg. 2)"
         )
     elif part.note:
-        elements = f"elements from {part.backend.upper()} superpixels (no SAM checkpoint)"
+        elements = f"elements from {part.backend.upper()} superpixels (no SAM could be loaded; see Details)"
     else:
         elements = f"elements from a {part.backend.upper()} partition"
     paper = part.backend == "sam" and name in PAPER_DECODERS
