@@ -26,6 +26,7 @@ image-side projections are computed once per image and shared (exact).
 from __future__ import annotations
 
 import hashlib
+import math
 
 import numpy as np
 
@@ -111,15 +112,25 @@ def build_tiny_sam(*, img_size: int = 256, embed_dim: int = 32, depth: int = 1, 
     return sam.eval()
 
 
-def _attend(attn, q, k, v):
-    """segment-anything's ``Attention.forward`` after its three input projections (already applied)."""
-    import math
+def _sdpa(attn, q, k, v):
+    """segment-anything's ``Attention.forward`` with the fused ``scaled_dot_product_attention`` (same maths)."""
+    import torch.nn.functional as F
 
-    import torch
-
+    q, k, v = attn.q_proj(q), attn.k_proj(k), attn.v_proj(v)
     q, k, v = (attn._separate_heads(t, attn.num_heads) for t in (q, k, v))
-    weights = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1]), dim=-1)
-    return attn.out_proj(attn._recombine_heads(weights @ v))
+    return attn.out_proj(attn._recombine_heads(F.scaled_dot_product_attention(q, k, v)))
+
+
+def _block(layer, queries, keys, query_pe, key_pe):
+    """segment-anything's ``TwoWayAttentionBlock.forward`` (not the first layer) with :func:`_sdpa`."""
+    q = queries + query_pe
+    queries = layer.norm1(queries + _sdpa(layer.self_attn, q, q, queries))
+    q, k = queries + query_pe, keys + key_pe
+    queries = layer.norm2(queries + _sdpa(layer.cross_attn_token_to_image, q, k, keys))
+    queries = layer.norm3(queries + layer.mlp(queries))
+    q = queries + query_pe
+    keys = layer.norm4(keys + _sdpa(layer.cross_attn_image_to_token, k, q, queries))
+    return queries, keys
 
 
 class SamAffinity:
@@ -196,12 +207,13 @@ class SamAffinity:
         return out
 
     def _decode_windows(self, coords, window):
-        """SAM's ``MaskDecoder.predict_masks`` over a token window per prompt (the whole grid for ``"full"``).
+        """SAM's ``MaskDecoder.predict_masks``, with the upscaling restricted to a token window per prompt.
 
-        ``coords``: ``(B, 1, 2)`` in SAM input pixels. Returns the single-mask logits
-        ``(B, 4w, 4w)`` at SAM's low resolution and each window's top-left ``(B, 2)`` (x, y) in that grid.
-        Layer 0 of the two-way transformer sees the same image tokens for every prompt, so its
-        image-side projections are computed once per image (:meth:`_image_side`) and cropped.
+        ``coords``: ``(B, 1, 2)`` in SAM input pixels. The two-way transformer runs over all
+        g × g image tokens (exact); then each prompt's w × w-token window of its transformed
+        tokens, centred on the prompt, is upscaled (the whole grid for ``"full"``). Returns the
+        single-mask logits ``(B, 4w, 4w)`` at SAM's low resolution and each window's top-left
+        ``(B, 2)`` (x, y) in that grid.
         """
         import torch
 
@@ -211,49 +223,81 @@ class SamAffinity:
         b = coords.shape[0]
         labels = torch.ones(coords.shape[:2], dtype=torch.int64, device=coords.device)
         sparse, _ = pe(points=(coords, labels), boxes=None, masks=None)  # (B, 2, C)
+        out_tokens = torch.cat([md.iou_token.weight, md.mask_tokens.weight], dim=0)
+        tokens = torch.cat([out_tokens[None].expand(b, -1, -1), sparse], dim=1)  # (B, 7, C)
+        hs, src = self._two_way(tokens)  # (B, 7, C), (B, g*g, C)
+        src = src.view(b, g, g, -1)
         if w == g:
             origin = torch.zeros((b, 2), dtype=torch.int64, device=coords.device)
+            win = src
         else:
             token = coords[:, 0] * (g / self.model.image_encoder.img_size)  # (B, 2) in token units
             origin = torch.clamp(torch.round(token - w / 2).long(), 0, g - w)  # window's top-left token (x, y)
-        r = torch.arange(w, device=coords.device)
-        idx = ((origin[:, 1, None] + r)[:, :, None] * g + (origin[:, 0, None] + r)[:, None, :]).reshape(b, -1)  # (B, w*w)
-        out_tokens = torch.cat([md.iou_token.weight, md.mask_tokens.weight], dim=0)
-        tokens = torch.cat([out_tokens[None].expand(b, -1, -1), sparse], dim=1)  # (B, 7, C)
-        hs, src = self._two_way(tokens, idx)
-        src = src.transpose(1, 2).reshape(b, -1, w, w)
-        up = md.output_upscaling(src)  # (B, C/8, 4w, 4w)
+            o = origin.tolist()
+            win = torch.stack([src[k, y : y + w, x : x + w] for k, (x, y) in enumerate(o)])  # (B, w, w, C)
+        up = md.output_upscaling(win.permute(0, 3, 1, 2))  # (B, C/8, 4w, 4w): pixel (i, j) reads token (i//4, j//4) only
         hyper = md.output_hypernetworks_mlps[0](hs[:, 1])  # the single-mask output token (multimask_output=False)
         low = torch.einsum("bc,bchw->bhw", hyper, up)
         return low, origin * 4
 
     def _image_side(self):
-        """Per image: image tokens (+ no-mask embedding), their positional encoding, layer 0's image projections."""
+        """Per image: image tokens (+ no-mask embedding), their positional encoding, layer 0's image projections.
+
+        All ``(g*g, C)``; shared by every prompt (the transformer's input image side does not
+        depend on the prompt), so they are computed once per image and never copied per prompt.
+        """
         if getattr(self, "_side_key", None) != self._image_key:
             pe, tr = self.model.prompt_encoder, self.model.mask_decoder.transformer
-            keys = (self.predictor.features + pe.no_mask_embed.weight.reshape(1, -1, 1, 1))[0].flatten(1).T  # (g*g, C)
-            pos = pe.get_dense_pe()[0].flatten(1).T
+            keys = (self.predictor.features + pe.no_mask_embed.weight.reshape(1, -1, 1, 1))[0].flatten(1).T.contiguous()
+            pos = pe.get_dense_pe()[0].flatten(1).T.contiguous()
             l0 = tr.layers[0]
             self._side = (keys, pos, l0.cross_attn_token_to_image.k_proj(keys + pos),
                           l0.cross_attn_token_to_image.v_proj(keys), l0.cross_attn_image_to_token.q_proj(keys + pos))
             self._side_key = self._image_key
         return self._side
 
-    def _two_way(self, tokens, idx):
-        """segment-anything's ``TwoWayTransformer.forward`` on the image tokens ``idx (B, T)``; layer 0's image side reused."""
+    def _two_way(self, tokens):
+        """segment-anything's ``TwoWayTransformer.forward`` over all image tokens, same result up to float rounding.
+
+        ``tokens (B, 7, C)``. Layer 0's image side is shared by the B prompts (:meth:`_image_side`):
+        its attentions are batched matmuls against the shared ``(g*g, ·)`` tensors, so no
+        per-prompt copy of the image tokens is made before layer 0's image-to-token update.
+        Attention uses ``scaled_dot_product_attention`` (softmax(q kᵀ/√d) v, fused).
+        Returns the output tokens ``(B, 7, C)`` and the image tokens ``(B, g*g, C)``.
+        """
+        import torch
+        import torch.nn.functional as F
+
         tr = self.model.mask_decoder.transformer
         keys_all, pos_all, k0, v0, q0 = self._image_side()
-        keys, key_pe = keys_all[idx], pos_all[idx]  # (B, T, C)
+        b, n_tok, _ = tokens.shape
+        t = keys_all.shape[0]
         l0 = tr.layers[0]  # skip_first_layer_pe: its self-attention has no positional term
-        queries = l0.norm1(l0.self_attn(q=tokens, k=tokens, v=tokens))
+        queries = l0.norm1(_sdpa(l0.self_attn, tokens, tokens, tokens))
+        # token -> image, keys/values shared: heads as the batch, the B*7 queries as rows
         a = l0.cross_attn_token_to_image
-        queries = l0.norm2(queries + _attend(a, a.q_proj(queries + tokens), k0[idx], v0[idx]))
+        h = a.num_heads
+        q = a.q_proj(queries + tokens)  # (B, 7, Ci)
+        d = q.shape[-1] // h
+        qh = q.reshape(b * n_tok, h, d).transpose(0, 1)  # (H, B*7, d)
+        kh, vh = (x.view(t, h, d).transpose(0, 1) for x in (k0, v0))  # (H, T, d) views
+        att = F.scaled_dot_product_attention(qh, kh, vh)  # (H, B*7, d)
+        att = a.out_proj(att.transpose(0, 1).reshape(b, n_tok, h * d))
+        queries = l0.norm2(queries + att)
         queries = l0.norm3(queries + l0.mlp(queries))
+        # image -> token, queries shared: logits (H, T, B*7), softmax over each prompt's 7 tokens
         a = l0.cross_attn_image_to_token
-        keys = l0.norm4(keys + _attend(a, q0[idx], a.k_proj(queries + tokens), a.v_proj(queries)))
+        k = a.k_proj(queries + tokens).reshape(b * n_tok, h, d).permute(1, 2, 0)  # (H, d, B*7)
+        v = a.v_proj(queries).reshape(b, n_tok, h, d).permute(0, 2, 1, 3)  # (B, H, 7, d)
+        logits = torch.matmul(q0.view(t, h, d).transpose(0, 1), k).mul_(1.0 / math.sqrt(d))  # (H, T, B*7)
+        wts = torch.softmax(logits.view(h, t, b, n_tok), dim=-1).permute(2, 0, 1, 3)  # (B, H, T, 7)
+        att = torch.matmul(wts, v)  # (B, H, T, d)
+        att = a.out_proj(att.transpose(1, 2).reshape(b, t, h * d))
+        keys = l0.norm4(att.add_(keys_all))
+        key_pe = pos_all
         for layer in tr.layers[1:]:
-            queries, keys = layer(queries=queries, keys=keys, query_pe=tokens, key_pe=key_pe)
-        attn = tr.final_attn_token_to_image(q=queries + tokens, k=keys + key_pe, v=keys)
+            queries, keys = _block(layer, queries, keys, tokens, key_pe)
+        attn = _sdpa(tr.final_attn_token_to_image, queries + tokens, keys + key_pe, keys)
         return tr.norm_final_attn(queries + attn), keys
 
     def _paste(self, out: np.ndarray, low, origin, size: int) -> None:
