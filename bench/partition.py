@@ -1,6 +1,6 @@
 """Partition benchmark with the real distilled SAM (vit_t). Prints its figures; see docs/sam.md.
 
-    python bench/partition.py --table windows [--modes full,24,16] [--repeats 1]
+    python bench/partition.py --table windows [--modes full,auto] [--repeats 1]
     python bench/partition.py --table eq1
 
 ``windows`` (Alg. 2 decode window, on 8 real photos: the 4 bundled ones and 4 scikit-image
@@ -97,7 +97,7 @@ def run_windows(args, part_cls, load_tinysam) -> None:
     from elements.partition import to_canvas
 
     sam = load_tinysam(allow_npm=False)
-    modes = [m if m == "full" else int(m) for m in args.modes.split(",")]
+    modes = [m if m in ("full", "auto") else int(m) for m in args.modes.split(",")]
     parts = {m: part_cls("sam", sam_model=sam, sam_window=m) for m in modes}
     print(f"torch threads {torch.get_num_threads()}, load average {os.getloadavg()[0]:.1f} at start "
           f"(machine shared with other jobs: compare modes by ratio)")
@@ -132,7 +132,8 @@ def run_windows(args, part_cls, load_tinysam) -> None:
             tot[m] += dt + t_enc
             drop = ((lab < 0) & valid).sum() / valid.sum()
             row += f"{dt + t_enc:>9.2f}{100 * agree:>10.2f}%{bf:>9.3f}{lab.max() + 1:>6}{100 * drop:>8.2f}%"
-        print(row, flush=True)
+        resolved = {m: parts[m].affinity.last_window for m in modes if m == "auto"}
+        print(row + "".join(f"  (auto = {w})" for w in resolved.values()), flush=True)
     print("worst pixel agreement with full decode: " + ", ".join(f"{m}: {100 * w:.2f}%" for m, w in worst.items()))
     if "full" in tot:
         print("mean upload→elements s: " + ", ".join(f"{m}: {t / len(photos()):.2f}" for m, t in tot.items())
@@ -234,7 +235,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--table", choices=["windows", "eq1", "rocket"], default="windows",
                     help="which table to print (default windows); rocket also writes docs/images/sam_vs_slic.png")
-    ap.add_argument("--modes", default="full,24,16", help="decode windows to compare, comma-separated (default full,24,16)")
+    ap.add_argument("--modes", default="full,auto", help="decode windows to compare, comma-separated: full, auto or a token count (default full,auto)")
     ap.add_argument("--repeats", type=int, default=1, help="interleaved runs per mode and photo; the best is reported")
     args = ap.parse_args()
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from skimage.segmentation import slic
 
-from elements.partition.algorithm import BETA, BETA_C, DISTANCE, ITERATIONS, cleanup, query_grid, run_algorithm2
+from elements.partition.algorithm import BETA, BETA_C, DISTANCE, ITERATIONS, cleanup, grid_shape, query_grid, run_algorithm2
 
 SLIC_COMPACTNESS = 10.0  # scikit-image's default for RGB in Lab space
 SLIC_SIGMA = 1.0  # scikit-image's recommended pre-smoothing for noisy photos
@@ -51,5 +51,8 @@ def sam_labels(affinity, canvas: np.ndarray, valid: np.ndarray, content_box, num
     affinity.set_image(canvas)
     q = query_grid(content_box, num)
     size = canvas.shape[0]
-    return run_algorithm2(lambda pts: affinity(pts, size), q, valid, beta=beta, beta_c=beta_c, iterations=iterations,
+    rows, cols = grid_shape(num, (content_box[2] - content_box[0]) / (content_box[3] - content_box[1]))
+    cell = ((content_box[2] - content_box[0]) * size / cols, (content_box[3] - content_box[1]) * size / rows)
+    window = affinity.window_for(beta=beta, beta_c=beta_c, iterations=iterations, distance=distance, cell=cell, size=size)
+    return run_algorithm2(lambda pts: affinity(pts, size, window=window), q, valid, beta=beta, beta_c=beta_c, iterations=iterations,
                           distance=distance)

