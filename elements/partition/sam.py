@@ -37,16 +37,19 @@ Hence d_min(m) ≤ ρ + δ, and query n can only win pixels within
 
     R(w) = δ + √((ρ + δ)² + S²/β)   of its query  (β·d: R = 2δ + ρ + S/β).
 
-A window reaches at least (w/2 − 0.5)·8 − 1 px from its prompt on every side. ``"auto"`` (the
-default, :func:`safe_window`) takes the smallest w with R(w) + 2 px ≤ that reach: w = 34
+A window reaches at least (w/2 − 0.5)·8 − 1 px from its prompt on every side. ``"auto"``
+(:func:`safe_window`) takes the smallest w with R(w) + 2 px ≤ that reach: w = 34
 tokens at β = 64, β_c = 0.2, N = 256 on a square image (the upscaling then costs (34/64)² =
 28 % of the full one), and ``"full"`` when no w < 64 qualifies or T > 1 (the prompts then move
 with the previous labels). Given the centroids, Eq. 1's labels are then exactly those of the
 full decode. The one remaining difference is the centroids themselves: the plain assignment
 (lines 3-5) is an argmax over *all* queries, and a query whose mask also wins samples outside
-its window (a large mask: sky, wall) no longer counts them, so its centroid, and with weight
-β_c its adjusted centroid, moves. ``bench/partition.py`` measures the effect on the label map
-(docs/sam.md). The first version's windows cropped the transformer too, which changes the logits
+its window (a large mask: sky, wall, table) no longer counts them, so its centroid, and with
+weight β_c its adjusted centroid, moves (by up to 55 px on the coffee photo). On the 8 bench
+photos the label maps then agree with the full decode's on only 72-92 % of the pixels
+(``bench/partition.py``, docs/sam.md), below the 97 % bar, so ``"full"`` stays the default. The
+plain assignment needs every prompt's mask everywhere, i.e. the full upscaling, which takes
+most of what the window saves (the transformer, not the upscaling, dominates the cost). The first version's windows cropped the transformer too, which changes the logits
 inside the window and agreed with the full decode on only 65-80 % of pixels; that mode is gone.
 """
 
@@ -61,7 +64,7 @@ from elements import defaults
 from elements.errors import UserError
 
 _PROMPT_CHUNK = 64  # prompts per mask-decoder call (SAM's points_per_batch): bounds memory, same result
-DECODE_WINDOW = "auto"  # smallest window the Eq. 1 bound allows, else full (module docstring, docs/sam.md)
+DECODE_WINDOW = "full"  # exact; "auto" agrees on only 72-92 % of pixels: the plain-assignment centroids move (docs/sam.md)
 _WINDOW_MARGIN_PX = 2.0  # canvas px of slack in that bound (float rounding of centroids and distances)
 MODEL_TYPES = ("vit_b", "vit_l", "vit_h", "vit_t")  # vit_t: the distilled SAM (elements/partition/tinysam.py)
 
@@ -232,8 +235,8 @@ class SamAffinity:
 
     ``window``: tokens per side of the window of transformed image tokens that each query's
     mask is upscaled over (logits inside identical to the full decode's), ``"full"``, or
-    ``"auto"`` (default): the smallest window Eq. 1's bound allows, resolved by
-    :meth:`window_for`; a plain call with ``"auto"`` decodes in full (module docstring).
+    ``"auto"``: the smallest window Eq. 1's bound allows, resolved by :meth:`window_for`; a
+    plain call with ``"auto"`` decodes in full (module docstring). Default ``"full"``.
     """
 
     name = "sam"
