@@ -1,11 +1,12 @@
 """Partition benchmark with the real distilled SAM (vit_t). Prints its figures; see docs/sam.md.
 
-    python bench/partition.py --table windows [--modes full,auto] [--repeats 1]
+    python bench/partition.py --table windows [--modes legacy,full,auto] [--repeats 1]
     python bench/partition.py --table eq1
 
-``windows`` (Alg. 2 decode window, on 8 real photos: the 4 bundled ones and 4 scikit-image
+``windows`` (Alg. 2 decode, on 8 real photos: the 4 bundled ones and 4 scikit-image
 photos): per photo and mode, the seconds of upload → elements (encoder + Alg. 2, the encoder
-timed once per photo and added), the pixel agreement of the label map with the full decode's
+timed once per photo and added; ``legacy`` is the first version's full decode, ``full`` today's
+exact one, ``auto``/N the upscaling window), the pixel agreement of the label map with the full decode's
 (fraction of content pixels whose element is the same query), boundary-F at 2 px against the
 full decode's boundaries, and N. Modes of one photo run interleaved, so machine load hits
 them alike; the ratio full / mode is the robust figure.
@@ -90,6 +91,54 @@ def agreement(a: np.ndarray, b: np.ndarray, valid: np.ndarray) -> float:
     return float(conf[r, c].sum() / valid.sum())
 
 
+def legacy_affinity(sam):
+    """The first version's exact full decode (commit feb96f0), for the speed comparison only.
+
+    It gathers per-image tensors per prompt (``keys_all[idx]``, ``k0[idx]``, …: 64 × 4096 × 256
+    floats per chunk) and runs segment-anything's attention and ``output_upscaling`` modules.
+    """
+    import math
+
+    import torch
+
+    from elements.partition.sam import SamAffinity
+
+    def attend(attn, q, k, v):
+        q, k, v = (attn._separate_heads(t, attn.num_heads) for t in (q, k, v))
+        w = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1]), dim=-1)
+        return attn.out_proj(attn._recombine_heads(w @ v))
+
+    class Legacy(SamAffinity):
+        def _decode_windows(self, coords, window):
+            pe, md = self.model.prompt_encoder, self.model.mask_decoder
+            g = self.predictor.features.shape[-1]
+            b = coords.shape[0]
+            labels = torch.ones(coords.shape[:2], dtype=torch.int64)
+            sparse, _ = pe(points=(coords, labels), boxes=None, masks=None)
+            idx = torch.arange(g * g)[None].expand(b, -1)
+            out_tokens = torch.cat([md.iou_token.weight, md.mask_tokens.weight], dim=0)
+            tokens = torch.cat([out_tokens[None].expand(b, -1, -1), sparse], dim=1)
+            tr = md.transformer
+            keys_all, pos_all, k0, v0, q0 = self._image_side()
+            keys, key_pe = keys_all[idx], pos_all[idx]
+            l0 = tr.layers[0]
+            queries = l0.norm1(l0.self_attn(q=tokens, k=tokens, v=tokens))
+            a = l0.cross_attn_token_to_image
+            queries = l0.norm2(queries + attend(a, a.q_proj(queries + tokens), k0[idx], v0[idx]))
+            queries = l0.norm3(queries + l0.mlp(queries))
+            a = l0.cross_attn_image_to_token
+            keys = l0.norm4(keys + attend(a, q0[idx], a.k_proj(queries + tokens), a.v_proj(queries)))
+            for layer in tr.layers[1:]:
+                queries, keys = layer(queries=queries, keys=keys, query_pe=tokens, key_pe=key_pe)
+            attn = tr.final_attn_token_to_image(q=queries + tokens, k=keys + key_pe, v=keys)
+            hs = tr.norm_final_attn(queries + attn)
+            up = md.output_upscaling(keys.transpose(1, 2).reshape(b, -1, g, g))
+            low = torch.einsum("bc,bchw->bhw", md.output_hypernetworks_mlps[0](hs[:, 1]), up)
+            return low, torch.zeros((b, 2), dtype=torch.int64)
+
+    return Legacy(sam, window="full")
+
+
 def run_windows(args, part_cls, load_tinysam) -> None:
     import torch
 
@@ -97,8 +146,10 @@ def run_windows(args, part_cls, load_tinysam) -> None:
     from elements.partition import to_canvas
 
     sam = load_tinysam(allow_npm=False)
-    modes = [m if m in ("full", "auto") else int(m) for m in args.modes.split(",")]
-    parts = {m: part_cls("sam", sam_model=sam, sam_window=m) for m in modes}
+    modes = [m if m in ("full", "auto", "legacy") else int(m) for m in args.modes.split(",")]
+    parts = {m: part_cls("sam", sam_model=sam, sam_window="full" if m == "legacy" else m) for m in modes}
+    if "legacy" in parts:
+        parts["legacy"].affinity = legacy_affinity(sam)
     print(f"torch threads {torch.get_num_threads()}, load average {os.getloadavg()[0]:.1f} at start "
           f"(machine shared with other jobs: compare modes by ratio)")
     print(f"{'photo':<22}{'encoder s':>10}" + "".join(f"{f'{m} s':>9}{f'{m} agree':>11}{f'{m} bF2':>9}{f'{m} N':>6}{f'{m} drop':>9}" for m in modes))
@@ -135,9 +186,10 @@ def run_windows(args, part_cls, load_tinysam) -> None:
         resolved = {m: parts[m].affinity.last_window for m in modes if m == "auto"}
         print(row + "".join(f"  (auto = {w})" for w in resolved.values()), flush=True)
     print("worst pixel agreement with full decode: " + ", ".join(f"{m}: {100 * w:.2f}%" for m, w in worst.items()))
-    if "full" in tot:
+    base = "legacy" if "legacy" in tot else "full" if "full" in tot else None
+    if base:
         print("mean upload→elements s: " + ", ".join(f"{m}: {t / len(photos()):.2f}" for m, t in tot.items())
-              + "; speed-up vs full: " + ", ".join(f"{m}: {tot['full'] / t:.1f}x" for m, t in tot.items()))
+              + f"; speed-up vs {base}: " + ", ".join(f"{m}: {tot[base] / t:.2f}x" for m, t in tot.items()))
     print(f"load average at end {os.getloadavg()[0]:.1f}")
 
 
@@ -235,7 +287,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--table", choices=["windows", "eq1", "rocket"], default="windows",
                     help="which table to print (default windows); rocket also writes docs/images/sam_vs_slic.png")
-    ap.add_argument("--modes", default="full,auto", help="decode windows to compare, comma-separated: full, auto or a token count (default full,auto)")
+    ap.add_argument("--modes", default="legacy,full,auto",
+                    help="decodes to compare, comma-separated: legacy (the first version's full decode), full, auto or a "
+                         "window in tokens (default legacy,full,auto)")
     ap.add_argument("--repeats", type=int, default=1, help="interleaved runs per mode and photo; the best is reported")
     args = ap.parse_args()
 
