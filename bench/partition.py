@@ -16,6 +16,9 @@ error of each variant — for each reference object (SAM's own mask for a hand-d
 union U of the elements >= 50 % inside the reference mask R; error = |U Δ R| / |R|. pixel SLIC
 is scored the same way for comparison.
 
+``ort``: the batched full decoder exported to ONNX (image-side tensors as inputs) and run in
+onnxruntime, against torch: time per 64 prompts and max |Δlogit|, on two bundled photos.
+
 ``rocket``: clicks needed to select the rocket in assets/rocket.jpg with SLIC cells (one per cell
 >= 50 % inside SAM's rocket mask) and with one object click; writes docs/images/sam_vs_slic.png.
 
@@ -193,6 +196,76 @@ def run_windows(args, part_cls, load_tinysam) -> None:
     print(f"load average at end {os.getloadavg()[0]:.1f}")
 
 
+def run_ort(args, part_cls, load_tinysam) -> None:
+    """The batched full decode (transformer + upscaling) exported to ONNX and run in onnxruntime vs torch.
+
+    The per-image tensors are graph inputs, so one export serves every image. Prints the
+    export time, interleaved times per 64 prompts and max |Δlogit| (target: 1e-4).
+    """
+    import onnxruntime as ort
+    import torch
+    from PIL import Image
+
+    from elements.partition.algorithm import query_grid
+    from elements.partition.sam import SamAffinity, _upscale_dot
+
+    sam = load_tinysam(allow_npm=False)
+    aff = SamAffinity(sam, window="full")
+    md = sam.mask_decoder
+
+    class Decoder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.sam = sam  # its weights become the graph's initializers
+
+        def forward(self, sparse, keys, pos, k0, v0, q0):  # (B, 2, C) prompt embeddings, the (4096, ·) image side
+            b = sparse.shape[0]
+            out_tokens = torch.cat([md.iou_token.weight, md.mask_tokens.weight], dim=0)
+            tokens = torch.cat([out_tokens[None].expand(b, -1, -1), sparse], dim=1)
+            hs, src = aff._two_way(tokens, (keys, pos, k0, v0, q0))
+            return _upscale_dot(md.output_upscaling, src.view(b, 64, 64, -1), md.output_hypernetworks_mlps[0](hs[:, 1]))
+
+    dec = Decoder().eval()
+    p = aff.predictor
+    names = ["sparse", "keys", "pos", "k0", "v0", "q0"]
+    print(f"load average {os.getloadavg()[0]:.1f} at start (machine shared with other jobs)")
+    sess = None
+    for name, img in list(photos(extra=False).items())[:2]:
+        canvas = np.asarray(Image.fromarray(img).resize((512, 512)))
+        aff.set_image(canvas)
+        q = query_grid((0.0, 0.0, 1.0, 1.0), 256)[:64]
+        coords = torch.tensor(p.transform.apply_coords(q * 512.0, p.original_size), dtype=torch.float32)[:, None]
+        with torch.no_grad():
+            aff._side_key = None  # recompute outside inference mode (the exporter traces through it)
+            side = aff._image_side()
+            sparse, _ = sam.prompt_encoder(points=(coords, torch.ones(len(q), 1, dtype=torch.int64)), boxes=None, masks=None)
+            inputs = (sparse, *side)
+            if sess is None:
+                import io
+
+                buf = io.BytesIO()
+                t = time.perf_counter()
+                torch.onnx.export(dec, inputs, buf, input_names=names, output_names=["low"], opset_version=17,
+                                  dynamic_axes={"sparse": {0: "b"}, "low": {0: "b"}}, dynamo=False)
+                so = ort.SessionOptions()
+                so.intra_op_num_threads = torch.get_num_threads()
+                sess = ort.InferenceSession(buf.getvalue(), so, providers=["CPUExecutionProvider"])
+                print(f"export + session: {time.perf_counter() - t:.1f} s (once per model)")
+            feed = {k: v.numpy() for k, v in zip(names, inputs)}
+            for _ in range(args.repeats + 1):
+                t = time.perf_counter()
+                ref = dec(*inputs)
+                t_torch = time.perf_counter() - t
+                t = time.perf_counter()
+                out = sess.run(None, feed)[0]
+                t_ort = time.perf_counter() - t
+                small = sess.run(None, {**feed, "sparse": feed["sparse"][:5]})[0]
+                print(f"{name:<10} 64 prompts: torch {t_torch:.2f} s, onnxruntime {t_ort:.2f} s ({t_torch / t_ort:.2f}x); "
+                      f"max |dlogit| {np.abs(out - ref.numpy()).max():.1e} (batch 5: {np.abs(small - out[:5]).max():.1e}), "
+                      f"|logit| <= {np.abs(out).max():.0f}", flush=True)
+    print(f"load average at end {os.getloadavg()[0]:.1f}")
+
+
 def run_eq1(args, part_cls, load_tinysam) -> None:
     from elements.image_io import load_image
     from elements.partition import to_canvas
@@ -285,7 +358,7 @@ def run_rocket(args, part_cls, load_tinysam) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--table", choices=["windows", "eq1", "rocket"], default="windows",
+    ap.add_argument("--table", choices=["windows", "eq1", "rocket", "ort"], default="windows",
                     help="which table to print (default windows); rocket also writes docs/images/sam_vs_slic.png")
     ap.add_argument("--modes", default="legacy,full,auto",
                     help="decodes to compare, comma-separated: legacy (the first version's full decode), full, auto or a "
@@ -296,7 +369,7 @@ def main() -> None:
     from elements.partition import Partitioner
     from elements.partition.tinysam import load_tinysam
 
-    {"windows": run_windows, "eq1": run_eq1, "rocket": run_rocket}[args.table](args, Partitioner, load_tinysam)
+    {"windows": run_windows, "eq1": run_eq1, "rocket": run_rocket, "ort": run_ort}[args.table](args, Partitioner, load_tinysam)
 
 
 if __name__ == "__main__":

@@ -365,20 +365,21 @@ class SamAffinity:
             self._side_key = self._image_key
         return self._side
 
-    def _two_way(self, tokens):
+    def _two_way(self, tokens, side=None):
         """segment-anything's ``TwoWayTransformer.forward`` over all image tokens, same result up to float rounding.
 
         ``tokens (B, 7, C)``. Layer 0's image side is shared by the B prompts (:meth:`_image_side`):
         its attentions are batched matmuls against the shared ``(g*g, ·)`` tensors, so no
         per-prompt copy of the image tokens is made before layer 0's image-to-token update.
         Attention uses ``scaled_dot_product_attention`` (softmax(q kᵀ/√d) v, fused).
+        ``side``: :meth:`_image_side`'s tensors, passed explicitly (ONNX export in the bench).
         Returns the output tokens ``(B, 7, C)`` and the image tokens ``(B, g*g, C)``.
         """
         import torch
         import torch.nn.functional as F
 
         tr = self.model.mask_decoder.transformer
-        keys_all, pos_all, k0, v0, q0 = self._image_side()
+        keys_all, pos_all, k0, v0, q0 = self._image_side() if side is None else side
         b, n_tok, _ = tokens.shape
         t = keys_all.shape[0]
         l0 = tr.layers[0]  # skip_first_layer_pe: its self-attention has no positional term
