@@ -269,7 +269,13 @@ def run_ort(args, part_cls, load_tinysam) -> None:
 def run_eq1(args, part_cls, load_tinysam) -> None:
     from elements.image_io import load_image
     from elements.partition import to_canvas
-    from elements.partition.algorithm import adjust_centroids, assign_with_distance, cleanup, plain_assignment_centroids, query_grid
+    from elements.partition.algorithm import (
+        adjust_centroids,
+        assign_with_distance,
+        cleanup,
+        plain_assignment_centroids,
+        query_grid,
+    )
     from elements.partition.backends import slic_labels
     from elements.partition.objects import elements_in_mask
 

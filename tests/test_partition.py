@@ -333,7 +333,7 @@ def test_decode_is_sams_own_and_window_logits_are_exact():
 def test_safe_window_follows_the_eq1_bound():
     from elements.partition.sam import safe_window, window_need, window_reach
 
-    kw = dict(beta=64.0, beta_c=0.2, distance="squared", cell=(32.0, 32.0))
+    kw = {"beta": 64.0, "beta_c": 0.2, "distance": "squared", "cell": (32.0, 32.0)}
     w = safe_window(iterations=1, **kw)
     assert w == 34 and window_need(w, **kw) + 2 <= window_reach(w) and window_need(w - 1, **kw) + 2 > window_reach(w - 1)
     assert safe_window(iterations=2, **kw) == "full"  # prompts move with the labels: no bound

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from skimage.segmentation import slic
 
-from elements.partition.algorithm import BETA, BETA_C, DISTANCE, ITERATIONS, cleanup, grid_shape, query_grid, run_algorithm2
+from elements.partition.algorithm import BETA, BETA_C, DISTANCE, ITERATIONS, cleanup, query_grid, run_algorithm2
 
 SLIC_COMPACTNESS = 10.0  # scikit-image's default for RGB in Lab space
 SLIC_SIGMA = 1.0  # scikit-image's recommended pre-smoothing for noisy photos
@@ -48,6 +48,8 @@ def sam_labels(affinity, canvas: np.ndarray, valid: np.ndarray, content_box, num
                beta: float = BETA, beta_c: float = BETA_C, iterations: int = ITERATIONS,
                distance: str = DISTANCE) -> np.ndarray:
     """Algorithm 2 with a :class:`~elements.partition.sam.SamAffinity` (embedding computed once)."""
+    from elements.partition.algorithm import grid_shape
+
     affinity.set_image(canvas)
     q = query_grid(content_box, num)
     size = canvas.shape[0]
