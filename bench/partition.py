@@ -1,11 +1,12 @@
 """Partition benchmark with the real distilled SAM (vit_t). Prints its figures; see docs/sam.md.
 
-    python bench/partition.py --table windows [--modes full,24,16] [--repeats 1]
+    python bench/partition.py --table windows [--modes legacy,full,auto] [--repeats 1]
     python bench/partition.py --table eq1
 
-``windows`` (Alg. 2 decode window, on 8 real photos: the 4 bundled ones and 4 scikit-image
+``windows`` (Alg. 2 decode, on 8 real photos: the 4 bundled ones and 4 scikit-image
 photos): per photo and mode, the seconds of upload → elements (encoder + Alg. 2, the encoder
-timed once per photo and added), the pixel agreement of the label map with the full decode's
+timed once per photo and added; ``legacy`` is the first version's full decode, ``full`` today's
+exact one, ``auto``/N the upscaling window), the pixel agreement of the label map with the full decode's
 (fraction of content pixels whose element is the same query), boundary-F at 2 px against the
 full decode's boundaries, and N. Modes of one photo run interleaved, so machine load hits
 them alike; the ratio full / mode is the robust figure.
@@ -14,6 +15,9 @@ them alike; the ratio full / mode is the robust figure.
 error of each variant — for each reference object (SAM's own mask for a hand-drawn box), the
 union U of the elements >= 50 % inside the reference mask R; error = |U Δ R| / |R|. pixel SLIC
 is scored the same way for comparison.
+
+``ort``: the batched full decoder exported to ONNX (image-side tensors as inputs) and run in
+onnxruntime, against torch: time per 64 prompts and max |Δlogit|, on two bundled photos.
 
 ``rocket``: clicks needed to select the rocket in assets/rocket.jpg with SLIC cells (one per cell
 >= 50 % inside SAM's rocket mask) and with one object click; writes docs/images/sam_vs_slic.png.
@@ -90,6 +94,54 @@ def agreement(a: np.ndarray, b: np.ndarray, valid: np.ndarray) -> float:
     return float(conf[r, c].sum() / valid.sum())
 
 
+def legacy_affinity(sam):
+    """The first version's exact full decode (commit feb96f0), for the speed comparison only.
+
+    It gathers per-image tensors per prompt (``keys_all[idx]``, ``k0[idx]``, …: 64 × 4096 × 256
+    floats per chunk) and runs segment-anything's attention and ``output_upscaling`` modules.
+    """
+    import math
+
+    import torch
+
+    from elements.partition.sam import SamAffinity
+
+    def attend(attn, q, k, v):
+        q, k, v = (attn._separate_heads(t, attn.num_heads) for t in (q, k, v))
+        w = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1]), dim=-1)
+        return attn.out_proj(attn._recombine_heads(w @ v))
+
+    class Legacy(SamAffinity):
+        def _decode_windows(self, coords, window):
+            pe, md = self.model.prompt_encoder, self.model.mask_decoder
+            g = self.predictor.features.shape[-1]
+            b = coords.shape[0]
+            labels = torch.ones(coords.shape[:2], dtype=torch.int64)
+            sparse, _ = pe(points=(coords, labels), boxes=None, masks=None)
+            idx = torch.arange(g * g)[None].expand(b, -1)
+            out_tokens = torch.cat([md.iou_token.weight, md.mask_tokens.weight], dim=0)
+            tokens = torch.cat([out_tokens[None].expand(b, -1, -1), sparse], dim=1)
+            tr = md.transformer
+            keys_all, pos_all, k0, v0, q0 = self._image_side()
+            keys, key_pe = keys_all[idx], pos_all[idx]
+            l0 = tr.layers[0]
+            queries = l0.norm1(l0.self_attn(q=tokens, k=tokens, v=tokens))
+            a = l0.cross_attn_token_to_image
+            queries = l0.norm2(queries + attend(a, a.q_proj(queries + tokens), k0[idx], v0[idx]))
+            queries = l0.norm3(queries + l0.mlp(queries))
+            a = l0.cross_attn_image_to_token
+            keys = l0.norm4(keys + attend(a, q0[idx], a.k_proj(queries + tokens), a.v_proj(queries)))
+            for layer in tr.layers[1:]:
+                queries, keys = layer(queries=queries, keys=keys, query_pe=tokens, key_pe=key_pe)
+            attn = tr.final_attn_token_to_image(q=queries + tokens, k=keys + key_pe, v=keys)
+            hs = tr.norm_final_attn(queries + attn)
+            up = md.output_upscaling(keys.transpose(1, 2).reshape(b, -1, g, g))
+            low = torch.einsum("bc,bchw->bhw", md.output_hypernetworks_mlps[0](hs[:, 1]), up)
+            return low, torch.zeros((b, 2), dtype=torch.int64)
+
+    return Legacy(sam, window="full")
+
+
 def run_windows(args, part_cls, load_tinysam) -> None:
     import torch
 
@@ -97,8 +149,10 @@ def run_windows(args, part_cls, load_tinysam) -> None:
     from elements.partition import to_canvas
 
     sam = load_tinysam(allow_npm=False)
-    modes = [m if m == "full" else int(m) for m in args.modes.split(",")]
-    parts = {m: part_cls("sam", sam_model=sam, sam_window=m) for m in modes}
+    modes = [m if m in ("full", "auto", "legacy") else int(m) for m in args.modes.split(",")]
+    parts = {m: part_cls("sam", sam_model=sam, sam_window="full" if m == "legacy" else m) for m in modes}
+    if "legacy" in parts:
+        parts["legacy"].affinity = legacy_affinity(sam)
     print(f"torch threads {torch.get_num_threads()}, load average {os.getloadavg()[0]:.1f} at start "
           f"(machine shared with other jobs: compare modes by ratio)")
     print(f"{'photo':<22}{'encoder s':>10}" + "".join(f"{f'{m} s':>9}{f'{m} agree':>11}{f'{m} bF2':>9}{f'{m} N':>6}{f'{m} drop':>9}" for m in modes))
@@ -132,18 +186,96 @@ def run_windows(args, part_cls, load_tinysam) -> None:
             tot[m] += dt + t_enc
             drop = ((lab < 0) & valid).sum() / valid.sum()
             row += f"{dt + t_enc:>9.2f}{100 * agree:>10.2f}%{bf:>9.3f}{lab.max() + 1:>6}{100 * drop:>8.2f}%"
-        print(row, flush=True)
+        resolved = {m: parts[m].affinity.last_window for m in modes if m == "auto"}
+        print(row + "".join(f"  (auto = {w})" for w in resolved.values()), flush=True)
     print("worst pixel agreement with full decode: " + ", ".join(f"{m}: {100 * w:.2f}%" for m, w in worst.items()))
-    if "full" in tot:
+    base = "legacy" if "legacy" in tot else "full" if "full" in tot else None
+    if base:
         print("mean upload→elements s: " + ", ".join(f"{m}: {t / len(photos()):.2f}" for m, t in tot.items())
-              + "; speed-up vs full: " + ", ".join(f"{m}: {tot['full'] / t:.1f}x" for m, t in tot.items()))
+              + f"; speed-up vs {base}: " + ", ".join(f"{m}: {tot[base] / t:.2f}x" for m, t in tot.items()))
+    print(f"load average at end {os.getloadavg()[0]:.1f}")
+
+
+def run_ort(args, part_cls, load_tinysam) -> None:
+    """The batched full decode (transformer + upscaling) exported to ONNX and run in onnxruntime vs torch.
+
+    The per-image tensors are graph inputs, so one export serves every image. Prints the
+    export time, interleaved times per 64 prompts and max |Δlogit| (target: 1e-4).
+    """
+    import onnxruntime as ort
+    import torch
+    from PIL import Image
+
+    from elements.partition.algorithm import query_grid
+    from elements.partition.sam import SamAffinity, _upscale_dot
+
+    sam = load_tinysam(allow_npm=False)
+    aff = SamAffinity(sam, window="full")
+    md = sam.mask_decoder
+
+    class Decoder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.sam = sam  # its weights become the graph's initializers
+
+        def forward(self, sparse, keys, pos, k0, v0, q0):  # (B, 2, C) prompt embeddings, the (4096, ·) image side
+            b = sparse.shape[0]
+            out_tokens = torch.cat([md.iou_token.weight, md.mask_tokens.weight], dim=0)
+            tokens = torch.cat([out_tokens[None].expand(b, -1, -1), sparse], dim=1)
+            hs, src = aff._two_way(tokens, (keys, pos, k0, v0, q0))
+            return _upscale_dot(md.output_upscaling, src.view(b, 64, 64, -1), md.output_hypernetworks_mlps[0](hs[:, 1]))
+
+    dec = Decoder().eval()
+    p = aff.predictor
+    names = ["sparse", "keys", "pos", "k0", "v0", "q0"]
+    print(f"load average {os.getloadavg()[0]:.1f} at start (machine shared with other jobs)")
+    sess = None
+    for name, img in list(photos(extra=False).items())[:2]:
+        canvas = np.asarray(Image.fromarray(img).resize((512, 512)))
+        aff.set_image(canvas)
+        q = query_grid((0.0, 0.0, 1.0, 1.0), 256)[:64]
+        coords = torch.tensor(p.transform.apply_coords(q * 512.0, p.original_size), dtype=torch.float32)[:, None]
+        with torch.no_grad():
+            aff._side_key = None  # recompute outside inference mode (the exporter traces through it)
+            side = aff._image_side()
+            sparse, _ = sam.prompt_encoder(points=(coords, torch.ones(len(q), 1, dtype=torch.int64)), boxes=None, masks=None)
+            inputs = (sparse, *side)
+            if sess is None:
+                import io
+
+                buf = io.BytesIO()
+                t = time.perf_counter()
+                torch.onnx.export(dec, inputs, buf, input_names=names, output_names=["low"], opset_version=17,
+                                  dynamic_axes={"sparse": {0: "b"}, "low": {0: "b"}}, dynamo=False)
+                so = ort.SessionOptions()
+                so.intra_op_num_threads = torch.get_num_threads()
+                sess = ort.InferenceSession(buf.getvalue(), so, providers=["CPUExecutionProvider"])
+                print(f"export + session: {time.perf_counter() - t:.1f} s (once per model)")
+            feed = {k: v.numpy() for k, v in zip(names, inputs)}
+            for _ in range(args.repeats + 1):
+                t = time.perf_counter()
+                ref = dec(*inputs)
+                t_torch = time.perf_counter() - t
+                t = time.perf_counter()
+                out = sess.run(None, feed)[0]
+                t_ort = time.perf_counter() - t
+                small = sess.run(None, {**feed, "sparse": feed["sparse"][:5]})[0]
+                print(f"{name:<10} 64 prompts: torch {t_torch:.2f} s, onnxruntime {t_ort:.2f} s ({t_torch / t_ort:.2f}x); "
+                      f"max |dlogit| {np.abs(out - ref.numpy()).max():.1e} (batch 5: {np.abs(small - out[:5]).max():.1e}), "
+                      f"|logit| <= {np.abs(out).max():.0f}", flush=True)
     print(f"load average at end {os.getloadavg()[0]:.1f}")
 
 
 def run_eq1(args, part_cls, load_tinysam) -> None:
     from elements.image_io import load_image
     from elements.partition import to_canvas
-    from elements.partition.algorithm import adjust_centroids, assign_with_distance, cleanup, plain_assignment_centroids, query_grid
+    from elements.partition.algorithm import (
+        adjust_centroids,
+        assign_with_distance,
+        cleanup,
+        plain_assignment_centroids,
+        query_grid,
+    )
     from elements.partition.backends import slic_labels
     from elements.partition.objects import elements_in_mask
 
@@ -232,16 +364,18 @@ def run_rocket(args, part_cls, load_tinysam) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--table", choices=["windows", "eq1", "rocket"], default="windows",
+    ap.add_argument("--table", choices=["windows", "eq1", "rocket", "ort"], default="windows",
                     help="which table to print (default windows); rocket also writes docs/images/sam_vs_slic.png")
-    ap.add_argument("--modes", default="full,24,16", help="decode windows to compare, comma-separated (default full,24,16)")
+    ap.add_argument("--modes", default="legacy,full,auto",
+                    help="decodes to compare, comma-separated: legacy (the first version's full decode), full, auto or a "
+                         "window in tokens (default legacy,full,auto)")
     ap.add_argument("--repeats", type=int, default=1, help="interleaved runs per mode and photo; the best is reported")
     args = ap.parse_args()
 
     from elements.partition import Partitioner
     from elements.partition.tinysam import load_tinysam
 
-    {"windows": run_windows, "eq1": run_eq1, "rocket": run_rocket}[args.table](args, Partitioner, load_tinysam)
+    {"windows": run_windows, "eq1": run_eq1, "rocket": run_rocket, "ort": run_ort}[args.table](args, Partitioner, load_tinysam)
 
 
 if __name__ == "__main__":

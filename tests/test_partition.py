@@ -289,7 +289,7 @@ def test_cli_rejects_a_bad_decode_window():
     from elements.errors import UserError
     from elements.partition.options import sam_window as _window
 
-    assert _window("full") == "full" and _window("16") == 16 and _window(None) is None
+    assert _window("full") == "full" and _window("auto") == "auto" and _window("16") == 16 and _window(None) is None
     with pytest.raises(UserError, match="sam-window"):
         _window("wide")
 
@@ -297,3 +297,78 @@ def test_cli_rejects_a_bad_decode_window():
         from elements.partition.sam import SamAffinity, build_tiny_sam
 
         SamAffinity(build_tiny_sam(img_size=64), window=2)
+
+
+def test_decode_is_sams_own_and_window_logits_are_exact():
+    # full decode == segment-anything's MaskDecoder; a window's logits == the full decode's inside it
+    import torch
+
+    from elements.partition.sam import SamAffinity, build_tiny_sam
+
+    sam = build_tiny_sam(img_size=256)  # 16 x 16 tokens, 64 x 64 low-res logits
+    aff = SamAffinity(sam, window="full")
+    rng = np.random.default_rng(3)
+    aff.set_image(rng.integers(0, 255, (256, 256, 3), dtype=np.uint8))
+    coords = torch.tensor(rng.uniform(0, 256, (9, 1, 2)), dtype=torch.float32)
+    pe = sam.prompt_encoder
+    with torch.inference_mode():
+        sparse, dense = pe(points=(coords, torch.ones(9, 1, dtype=torch.int64)), boxes=None, masks=None)
+        ref, _ = sam.mask_decoder(image_embeddings=aff.predictor.features, image_pe=pe.get_dense_pe(),
+                                  sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense, multimask_output=False)
+        ref = ref[:, 0]
+        full, origin = aff._decode_windows(coords, "full")
+        assert (origin == 0).all() and float((full - ref).abs().max()) <= 1e-4
+        for w in (4, 7, 10):
+            win, origin = aff._decode_windows(coords, w)
+            assert win.shape == (9, 4 * w, 4 * w)
+            for k, (x, y) in enumerate(origin.tolist()):
+                assert 0 <= x <= 64 - 4 * w and 0 <= y <= 64 - 4 * w
+                assert float((win[k] - ref[k, y : y + 4 * w, x : x + 4 * w]).abs().max()) <= 1e-4
+            # centred on the prompt: the prompt's token lies inside, w/2 - 0.5 tokens from both edges (clamped at the grid's)
+            tok = coords[:, 0].numpy() / 16
+            lo, hi = origin.numpy() / 4, origin.numpy() / 4 + w
+            assert ((tok - lo >= w / 2 - 0.5 - 1e-6) | (lo == 0)).all() and ((hi - tok >= w / 2 - 0.5 - 1e-6) | (hi == 16)).all()
+
+
+def test_safe_window_follows_the_eq1_bound():
+    from elements.partition.sam import safe_window, window_need, window_reach
+
+    kw = {"beta": 64.0, "beta_c": 0.2, "distance": "squared", "cell": (32.0, 32.0)}
+    w = safe_window(iterations=1, **kw)
+    assert w == 34 and window_need(w, **kw) + 2 <= window_reach(w) and window_need(w - 1, **kw) + 2 > window_reach(w - 1)
+    assert safe_window(iterations=2, **kw) == "full"  # prompts move with the labels: no bound
+    assert safe_window(iterations=1, **{**kw, "beta": 4.0}) == "full"  # reach of a weak β exceeds any window
+    assert safe_window(iterations=1, **{**kw, "distance": "euclidean"}) < w  # β·d moves boundaries less
+
+
+@pytest.mark.parametrize("distance", ["squared", "euclidean"])
+def test_zero_affinity_outside_the_safe_window_keeps_eq1_exact(rng, distance):
+    # Eq. 1 with the affinity zeroed outside each query's window (and the centroids of the windowed plain
+    # assignment) gives the same labels as the full affinity: even for an adversarial affinity whose
+    # queries want the far pixels most. A window below the bound does change them (the test has teeth).
+    from elements.partition.sam import safe_window
+
+    size, tokens, beta = 256, 32, 64.0
+    px = size // tokens
+    q = query_grid((0.0, 0.0, 1.0, 1.0), 64)  # 8 x 8 queries, 32-px cells
+    valid = np.ones((size, size), bool)
+    yy, xx = (np.mgrid[0:size, 0:size] + 0.5) / size
+    far = np.sqrt((xx[None] - q[:, 0, None, None]) ** 2 + (yy[None] - q[:, 1, None, None]) ** 2)
+    s = np.clip(far * 4 + rng.uniform(0, 0.3, far.shape), 0, 1).astype(np.float32)  # grows with distance
+
+    def windowed(w):
+        out = np.zeros_like(s)
+        tok = q * tokens
+        org = np.clip(np.round(tok - w / 2), 0, tokens - w).astype(int) * px
+        for k, (x0, y0) in enumerate(org):
+            out[k, y0 : y0 + w * px, x0 : x0 + w * px] = s[k, y0 : y0 + w * px, x0 : x0 + w * px]
+        return out
+
+    w = safe_window(beta=beta, beta_c=0.2, iterations=1, distance=distance, cell=(32.0, 32.0), size=size, tokens=tokens)
+    assert isinstance(w, int) and w < tokens
+    diffs = {}
+    for win in (w, 4):
+        sw = windowed(win)
+        c = adjust_centroids(plain_assignment_centroids(sw, q, valid), q)
+        diffs[win] = (assign_with_distance(sw, c, valid, beta, distance) != assign_with_distance(s, c, valid, beta, distance)).mean()
+    assert diffs[w] == 0.0 and diffs[4] > 0.001

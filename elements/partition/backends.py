@@ -118,9 +118,13 @@ def sam_labels(
     distance: str = DISTANCE,
 ) -> np.ndarray:
     """Algorithm 2 with a :class:`~elements.partition.sam.SamAffinity` (embedding computed once)."""
+    from elements.partition.algorithm import grid_shape
+
     affinity.set_image(canvas)
     q = query_grid(content_box, num)
     size = canvas.shape[0]
-    return run_algorithm2(
-        lambda pts: affinity(pts, size), q, valid, beta=beta, beta_c=beta_c, iterations=iterations, distance=distance
-    )
+    rows, cols = grid_shape(num, (content_box[2] - content_box[0]) / (content_box[3] - content_box[1]))
+    cell = ((content_box[2] - content_box[0]) * size / cols, (content_box[3] - content_box[1]) * size / rows)
+    window = affinity.window_for(beta=beta, beta_c=beta_c, iterations=iterations, distance=distance, cell=cell, size=size)
+    return run_algorithm2(lambda pts: affinity(pts, size, window=window), q, valid, beta=beta, beta_c=beta_c, iterations=iterations,
+                          distance=distance)

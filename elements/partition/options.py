@@ -96,7 +96,8 @@ def add_partition_args(parser: argparse.ArgumentParser, *, default_backend: str 
             dict(
                 default=None,
                 type=sam_window,
-                help="SAM decode window in embedding tokens per side, or 'full' (default: the module's, docs/sam.md)",
+                help="SAM upscaling window: tokens per side, 'full', or 'auto' (the smallest window Eq. 1's bound "
+                "allows); default full (docs/sam.md)",
             ),
         ),
         (
@@ -140,13 +141,14 @@ def add_partition_args(parser: argparse.ArgumentParser, *, default_backend: str 
 
 
 def sam_window(value: str | None) -> int | str | None:
-    """``--sam-window`` value: ``"full"`` or a whole number of tokens (None: the module's default)."""
-    if value is None or value == "full":
+    """``--sam-window`` value: ``"full"``, ``"auto"`` (the smallest window Eq. 1's bound allows) or a whole number of
+    tokens (None: the module's default)."""
+    if value is None or value in ("full", "auto"):
         return value
     try:
         return int(value)
     except ValueError:
-        raise UserError(f"--sam-window must be 'full' or a whole number of tokens, got {value[:12]!r}.") from None
+        raise UserError(f"--sam-window must be 'auto', 'full' or a whole number of tokens, got {value[:12]!r}.") from None
 
 
 def partition_kwargs(args: argparse.Namespace) -> dict:
