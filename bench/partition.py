@@ -41,8 +41,12 @@ sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 #: Hand-drawn boxes (input pixels, x0 y0 x1 y1) around objects of the bundled photos.
 OBJECTS = {
-    "astronaut": {"hair": (150, 12, 300, 125), "patch": (133, 348, 208, 425), "helmet": (275, 343, 505, 512),
-                  "shuttle": (350, 0, 470, 285)},
+    "astronaut": {
+        "hair": (150, 12, 300, 125),
+        "patch": (133, 348, 208, 425),
+        "helmet": (275, 343, 505, 512),
+        "shuttle": (350, 0, 470, 285),
+    },
     "rocket": {"rocket": (295, 125, 340, 405)},
     "coffee": {"cup": (172, 18, 410, 300), "spoon": (322, 65, 425, 325)},
     "chelsea": {"eye": (135, 85, 205, 145), "nose": (235, 220, 295, 265)},
@@ -153,11 +157,16 @@ def run_windows(args, part_cls, load_tinysam) -> None:
     parts = {m: part_cls("sam", sam_model=sam, sam_window="full" if m == "legacy" else m) for m in modes}
     if "legacy" in parts:
         parts["legacy"].affinity = legacy_affinity(sam)
-    print(f"torch threads {torch.get_num_threads()}, load average {os.getloadavg()[0]:.1f} at start "
-          f"(machine shared with other jobs: compare modes by ratio)")
-    print(f"{'photo':<22}{'encoder s':>10}" + "".join(f"{f'{m} s':>9}{f'{m} agree':>11}{f'{m} bF2':>9}{f'{m} N':>6}{f'{m} drop':>9}" for m in modes))
-    worst = {m: 1.0 for m in modes}
-    tot = {m: 0.0 for m in modes}
+    print(
+        f"torch threads {torch.get_num_threads()}, load average {os.getloadavg()[0]:.1f} at start "
+        f"(machine shared with other jobs: compare modes by ratio)"
+    )
+    print(
+        f"{'photo':<22}{'encoder s':>10}"
+        + "".join(f"{f'{m} s':>9}{f'{m} agree':>11}{f'{m} bF2':>9}{f'{m} N':>6}{f'{m} drop':>9}" for m in modes)
+    )
+    worst = dict.fromkeys(modes, 1.0)
+    tot = dict.fromkeys(modes, 0.0)
     for name, img in photos().items():
         loaded = load_image(img)
         geometry, canvas = to_canvas(loaded)
@@ -191,8 +200,12 @@ def run_windows(args, part_cls, load_tinysam) -> None:
     print("worst pixel agreement with full decode: " + ", ".join(f"{m}: {100 * w:.2f}%" for m, w in worst.items()))
     base = "legacy" if "legacy" in tot else "full" if "full" in tot else None
     if base:
-        print("mean upload→elements s: " + ", ".join(f"{m}: {t / len(photos()):.2f}" for m, t in tot.items())
-              + f"; speed-up vs {base}: " + ", ".join(f"{m}: {tot[base] / t:.2f}x" for m, t in tot.items()))
+        print(
+            "mean upload→elements s: "
+            + ", ".join(f"{m}: {t / len(photos()):.2f}" for m, t in tot.items())
+            + f"; speed-up vs {base}: "
+            + ", ".join(f"{m}: {tot[base] / t:.2f}x" for m, t in tot.items())
+        )
     print(f"load average at end {os.getloadavg()[0]:.1f}")
 
 
@@ -238,15 +251,25 @@ def run_ort(args, part_cls, load_tinysam) -> None:
         with torch.no_grad():
             aff._side_key = None  # recompute outside inference mode (the exporter traces through it)
             side = aff._image_side()
-            sparse, _ = sam.prompt_encoder(points=(coords, torch.ones(len(q), 1, dtype=torch.int64)), boxes=None, masks=None)
+            sparse, _ = sam.prompt_encoder(
+                points=(coords, torch.ones(len(q), 1, dtype=torch.int64)), boxes=None, masks=None
+            )
             inputs = (sparse, *side)
             if sess is None:
                 import io
 
                 buf = io.BytesIO()
                 t = time.perf_counter()
-                torch.onnx.export(dec, inputs, buf, input_names=names, output_names=["low"], opset_version=17,
-                                  dynamic_axes={"sparse": {0: "b"}, "low": {0: "b"}}, dynamo=False)
+                torch.onnx.export(
+                    dec,
+                    inputs,
+                    buf,
+                    input_names=names,
+                    output_names=["low"],
+                    opset_version=17,
+                    dynamic_axes={"sparse": {0: "b"}, "low": {0: "b"}},
+                    dynamo=False,
+                )
                 so = ort.SessionOptions()
                 so.intra_op_num_threads = torch.get_num_threads()
                 sess = ort.InferenceSession(buf.getvalue(), so, providers=["CPUExecutionProvider"])
@@ -260,9 +283,12 @@ def run_ort(args, part_cls, load_tinysam) -> None:
                 out = sess.run(None, feed)[0]
                 t_ort = time.perf_counter() - t
                 small = sess.run(None, {**feed, "sparse": feed["sparse"][:5]})[0]
-                print(f"{name:<10} 64 prompts: torch {t_torch:.2f} s, onnxruntime {t_ort:.2f} s ({t_torch / t_ort:.2f}x); "
-                      f"max |dlogit| {np.abs(out - ref.numpy()).max():.1e} (batch 5: {np.abs(small - out[:5]).max():.1e}), "
-                      f"|logit| <= {np.abs(out).max():.0f}", flush=True)
+                print(
+                    f"{name:<10} 64 prompts: torch {t_torch:.2f} s, onnxruntime {t_ort:.2f} s ({t_torch / t_ort:.2f}x); "
+                    f"max |dlogit| {np.abs(out - ref.numpy()).max():.1e} (batch 5: {np.abs(small - out[:5]).max():.1e}), "
+                    f"|logit| <= {np.abs(out).max():.0f}",
+                    flush=True,
+                )
     print(f"load average at end {os.getloadavg()[0]:.1f}")
 
 
@@ -312,8 +338,10 @@ def run_eq1(args, part_cls, load_tinysam) -> None:
     print("Eq. 1 variant | dropped pixels (4 photos) | mean error | " + " | ".join(objs))
     for key, vals in rows.items():
         d = drops[key]
-        print(f"{key} | {100 * min(d):.3f}-{100 * max(d):.3f} % | {np.mean([e for _, e in vals]):.3f} | "
-              + " | ".join(f"{e:.2f}" for _, e in vals))
+        print(
+            f"{key} | {100 * min(d):.3f}-{100 * max(d):.3f} % | {np.mean([e for _, e in vals]):.3f} | "
+            + " | ".join(f"{e:.2f}" for _, e in vals)
+        )
 
 
 def run_rocket(args, part_cls, load_tinysam) -> None:
@@ -340,10 +368,15 @@ def run_rocket(args, part_cls, load_tinysam) -> None:
         return int(np.searchsorted(np.cumsum(counts), frac * m.sum()) + 1)
 
     print(f"rocket mask: {rocket.sum()} canvas px")
-    for name, el, ids, clicks in (("pixel SLIC", el_slic, ids_slic, len(ids_slic)), ("distilled SAM", el_sam, ids_sam, 1)):
+    for name, el, ids, clicks in (
+        ("pixel SLIC", el_slic, ids_slic, len(ids_slic)),
+        ("distilled SAM", el_sam, ids_sam, 1),
+    ):
         u = np.isin(el.labels, ids)
-        print(f"{name:<14} clicks to select the rocket: {clicks:>2} ({len(ids)} elements >= 50 % inside; "
-              f"{cover(el)} elements hold 90 % of it); leaked {(u & ~rocket).sum()} px, left behind {(~u & rocket).sum()} px")
+        print(
+            f"{name:<14} clicks to select the rocket: {clicks:>2} ({len(ids)} elements >= 50 % inside; "
+            f"{cover(el)} elements hold 90 % of it); leaked {(u & ~rocket).sum()} px, left behind {(~u & rocket).sum()} px"
+        )
 
     def titled(im, text):
         im = im.copy()
@@ -351,31 +384,47 @@ def run_rocket(args, part_cls, load_tinysam) -> None:
         cv2.putText(im, text, (6, 19), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (255, 255, 255), 1, cv2.LINE_AA)
         return im
 
-    a = titled(overlay(el_slic, selected=ids_slic), f"pixel SLIC: {el_slic.num_elements} elements, rocket = {len(ids_slic)} clicks")
-    b = titled(overlay(el_sam, selected=ids_sam), f"distilled SAM, Alg. 2: {el_sam.num_elements} elements, rocket = 1 click")
+    a = titled(
+        overlay(el_slic, selected=ids_slic),
+        f"pixel SLIC: {el_slic.num_elements} elements, rocket = {len(ids_slic)} clicks",
+    )
+    b = titled(
+        overlay(el_sam, selected=ids_sam), f"distilled SAM, Alg. 2: {el_sam.num_elements} elements, rocket = 1 click"
+    )
     gap = np.full((a.shape[0], 8, 3), 255, np.uint8)
     out = ROOT / "docs" / "images" / "sam_vs_slic.png"
     out.parent.mkdir(parents=True, exist_ok=True)
     from elements.atomic import atomic_write
 
-    atomic_write(out, lambda tmp: Image.fromarray(np.concatenate([a, gap, b], 1)).save(tmp, format="PNG", optimize=True))
+    atomic_write(
+        out, lambda tmp: Image.fromarray(np.concatenate([a, gap, b], 1)).save(tmp, format="PNG", optimize=True)
+    )
     print(f"wrote {out.relative_to(ROOT)}")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--table", choices=["windows", "eq1", "rocket", "ort"], default="windows",
-                    help="which table to print (default windows); rocket also writes docs/images/sam_vs_slic.png")
-    ap.add_argument("--modes", default="legacy,full,auto",
-                    help="decodes to compare, comma-separated: legacy (the first version's full decode), full, auto or a "
-                         "window in tokens (default legacy,full,auto)")
+    ap.add_argument(
+        "--table",
+        choices=["windows", "eq1", "rocket", "ort"],
+        default="windows",
+        help="which table to print (default windows); rocket also writes docs/images/sam_vs_slic.png",
+    )
+    ap.add_argument(
+        "--modes",
+        default="legacy,full,auto",
+        help="decodes to compare, comma-separated: legacy (the first version's full decode), full, auto or a "
+        "window in tokens (default legacy,full,auto)",
+    )
     ap.add_argument("--repeats", type=int, default=1, help="interleaved runs per mode and photo; the best is reported")
     args = ap.parse_args()
 
     from elements.partition import Partitioner
     from elements.partition.tinysam import load_tinysam
 
-    {"windows": run_windows, "eq1": run_eq1, "rocket": run_rocket, "ort": run_ort}[args.table](args, Partitioner, load_tinysam)
+    {"windows": run_windows, "eq1": run_eq1, "rocket": run_rocket, "ort": run_ort}[args.table](
+        args, Partitioner, load_tinysam
+    )
 
 
 if __name__ == "__main__":

@@ -128,9 +128,8 @@ def run(args) -> int:
             )
         part, how = None, f"loaded from {args.elements} ({el.meta.get('partition', {}).get('backend', '?')})"
     else:
-        from elements.partition import Partitioner
-
         from elements.decoders import torch_device
+        from elements.partition import Partitioner
 
         part = Partitioner.from_args(args, device=torch_device(args.device))
         if part.note:

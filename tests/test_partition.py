@@ -77,7 +77,7 @@ def test_uniform_affinity_reduces_to_regular_grid():
     q = query_grid(g.content_box_norm(), 256)
     for value in (0.0, 0.5, 1.0):
         s = np.broadcast_to(np.full((1, 1, 1), value, dtype=np.float32), (256, 512, 512))
-        labels = run_algorithm2(lambda pts: s, q, g.content_mask())
+        labels = run_algorithm2(lambda pts, s=s: s, q, g.content_mask())
         yy, xx = np.mgrid[0:512, 0:512]
         np.testing.assert_array_equal(labels, (yy // 32) * 16 + xx // 32)
 
@@ -313,8 +313,13 @@ def test_decode_is_sams_own_and_window_logits_are_exact():
     pe = sam.prompt_encoder
     with torch.inference_mode():
         sparse, dense = pe(points=(coords, torch.ones(9, 1, dtype=torch.int64)), boxes=None, masks=None)
-        ref, _ = sam.mask_decoder(image_embeddings=aff.predictor.features, image_pe=pe.get_dense_pe(),
-                                  sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense, multimask_output=False)
+        ref, _ = sam.mask_decoder(
+            image_embeddings=aff.predictor.features,
+            image_pe=pe.get_dense_pe(),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=False,
+        )
         ref = ref[:, 0]
         full, origin = aff._decode_windows(coords, "full")
         assert (origin == 0).all() and float((full - ref).abs().max()) <= 1e-4
@@ -327,7 +332,9 @@ def test_decode_is_sams_own_and_window_logits_are_exact():
             # centred on the prompt: the prompt's token lies inside, w/2 - 0.5 tokens from both edges (clamped at the grid's)
             tok = coords[:, 0].numpy() / 16
             lo, hi = origin.numpy() / 4, origin.numpy() / 4 + w
-            assert ((tok - lo >= w / 2 - 0.5 - 1e-6) | (lo == 0)).all() and ((hi - tok >= w / 2 - 0.5 - 1e-6) | (hi == 16)).all()
+            assert ((tok - lo >= w / 2 - 0.5 - 1e-6) | (lo == 0)).all() and (
+                (hi - tok >= w / 2 - 0.5 - 1e-6) | (hi == 16)
+            ).all()
 
 
 def test_safe_window_follows_the_eq1_bound():
@@ -335,7 +342,9 @@ def test_safe_window_follows_the_eq1_bound():
 
     kw = {"beta": 64.0, "beta_c": 0.2, "distance": "squared", "cell": (32.0, 32.0)}
     w = safe_window(iterations=1, **kw)
-    assert w == 34 and window_need(w, **kw) + 2 <= window_reach(w) and window_need(w - 1, **kw) + 2 > window_reach(w - 1)
+    assert (
+        w == 34 and window_need(w, **kw) + 2 <= window_reach(w) and window_need(w - 1, **kw) + 2 > window_reach(w - 1)
+    )
     assert safe_window(iterations=2, **kw) == "full"  # prompts move with the labels: no bound
     assert safe_window(iterations=1, **{**kw, "beta": 4.0}) == "full"  # reach of a weak β exceeds any window
     assert safe_window(iterations=1, **{**kw, "distance": "euclidean"}) < w  # β·d moves boundaries less
@@ -370,5 +379,7 @@ def test_zero_affinity_outside_the_safe_window_keeps_eq1_exact(rng, distance):
     for win in (w, 4):
         sw = windowed(win)
         c = adjust_centroids(plain_assignment_centroids(sw, q, valid), q)
-        diffs[win] = (assign_with_distance(sw, c, valid, beta, distance) != assign_with_distance(s, c, valid, beta, distance)).mean()
+        diffs[win] = (
+            assign_with_distance(sw, c, valid, beta, distance) != assign_with_distance(s, c, valid, beta, distance)
+        ).mean()
     assert diffs[w] == 0.0 and diffs[4] > 0.001

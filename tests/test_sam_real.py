@@ -54,14 +54,29 @@ def test_decoder_conversion_matches_onnxruntime(distilled_sam):
     sess = ort.InferenceSession(str(export), providers=["CPUExecutionProvider"])
     pts = np.array([[[400.0, 300.0], [520.0, 610.0], [0.0, 0.0]]], dtype=np.float32)
     lab = np.array([[1, 0, -1]], dtype=np.float32)
-    ref = sess.run(None, {"image_embeddings": emb.numpy(), "point_coords": pts, "point_labels": lab,
-                          "mask_input": np.zeros((1, 1, 256, 256), np.float32), "has_mask_input": np.zeros(1, np.float32),
-                          "orig_im_size": np.array([1024, 1024], np.float32)})[2][0, 0]
+    ref = sess.run(
+        None,
+        {
+            "image_embeddings": emb.numpy(),
+            "point_coords": pts,
+            "point_labels": lab,
+            "mask_input": np.zeros((1, 1, 256, 256), np.float32),
+            "has_mask_input": np.zeros(1, np.float32),
+            "orig_im_size": np.array([1024, 1024], np.float32),
+        },
+    )[2][0, 0]
     sam = distilled_sam
     with torch.inference_mode():
-        sparse, dense = sam.prompt_encoder(points=(torch.from_numpy(pts[:, :2]), torch.tensor([[1, 0]])), boxes=None, masks=None)
-        low, _ = sam.mask_decoder(image_embeddings=emb, image_pe=sam.prompt_encoder.get_dense_pe(),
-                                  sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense, multimask_output=False)
+        sparse, dense = sam.prompt_encoder(
+            points=(torch.from_numpy(pts[:, :2]), torch.tensor([[1, 0]])), boxes=None, masks=None
+        )
+        low, _ = sam.mask_decoder(
+            image_embeddings=emb,
+            image_pe=sam.prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=False,
+        )
     assert np.abs(low[0, 0].numpy() - ref).max() <= 1e-4 * max(1.0, np.abs(ref).max())
 
 
@@ -146,10 +161,19 @@ def test_full_decode_is_sams_own_decode_and_windows_are_exact_inside(distilled_s
     p = aff.predictor
     coords = torch.tensor(p.transform.apply_coords(q * 512.0, p.original_size), dtype=torch.float32)[:, None]
     with torch.inference_mode():
-        sparse, dense = distilled_sam.prompt_encoder(points=(coords, torch.ones(len(q), 1, dtype=torch.int64)), boxes=None, masks=None)
-        low, _ = distilled_sam.mask_decoder(image_embeddings=p.features, image_pe=distilled_sam.prompt_encoder.get_dense_pe(),
-                                            sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense, multimask_output=False)
-        ref = F.interpolate(torch.sigmoid(low[:, 0])[None], size=(512, 512), mode="bilinear", align_corners=False)[0].numpy()
+        sparse, dense = distilled_sam.prompt_encoder(
+            points=(coords, torch.ones(len(q), 1, dtype=torch.int64)), boxes=None, masks=None
+        )
+        low, _ = distilled_sam.mask_decoder(
+            image_embeddings=p.features,
+            image_pe=distilled_sam.prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=False,
+        )
+        ref = F.interpolate(torch.sigmoid(low[:, 0])[None], size=(512, 512), mode="bilinear", align_corners=False)[
+            0
+        ].numpy()
     np.testing.assert_allclose(aff(q, 512), ref, atol=1e-5)
     win = aff(q, 512, window=34)
     inside = np.zeros(win.shape, bool)
@@ -182,7 +206,10 @@ def test_partition_meta_and_description_name_the_model(sam_elements, sam_partiti
 
     doc = elements_json(sam_elements("rocket"))
     assert doc["partition"]["model"] == "vit_t" and doc["partition"]["model_file"]
-    assert "distilled SAM vit_t" in sam_partitioner.describe() and sam_partitioner.affinity.model_file in sam_partitioner.describe()
+    assert (
+        "distilled SAM vit_t" in sam_partitioner.describe()
+        and sam_partitioner.affinity.model_file in sam_partitioner.describe()
+    )
 
 
 @pytest.mark.gpu

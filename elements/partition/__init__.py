@@ -101,9 +101,15 @@ class Partitioner:
     def params(self) -> dict:
         p = {"backend": self.backend, "num_elements": self.num_elements}
         if self.backend == "sam":
-            p.update(beta=self.beta, beta_c=self.beta_c, iterations=self.iterations, distance=self.distance,
-                     model=self.affinity.model_type, model_file=self.affinity.model_file,
-                     decode_window=self.affinity.last_window or self.affinity.window)
+            p.update(
+                beta=self.beta,
+                beta_c=self.beta_c,
+                iterations=self.iterations,
+                distance=self.distance,
+                model=self.affinity.model_type,
+                model_file=self.affinity.model_file,
+                decode_window=self.affinity.last_window or self.affinity.window,
+            )
         elif self.backend == "slic":
             from elements.partition.backends import SLIC_COMPACTNESS, SLIC_SIGMA
 

@@ -125,6 +125,15 @@ def sam_labels(
     size = canvas.shape[0]
     rows, cols = grid_shape(num, (content_box[2] - content_box[0]) / (content_box[3] - content_box[1]))
     cell = ((content_box[2] - content_box[0]) * size / cols, (content_box[3] - content_box[1]) * size / rows)
-    window = affinity.window_for(beta=beta, beta_c=beta_c, iterations=iterations, distance=distance, cell=cell, size=size)
-    return run_algorithm2(lambda pts: affinity(pts, size, window=window), q, valid, beta=beta, beta_c=beta_c, iterations=iterations,
-                          distance=distance)
+    window = affinity.window_for(
+        beta=beta, beta_c=beta_c, iterations=iterations, distance=distance, cell=cell, size=size
+    )
+    return run_algorithm2(
+        lambda pts: affinity(pts, size, window=window),
+        q,
+        valid,
+        beta=beta,
+        beta_c=beta_c,
+        iterations=iterations,
+        distance=distance,
+    )

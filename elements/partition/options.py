@@ -148,7 +148,9 @@ def sam_window(value: str | None) -> int | str | None:
     try:
         return int(value)
     except ValueError:
-        raise UserError(f"--sam-window must be 'auto', 'full' or a whole number of tokens, got {value[:12]!r}.") from None
+        raise UserError(
+            f"--sam-window must be 'auto', 'full' or a whole number of tokens, got {value[:12]!r}."
+        ) from None
 
 
 def partition_kwargs(args: argparse.Namespace) -> dict:

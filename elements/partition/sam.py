@@ -68,13 +68,21 @@ from elements import defaults
 from elements.errors import UserError
 
 _PROMPT_CHUNK = 64  # prompts per mask-decoder call (SAM's points_per_batch): bounds memory, same result
-DECODE_WINDOW = "full"  # exact; "auto" agrees on only 72-92 % of pixels: the plain-assignment centroids move (docs/sam.md)
+DECODE_WINDOW = (
+    "full"  # exact; "auto" agrees on only 72-92 % of pixels: the plain-assignment centroids move (docs/sam.md)
+)
 _WINDOW_MARGIN_PX = 2.0  # canvas px of slack in that bound (float rounding of centroids and distances)
 MODEL_TYPES = ("vit_b", "vit_l", "vit_h", "vit_t")  # vit_t: the distilled SAM (elements/partition/tinysam.py)
 
 
-def load_sam(checkpoint: str | None = None, model_type: str | None = None, device: str = "cpu", *,
-             tinysam: str | None = None, local_only: bool = False):
+def load_sam(
+    checkpoint: str | None = None,
+    model_type: str | None = None,
+    device: str = "cpu",
+    *,
+    tinysam: str | None = None,
+    local_only: bool = False,
+):
     """Build a SAM model from a local checkpoint or a Hub reference (``repo_id:path``).
 
     ``model_type="vit_t"`` is the distilled SAM (:func:`elements.partition.tinysam.load_tinysam`,
@@ -126,22 +134,40 @@ def window_reach(window: int, *, size: int = 512, tokens: int = 64) -> float:
     return size / tokens * (window / 2 - 0.5) - 1.0
 
 
-def window_need(window: int, *, beta: float, beta_c: float, distance: str, cell: tuple[float, float],
-                size: int = 512, tokens: int = 64) -> float:
+def window_need(
+    window: int,
+    *,
+    beta: float,
+    beta_c: float,
+    distance: str,
+    cell: tuple[float, float],
+    size: int = 512,
+    tokens: int = 64,
+) -> float:
     """Canvas px from a prompt within which its query can win a pixel in Eq. 1 (module docstring), for one iteration.
 
     ``cell``: the query grid's cell (width, height) in canvas px.
     """
     px = size / tokens
-    delta = beta_c * math.sqrt(2.0) * px * (window / 2 + 0.5)  # centroid shift: β_c × (plain centroid lies in the window)
+    delta = (
+        beta_c * math.sqrt(2.0) * px * (window / 2 + 0.5)
+    )  # centroid shift: β_c × (plain centroid lies in the window)
     rho = 0.5 * math.hypot(*cell)  # every pixel lies within half a cell diagonal of a query
     if distance == "squared":
         return delta + math.sqrt((rho + delta) ** 2 + size**2 / beta)
     return delta + rho + delta + size / beta
 
 
-def safe_window(*, beta: float, beta_c: float, iterations: int, distance: str, cell: tuple[float, float],
-                size: int = 512, tokens: int = 64) -> int | str:
+def safe_window(
+    *,
+    beta: float,
+    beta_c: float,
+    iterations: int,
+    distance: str,
+    cell: tuple[float, float],
+    size: int = 512,
+    tokens: int = 64,
+) -> int | str:
     """The smallest decode window (tokens per side) whose reach covers every pixel a query can win, else ``"full"``.
 
     Only for one iteration of Alg. 2 (T = 1, the paper's): with T > 1 the prompts move with the
@@ -172,16 +198,31 @@ def build_tiny_sam(*, img_size: int = 256, embed_dim: int = 32, depth: int = 1, 
     emb = img_size // patch
     sam = Sam(
         image_encoder=ImageEncoderViT(
-            img_size=img_size, patch_size=patch, in_chans=3, embed_dim=embed_dim, depth=depth, num_heads=2,
-            mlp_ratio=2.0, out_chans=out_chans, qkv_bias=True, use_rel_pos=False, window_size=0, global_attn_indexes=(),
+            img_size=img_size,
+            patch_size=patch,
+            in_chans=3,
+            embed_dim=embed_dim,
+            depth=depth,
+            num_heads=2,
+            mlp_ratio=2.0,
+            out_chans=out_chans,
+            qkv_bias=True,
+            use_rel_pos=False,
+            window_size=0,
+            global_attn_indexes=(),
         ),
         prompt_encoder=PromptEncoder(
-            embed_dim=out_chans, image_embedding_size=(emb, emb), input_image_size=(img_size, img_size), mask_in_chans=4,
+            embed_dim=out_chans,
+            image_embedding_size=(emb, emb),
+            input_image_size=(img_size, img_size),
+            mask_in_chans=4,
         ),
         mask_decoder=MaskDecoder(
             num_multimask_outputs=3,
             transformer=TwoWayTransformer(depth=1, embedding_dim=out_chans, mlp_dim=32, num_heads=2),
-            transformer_dim=out_chans, iou_head_depth=1, iou_head_hidden_dim=16,
+            transformer_dim=out_chans,
+            iou_head_depth=1,
+            iou_head_hidden_dim=16,
         ),
     )
     return sam.eval()
@@ -268,13 +309,16 @@ class SamAffinity:
     def model_file(self) -> str | None:
         return getattr(self.model, "model_file", None)
 
-    def window_for(self, *, beta: float, beta_c: float, iterations: int, distance: str,
-                   cell: tuple[float, float], size: int) -> int | str:
+    def window_for(
+        self, *, beta: float, beta_c: float, iterations: int, distance: str, cell: tuple[float, float], size: int
+    ) -> int | str:
         """The decode window Alg. 2 runs with: the instance's, with ``"auto"`` resolved by :func:`safe_window`."""
         if self.window != "auto":
             return self.window
         g = self.predictor.features.shape[-1] if self.predictor.is_image_set else 64
-        return safe_window(beta=beta, beta_c=beta_c, iterations=iterations, distance=distance, cell=cell, size=size, tokens=g)
+        return safe_window(
+            beta=beta, beta_c=beta_c, iterations=iterations, distance=distance, cell=cell, size=size, tokens=g
+        )
 
     def set_image(self, canvas: np.ndarray) -> None:
         """Compute (or reuse) the image embedding of a ``(S, S, 3) uint8`` canvas."""
@@ -364,8 +408,13 @@ class SamAffinity:
             keys = (self.predictor.features + pe.no_mask_embed.weight.reshape(1, -1, 1, 1))[0].flatten(1).T.contiguous()
             pos = pe.get_dense_pe()[0].flatten(1).T.contiguous()
             l0 = tr.layers[0]
-            self._side = (keys, pos, l0.cross_attn_token_to_image.k_proj(keys + pos),
-                          l0.cross_attn_token_to_image.v_proj(keys), l0.cross_attn_image_to_token.q_proj(keys + pos))
+            self._side = (
+                keys,
+                pos,
+                l0.cross_attn_token_to_image.k_proj(keys + pos),
+                l0.cross_attn_token_to_image.v_proj(keys),
+                l0.cross_attn_image_to_token.q_proj(keys + pos),
+            )
             self._side_key = self._image_key
         return self._side
 
@@ -426,7 +475,9 @@ class SamAffinity:
         win = low.shape[-1]
         n_up = round(win * scale)
         # sigmoid at low resolution (4× fewer values); bilinear interpolation keeps [0, 1]
-        up = F.interpolate(torch.sigmoid(low.float())[:, None], size=(n_up, n_up), mode="bilinear", align_corners=False)[:, 0]
+        up = F.interpolate(
+            torch.sigmoid(low.float())[:, None], size=(n_up, n_up), mode="bilinear", align_corners=False
+        )[:, 0]
         up = up.cpu().numpy()
         offs = np.round(origin.cpu().numpy() * scale).astype(int)  # (B, 2) canvas (x, y)
         for k in range(len(out)):
@@ -435,7 +486,9 @@ class SamAffinity:
             if x1 > x0 and y1 > y0:
                 out[k, y0:y1, x0:x1] = up[k, : y1 - y0, : x1 - x0]
 
-    def mask(self, points: np.ndarray | None = None, labels: np.ndarray | None = None, box: np.ndarray | None = None) -> np.ndarray:
+    def mask(
+        self, points: np.ndarray | None = None, labels: np.ndarray | None = None, box: np.ndarray | None = None
+    ) -> np.ndarray:
         """SAM's mask for a prompt on the current canvas: ``(S, S) bool``.
 
         ``points``: ``(K, 2)`` canvas pixels (x, y); ``labels``: ``(K,)`` 1 = positive, 0 = negative;
@@ -450,5 +503,7 @@ class SamAffinity:
         import torch
 
         with torch.inference_mode():
-            masks, scores, _ = self.predictor.predict(point_coords=points, point_labels=labels, box=box, multimask_output=multi)
+            masks, scores, _ = self.predictor.predict(
+                point_coords=points, point_labels=labels, box=box, multimask_output=multi
+            )
         return masks[int(np.argmax(scores))].astype(bool)
