@@ -156,7 +156,7 @@ def rocket(page, shots: Path | None, tag: str) -> int:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--repeats", type=int, default=10, help="gestures per figure (default 10)")
     parser.add_argument("--screenshots", type=Path, help="folder for the rocket screenshots (e.g. docs/images)")
     args = parser.parse_args(argv)

@@ -85,7 +85,9 @@ def ellipse_selection(el, fraction: float):
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
+    )
     ap.add_argument("--repeats", type=int, default=3, help="interleaved runs per case; the median is reported")
     args = ap.parse_args()
 

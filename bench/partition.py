@@ -403,7 +403,9 @@ def run_rocket(args, part_cls, load_tinysam) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
+    )
     ap.add_argument(
         "--table",
         choices=["windows", "eq1", "rocket", "ort"],

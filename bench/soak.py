@@ -241,7 +241,7 @@ def app_figures(tmp: Path, requests: int, max_seconds: float) -> None:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     p.add_argument("--requests", type=int, default=300, help="requests sent to the demo (default 300)")
     p.add_argument("--max-seconds", type=float, default=900, help="stop sending after this many seconds (default 900)")
     p.add_argument("--skip-app", action="store_true", help="only the CLI figures")

@@ -413,11 +413,12 @@ def default_loader(
             part = partitioner
             if part is None:
                 from elements.partition import Partitioner
+                from elements.partition.options import BACKENDS
 
                 info = like.meta.get("partition", {}) if like is not None else {}
                 backend = info.get("backend", "auto")
                 part = Partitioner(
-                    backend if backend in ("sam", "slic", "grid") else "auto",
+                    backend if backend in BACKENDS else "auto",
                     num_elements=int(info.get("num_elements", 256)),
                 )
             other = part(path)

@@ -38,6 +38,4 @@ def test_a_cycle_is_found_and_fails(tmp_path):
 
 def test_no_private_names_cross_modules():
     _, private = import_graph.imports(import_graph.module_files())
-    # elements/ui is being rewritten on the demo-canvas branch; this one goes when it lands.
-    known = {("elements.ui.generate", "elements.ui.handlers", "_need_image")}
-    assert set(private) <= known, sorted(set(private) - known)
+    assert not private, sorted(private)

@@ -120,7 +120,9 @@ def old_outputs(rev: str, tmp: Path) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        allow_abbrev=False, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument(
         "--before", default=None, metavar="REV", help="git revision whose edit CLI gives the crops' 'before' column"
     )

@@ -38,6 +38,7 @@ from elements.decoders.blend import ghost_band, place_seamless
 from elements.decoders.holefill import ENGINE_NAMES, check_engine, fill_holes, patchmatch_status
 from elements.decoders.pixel import FullResDecoder, grid_to_canvas, render
 from elements.errors import UserError
+from elements.pixels import to_uint8
 from elements.types import ImageElements
 
 BACKENDS = ("auto", "sd", "patchmatch", "telea", "opencv")
@@ -237,7 +238,7 @@ class InpaintDecoder(FullResDecoder):
             output_type="np",
             **diffusers_call_kwargs(seed, progress),
         ).images[0]
-        generated = np.clip(np.rint(np.asarray(result, dtype=np.float32) * 255.0), 0, 255).astype(np.uint8)
+        generated = to_uint8(np.asarray(result, dtype=np.float32))
         crop = generated[g.content_y : g.content_y + g.content_h, g.content_x : g.content_x + g.content_w]
         h, w = holes.shape
         up = (

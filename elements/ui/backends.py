@@ -23,7 +23,7 @@ import functools
 import os
 import threading
 
-from elements.errors import UserError
+from elements.errors import UserError, excerpt
 
 #: Serialises use of the shared SAM model (its predictor holds one image embedding at a time).
 MODEL_LOCK = threading.RLock()
@@ -52,8 +52,10 @@ def gpu(duration: int = 60):
 
 def partition_backend() -> str:
     name = os.environ.get("EIE_APP_PARTITION", "auto").strip() or "auto"
-    if name not in ("auto", "sam", "slic", "grid"):
-        raise UserError(f"EIE_APP_PARTITION must be auto, sam, slic or grid, not '{name}'.")
+    from elements.partition.options import BACKEND_CHOICES
+
+    if name not in BACKEND_CHOICES:
+        raise UserError(f"EIE_APP_PARTITION must be one of {', '.join(BACKEND_CHOICES)}, not {excerpt(name)}.")
     return name
 
 

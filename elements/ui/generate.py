@@ -16,7 +16,7 @@ from elements.errors import UserError
 from elements.image_io import save_png
 from elements.spec import EditSpec
 from elements.ui import backends
-from elements.ui.handlers import MAX_CANDIDATES, _need_image, status, user_errors
+from elements.ui.handlers import MAX_CANDIDATES, need_image, status, user_errors
 from elements.ui.session import AppSession
 
 MAX_SEED = 2**32 - 1  # the spec's seed range
@@ -121,7 +121,7 @@ def generate(session, decoder_name: str, prompt: str, seed, steps, guidance, n_c
     Decoders that ignore prompt, seed and the rest (:func:`elements.ui.backends.decoder_settings`)
     get one candidate whatever the hidden controls hold.
     """
-    session = _need_image(session)
+    session = need_image(session)
     uses, _ = backends.decoder_settings(decoder_name)
     if not uses:
         prompt, n_candidates = "", 1
@@ -170,7 +170,7 @@ def generate(session, decoder_name: str, prompt: str, seed, steps, guidance, n_c
 @user_errors
 def pick_candidate(session, evt: gr.SelectData):
     """A click on a candidate makes it the result shown, downloaded and taken by "use as input"."""
-    session = _need_image(session)
+    session = need_image(session)
     with session.lock:
         if not session.candidates:
             raise UserError("Press Generate first.")
@@ -189,7 +189,7 @@ def use_as_input(session):
 
     The image it replaces, with its edits, stays one Undo away (:meth:`AppSession.start`).
     """
-    session = _need_image(session)
+    session = need_image(session)
     with session.lock:
         if not session.candidates:
             raise UserError("Press Generate first, then pick the candidate to continue from.")

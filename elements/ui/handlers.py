@@ -56,7 +56,7 @@ def user_errors(fn):
     return wrapper
 
 
-def _need_image(session: AppSession | None) -> AppSession:
+def need_image(session: AppSession | None) -> AppSession:
     if session is None or not session.has_image:
         raise UserError("Upload an image or pick an example first.")
     return session
@@ -164,7 +164,7 @@ def on_gesture(session: AppSession | None, factor: float, evt: gr.EventData):
     Returns (session, canvas, status); the canvas is skipped when only the selection changed
     (the browser already shows it).
     """
-    session = _need_image(session)
+    session = need_image(session)
     g = parse_gesture(getattr(evt, "_data", None))
     with session.lock:
         stale = g["seq"] < session.seq
@@ -277,7 +277,7 @@ def _place(session: AppSession, x: float, y: float, factor: float) -> None:
 @user_errors
 def scale(session, factor: float):
     """Scale the selection about its area-weighted centre (repeated scales coalesce like moves)."""
-    session = _need_image(session)
+    session = need_image(session)
     with session.lock:
         sel = _need_selection(session)
         _apply(session, {"op": "scale", "elements": list(sel), "factor": float(factor)})
@@ -286,7 +286,7 @@ def scale(session, factor: float):
 
 @user_errors
 def delete(session):
-    session = _need_image(session)
+    session = need_image(session)
     with session.lock:
         sel = _need_selection(session)
         _apply(session, {"op": "delete", "elements": list(sel)})
@@ -296,7 +296,7 @@ def delete(session):
 
 @user_errors
 def undo(session):
-    session = _need_image(session)
+    session = need_image(session)
     with session.lock:
         _undo(session)
         return _shown(session)
@@ -304,7 +304,7 @@ def undo(session):
 
 @user_errors
 def redo(session):
-    session = _need_image(session)
+    session = need_image(session)
     with session.lock:
         _redo(session)
         return _shown(session)
@@ -312,7 +312,7 @@ def redo(session):
 
 @user_errors
 def reset(session):
-    session = _need_image(session)
+    session = need_image(session)
     with session.lock:
         session.editor.reset()
         session.selection = ()
@@ -323,7 +323,7 @@ def reset(session):
 @user_errors
 def on_other_image(session, image):
     """The second image of a composition: partition it and save it as this session's compose source."""
-    session = _need_image(session)
+    session = need_image(session)
     with session.lock:
         if image is None:
             return session, gr.skip(), gr.skip(), gr.skip()
@@ -343,7 +343,7 @@ def on_other_image(session, image):
 @user_errors
 def on_other_click(session, evt: gr.SelectData):
     """Toggle an element of the second image in the paste selection."""
-    session = _need_image(session)
+    session = need_image(session)
     with session.lock:
         other = session.other
         if other is None:
