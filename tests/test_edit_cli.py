@@ -40,8 +40,9 @@ def test_empty_edit_list_reconstructs(photos, tmp_path, capsys):
     src = np.asarray(Image.open(photos / "chelsea.png")).astype(int)
     got = np.asarray(Image.open(out)).astype(int)
     assert got.shape == src.shape
-    psnr = 10 * np.log10(255**2 / ((got - src) ** 2).mean())
-    assert psnr > 35  # only the resampling to the canvas and back separates them
+    mse = ((got - src) ** 2).mean()
+    # pixel decoders now copy the input at full resolution, so an empty edit list is exact (PSNR = inf)
+    assert mse == 0 or 10 * np.log10(255**2 / mse) > 35
 
 
 def test_edit_moves_content_and_is_reproducible(photos, tmp_path, capsys):
