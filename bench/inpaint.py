@@ -30,19 +30,6 @@ sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 HOLE_FRACTION = 0.15  # issue 13: "<= 1.5 s for a 15 % hole at 1024 px"
 SIDE = 1024
-#: The rocket in assets/rocket.jpg (640 x 427 input pixels), nose to base; its elements are those with
-#: at least half their pixels inside (as SAM's select_object with min_fraction 0.5 would pick them).
-ROCKET_POLYGON = [
-    (322, 126),
-    (314, 133),
-    (310, 145),
-    (309, 180),
-    (308, 405),
-    (336, 405),
-    (335, 180),
-    (334, 145),
-    (330, 133),
-]
 
 
 def load(name: str, long_side: int):
@@ -98,6 +85,7 @@ def main() -> None:
     from elements.decoders import get_decoder
     from elements.decoders.holefill import FULL_RES_BUDGET, PATCH_RADIUS, fill_holes
     from elements.decoders.pixel import render
+    from elements.decoders.quality import ROCKET_POLYGON
     from elements.partition import Partitioner
 
     cases = {}

@@ -30,17 +30,6 @@ EXAMPLES = {"move": "rocket", "scale": "astronaut", "delete": "coffee", "compose
 #: Full-resolution crops (x0, y0, x1, y1) for docs/images/.
 CROPS = {"move": (150, 100, 400, 427), "delete": (290, 40, 470, 350)}
 FIGURES = {"move": "rocket_move.png", "delete": "spoon_delete.png"}
-ROCKET_POLYGON = [
-    (322, 126),
-    (314, 133),
-    (310, 145),
-    (309, 180),
-    (308, 405),
-    (336, 405),
-    (335, 180),
-    (334, 145),
-    (330, 133),
-]
 BEFORE = {"backend": "telea", "hole_band": False, "blend": False}
 NOW = {"backend": "patchmatch"}
 
@@ -53,7 +42,7 @@ def rocket_figures(edited, before: np.ndarray, now: np.ndarray, dx: int, only_be
     """Ghost (pixels at the rocket's old place, above the lit pad, that are not sky-blue) and seam contrast, printed."""
     from elements.decoders import get_decoder
     from elements.decoders.pixel import render
-    from elements.decoders.quality import seam_contrast
+    from elements.decoders.quality import ROCKET_POLYGON, seam_contrast
 
     h, w = before.shape[:2]
     old = np.zeros((h, w), np.uint8)

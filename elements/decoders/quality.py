@@ -22,6 +22,20 @@ from elements.types import ImageElements
 
 OBJECT_RGB = (215, 30, 40)  # the disc's colour: far from every background colour of the scene
 
+#: The rocket in assets/rocket.jpg (640 x 427 input pixels), nose to base; its elements are those with
+#: at least half their pixels inside (as SAM's select_object with min_fraction 0.5 would pick them).
+ROCKET_POLYGON = [
+    (322, 126),
+    (314, 133),
+    (310, 145),
+    (309, 180),
+    (308, 405),
+    (336, 405),
+    (335, 180),
+    (334, 145),
+    (330, 133),
+]
+
 
 @dataclass(frozen=True)
 class Scene:
