@@ -9,6 +9,8 @@ from elements.partition import Partitioner, random_partition
 from elements.partition.algorithm import (
     adjust_centroids,
     assign_with_distance,
+    candidate_boxes,
+    candidate_mask,
     cleanup,
     grid_shape,
     keep_largest_components,
@@ -196,6 +198,50 @@ def test_algorithm2_matches_brute_force(rng, iterations, distance):
             c = c.astype(np.float32)
     assert len(calls) == iterations
     np.testing.assert_array_equal(fast, cleanup(lab))
+
+
+def _zero_outside(s, boxes):
+    out = np.zeros(s.shape, dtype=np.float32)
+    for k, (x0, y0, x1, y1) in enumerate(boxes):
+        out[k, y0:y1, x0:x1] = s[k, y0:y1, x0:x1]
+    return out
+
+
+@pytest.mark.parametrize("distance", ["squared", "euclidean"])
+@pytest.mark.parametrize("beta", [8.0, 64.0])
+@pytest.mark.parametrize("kind", ["random", "adversarial"])
+def test_candidate_boxes_hold_everything_eq1_reads(rng, distance, beta, kind):
+    # Eq. 1 with the affinity zeroed outside each query's box gives the full affinity's labels, even when every
+    # query wants its far pixels most; one block less on each side does change them then (the test has teeth)
+    size = 256
+    q = query_grid((0.0, 0.0, 1.0, 1.0), 64)  # 8 x 8 queries, 32-px cells
+    c = adjust_centroids(q + rng.uniform(-0.05, 0.05, q.shape).astype(np.float32), q)
+    valid = np.ones((size, size), dtype=bool)
+    if kind == "random":
+        s = rng.uniform(0, 1, (len(q), size, size)).astype(np.float32)
+    else:
+        yy, xx = (np.mgrid[0:size, 0:size] + 0.5) / size
+        far = np.sqrt((xx[None] - c[:, 0, None, None]) ** 2 + (yy[None] - c[:, 1, None, None]) ** 2)
+        s = np.clip(far * 4 + rng.uniform(0, 0.3, far.shape), 0, 1).astype(np.float32)  # grows with distance
+    boxes = candidate_boxes(c, size, beta, distance)
+    assert boxes.dtype == np.int64 and boxes.shape == (len(q), 4)
+    assert (boxes % 16 == 0).all() and (boxes[:, :2] < boxes[:, 2:]).all() and (boxes <= size).all()
+    full = assign_with_distance(s, c, valid, beta, distance)
+    np.testing.assert_array_equal(assign_with_distance(_zero_outside(s, boxes), c, valid, beta, distance), full)
+    if kind == "adversarial":
+        shrunk = boxes + np.array([16, 16, -16, -16])
+        assert (assign_with_distance(_zero_outside(s, shrunk), c, valid, beta, distance) != full).mean() > 0.001
+
+
+def test_candidate_boxes_bound_the_candidate_blocks():
+    c = np.array([[0.3, 0.3], [0.7, 0.6], [0.31, 0.3], [5.0, 5.0]], dtype=np.float32)  # the last is never a candidate
+    cand = candidate_mask(c, 512, 64.0, "squared")
+    assert cand.shape == (32, 32, 4) and cand.any(-1).all()  # every block has a candidate
+    boxes = candidate_boxes(c, 512, 64.0, "squared")
+    for n in range(3):
+        by, bx = np.nonzero(cand[..., n])
+        np.testing.assert_array_equal(boxes[n], [16 * bx.min(), 16 * by.min(), 16 * bx.max() + 16, 16 * by.max() + 16])
+    np.testing.assert_array_equal(boxes[3], [0, 0, 0, 0])
 
 
 def test_cleanup_keeps_largest_piece_and_removes_spurs():

@@ -37,7 +37,7 @@ NUM_ELEMENTS = 256  # 16 × 16 query grid, Sec. 3.1
 ITERATIONS = 1  # T, App. C.3
 DISTANCES = ("squared", "euclidean")
 DISTANCE = "squared"  # form of d in Eq. 1 ("one iteration of SLIC", App. C.3); evidence in docs/sam.md
-_BLOCK = 16  # pixel block used to prune candidate queries in Eq. 1 (exact, see assign_with_distance)
+BLOCK = 16  # canvas px per side of the blocks of Eq. 1's candidate pruning, and the unit of candidate_boxes
 _CENTROID_STRIDE = 4  # stride of the coarse grid on which the plain SAM assignment is evaluated
 
 
@@ -118,24 +118,23 @@ def adjust_centroids(centroids: np.ndarray, queries: np.ndarray, beta_c: float =
     return (beta_c * centroids + (1.0 - beta_c) * queries).astype(np.float32)
 
 
-def assign_with_distance(
-    s: np.ndarray, centroids: np.ndarray, valid: np.ndarray, beta: float = BETA, distance: str = DISTANCE
-) -> np.ndarray:
-    """Eq. 1: g(m) = argmax_n [s(m, n) − β·f(d(m, n))], for every canvas pixel.
+def _block(size: int) -> int:
+    return BLOCK if size % BLOCK == 0 else 1
 
-    ``f`` is the square (``distance="squared"``, default) or the identity (``"euclidean"``);
-    see the module docstring. Exact, but only candidates that can win are evaluated: with s in
-    [0, 1], query n can win at pixel m only if f(d(m, n)) <= min_k f(d(m, k)) + 1/β. Per 16 × 16
-    pixel block we keep the queries whose f(distance to the block) is within (the smallest
-    f(farthest-corner distance) of any query) + 1/β, which is a superset of those winners (f is
-    increasing). Cost ~ S² · K, K ≈ 10-30, instead of S² · N. Returns ``(S, S) int32``; -1 where
-    ``valid`` is False.
+
+def candidate_mask(centroids: np.ndarray, size: int, beta: float = BETA, distance: str = DISTANCE) -> np.ndarray:
+    """The queries that can win a pixel of each block in Eq. 1: ``(B, B, N) bool``, [block row, block col, n].
+
+    Blocks are :data:`BLOCK` × :data:`BLOCK` canvas px (1 px when ``size`` is not a multiple of
+    it), so B = size / 16. ``centroids``: ``(N, 2) float32`` (x, y) normalised (the adjusted
+    centroids of line 6). With s in [0, 1], query n can win pixel m only if
+    f(d(m, n)) <= min_k f(d(m, k)) + 1/β. Per block we keep the queries whose f(distance to the
+    block) is within (the smallest f(farthest-corner distance) of any query) + 1/β, which is a
+    superset of those winners (f is increasing); every block keeps at least one query.
     """
     if distance not in DISTANCES:
         raise ValueError(f"distance must be one of {DISTANCES}, got {distance!r}")
-    squared = distance == "squared"
-    size = s.shape[-1]
-    b = _BLOCK if size % _BLOCK == 0 else 1
+    b = _block(size)
     nb = size // b
     lo = (np.arange(nb) * b + 0.5) / size  # first pixel centre of each block row/col
     hi = lo + (b - 1) / size
@@ -146,26 +145,63 @@ def assign_with_distance(
     dy_max = np.maximum(np.abs(cy[None] - lo[:, None]), np.abs(cy[None] - hi[:, None]))
     fmin = dy_min[:, None, :] ** 2 + dx_min[None, :, :] ** 2  # (nb_y, nb_x, N), squared distances
     fmax = dy_max[:, None, :] ** 2 + dx_max[None, :, :] ** 2
-    if not squared:
+    if distance == "euclidean":
         fmin, fmax = np.sqrt(fmin), np.sqrt(fmax)
-    cand = fmin <= fmax.min(axis=-1, keepdims=True) + 1.0 / beta + 1e-9
+    return fmin <= fmax.min(axis=-1, keepdims=True) + 1.0 / beta + 1e-9
+
+
+def candidate_boxes(centroids: np.ndarray, size: int, beta: float = BETA, distance: str = DISTANCE) -> np.ndarray:
+    """Per query, the canvas box holding every pixel where it is a candidate of Eq. 1 (:func:`candidate_mask`).
+
+    Returns ``(N, 4) int64`` (x0, y0, x1, y1) in canvas px, ends exclusive: the bounding box of
+    the query's candidate blocks, so every coordinate is a multiple of :data:`BLOCK` (of 1 when
+    ``size`` is not a multiple of it). A query that is nowhere a candidate gets (0, 0, 0, 0).
+    :func:`assign_with_distance` reads query n's affinity only inside box n.
+    """
+    cand = candidate_mask(centroids, size, beta, distance)
+    nb, b = cand.shape[0], size // cand.shape[0]
+    rows, cols = cand.any(axis=1), cand.any(axis=0)  # (nb, N) each
+    boxes = np.stack(
+        [cols.argmax(0), rows.argmax(0), nb - cols[::-1].argmax(0), nb - rows[::-1].argmax(0)], axis=1
+    ).astype(np.int64)
+    boxes *= b
+    boxes[~rows.any(axis=0)] = 0
+    return boxes
+
+
+def assign_with_distance(
+    s: np.ndarray, centroids: np.ndarray, valid: np.ndarray, beta: float = BETA, distance: str = DISTANCE
+) -> np.ndarray:
+    """Eq. 1: g(m) = argmax_n [s(m, n) − β·f(d(m, n))], for every canvas pixel.
+
+    ``f`` is the square (``distance="squared"``, default) or the identity (``"euclidean"``);
+    see the module docstring. Exact, but only the candidates of each 16 × 16-px block
+    (:func:`candidate_mask`) are evaluated, and ``s[n]`` is read only in query n's candidate
+    blocks (inside :func:`candidate_boxes`), so it may hold anything elsewhere. Cost ~ S² · K,
+    K ≈ 10-30, instead of S² · N. Ties go to the lowest query index. Returns ``(S, S) int32``;
+    -1 where ``valid`` is False.
+    """
+    size = s.shape[-1]
+    cand = candidate_mask(centroids, size, beta, distance)
+    nb = cand.shape[0]
+    b = size // nb
     k = int(cand.sum(-1).max())
-    order = np.argsort(~cand, axis=-1, kind="stable")[..., :k]  # (nb, nb, K) candidates first
-    ok = np.take_along_axis(cand, order, axis=-1)
+    order = np.argsort(~cand, axis=-1, kind="stable")[..., :k]  # (nb, nb, K) candidates first, by index
+    # a block with fewer than K candidates repeats its first one: no read outside the candidates, same argmax
+    order = np.where(np.take_along_axis(cand, order, axis=-1), order, order[..., :1])
 
     pix = ((np.arange(size) + 0.5) / size).astype(np.float32)
     yi = np.arange(size).reshape(nb, b, 1, 1, 1)
     xi = np.arange(size).reshape(1, 1, nb, b, 1)
     cand_e = order[:, None, :, None, :]  # (nb, 1, nb, 1, K)
     score = np.asarray(s[cand_e, yi, xi], dtype=np.float32)  # (nb, b, nb, b, K) affinities of the candidates
-    cx32, cy32 = cx.astype(np.float32), cy.astype(np.float32)
+    cx32, cy32 = centroids[:, 0].astype(np.float32), centroids[:, 1].astype(np.float32)
     dx = pix.reshape(1, 1, nb, b, 1) - cx32[cand_e]
     dy = pix.reshape(nb, b, 1, 1, 1) - cy32[cand_e]
     dist = dx * dx + dy * dy
-    if not squared:
+    if distance == "euclidean":
         dist = np.sqrt(dist)
     score -= np.float32(beta) * dist
-    score[np.broadcast_to(~ok[:, None, :, None, :], score.shape)] = -np.inf
     best = np.take_along_axis(cand_e, score.argmax(-1)[..., None], axis=-1)[..., 0]  # (nb, b, nb, b)
     labels = best.reshape(size, size).astype(np.int32)
     labels[~valid] = -1
