@@ -7,6 +7,7 @@ from skimage.measure import label as cc_label
 from elements.geometry import Geometry
 from elements.partition import Partitioner, random_partition
 from elements.partition.algorithm import (
+    DenseAffinity,
     adjust_centroids,
     assign_with_distance,
     candidate_boxes,
@@ -15,7 +16,7 @@ from elements.partition.algorithm import (
     grid_shape,
     keep_largest_components,
     mode_filter,
-    plain_assignment_centroids,
+    plain_assignment_from_samples,
     query_grid,
     run_algorithm2,
 )
@@ -73,14 +74,40 @@ def test_sam_embedding_computed_once(tiny_sam, astronaut, monkeypatch):
     np.testing.assert_array_equal(a.labels, b.labels)
 
 
-def test_uniform_affinity_reduces_to_regular_grid():
-    # Eq. 1 with s constant: argmax of -beta*d is the nearest query, i.e. the 16x16 grid of 32-px cells.
+class _BoxOnly:
+    """A provider whose dense affinity is ``fn``'s inside each query's box and 0 outside; it records its calls."""
+
+    def __init__(self, fn):
+        self.inner = DenseAffinity(fn)
+        self.calls = []
+
+    def samples(self, points):
+        self.calls.append(("samples", points.copy()))
+        return self.inner.samples(points)
+
+    def dense(self, points, boxes):
+        self.calls.append(("dense", points.copy()))
+        return _zero_outside(self.inner.dense(points, boxes), boxes)
+
+
+def _zero_outside(s, boxes):
+    out = np.zeros(s.shape, dtype=np.float32)
+    for k, (x0, y0, x1, y1) in enumerate(boxes):
+        out[k, y0:y1, x0:x1] = s[k, y0:y1, x0:x1]
+    return out
+
+
+@pytest.mark.parametrize("boxes_only", [False, True])
+def test_uniform_affinity_reduces_to_regular_grid(boxes_only):
+    # Eq. 1 with s constant: argmax of -beta*d is the nearest query, i.e. the 16x16 grid of 32-px cells
+    # (the plain assignment's ties go to the nearest query: its centroids sit 0.5 px off the queries, the same for all)
     g = Geometry.fit(512, 512)
     q = query_grid(g.content_box_norm(), 256)
+    yy, xx = np.mgrid[0:512, 0:512]
     for value in (0.0, 0.5, 1.0):
         s = np.broadcast_to(np.full((1, 1, 1), value, dtype=np.float32), (256, 512, 512))
-        labels = run_algorithm2(lambda pts, s=s: s, q, g.content_mask())
-        yy, xx = np.mgrid[0:512, 0:512]
+        fn = lambda pts, s=s: s
+        labels = run_algorithm2(_BoxOnly(fn) if boxes_only else fn, q, g.content_mask())
         np.testing.assert_array_equal(labels, (yy // 32) * 16 + xx // 32)
 
 
@@ -136,28 +163,70 @@ def _smooth_affinity(rng, n, size):
     return fn
 
 
-def _brute_centroids(s, queries, valid, stride=4):
-    # Alg. 2 lines 3-5 on the documented stride-4 sample grid: argmax_n s(m, n), then each element's mean position
-    size = s.shape[-1]
-    pos = (np.arange(0, size, stride) + stride / 2) / size
-    out = queries.astype(np.float64).copy()
+def _brute_plain(logits, xy, queries, valid):
+    # Alg. 2 lines 3-5, one sample at a time: the largest logit wins, ties go to the nearest query, then the lowest index
+    size = valid.shape[0]
     members = {}
-    for i, y in enumerate(range(stride // 2, size, stride)):
-        for j, x in enumerate(range(stride // 2, size, stride)):
-            if valid[y, x]:
-                members.setdefault(int(np.argmax(s[:, y, x])), []).append((pos[j], pos[i]))
+    for p, (x, y) in enumerate(xy.astype(np.float64)):
+        if not valid[min(int(np.floor(y * size)), size - 1), min(int(np.floor(x * size)), size - 1)]:
+            continue
+        best = logits[:, p].max()
+        tied = [n for n in range(len(queries)) if logits[n, p] == best]
+        d2 = [(x - float(queries[n, 0])) ** 2 + (y - float(queries[n, 1])) ** 2 for n in tied]
+        members.setdefault(tied[int(np.argmin(d2))], []).append((x, y))
+    out = queries.astype(np.float64).copy()
     for n, pts in members.items():
         out[n] = np.mean(pts, axis=0)
     return out.astype(np.float32)
 
 
-def test_plain_assignment_centroids_match_brute_force(rng):
-    n, size = 16, 64
-    q = query_grid((0.0, 0.0, 1.0, 1.0), n)
-    s = _smooth_affinity(rng, n, size)(q)
+def _brute_centroids(s, queries, valid):
+    # the plain assignment on the documented samples of a dense affinity: pixel (8i + 4, 8j + 4), at its centre
+    size = s.shape[-1]
+    logits, xy = [], []
+    for y in range(4, size, 8):
+        for x in range(4, size, 8):
+            logits.append(s[:, y, x])
+            xy.append(((x + 0.5) / size, (y + 0.5) / size))
+    return _brute_plain(np.stack(logits, axis=1), np.array(xy, dtype=np.float32), queries, valid)
+
+
+def test_plain_assignment_from_samples_matches_brute_force(rng):
+    n, p, size = 9, 400, 64
+    q = rng.uniform(0, 1, (n, 2)).astype(np.float32)
+    xy = rng.uniform(0, 1, (p, 2)).astype(np.float32)
+    xy[:20] = q[rng.integers(0, n, 20)] + np.float32(0.01)  # some samples near their queries
+    logits = rng.integers(0, 3, (n, p)).astype(np.float32)  # many exact ties
+    logits[n - 1] = -5.0  # never wins: keeps its query as centroid
     valid = np.ones((size, size), dtype=bool)
-    valid[40:] = False
-    np.testing.assert_allclose(plain_assignment_centroids(s, q, valid), _brute_centroids(s, q, valid), atol=1e-6)
+    valid[40:] = False  # samples with floor(y * 64) >= 40 do not count
+    out = plain_assignment_from_samples(logits, xy, q, valid)
+    assert out.dtype == np.float32 and out.shape == (n, 2)
+    np.testing.assert_allclose(out, _brute_plain(logits, xy, q, valid), atol=1e-6)
+    np.testing.assert_array_equal(out[n - 1], q[n - 1])
+    # the invalid samples are ignored, and with none valid every centroid is its query
+    keep = np.floor(xy[:, 1] * size) < 40
+    np.testing.assert_array_equal(out, plain_assignment_from_samples(logits[:, keep], xy[keep], q, valid))
+    np.testing.assert_array_equal(plain_assignment_from_samples(logits, xy, q, np.zeros_like(valid)), q)
+    # a tie goes to the nearer query: two samples, both logits equal
+    two = np.array([[0.2, 0.5], [0.8, 0.5]], dtype=np.float32)
+    pts = np.array([[0.3, 0.5], [0.7, 0.5]], dtype=np.float32)
+    np.testing.assert_allclose(plain_assignment_from_samples(np.zeros((2, 2), np.float32), pts, two, valid), pts)
+
+
+def test_dense_affinity_samples_the_documented_pixels(rng):
+    size = 64
+    s = rng.uniform(0, 1, (3, size, size)).astype(np.float32)
+    calls = []
+    provider = DenseAffinity(lambda pts: (calls.append(1), s)[1])
+    pts = np.zeros((3, 2), np.float32)
+    logits, xy = provider.samples(pts)
+    assert logits.shape == (3, 64) and xy.shape == (64, 2) and xy.dtype == np.float32
+    ix, iy = np.floor(xy[:, 0] * size).astype(int), np.floor(xy[:, 1] * size).astype(int)
+    np.testing.assert_array_equal((ix % 8, iy % 8), (np.full(64, 4), np.full(64, 4)))
+    np.testing.assert_array_equal(xy, np.stack([(ix + 0.5) / size, (iy + 0.5) / size], 1))  # the pixel's centre
+    np.testing.assert_array_equal(logits, s[:, iy, ix])
+    assert provider.dense(pts, np.zeros((3, 4), np.int64)) is s and len(calls) == 1  # once per points
 
 
 def test_centroid_adjustment_is_beta_c_mix():
@@ -171,21 +240,20 @@ def test_centroid_adjustment_is_beta_c_mix():
 @pytest.mark.parametrize("iterations", [1, 3])
 @pytest.mark.parametrize("distance", ["squared", "euclidean"])
 def test_algorithm2_matches_brute_force(rng, iterations, distance):
-    # Alg. 2 end to end against a loop that follows its lines literally (no pruning, no vectorised centroids)
+    # Alg. 2 end to end against a loop that follows its lines literally (full affinity, no pruning, no vectorised
+    # centroids); the provider's dense affinity is 0 outside the candidate boxes, so the boxes are enough
     n, size, beta, beta_c = 16, 64, 16.0, 0.2
     q = query_grid((0.0, 0.0, 1.0, 1.0), n)
     fn = _smooth_affinity(rng, n, size)
     valid = np.ones((size, size), dtype=bool)
-    calls = []
-
-    def affinity(pts):
-        calls.append(pts.copy())
-        return fn(pts)
-
-    fast = run_algorithm2(affinity, q, valid, beta=beta, beta_c=beta_c, iterations=iterations, distance=distance)
+    valid[:, 60:] = False
+    provider = _BoxOnly(fn)
+    fast = run_algorithm2(provider, q, valid, beta=beta, beta_c=beta_c, iterations=iterations, distance=distance)
+    assert [kind for kind, _ in provider.calls] == ["samples", "dense"] * iterations
     c, pix = q, (np.arange(size) + 0.5) / size
     for it in range(iterations):
-        np.testing.assert_allclose(calls[it], c, atol=1e-6)  # line 3: SAM is prompted at the current centroids
+        for _, pts in provider.calls[2 * it : 2 * it + 2]:  # line 3: SAM is prompted at the current centroids
+            np.testing.assert_allclose(pts, c, atol=1e-6)
         s = fn(c)
         c_adj = beta_c * _brute_centroids(s, q, valid) + (1 - beta_c) * q  # lines 4-6
         lab = _brute_eq1(s, c_adj.astype(np.float32), valid, beta, distance)  # line 7
@@ -196,15 +264,7 @@ def test_algorithm2_matches_brute_force(rng, iterations, distance):
                 if len(xs):
                     c[k] = (pix[xs].mean(), pix[ys].mean())
             c = c.astype(np.float32)
-    assert len(calls) == iterations
     np.testing.assert_array_equal(fast, cleanup(lab))
-
-
-def _zero_outside(s, boxes):
-    out = np.zeros(s.shape, dtype=np.float32)
-    for k, (x0, y0, x1, y1) in enumerate(boxes):
-        out[k, y0:y1, x0:x1] = s[k, y0:y1, x0:x1]
-    return out
 
 
 @pytest.mark.parametrize("distance", ["squared", "euclidean"])
@@ -381,51 +441,3 @@ def test_decode_is_sams_own_and_window_logits_are_exact():
             assert ((tok - lo >= w / 2 - 0.5 - 1e-6) | (lo == 0)).all() and (
                 (hi - tok >= w / 2 - 0.5 - 1e-6) | (hi == 16)
             ).all()
-
-
-def test_safe_window_follows_the_eq1_bound():
-    from elements.partition.sam import safe_window, window_need, window_reach
-
-    kw = {"beta": 64.0, "beta_c": 0.2, "distance": "squared", "cell": (32.0, 32.0)}
-    w = safe_window(iterations=1, **kw)
-    assert (
-        w == 34 and window_need(w, **kw) + 2 <= window_reach(w) and window_need(w - 1, **kw) + 2 > window_reach(w - 1)
-    )
-    assert safe_window(iterations=2, **kw) == "full"  # prompts move with the labels: no bound
-    assert safe_window(iterations=1, **{**kw, "beta": 4.0}) == "full"  # reach of a weak β exceeds any window
-    assert safe_window(iterations=1, **{**kw, "distance": "euclidean"}) < w  # β·d moves boundaries less
-
-
-@pytest.mark.parametrize("distance", ["squared", "euclidean"])
-def test_zero_affinity_outside_the_safe_window_keeps_eq1_exact(rng, distance):
-    # Eq. 1 with the affinity zeroed outside each query's window (and the centroids of the windowed plain
-    # assignment) gives the same labels as the full affinity: even for an adversarial affinity whose
-    # queries want the far pixels most. A window below the bound does change them (the test has teeth).
-    from elements.partition.sam import safe_window
-
-    size, tokens, beta = 256, 32, 64.0
-    px = size // tokens
-    q = query_grid((0.0, 0.0, 1.0, 1.0), 64)  # 8 x 8 queries, 32-px cells
-    valid = np.ones((size, size), bool)
-    yy, xx = (np.mgrid[0:size, 0:size] + 0.5) / size
-    far = np.sqrt((xx[None] - q[:, 0, None, None]) ** 2 + (yy[None] - q[:, 1, None, None]) ** 2)
-    s = np.clip(far * 4 + rng.uniform(0, 0.3, far.shape), 0, 1).astype(np.float32)  # grows with distance
-
-    def windowed(w):
-        out = np.zeros_like(s)
-        tok = q * tokens
-        org = np.clip(np.round(tok - w / 2), 0, tokens - w).astype(int) * px
-        for k, (x0, y0) in enumerate(org):
-            out[k, y0 : y0 + w * px, x0 : x0 + w * px] = s[k, y0 : y0 + w * px, x0 : x0 + w * px]
-        return out
-
-    w = safe_window(beta=beta, beta_c=0.2, iterations=1, distance=distance, cell=(32.0, 32.0), size=size, tokens=tokens)
-    assert isinstance(w, int) and w < tokens
-    diffs = {}
-    for win in (w, 4):
-        sw = windowed(win)
-        c = adjust_centroids(plain_assignment_centroids(sw, q, valid), q)
-        diffs[win] = (
-            assign_with_distance(sw, c, valid, beta, distance) != assign_with_distance(s, c, valid, beta, distance)
-        ).mean()
-    assert diffs[w] == 0.0 and diffs[4] > 0.001

@@ -1,12 +1,35 @@
 """Algorithm 2 (App. C.3): SLIC-style assignment in an affinity space, vectorised.
 
-All functions work on the S × S working canvas (S = 512) and take an *affinity*
+All functions work on the S × S working canvas (S = 512). Eq. 1 takes an *affinity*
 ``s: (N, S, S) float32`` in [0, 1] — s[n, y, x] is how strongly pixel (x, y) belongs to the
 element seeded at query n (Sec. 3.1) — which may be a zero-stride broadcast view.
 
 Coordinates: queries and centroids are ``(N, 2) float32`` (x, y) in normalised canvas
 coordinates [0, 1] (pixel centre (i + 0.5) / S). Label maps are ``(S, S) int32`` with -1 for
 dropped pixels and padding.
+
+Two phases per iteration
+------------------------
+SAM is asked twice per iteration, through an :class:`AffinityProvider`, and only where it matters:
+
+1. **Plain assignment (lines 3-5) on logit samples.** ``provider.samples(points)`` returns SAM's
+   *logits* ``(N, P)`` at P sample points, one per 8 × 8-px canvas cell, each an exact low-res
+   logit position (never interpolated), with the points' positions ``(P, 2)``. Each valid sample
+   goes to the query with the largest logit (ties: the nearest query), and each query's centroid
+   is the mean of its samples (:func:`plain_assignment_from_samples`). Not the sigmoid: in float32
+   it saturates to exactly 1.0 for logits above ~17, so on sigmoid affinities ~44 % of the
+   samples had a top-2 gap below 1e-4, i.e. massive exact ties; and not bilinearly interpolated
+   values: on them the assignment was chaotic (moving the sample offset by 2 px changed 12-18 %
+   of the final label map's pixels on real photos).
+2. **Eq. 1 (line 7) only where a query can win.** From the adjusted centroids (line 6),
+   :func:`candidate_boxes` gives each query the canvas box that holds every 16 × 16-px block in
+   which it is a candidate of Eq. 1's exact pruning (:func:`candidate_mask`, shared with
+   :func:`assign_with_distance`). ``provider.dense(points, boxes)`` need only be right inside each
+   query's box; :func:`assign_with_distance` reads nothing else, so its labels equal those from
+   the full affinity.
+
+:class:`DenseAffinity` turns a plain ``fn(points) -> (N, S, S)`` (tests, the grid baseline) into
+a provider; :func:`run_algorithm2` accepts either.
 
 Distance in Eq. 1
 -----------------
@@ -27,6 +50,8 @@ does not spell the distance out, so its form is a parameter, ``distance``:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 from skimage.measure import label as connected_label
@@ -38,7 +63,7 @@ ITERATIONS = 1  # T, App. C.3
 DISTANCES = ("squared", "euclidean")
 DISTANCE = "squared"  # form of d in Eq. 1 ("one iteration of SLIC", App. C.3); evidence in docs/sam.md
 BLOCK = 16  # canvas px per side of the blocks of Eq. 1's candidate pruning, and the unit of candidate_boxes
-_CENTROID_STRIDE = 4  # stride of the coarse grid on which the plain SAM assignment is evaluated
+SAMPLE_STRIDE = 8  # canvas px between plain-assignment samples: one per 8 × 8-px cell, i.e. one SAM token
 
 
 def grid_shape(num: int, aspect: float) -> tuple[int, int]:
@@ -65,31 +90,37 @@ def query_grid(content_box: tuple[float, float, float, float], num: int) -> np.n
     return np.stack([gx.ravel(), gy.ravel()], axis=1).astype(np.float32)
 
 
-def plain_assignment_centroids(s: np.ndarray, queries: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """Alg. 2 lines 3-5: argmax_n s(m, n) ("SAM assignment"), then each element's centroid.
+def plain_assignment_from_samples(
+    logits: np.ndarray, xy: np.ndarray, queries: np.ndarray, valid: np.ndarray
+) -> np.ndarray:
+    """Alg. 2 lines 3-5: argmax_n of SAM's logits ("SAM assignment") at each sample, then each element's centroid.
 
-    Evaluated on a stride-4 grid of block centres (the centroid only feeds the β_c-weighted
-    adjustment, so 1/16 of the pixels is plenty, and the cost drops 16×). Ties are broken by
-    proximity to the query, so a uniform affinity yields the Voronoi grid. An element with no
-    pixels keeps its query as centroid. Returns ``(N, 2) float32``.
+    ``logits``: ``(N, P) float32``, any real values, query n's logit at sample p.
+    ``xy``: ``(P, 2) float32``, the samples' positions (x, y) in normalised canvas coordinates.
+    ``queries``: ``(N, 2) float32``. ``valid``: ``(S, S) bool``; sample p counts only if
+    ``valid[floor(y·S), floor(x·S)]``. Ties are broken by proximity to the query (the lowest
+    index among equally near ones), so a uniform affinity yields the Voronoi grid. Returns the
+    mean position of each query's samples, ``(N, 2) float32``; a query with no sample keeps its
+    query point.
     """
-    n_q, size = s.shape[0], s.shape[-1]
-    st = _CENTROID_STRIDE
-    off = st // 2
-    sub = np.asarray(s[:, off::st, off::st], dtype=np.float32).reshape(n_q, -1)  # (N, P); basic slicing, one copy
-    keep = valid[off::st, off::st].ravel()
+    size_y, size_x = valid.shape
+    logits = np.asarray(logits, dtype=np.float32)
+    pos = np.asarray(xy, dtype=np.float32).astype(np.float64)
+    ix = np.clip(np.floor(pos[:, 0] * size_x).astype(np.int64), 0, size_x - 1)
+    iy = np.clip(np.floor(pos[:, 1] * size_y).astype(np.int64), 0, size_y - 1)
+    keep = valid[iy, ix]
     if not keep.all():
-        sub = sub[:, keep]
-    centres = (np.arange(0, size, st) + st / 2.0) / size  # block centres, so a grid cell's mean is exact
-    gx, gy = np.meshgrid(centres, centres)
-    px, py = gx.ravel()[keep], gy.ravel()[keep]
-    q = sub.argmax(axis=0)
-    best = sub[q, np.arange(sub.shape[1])]
-    tie = (sub == best[None]).sum(axis=0) > 1
-    if tie.any():  # rare for real affinities; everywhere for a uniform one
+        logits, pos = logits[:, keep], pos[keep]
+    if logits.size == 0:
+        return queries.astype(np.float32)
+    px, py = pos[:, 0], pos[:, 1]
+    q = logits.argmax(axis=0)
+    best = logits[q, np.arange(logits.shape[1])]
+    tie = (logits == best[None]).sum(axis=0) > 1
+    if tie.any():  # rare for SAM's logits; everywhere for a uniform affinity
         t = np.flatnonzero(tie)
         d2 = (px[t][None] - queries[:, :1]) ** 2 + (py[t][None] - queries[:, 1:]) ** 2
-        q[t] = np.where(sub[:, t] == best[t][None], d2, np.inf).argmin(axis=0)
+        q[t] = np.where(logits[:, t] == best[t][None], d2, np.inf).argmin(axis=0)
     return _centroids(q, px, py, queries)
 
 
@@ -269,8 +300,60 @@ def cleanup(labels: np.ndarray, *, smooth: bool = True) -> np.ndarray:
     return relabel_contiguous(keep_largest_components(labels))
 
 
+@runtime_checkable
+class AffinityProvider(Protocol):
+    """Where Alg. 2's affinity comes from, in its two phases (module docstring).
+
+    Within one iteration :func:`run_algorithm2` passes the same ``points`` (the current
+    centroids, ``(N, 2) float32`` (x, y) normalised) to :meth:`samples` and then to
+    :meth:`dense`, so a provider may keep per-prompt state between the two calls.
+    """
+
+    def samples(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(logits (N, P) float32, xy (P, 2) float32)``: scores at P sample points, argmax over n is what counts."""
+        ...
+
+    def dense(self, points: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        """``(N, S, S) float32`` in [0, 1], correct inside ``boxes[n]`` ((N, 4) int64 px, ends exclusive), any value outside."""
+        ...
+
+
+class DenseAffinity:
+    """:class:`AffinityProvider` over a plain ``fn(points (N, 2)) -> (N, S, S) float32`` affinity in [0, 1].
+
+    For tests, the grid baseline and any affinity that is dense anyway. :meth:`samples` reads the
+    affinity itself (no logits) at pixel (8i + 4, 8j + 4) of every 8 × 8-px cell, i.e. at
+    ``xy = ((8j + 4.5) / S, (8i + 4.5) / S)``, that pixel's centre (j the column, raster order).
+    :meth:`dense` returns the whole affinity. ``fn`` runs once per distinct ``points``; only the
+    latest result is kept.
+    """
+
+    def __init__(self, fn: Callable[[np.ndarray], np.ndarray]) -> None:
+        self.fn = fn
+        self._points: np.ndarray | None = None
+        self._s: np.ndarray | None = None
+
+    def _affinity(self, points: np.ndarray) -> np.ndarray:
+        if self._s is None or not np.array_equal(self._points, points):
+            self._s = None  # free the previous affinity first
+            self._s = self.fn(points)
+            self._points = np.array(points, copy=True)
+        return self._s
+
+    def samples(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        s = self._affinity(points)
+        size, off = s.shape[-1], SAMPLE_STRIDE // 2
+        values = np.asarray(s[:, off::SAMPLE_STRIDE, off::SAMPLE_STRIDE], dtype=np.float32).reshape(len(s), -1)
+        centres = (np.arange(off, size, SAMPLE_STRIDE) + 0.5) / size
+        gx, gy = np.meshgrid(centres, centres)
+        return values, np.stack([gx.ravel(), gy.ravel()], axis=1).astype(np.float32)
+
+    def dense(self, points: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        return self._affinity(points)
+
+
 def run_algorithm2(
-    affinity_fn,
+    affinity: AffinityProvider | Callable[[np.ndarray], np.ndarray],
     queries: np.ndarray,
     valid: np.ndarray,
     *,
@@ -279,19 +362,30 @@ def run_algorithm2(
     iterations: int = ITERATIONS,
     distance: str = DISTANCE,
 ) -> np.ndarray:
-    """Algorithm 2 end to end. ``affinity_fn(points (N, 2)) -> (N, S, S)`` is called once per iteration.
+    """Algorithm 2 end to end, on the S × S canvas of ``valid`` (``(S, S) bool``, the content pixels).
 
-    Returns the cleaned, contiguous label map ``(S, S) int32`` (-1 = dropped/padding).
+    ``affinity``: an :class:`AffinityProvider`, or a plain ``fn(points (N, 2)) -> (N, S, S)``
+    (wrapped in :class:`DenseAffinity`). Each iteration asks it once for samples and once for
+    the dense affinity in the candidate boxes, both at the current centroids. ``queries``:
+    ``(N, 2) float32`` (x, y) normalised. Returns the cleaned, contiguous label map
+    ``(S, S) int32`` (-1 = dropped/padding).
     """
     if iterations < 1:
         raise ValueError("iterations must be >= 1")
+    if distance not in DISTANCES:
+        raise ValueError(f"distance must be one of {DISTANCES}, got {distance!r}")
+    provider = affinity if isinstance(affinity, AffinityProvider) else DenseAffinity(affinity)
+    size = valid.shape[0]
     centroids = queries
     labels = None
     for i in range(iterations):
-        s = affinity_fn(centroids)  # line 3: SAM scores at the current centroids
-        c_plain = plain_assignment_centroids(s, queries, valid)  # lines 4-5
+        logits, xy = provider.samples(centroids)  # line 3: SAM prompted at the current centroids
+        c_plain = plain_assignment_from_samples(logits, xy, queries, valid)  # lines 4-5
         c_adj = adjust_centroids(c_plain, queries, beta_c)  # line 6
+        boxes = candidate_boxes(c_adj, size, beta, distance)  # where line 7 can be won
+        s = provider.dense(centroids, boxes)
         labels = assign_with_distance(s, c_adj, valid, beta, distance)  # line 7, Eq. 1
+        del s
         if i == iterations - 1:
             labels = cleanup(labels)  # line 8
         else:
