@@ -299,14 +299,14 @@ def run_eq1(args, part_cls, load_tinysam) -> None:
         adjust_centroids,
         assign_with_distance,
         cleanup,
-        plain_assignment_centroids,
+        plain_assignment_from_samples,
         query_grid,
     )
     from elements.partition.backends import slic_labels
     from elements.partition.objects import elements_in_mask
 
     sam = load_tinysam(allow_npm=False)
-    part = part_cls("sam", sam_model=sam, sam_window="full")
+    part = part_cls("sam", sam_model=sam)
     aff = part.affinity
     variants = [("euclidean", 64.0), ("squared", 64.0)]
     rows: dict[str, list] = {f"{d}, beta={b:g}": [] for d, b in variants}
@@ -318,8 +318,9 @@ def run_eq1(args, part_cls, load_tinysam) -> None:
         valid = g.content_mask()
         aff.set_image(canvas)
         q = query_grid(g.content_box_norm(), 256)
-        s = aff(q, g.size)
-        c = adjust_centroids(plain_assignment_centroids(s, q, valid), q)
+        logits, xy = aff.samples(q)  # Alg. 2's two phases by hand, so that every variant shares one decode
+        c = adjust_centroids(plain_assignment_from_samples(logits, xy, q, valid), q)
+        s = aff.dense(q, np.tile(np.array([0, 0, g.size, g.size], dtype=np.int64), (len(q), 1)))  # full boxes
         refs = {}
         for obj, box in OBJECTS[name].items():
             b = (g.input_to_norm(np.array(box, float).reshape(2, 2)) * g.size).reshape(4)

@@ -117,19 +117,16 @@ def sam_labels(
     iterations: int = ITERATIONS,
     distance: str = DISTANCE,
 ) -> np.ndarray:
-    """Algorithm 2 with a :class:`~elements.partition.sam.SamAffinity` (embedding computed once)."""
-    from elements.partition.algorithm import grid_shape
+    """Algorithm 2 with a :class:`~elements.partition.sam.SamAffinity` (embedding computed once).
 
+    The affinity is Alg. 2's provider itself: its ``samples`` give the plain assignment SAM's
+    logits, its ``dense`` decodes each query's mask only inside its Eq. 1 candidate box
+    (:class:`~elements.partition.algorithm.AffinityProvider`).
+    """
     affinity.set_image(canvas)
     q = query_grid(content_box, num)
-    size = canvas.shape[0]
-    rows, cols = grid_shape(num, (content_box[2] - content_box[0]) / (content_box[3] - content_box[1]))
-    cell = ((content_box[2] - content_box[0]) * size / cols, (content_box[3] - content_box[1]) * size / rows)
-    window = affinity.window_for(
-        beta=beta, beta_c=beta_c, iterations=iterations, distance=distance, cell=cell, size=size
-    )
     return run_algorithm2(
-        lambda pts: affinity(pts, size, window=window),
+        affinity,
         q,
         valid,
         beta=beta,
