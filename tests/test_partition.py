@@ -391,53 +391,66 @@ def test_select_object_follows_the_half_inside_rule(tiny_sam, astronaut):
         select_object(el, part.affinity, points=[(-5, 10, True)])
 
 
-def test_cli_rejects_a_bad_decode_window():
-    from elements.errors import UserError
-    from elements.partition.options import sam_window as _window
-
-    assert _window("full") == "full" and _window("auto") == "auto" and _window("16") == 16 and _window(None) is None
-    with pytest.raises(UserError, match="sam-window"):
-        _window("wide")
-
-    with pytest.raises(UserError, match="window"):
-        from elements.partition.sam import SamAffinity, build_tiny_sam
-
-        SamAffinity(build_tiny_sam(img_size=64), window=2)
-
-
-def test_decode_is_sams_own_and_window_logits_are_exact():
-    # full decode == segment-anything's MaskDecoder; a window's logits == the full decode's inside it
+@pytest.mark.parametrize("depth", [1, 2])
+def test_low_rank_decode_is_sams_own_decode(depth):
+    # sam_decode's two-way transformer and upscaling == segment-anything's MaskDecoder (single mask), for a
+    # one-layer and a two-layer transformer (the real decoder has two: the second layer's low-rank algebra)
     import torch
+    import torch.nn.functional as F
 
+    from elements.partition import sam_decode
     from elements.partition.sam import SamAffinity, build_tiny_sam
 
-    sam = build_tiny_sam(img_size=256)  # 16 x 16 tokens, 64 x 64 low-res logits
-    aff = SamAffinity(sam, window="full")
+    sam = build_tiny_sam(img_size=256, decoder_depth=depth)  # 16 x 16 tokens, 64 x 64 low-res logits
+    aff = SamAffinity(sam)
     rng = np.random.default_rng(3)
-    aff.set_image(rng.integers(0, 255, (256, 256, 3), dtype=np.uint8))
-    coords = torch.tensor(rng.uniform(0, 256, (9, 1, 2)), dtype=torch.float32)
-    pe = sam.prompt_encoder
+    aff.set_image(rng.integers(0, 255, (256, 256, 3), dtype=np.uint8))  # canvas 256: 4 canvas px per logit
+    pts = rng.uniform(0, 1, (9, 2)).astype(np.float32)
+    coords = torch.tensor(pts * 256, dtype=torch.float32)[:, None]
+    pe, md = sam.prompt_encoder, sam.mask_decoder
     with torch.inference_mode():
         sparse, dense = pe(points=(coords, torch.ones(9, 1, dtype=torch.int64)), boxes=None, masks=None)
-        ref, _ = sam.mask_decoder(
+        ref, _ = md(
             image_embeddings=aff.predictor.features,
             image_pe=pe.get_dense_pe(),
             sparse_prompt_embeddings=sparse,
             dense_prompt_embeddings=dense,
             multimask_output=False,
         )
-        ref = ref[:, 0]
-        full, origin = aff._decode_windows(coords, "full")
-        assert (origin == 0).all() and float((full - ref).abs().max()) <= 1e-4
-        for w in (4, 7, 10):
-            win, origin = aff._decode_windows(coords, w)
-            assert win.shape == (9, 4 * w, 4 * w)
-            for k, (x, y) in enumerate(origin.tolist()):
-                assert 0 <= x <= 64 - 4 * w and 0 <= y <= 64 - 4 * w
-                assert float((win[k] - ref[k, y : y + 4 * w, x : x + 4 * w]).abs().max()) <= 1e-4
-            # centred on the prompt: the prompt's token lies inside, w/2 - 0.5 tokens from both edges (clamped at the grid's)
-            tok = coords[:, 0].numpy() / 16
-            lo, hi = origin.numpy() / 4, origin.numpy() / 4 + w
-            assert ((tok - lo >= w / 2 - 0.5 - 1e-6) | (lo == 0)).all() and (
-                (hi - tok >= w / 2 - 0.5 - 1e-6) | (hi == 16)
-            ).all()
+        ref = ref[:, 0]  # (9, 64, 64)
+        tokens = torch.cat([torch.cat([md.iou_token.weight, md.mask_tokens.weight])[None].expand(9, -1, -1), sparse], 1)
+        src = aff.predictor.features + dense
+        hs, keys = md.transformer(src, pe.get_dense_pe(), tokens)
+        side = sam_decode.ImageSide(sam, aff.predictor.features)
+        hs_lr, rep = sam_decode.two_way(side, tokens)
+        assert float((hs_lr - hs[:, 1]).abs().max()) <= 1e-4
+        assert float((rep.materialize() - keys).abs().max()) <= 1e-4
+        up = F.interpolate(torch.sigmoid(ref)[None], scale_factor=4, mode="bilinear", align_corners=False)[0].numpy()
+    logits, xy = aff.samples(pts)
+    np.testing.assert_allclose(logits, ref[:, 2::4, 2::4].reshape(9, -1).numpy(), atol=1e-4)
+    np.testing.assert_allclose(
+        xy[17], [(16 + 8 + 0.5 * 4) / 256, (16 + 8 + 0.5 * 4) / 256]
+    )  # token (1, 1), logit (6, 6)
+    boxes = np.array([[0, 0, 256, 256], [32, 48, 96, 160], [0, 0, 0, 0], [240, 200, 256, 256], [64, 64, 80, 80]] * 2)[
+        :9
+    ]
+    s = aff.dense(pts, boxes)
+    for k, (x0, y0, x1, y1) in enumerate(boxes):
+        np.testing.assert_allclose(s[k, y0:y1, x0:x1], up[k, y0:y1, x0:x1], atol=1e-5)
+        outside = np.ones((256, 256), bool)
+        outside[y0:y1, x0:x1] = False
+        assert not s[k][outside].any()
+    np.testing.assert_allclose(aff(pts), up, atol=1e-5)  # the full affinity: every box the whole canvas
+
+
+def test_sam_provider_decodes_once_per_iteration(tiny_sam, astronaut, monkeypatch):
+    # Alg. 2 asks for samples then the dense affinity at the same points: one decoder pass, state dropped after
+    from elements.partition import sam_decode
+
+    part = Partitioner("sam", sam_model=tiny_sam)
+    calls = []
+    orig = sam_decode.two_way
+    monkeypatch.setattr(sam_decode, "two_way", lambda *a, **k: (calls.append(1), orig(*a, **k))[1])
+    part(astronaut)
+    chunks = -(-256 // 16)
+    assert len(calls) == chunks and part.affinity._decoded is None

@@ -49,12 +49,9 @@ class Partitioner:
         sam_checkpoint: str | None = None,
         sam_model_type: str | None = None,
         sam_model=None,
-        sam_window: int | str | None = None,
         tinysam: str | None = None,
         device: str = "cpu",
     ) -> None:
-        from elements.partition.sam import DECODE_WINDOW
-
         if backend not in (*BACKENDS, "auto"):
             raise UserError(f"Unknown partition backend '{backend}'; choose one of sam, slic, grid, auto.")
         if not 1 <= int(num_elements) <= 4096:
@@ -83,7 +80,7 @@ class Partitioner:
                     model = _load_sam_explicit(sam_checkpoint, sam_model_type, tinysam, device)
                 else:
                     model = choose_auto(sam_checkpoint, sam_model_type, tinysam, device)
-                self.affinity = SamAffinity(model, window=DECODE_WINDOW if sam_window is None else sam_window)
+                self.affinity = SamAffinity(model)
                 self.source = getattr(model, "source", None)
                 backend = "sam"
             except UserError as err:
@@ -108,7 +105,6 @@ class Partitioner:
                 distance=self.distance,
                 model=self.affinity.model_type,
                 model_file=self.affinity.model_file,
-                decode_window=self.affinity.last_window or self.affinity.window,
             )
         elif self.backend == "slic":
             from elements.partition.backends import SLIC_COMPACTNESS, SLIC_SIGMA

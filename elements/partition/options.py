@@ -16,7 +16,6 @@ import argparse
 import sys
 
 from elements import defaults
-from elements.errors import UserError
 from elements.partition.algorithm import BETA, BETA_C, DISTANCE, DISTANCES, ITERATIONS, NUM_ELEMENTS
 
 #: the partition backends (the one list; the app, the spec and every CLI take it from here)
@@ -92,15 +91,6 @@ def add_partition_args(parser: argparse.ArgumentParser, *, default_backend: str 
             ),
         ),
         (
-            "--sam-window",
-            dict(
-                default=None,
-                type=sam_window,
-                help="SAM upscaling window: tokens per side, 'full', or 'auto' (the smallest window Eq. 1's bound "
-                "allows); default full (docs/sam.md)",
-            ),
-        ),
-        (
             "--tinysam",
             dict(
                 default=None,
@@ -140,19 +130,6 @@ def add_partition_args(parser: argparse.ArgumentParser, *, default_backend: str 
             )
 
 
-def sam_window(value: str | None) -> int | str | None:
-    """``--sam-window`` value: ``"full"``, ``"auto"`` (the smallest window Eq. 1's bound allows) or a whole number of
-    tokens (None: the module's default)."""
-    if value is None or value in ("full", "auto"):
-        return value
-    try:
-        return int(value)
-    except ValueError:
-        raise UserError(
-            f"--sam-window must be 'auto', 'full' or a whole number of tokens, got {value[:12]!r}."
-        ) from None
-
-
 def partition_kwargs(args: argparse.Namespace) -> dict:
     """:class:`~elements.partition.Partitioner` keyword arguments from flags added by :func:`add_partition_args`.
 
@@ -167,9 +144,8 @@ def partition_kwargs(args: argparse.Namespace) -> dict:
         "distance": args.distance,
         "sam_checkpoint": args.sam_checkpoint,
         "sam_model_type": args.sam_model_type,
-        "sam_window": args.sam_window,
         "tinysam": args.tinysam,
     }
 
 
-__all__ = ["BACKENDS", "BACKEND_CHOICES", "LEGACY_SPELLINGS", "add_partition_args", "partition_kwargs", "sam_window"]
+__all__ = ["BACKENDS", "BACKEND_CHOICES", "LEGACY_SPELLINGS", "add_partition_args", "partition_kwargs"]
