@@ -1,29 +1,40 @@
 """Partition benchmark with the real distilled SAM (vit_t). Prints its figures; see docs/sam.md.
 
-    python bench/partition.py --table windows [--modes legacy,full,auto] [--repeats 1]
+    python bench/partition.py [--table decode] [--photos rocket,camera] [--repeats 1]
+    python bench/partition.py --table plain [--photos ...]
     python bench/partition.py --table eq1
+    python bench/partition.py --table rocket
 
-``windows`` (Alg. 2 decode, on 8 real photos: the 4 bundled ones and 4 scikit-image
-photos): per photo and mode, the seconds of upload → elements (encoder + Alg. 2, the encoder
-timed once per photo and added; ``legacy`` is the first version's full decode, ``full`` today's
-exact one, ``auto``/N the upscaling window), the pixel agreement of the label map with the full decode's
-(fraction of content pixels whose element is the same query), boundary-F at 2 px against the
-full decode's boundaries, and N. Modes of one photo run interleaved, so machine load hits
-them alike; the ratio full / mode is the robust figure.
+``decode`` (the default; 8 real photos: the 4 bundled ones and 4 scikit-image photos): Alg. 2
+with the shipped provider, :class:`~elements.partition.sam.SamAffinity` (the exact low-rank
+decode of elements/partition/sam_decode.py), against :class:`ReferenceAffinity`, the full
+decode: segment-anything's own ``sam.mask_decoder`` for every prompt over every token. Per
+photo: the encoder's seconds (run once), each provider's Alg. 2 seconds (interleaved, best of
+``--repeats``) and their ratio, upload → elements with the low-rank decode (encoder + Alg. 2),
+the pixel agreement of the two label maps (fraction of content pixels in the same element, ids
+matched by overlap; pixels both drop agree), boundary-F at 2 px, N and dropped pixels (low-rank /
+reference), and the largest |Δlogit| between the two providers' plain-assignment samples, with
+the largest |logit| for scale.
 
-``eq1`` (Eq. 1 distance form, 4 bundled photos, full decode): dropped pixels and the object
-error of each variant — for each reference object (SAM's own mask for a hand-drawn box), the
-union U of the elements >= 50 % inside the reference mask R; error = |U Δ R| / |R|. pixel SLIC
-is scored the same way for comparison.
+``plain`` (same photos, low-rank provider; evidence for the plain assignment on exact logit
+samples, module docstring of elements/partition/algorithm.py): per photo, the fraction of
+content samples whose top-2 gap over the prompts is below 1e-4, on float32 sigmoid affinities
+and on logits; then the pixel agreement of the final label map (T = 1, Eq. 1 on the same dense
+affinity) with the shipped one when the plain assignment reads the reference decoder's logits
+at low-res pixel (4i + 2, 4j + 2) (the shipped position: a control) or one low-res pixel (2
+canvas px) off, at (4i + 1, 4j + 1), or the shipped logits plus seeded Gaussian noise of std
+1e-4 or 1e-2.
 
-``ort``: the batched full decoder exported to ONNX (image-side tensors as inputs) and run in
-onnxruntime, against torch: time per 64 prompts and max |Δlogit|, on two bundled photos.
+``eq1`` (Eq. 1 distance form, 4 bundled photos): dropped pixels and the object error of each
+variant — for each reference object (SAM's own mask for a hand-drawn box), the union U of the
+elements >= 50 % inside the reference mask R; error = |U Δ R| / |R|. pixel SLIC is scored the
+same way for comparison.
 
 ``rocket``: clicks needed to select the rocket in assets/rocket.jpg with SLIC cells (one per cell
 >= 50 % inside SAM's rocket mask) and with one object click; writes docs/images/sam_vs_slic.png.
 
-Targets: upload → elements <= 3 s at 512² on a 2-core CPU; a window is the default only if its
-pixel agreement is >= 97 % on every photo.
+Targets: upload → elements <= 3 s at 512² on a 2-core CPU; pixel agreement >= 97 % with the
+reference on every photo.
 """
 
 from __future__ import annotations
@@ -51,18 +62,29 @@ OBJECTS = {
     "coffee": {"cup": (172, 18, 410, 300), "spoon": (322, 65, 425, 325)},
     "chelsea": {"eye": (135, 85, 205, 145), "nose": (235, 220, 295, 265)},
 }
+SKIMAGE_PHOTOS = ("camera", "coins", "clock", "immunohistochemistry")
+REFERENCE_BATCH = 64  # prompts per mask_decoder call: SAM's points_per_batch
+NOISE_STDS = (1e-4, 1e-2)  # plain table: Gaussian noise on the sample logits
+TIE_GAP = 1e-4  # plain table: a top-2 gap below this counts as a near tie
 
 
-def photos(extra: bool = True) -> dict[str, np.ndarray]:
-    """The bundled photos, then real photos from scikit-image (grey ones made RGB)."""
+def photo_names() -> list[str]:
+    """Names of the benchmark photos, in table order: the bundled ones, then scikit-image's."""
+    return [p.stem for p in sorted((ROOT / "assets").glob("*.jpg"))] + list(SKIMAGE_PHOTOS)
+
+
+def photos(names: list[str] | None = None) -> dict[str, np.ndarray]:
+    """``(H, W, 3) uint8`` RGB photos by name (all of :func:`photo_names` when None; grey ones made RGB)."""
     from PIL import Image
     from skimage import data
 
-    out = {p.stem: np.asarray(Image.open(p).convert("RGB")) for p in sorted((ROOT / "assets").glob("*.jpg"))}
-    if extra:
-        for name in ("camera", "coins", "clock", "immunohistochemistry"):
+    out = {}
+    for name in photo_names() if names is None else names:
+        if name in SKIMAGE_PHOTOS:
             img = getattr(data, name)()
             out[name] = np.repeat(img[..., None], 3, axis=2) if img.ndim == 2 else img[..., :3]
+        else:
+            out[name] = np.asarray(Image.open(ROOT / "assets" / f"{name}.jpg").convert("RGB"))
     return out
 
 
@@ -86,209 +108,276 @@ def boundary_f(a: np.ndarray, b: np.ndarray, valid: np.ndarray, tol: int = 2) ->
 
 
 def agreement(a: np.ndarray, b: np.ndarray, valid: np.ndarray) -> float:
-    """Fraction of content pixels with the same label (labels are query-ordered, so ids are comparable)."""
+    """Fraction of content pixels on which label maps ``a`` and ``b`` ((S, S) int, -1 dropped) agree.
+
+    A pixel agrees when its two elements are matched (ids by maximum overlap, Hungarian
+    assignment: clean-up renumbers them) or when both maps drop it; so ``agreement(a, a, v)`` is 1.
+    """
     from scipy.optimize import linear_sum_assignment
 
-    # ids are renumbered after clean-up; match them by maximum overlap to be safe
     m = valid & (a >= 0) & (b >= 0)
-    na, nb = a.max() + 1, b.max() + 1
-    conf = np.zeros((na, nb), np.int64)
+    conf = np.zeros((int(a.max(initial=-1)) + 1, int(b.max(initial=-1)) + 1), np.int64)
     np.add.at(conf, (a[m], b[m]), 1)
     r, c = linear_sum_assignment(-conf)
-    return float(conf[r, c].sum() / valid.sum())
+    both_dropped = (valid & (a < 0) & (b < 0)).sum()
+    return float((conf[r, c].sum() + both_dropped) / valid.sum())
 
 
-def legacy_affinity(sam):
-    """The first version's exact full decode (commit feb96f0), for the speed comparison only.
+def sample_validity(xy: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """``(P,) bool``: the samples at ``xy (P, 2)`` normalised that the plain assignment counts (in ``valid``)."""
+    size_y, size_x = valid.shape
+    ix = np.clip(np.floor(xy[:, 0].astype(np.float64) * size_x).astype(np.int64), 0, size_x - 1)
+    iy = np.clip(np.floor(xy[:, 1].astype(np.float64) * size_y).astype(np.int64), 0, size_y - 1)
+    return valid[iy, ix]
 
-    It gathers per-image tensors per prompt (``keys_all[idx]``, ``k0[idx]``, …: 64 × 4096 × 256
-    floats per chunk) and runs segment-anything's attention and ``output_upscaling`` modules.
+
+def labels_from_samples(
+    logits: np.ndarray, xy: np.ndarray, *, s: np.ndarray, queries: np.ndarray, valid: np.ndarray, part
+) -> np.ndarray:
+    """Alg. 2 with T = 1 on given plain-assignment samples and a whole-canvas affinity ``s (N, S, S)``.
+
+    ``logits (N, P)`` and ``xy (P, 2)`` as :meth:`AffinityProvider.samples
+    <elements.partition.algorithm.AffinityProvider.samples>` returns them; ``part``: the
+    :class:`~elements.partition.Partitioner` whose β, β_c and distance apply. Returns the
+    cleaned label map ``(S, S) int32``.
     """
-    import math
+    from elements.partition.algorithm import (
+        adjust_centroids,
+        assign_with_distance,
+        cleanup,
+        plain_assignment_from_samples,
+    )
 
-    import torch
-
-    from elements.partition.sam import SamAffinity
-
-    def attend(attn, q, k, v):
-        q, k, v = (attn._separate_heads(t, attn.num_heads) for t in (q, k, v))
-        w = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1]), dim=-1)
-        return attn.out_proj(attn._recombine_heads(w @ v))
-
-    class Legacy(SamAffinity):
-        def _decode_windows(self, coords, window):
-            pe, md = self.model.prompt_encoder, self.model.mask_decoder
-            g = self.predictor.features.shape[-1]
-            b = coords.shape[0]
-            labels = torch.ones(coords.shape[:2], dtype=torch.int64)
-            sparse, _ = pe(points=(coords, labels), boxes=None, masks=None)
-            idx = torch.arange(g * g)[None].expand(b, -1)
-            out_tokens = torch.cat([md.iou_token.weight, md.mask_tokens.weight], dim=0)
-            tokens = torch.cat([out_tokens[None].expand(b, -1, -1), sparse], dim=1)
-            tr = md.transformer
-            keys_all, pos_all, k0, v0, q0 = self._image_side()
-            keys, key_pe = keys_all[idx], pos_all[idx]
-            l0 = tr.layers[0]
-            queries = l0.norm1(l0.self_attn(q=tokens, k=tokens, v=tokens))
-            a = l0.cross_attn_token_to_image
-            queries = l0.norm2(queries + attend(a, a.q_proj(queries + tokens), k0[idx], v0[idx]))
-            queries = l0.norm3(queries + l0.mlp(queries))
-            a = l0.cross_attn_image_to_token
-            keys = l0.norm4(keys + attend(a, q0[idx], a.k_proj(queries + tokens), a.v_proj(queries)))
-            for layer in tr.layers[1:]:
-                queries, keys = layer(queries=queries, keys=keys, query_pe=tokens, key_pe=key_pe)
-            attn = tr.final_attn_token_to_image(q=queries + tokens, k=keys + key_pe, v=keys)
-            hs = tr.norm_final_attn(queries + attn)
-            up = md.output_upscaling(keys.transpose(1, 2).reshape(b, -1, g, g))
-            low = torch.einsum("bc,bchw->bhw", md.output_hypernetworks_mlps[0](hs[:, 1]), up)
-            return low, torch.zeros((b, 2), dtype=torch.int64)
-
-    return Legacy(sam, window="full")
+    c = adjust_centroids(plain_assignment_from_samples(logits, xy, queries, valid), queries, part.beta_c)  # lines 3-6
+    return cleanup(assign_with_distance(s, c, valid, part.beta, part.distance))  # lines 7-8
 
 
-def run_windows(args, part_cls, load_tinysam) -> None:
+class ReferenceAffinity:
+    """Alg. 2's affinity provider on segment-anything's own mask decoder: the full decode, for reference.
+
+    Each prompt is decoded by ``sam.mask_decoder`` (``multimask_output=False``, batches of
+    :data:`REFERENCE_BATCH` prompts), over every image token, giving low-res logits
+    ``(N, 4g, 4g)`` = (N, 256, 256). :meth:`samples` reads them at low-res pixel
+    (4i + ``offset``, 4j + ``offset``) of token (i, j) (``offset`` 2 is where
+    :meth:`SamAffinity.samples <elements.partition.sam.SamAffinity.samples>` reads); :meth:`dense`
+    is their sigmoid bilinearly upsampled (``align_corners=False``) to the whole S × S canvas,
+    boxes ignored. The image embedding lives in a :class:`~elements.partition.sam.SamAffinity`
+    (``set_image``, ``embedding_state``, ``restore_embedding`` delegate to it); the latest
+    prompts' logits are kept (64 MB for 256 prompts).
+    """
+
+    name = "sam"
+
+    def __init__(self, sam) -> None:
+        from elements.partition.sam import SamAffinity
+
+        self.base = SamAffinity(sam)
+        self.model = sam
+        self._low = None  # ((image key, points bytes), (N, 4g, 4g) float32 tensor)
+
+    @property
+    def model_type(self) -> str:
+        return self.base.model_type
+
+    @property
+    def model_file(self) -> str | None:
+        return self.base.model_file
+
+    def set_image(self, canvas: np.ndarray) -> None:
+        self.base.set_image(canvas)
+
+    def embedding_state(self):
+        return self.base.embedding_state()
+
+    def restore_embedding(self, state) -> None:
+        self.base.restore_embedding(state)
+        self._low = None
+
+    def low_res(self, points: np.ndarray):
+        """segment-anything's single-mask low-res logits for ``points (N, 2)`` normalised (x, y): ``(N, 4g, 4g)`` tensor."""
+        import torch
+
+        if self.base._image_key is None:
+            raise RuntimeError("call set_image first")
+        key = (self.base._image_key, np.asarray(points, dtype=np.float32).tobytes())
+        if self._low is not None and self._low[0] == key:
+            return self._low[1]
+        self._low = None
+        p = self.base.predictor
+        size = self.base._geometry()[0]
+        coords = p.transform.apply_coords(np.asarray(points, dtype=np.float64) * size, p.original_size)
+        coords_t = torch.as_tensor(coords, dtype=torch.float32, device=p.device)[:, None, :]  # (N, 1, 2) SAM input px
+        pe, md = self.model.prompt_encoder, self.model.mask_decoder
+        out = []
+        with torch.inference_mode():
+            image_pe = pe.get_dense_pe()
+            for i in range(0, len(coords_t), REFERENCE_BATCH):
+                c = coords_t[i : i + REFERENCE_BATCH]
+                sparse, dense = pe(
+                    points=(c, torch.ones(c.shape[:2], dtype=torch.int64, device=c.device)), boxes=None, masks=None
+                )
+                low, _ = md(
+                    image_embeddings=p.features,
+                    image_pe=image_pe,
+                    sparse_prompt_embeddings=sparse,
+                    dense_prompt_embeddings=dense,
+                    multimask_output=False,
+                )
+                out.append(low[:, 0].float())  # (B, 4g, 4g)
+            low = torch.cat(out)
+        self._low = (key, low)
+        return low
+
+    def sample_xy(self, offset: int = 2) -> np.ndarray:
+        """``(g*g, 2) float32``: canvas positions (x, y) normalised of low-res pixels (4i + offset, 4j + offset), raster order."""
+        size, g, scale = self.base._geometry()
+        centre = ((4 * np.arange(g) + offset + 0.5) * scale) / size  # the same arithmetic as SamAffinity.samples
+        gx, gy = np.meshgrid(centre, centre)
+        return np.stack([gx.ravel(), gy.ravel()], axis=1).astype(np.float32)
+
+    def samples(self, points: np.ndarray, offset: int = 2) -> tuple[np.ndarray, np.ndarray]:
+        """SAM's logits at low-res pixel (4i + offset, 4j + offset) of each token: ``(N, g*g) float32``, and :meth:`sample_xy`."""
+        low = self.low_res(points)
+        g = self.base._geometry()[1]
+        vals = low[:, offset::4, offset::4][:, :g, :g].reshape(len(low), -1)
+        return vals.cpu().numpy(), self.sample_xy(offset)
+
+    def dense(self, points: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        """The full affinity ``(N, S, S) float32`` in [0, 1] on the whole canvas (``boxes`` ignored)."""
+        import torch
+        import torch.nn.functional as F
+
+        size, g, scale = self.base._geometry()
+        up_size = int(round(4 * g * scale))
+        low = self.low_res(points)
+        with torch.inference_mode():
+            up = F.interpolate(
+                torch.sigmoid(low)[:, None], size=(up_size, up_size), mode="bilinear", align_corners=False
+            )[:, 0, :size, :size]
+        return np.ascontiguousarray(up.cpu().numpy())
+
+
+def run_decode(args, part_cls, load_tinysam) -> None:
     import torch
 
     from elements.image_io import load_image
     from elements.partition import to_canvas
+    from elements.partition.algorithm import query_grid
 
     sam = load_tinysam(allow_npm=False)
-    modes = [m if m in ("full", "auto", "legacy") else int(m) for m in args.modes.split(",")]
-    parts = {m: part_cls("sam", sam_model=sam, sam_window="full" if m == "legacy" else m) for m in modes}
-    if "legacy" in parts:
-        parts["legacy"].affinity = legacy_affinity(sam)
+    low_rank = part_cls("sam", sam_model=sam)
+    reference = part_cls("sam", sam_model=sam)
+    reference.affinity = ReferenceAffinity(sam)
+    lr, ref = low_rank.affinity, reference.affinity
+    parts = {"reference": reference, "low-rank": low_rank}
     print(
         f"torch threads {torch.get_num_threads()}, load average {os.getloadavg()[0]:.1f} at start "
-        f"(machine shared with other jobs: compare modes by ratio)"
+        f"(machine shared with other jobs: the ratio is the robust figure); best of {args.repeats}"
     )
     print(
-        f"{'photo':<22}{'encoder s':>10}"
-        + "".join(f"{f'{m} s':>9}{f'{m} agree':>11}{f'{m} bF2':>9}{f'{m} N':>6}{f'{m} drop':>9}" for m in modes)
+        f"{'photo':<22}{'encoder s':>10}{'ref s':>8}{'low-rank s':>11}{'speed-up':>9}{'upload s':>9}"
+        f"{'agree':>9}{'bF2':>7}{'N lr/ref':>10}{'drop % lr/ref':>15}{'max|dlogit|':>12}{'max|logit|':>11}"
     )
-    worst = dict.fromkeys(modes, 1.0)
-    tot = dict.fromkeys(modes, 0.0)
-    for name, img in photos().items():
-        loaded = load_image(img)
-        geometry, canvas = to_canvas(loaded)
+    worst, tot_lr, tot_ref, n = 1.0, 0.0, 0.0, 0
+    for name, img in photos(args.photos).items():
+        geometry, canvas = to_canvas(load_image(img))
         valid = geometry.content_mask()
-        aff = parts[modes[0]].affinity
-        aff._image_key = None
+        lr._image_key = None  # time the encoder even if the canvas was seen before
         t = time.perf_counter()
-        aff.set_image(canvas)
+        lr.set_image(canvas)
         t_enc = time.perf_counter() - t
-        feats = aff.embedding_state()
-        res = {}
+        state = lr.embedding_state()
+        best: dict[str, tuple[float, np.ndarray]] = {}
         for _ in range(args.repeats):
-            for m in modes:  # interleaved
-                parts[m].affinity.restore_embedding(feats)
+            for key, part in parts.items():  # interleaved, so machine load hits both alike
+                part.affinity.restore_embedding(state)
+                lr._side = None  # the low-rank decode's per-image tensors are part of each upload
                 t = time.perf_counter()
-                lab = parts[m].labels(canvas, geometry)
+                lab = part.labels(canvas, geometry)
                 dt = time.perf_counter() - t
-                res[m] = (min(dt, res.get(m, (np.inf,))[0]), lab)
-        ref = res["full"][1] if "full" in res else None
-        row = f"{name:<22}{t_enc:>10.2f}"
-        for m in modes:
-            dt, lab = res[m]
-            agree = agreement(lab, ref, valid) if ref is not None else float("nan")
-            bf = boundary_f(lab, ref, valid) if ref is not None else float("nan")
-            worst[m] = min(worst[m], agree)
-            tot[m] += dt + t_enc
-            drop = ((lab < 0) & valid).sum() / valid.sum()
-            row += f"{dt + t_enc:>9.2f}{100 * agree:>10.2f}%{bf:>9.3f}{lab.max() + 1:>6}{100 * drop:>8.2f}%"
-        resolved = {m: parts[m].affinity.last_window for m in modes if m == "auto"}
-        print(row + "".join(f"  (auto = {w})" for w in resolved.values()), flush=True)
-    print("worst pixel agreement with full decode: " + ", ".join(f"{m}: {100 * w:.2f}%" for m, w in worst.items()))
-    base = "legacy" if "legacy" in tot else "full" if "full" in tot else None
-    if base:
+                if key not in best or dt < best[key][0]:
+                    best[key] = (dt, lab)
+        (t_ref, lab_ref), (t_lr, lab_lr) = best["reference"], best["low-rank"]
+        q = query_grid(geometry.content_box_norm(), low_rank.num_elements)
+        lg, xy = lr.samples(q)
+        lr._decoded = None  # ~2 MB per prompt
+        rg, rxy = ref.samples(q)  # kept from the timed run
+        if not np.array_equal(xy, rxy):
+            raise RuntimeError(f"{name}: the providers' sample positions differ")
+        agree = agreement(lab_lr, lab_ref, valid)
+        drops = [100 * ((lab < 0) & valid).sum() / valid.sum() for lab in (lab_lr, lab_ref)]
+        counts = f"{lab_lr.max() + 1}/{lab_ref.max() + 1}"
         print(
-            "mean upload→elements s: "
-            + ", ".join(f"{m}: {t / len(photos()):.2f}" for m, t in tot.items())
-            + f"; speed-up vs {base}: "
-            + ", ".join(f"{m}: {tot[base] / t:.2f}x" for m, t in tot.items())
+            f"{name:<22}{t_enc:>10.2f}{t_ref:>8.2f}{t_lr:>11.2f}{t_ref / t_lr:>8.2f}x{t_enc + t_lr:>9.2f}"
+            f"{100 * agree:>8.2f}%{boundary_f(lab_lr, lab_ref, valid):>7.3f}{counts:>10}"
+            f"{f'{drops[0]:.2f}/{drops[1]:.2f}':>15}{np.abs(lg - rg).max():>12.1e}{np.abs(rg).max():>11.1f}",
+            flush=True,
         )
+        worst = min(worst, agree)
+        tot_lr, tot_ref, n = tot_lr + t_enc + t_lr, tot_ref + t_enc + t_ref, n + 1
+    print(
+        f"mean upload→elements s: low-rank {tot_lr / n:.2f}, reference {tot_ref / n:.2f} "
+        f"({tot_ref / tot_lr:.2f}x); worst pixel agreement {100 * worst:.2f}%"
+    )
     print(f"load average at end {os.getloadavg()[0]:.1f}")
 
 
-def run_ort(args, part_cls, load_tinysam) -> None:
-    """The batched full decode (transformer + upscaling) exported to ONNX and run in onnxruntime vs torch.
+def run_plain(args, part_cls, load_tinysam) -> None:
+    from functools import partial
 
-    The per-image tensors are graph inputs, so one export serves every image. Prints the
-    export time, interleaved times per 64 prompts and max |Δlogit| (target: 1e-4).
-    """
-    import onnxruntime as ort
     import torch
-    from PIL import Image
 
+    from elements.image_io import load_image
+    from elements.partition import to_canvas
     from elements.partition.algorithm import query_grid
-    from elements.partition.sam import SamAffinity, _upscale_dot
 
     sam = load_tinysam(allow_npm=False)
-    aff = SamAffinity(sam, window="full")
-    md = sam.mask_decoder
+    part = part_cls("sam", sam_model=sam)
+    lr, ref = part.affinity, ReferenceAffinity(sam)
+    if part.iterations != 1:
+        raise RuntimeError("the plain table runs Alg. 2 by hand for T = 1")
 
-    class Decoder(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.sam = sam  # its weights become the graph's initializers
+    def near_ties(v: np.ndarray) -> float:  # fraction of columns (samples) whose top-2 over rows is < TIE_GAP apart
+        top2 = np.partition(v, -2, axis=0)[-2:]
+        return float((top2[1] - top2[0] < TIE_GAP).mean())
 
-        def forward(self, sparse, keys, pos, k0, v0, q0):  # (B, 2, C) prompt embeddings, the (4096, ·) image side
-            b = sparse.shape[0]
-            out_tokens = torch.cat([md.iou_token.weight, md.mask_tokens.weight], dim=0)
-            tokens = torch.cat([out_tokens[None].expand(b, -1, -1), sparse], dim=1)
-            hs, src = aff._two_way(tokens, (keys, pos, k0, v0, q0))
-            return _upscale_dot(md.output_upscaling, src.view(b, 64, 64, -1), md.output_hypernetworks_mlps[0](hs[:, 1]))
+    print(f"load average {os.getloadavg()[0]:.1f} at start")
+    print(
+        "Per photo: the content samples of the plain assignment (one per token); the fraction whose top-2 gap\n"
+        f"over the prompts is < {TIE_GAP:g} on float32 sigmoid affinities and on logits; then the pixel agreement\n"
+        "of the final label map (T = 1, Eq. 1 on the same dense affinity) with the shipped one when the plain\n"
+        "assignment reads: the reference decoder's logits at low-res pixel (4i+2, 4j+2) (the shipped position,\n"
+        "a control) or at (4i+1, 4j+1) (one low-res pixel = 2 canvas px off), or the shipped logits plus\n"
+        "seeded Gaussian noise of the given std."
+    )
+    titles = ["tie sigmoid", "tie logit", "ref (2,2)", "ref (1,1)", *(f"noise {std:g}" for std in NOISE_STDS)]
+    print(f"{'photo':<22}{'samples':>8}" + "".join(f"{t:>13}" for t in titles))
+    cols: list[list[float]] = []
+    for name, img in photos(args.photos).items():
+        geometry, canvas = to_canvas(load_image(img))
+        valid = geometry.content_mask()
+        lr.set_image(canvas)
+        ref.restore_embedding(lr.embedding_state())
+        q = query_grid(geometry.content_box_norm(), part.num_elements)
+        logits, xy = lr.samples(q)
+        size = valid.shape[0]
+        s = lr.dense(q, np.tile(np.array([0, 0, size, size], dtype=np.int64), (len(q), 1)))  # whole canvas
 
-    dec = Decoder().eval()
-    p = aff.predictor
-    names = ["sparse", "keys", "pos", "k0", "v0", "q0"]
-    print(f"load average {os.getloadavg()[0]:.1f} at start (machine shared with other jobs)")
-    sess = None
-    for name, img in list(photos(extra=False).items())[:2]:
-        canvas = np.asarray(Image.fromarray(img).resize((512, 512)))
-        aff.set_image(canvas)
-        q = query_grid((0.0, 0.0, 1.0, 1.0), 256)[:64]
-        coords = torch.tensor(p.transform.apply_coords(q * 512.0, p.original_size), dtype=torch.float32)[:, None]
-        with torch.no_grad():
-            aff._side_key = None  # recompute outside inference mode (the exporter traces through it)
-            side = aff._image_side()
-            sparse, _ = sam.prompt_encoder(
-                points=(coords, torch.ones(len(q), 1, dtype=torch.int64)), boxes=None, masks=None
-            )
-            inputs = (sparse, *side)
-            if sess is None:
-                import io
-
-                buf = io.BytesIO()
-                t = time.perf_counter()
-                torch.onnx.export(
-                    dec,
-                    inputs,
-                    buf,
-                    input_names=names,
-                    output_names=["low"],
-                    opset_version=17,
-                    dynamic_axes={"sparse": {0: "b"}, "low": {0: "b"}},
-                    dynamo=False,
-                )
-                so = ort.SessionOptions()
-                so.intra_op_num_threads = torch.get_num_threads()
-                sess = ort.InferenceSession(buf.getvalue(), so, providers=["CPUExecutionProvider"])
-                print(f"export + session: {time.perf_counter() - t:.1f} s (once per model)")
-            feed = {k: v.numpy() for k, v in zip(names, inputs)}
-            for _ in range(args.repeats + 1):
-                t = time.perf_counter()
-                ref = dec(*inputs)
-                t_torch = time.perf_counter() - t
-                t = time.perf_counter()
-                out = sess.run(None, feed)[0]
-                t_ort = time.perf_counter() - t
-                small = sess.run(None, {**feed, "sparse": feed["sparse"][:5]})[0]
-                print(
-                    f"{name:<10} 64 prompts: torch {t_torch:.2f} s, onnxruntime {t_ort:.2f} s ({t_torch / t_ort:.2f}x); "
-                    f"max |dlogit| {np.abs(out - ref.numpy()).max():.1e} (batch 5: {np.abs(small - out[:5]).max():.1e}), "
-                    f"|logit| <= {np.abs(out).max():.0f}",
-                    flush=True,
-                )
+        labels_from = partial(labels_from_samples, s=s, queries=q, valid=valid, part=part)
+        base = labels_from(logits, xy)
+        keep = sample_validity(xy, valid)
+        sig = torch.sigmoid(torch.from_numpy(np.ascontiguousarray(logits[:, keep]))).numpy()  # float32
+        row = [int(keep.sum()), near_ties(sig), near_ties(logits[:, keep])]
+        row += [agreement(base, labels_from(*ref.samples(q, offset=o)), valid) for o in (2, 1)]
+        for std in NOISE_STDS:
+            rng = np.random.default_rng(0)
+            noisy = logits + rng.normal(0.0, std, logits.shape).astype(np.float32)
+            row.append(agreement(base, labels_from(noisy, xy), valid))
+        del s, labels_from  # 256 MB
+        cols.append(row[1:])
+        print(f"{name:<22}{row[0]:>8}" + "".join(f"{100 * v:>12.2f}%" for v in row[1:]), flush=True)
+    lo, hi = np.min(cols, axis=0), np.max(cols, axis=0)
+    print("range over photos: " + ", ".join(f"{t} {100 * a:.2f}-{100 * b:.2f}%" for t, a, b in zip(titles, lo, hi)))
     print(f"load average at end {os.getloadavg()[0]:.1f}")
 
 
@@ -312,7 +401,7 @@ def run_eq1(args, part_cls, load_tinysam) -> None:
     rows: dict[str, list] = {f"{d}, beta={b:g}": [] for d, b in variants}
     rows["pixel SLIC"] = []
     drops: dict[str, list] = {k: [] for k in rows}
-    for name in ("astronaut", "rocket", "coffee", "chelsea"):
+    for name in [n for n in OBJECTS if args.photos is None or n in args.photos]:
         loaded = load_image(ROOT / "assets" / f"{name}.jpg")
         g, canvas = to_canvas(loaded)
         valid = g.content_mask()
@@ -336,7 +425,7 @@ def run_eq1(args, part_cls, load_tinysam) -> None:
                 rows[key].append((f"{name}/{obj} ({ref.sum() / 1024:.1f} cells)", err))
         del s
     objs = [o for o, _ in rows["pixel SLIC"]]
-    print("Eq. 1 variant | dropped pixels (4 photos) | mean error | " + " | ".join(objs))
+    print(f"Eq. 1 variant | dropped pixels ({len(drops['pixel SLIC'])} photos) | mean error | " + " | ".join(objs))
     for key, vals in rows.items():
         d = drops[key]
         print(
@@ -409,23 +498,32 @@ def main() -> None:
     )
     ap.add_argument(
         "--table",
-        choices=["windows", "eq1", "rocket", "ort"],
-        default="windows",
-        help="which table to print (default windows); rocket also writes docs/images/sam_vs_slic.png",
+        choices=["decode", "plain", "eq1", "rocket"],
+        default="decode",
+        help="which table to print (default decode); rocket also writes docs/images/sam_vs_slic.png",
     )
     ap.add_argument(
-        "--modes",
-        default="legacy,full,auto",
-        help="decodes to compare, comma-separated: legacy (the first version's full decode), full, auto or a "
-        "window in tokens (default legacy,full,auto)",
+        "--photos",
+        default=None,
+        help="comma-separated photo names to run (decode, plain and eq1 tables; default all): "
+        + ", ".join(photo_names()),
     )
-    ap.add_argument("--repeats", type=int, default=1, help="interleaved runs per mode and photo; the best is reported")
+    ap.add_argument(
+        "--repeats", type=int, default=1, help="interleaved runs per provider and photo (decode); the best is reported"
+    )
     args = ap.parse_args()
+    if args.repeats < 1:
+        ap.error("--repeats must be at least 1")
+    if args.photos is not None:
+        args.photos = [n.strip() for n in args.photos.split(",") if n.strip()]
+        unknown = sorted(set(args.photos) - set(photo_names()))
+        if unknown or not args.photos:
+            ap.error(f"unknown photo(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(photo_names())}")
 
     from elements.partition import Partitioner
     from elements.partition.tinysam import load_tinysam
 
-    {"windows": run_windows, "eq1": run_eq1, "rocket": run_rocket, "ort": run_ort}[args.table](
+    {"decode": run_decode, "plain": run_plain, "eq1": run_eq1, "rocket": run_rocket}[args.table](
         args, Partitioner, load_tinysam
     )
 

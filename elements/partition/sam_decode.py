@@ -77,8 +77,8 @@ class _Group:
     """Rows of E and their coefficients ``coef`` (B, n, T).
 
     ``kind="attn"``: rows ``scale ⊙ (W[:, head h] @ vals[b, j, h])``, W (C, H·d) fixed,
-    vals (B, J, H, d), coef (B, J, H, T). ``kind="const"``: rows ``rows`` (R, C), the same for
-    every prompt.
+    vals (B, J, H, d), coef (B, J, H, T). ``kind="rows"``: per-prompt rows (B, R, C).
+    ``kind="const"``: rows (R, C), the same for every prompt.
     """
 
     def __init__(self, kind: str, coef: torch.Tensor, *, name=None, w=None, vals=None, rows=None) -> None:
@@ -96,9 +96,17 @@ class _Group:
         """This group's rows of E: (B, n, C)."""
         if self.kind == "const":
             return self.rows.expand(self.coef.shape[0], -1, -1)
+        if self.kind == "rows":
+            return self.rows
         h, d = self.vals.shape[2], self.vals.shape[3]
         basis = (self.w * self.scale[:, None]).T.reshape(h, d, -1)  # (H, d, C)
         return torch.einsum("bjhd,hdc->bjhc", self.vals, basis).flatten(1, 2)
+
+    def apply_gain(self, gamma: torch.Tensor) -> None:
+        if self.kind == "attn":
+            self.scale = self.scale * gamma
+        else:
+            self.rows = self.rows * gamma
 
 
 class TokenRep:
@@ -126,6 +134,10 @@ class TokenRep:
     def add_attention(self, name: str, w_out: torch.Tensor, vals: torch.Tensor, coef: torch.Tensor) -> None:
         """X += alpha · Σ_jh coef[b, j, h, t] · (w_out[:, head h] @ vals[b, j, h]); coef (B, J, H, T)."""
         self.groups.append(_Group("attn", coef, name=name, w=w_out, vals=vals))
+
+    def add_rows(self, rows: torch.Tensor, coef: torch.Tensor) -> None:
+        """X += alpha · Σ_r coef[b, r, t] · rows[b, r]; per-prompt rows (B, R, C), coef (B, R, T)."""
+        self.groups.append(_Group("rows", coef, rows=rows))
 
     def add_const(self, row: torch.Tensor, coef: torch.Tensor) -> None:
         """X += alpha · coef[b, t] · row; row (C,), coef (B, T)."""
@@ -162,6 +174,9 @@ class TokenRep:
             if g.kind == "const":
                 out.append((g.rows @ self.a().T).expand(g.coef.shape[0], -1, -1))
                 continue
+            if g.kind == "rows":
+                out.append(g.rows @ self.a().T)
+                continue
             b, j, h, d = g.vals.shape
             t = self.alpha.shape[1]
             fa = self.side.cached(  # (H, d, T): (scale ⊙ W[:, head h])ᵀ A[t]
@@ -174,17 +189,25 @@ class TokenRep:
         return out
 
     def layer_norm(self, norm: torch.nn.LayerNorm) -> None:
-        """X ← γ ⊙ (X − μ)/σ + β over C; μ and σ from inner products; z is left as it is."""
-        a_sq = self.side.cached(("A2", self.norms), lambda: self.a().square().sum(-1))  # (T,)
+        """X ← γ ⊙ (X − μ)/σ + β over C; μ and σ from inner products; z is left as it is.
+
+        The variance is taken of the centred rows (Ẽ = E − mean, Ã likewise), not as E[x²] − μ²,
+        which would cancel in float32 where a token's mean is large.
+        """
         a_mean = self.side.cached(("Am", self.norms), lambda: self.a().mean(-1))  # (T,)
+        a_var = self.side.cached(("Av", self.norms), lambda: self.a().var(-1, correction=0))  # (T,) ‖Ã‖²/C
         groups = self.all_groups()
         es = [g.e() for g in groups]
         e = torch.cat(es, dim=1)  # (B, K, C)
         c = e.shape[-1]
-        mean = self.coef_mm([x.mean(-1)[:, None] for x in es], self.alpha.new_empty((e.shape[0], 1, a_mean.shape[0])))
-        mean = mean[:, 0].add_(a_mean)
-        gram = self.split(e @ e.transpose(1, 2))  # per group: (B, K, n_g)
-        sq = a_sq.expand_as(self.alpha).clone()
+        e_mean = e.mean(-1)  # (B, K)
+        mean = self.coef_mm(
+            list(torch.split(e_mean[:, None], [g.n for g in groups], dim=-1)),
+            self.alpha.new_empty((e.shape[0], 1, a_mean.shape[0])),
+        )[:, 0]  # (B, T): Σ_k z_k mean(E_k)
+        ec = e - e_mean[..., None]
+        gram = self.split(ec @ ec.transpose(1, 2))  # per group: (B, K, n_g), of the centred rows
+        sq = torch.zeros_like(self.alpha)  # Σ_k z_k (2 E_k·A + (G̃ z)_k) -> + ‖Ã‖² − 2 C Am Σ_k z_k mean(E_k)
         for i, (g, ea) in enumerate(zip(groups, self.rows_dot_a(), strict=True)):
             if g.n == 0:
                 continue
@@ -194,12 +217,13 @@ class TokenRep:
                 if g2.n:
                     y.baddbmm_(gr[:, rows], g2.flat())
             sq.add_(y.mul_(g.flat()).sum(1))
-        var = sq.div_(c).sub_(mean.square()).mul_(self.alpha.square())
+        var = sq.div_(c).sub_(mean * (2 * a_mean)).add_(a_var).mul_(self.alpha.square())
+        mean.add_(a_mean)  # the bracket's mean: μ = alpha · mean
         r = var.clamp_min_(0).add_(norm.eps).rsqrt_()  # (B, T)
         gamma, beta = norm.weight, norm.bias
         self.alpha = self.alpha * r
         for g in self.groups:
-            g.scale = g.scale * gamma
+            g.apply_gain(gamma)
         self.const_rows = self.const_rows * gamma
         self.gain = self.gain * gamma
         self.norms += 1
@@ -273,9 +297,11 @@ def _image_to_token(attn, k_in: torch.Tensor, v_in: torch.Tensor, rep: TokenRep,
     k = (k * (1.0 / math.sqrt(d))).view(b, j, h, d)
     v = attn.v_proj(v_in).view(b, j, h, d)
     aq, eq, pq = rep.linear(attn.q_proj.weight, attn.q_proj.bias, name + ".q", pos=True)
-    w = torch.softmax(_logits(k, aq, eq, pq, rep, h), dim=1)  # over the J prompt tokens
-    rep.add_attention(name + ".o", attn.out_proj.weight, v, w.div_(rep.alpha[:, None, None]))
-    rep.add_const(attn.out_proj.bias, 1.0 / rep.alpha)
+    w = torch.softmax(_logits(k, aq, eq, pq, rep, h), dim=1)  # (B, J, H, T), over the J prompt tokens
+    # Σ_j w_j u_j = u_0 + Σ_{j≥1} w_j (u_j − u_0) per head (the weights sum to 1): J − 1 rows per head, and
+    # u_0 summed over the heads joins the output bias as one per-prompt row
+    rep.add_attention(name + ".o", attn.out_proj.weight, v[:, 1:] - v[:, :1], w[:, 1:].div(rep.alpha[:, None, None]))
+    rep.add_rows(attn.out_proj(v[:, 0].flatten(1))[:, None], (1.0 / rep.alpha)[:, None])
 
 
 def _attention(attn, q, k, v):
