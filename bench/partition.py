@@ -235,7 +235,7 @@ class ReferenceAffinity:
         gx, gy = np.meshgrid(centre, centre)
         return np.stack([gx.ravel(), gy.ravel()], axis=1).astype(np.float32)
 
-    def samples(self, points: np.ndarray, offset: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    def samples(self, points: np.ndarray, region=None, *, offset: int = 2) -> tuple[np.ndarray, np.ndarray]:
         """SAM's logits at low-res pixel (4i + offset, 4j + offset) of each token: ``(N, g*g) float32``, and :meth:`sample_xy`."""
         low = self.low_res(points)
         g = self.base._geometry()[1]

@@ -81,7 +81,7 @@ class _BoxOnly:
         self.inner = DenseAffinity(fn)
         self.calls = []
 
-    def samples(self, points):
+    def samples(self, points, region=None):
         self.calls.append(("samples", points.copy()))
         return self.inner.samples(points)
 

@@ -309,8 +309,14 @@ class AffinityProvider(Protocol):
     :meth:`dense`, so a provider may keep per-prompt state between the two calls.
     """
 
-    def samples(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(logits (N, P) float32, xy (P, 2) float32)``: scores at P sample points, argmax over n is what counts."""
+    def samples(
+        self, points: np.ndarray, region: tuple[int, int, int, int] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(logits (N, P) float32, xy (P, 2) float32)``: scores at P sample points, argmax over n is what counts.
+
+        ``region``: canvas px (x0, y0, x1, y1), ends exclusive, outside which no sample is read
+        (the letterbox's padding); a provider may skip those samples and give them any value.
+        """
         ...
 
     def dense(self, points: np.ndarray, boxes: np.ndarray) -> np.ndarray:
@@ -340,7 +346,7 @@ class DenseAffinity:
             self._points = np.array(points, copy=True)
         return self._s
 
-    def samples(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def samples(self, points: np.ndarray, region=None) -> tuple[np.ndarray, np.ndarray]:
         s = self._affinity(points)
         size, off = s.shape[-1], SAMPLE_STRIDE // 2
         values = np.asarray(s[:, off::SAMPLE_STRIDE, off::SAMPLE_STRIDE], dtype=np.float32).reshape(len(s), -1)
@@ -376,13 +382,19 @@ def run_algorithm2(
         raise ValueError(f"distance must be one of {DISTANCES}, got {distance!r}")
     provider = affinity if isinstance(affinity, AffinityProvider) else DenseAffinity(affinity)
     size = valid.shape[0]
+    rows, cols = np.flatnonzero(valid.any(axis=1)), np.flatnonzero(valid.any(axis=0))
+    if not len(rows):
+        raise ValueError("the canvas has no content pixels")
+    region = (int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1)  # content bounding box, px
     centroids = queries
     labels = None
     for i in range(iterations):
-        logits, xy = provider.samples(centroids)  # line 3: SAM prompted at the current centroids
+        logits, xy = provider.samples(centroids, region)  # line 3: SAM prompted at the current centroids
         c_plain = plain_assignment_from_samples(logits, xy, queries, valid)  # lines 4-5
         c_adj = adjust_centroids(c_plain, queries, beta_c)  # line 6
         boxes = candidate_boxes(c_adj, size, beta, distance)  # where line 7 can be won
+        boxes[:, 0::2] = boxes[:, 0::2].clip(region[0], region[2])  # padding is labelled -1 whatever s is there
+        boxes[:, 1::2] = boxes[:, 1::2].clip(region[1], region[3])
         s = provider.dense(centroids, boxes)
         labels = assign_with_distance(s, c_adj, valid, beta, distance)  # line 7, Eq. 1
         del s

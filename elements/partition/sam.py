@@ -234,23 +234,38 @@ class SamAffinity:
         self._decoded = (key, out)
         return out
 
-    def samples(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def samples(
+        self, points: np.ndarray, region: tuple[int, int, int, int] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """SAM's logits at one low-res pixel per token: ``(N, g*g) float32`` and its canvas positions ``(g*g, 2)``.
 
         Token (i, j) (raster order) gives low-res pixel (4i + 2, 4j + 2) (``sam_decode.SAMPLE_POS``);
-        positions are (x, y) normalised canvas coordinates of that pixel's centre.
+        positions are (x, y) normalised canvas coordinates of that pixel's centre. Samples
+        outside ``region`` (canvas px x0, y0, x1, y1: the content box) are not computed: -inf.
         """
         import torch
 
         from elements.partition.sam_decode import SAMPLE_POS, sample_logits
 
-        with torch.inference_mode():
-            logits = torch.cat([sample_logits(rep, hyper) for rep, hyper in self._decode(points)])
         size, g, scale = self._geometry()
         (a, _), (c, _) = SAMPLE_POS
         centre = ((4 * np.arange(g) + 2 * a + c + 0.5) * scale) / size
         gx, gy = np.meshgrid(centre, centre)
-        return logits.float().cpu().numpy(), np.stack([gx.ravel(), gy.ravel()], axis=1).astype(np.float32)
+        xy = np.stack([gx.ravel(), gy.ravel()], axis=1).astype(np.float32)
+        decoded = self._decode(points)
+        idx = None
+        if region is not None:
+            px = np.floor(xy * size)
+            inside = (px[:, 0] >= region[0]) & (px[:, 0] < region[2]) & (px[:, 1] >= region[1]) & (px[:, 1] < region[3])
+            if not inside.all():
+                idx = torch.as_tensor(np.flatnonzero(inside), device=self.device)
+        with torch.inference_mode():
+            part = torch.cat([sample_logits(rep, hyper, idx) for rep, hyper in decoded])
+        if idx is None:
+            return part.float().cpu().numpy(), xy
+        logits = np.full((len(part), g * g), -np.inf, dtype=np.float32)
+        logits[:, idx.cpu().numpy()] = part.float().cpu().numpy()
+        return logits, xy
 
     def dense(self, points: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         """The affinity ``(N, S, S) float32`` in [0, 1] inside each ``boxes (N, 4)`` canvas px (x0, y0, x1, y1), 0 outside.
@@ -302,7 +317,7 @@ class SamAffinity:
         s = self._geometry()[0]
         if size is not None and size != s:
             raise ValueError(f"the canvas is {s} px, not {size}")
-        self.samples(points)
+        self._decode(points)
         return self.dense(points, np.tile([0, 0, s, s], (len(points), 1)))
 
     def mask(

@@ -208,14 +208,15 @@ class TokenRep:
         ec = e - e_mean[..., None]
         gram = self.split(ec @ ec.transpose(1, 2))  # per group: (B, K, n_g), of the centred rows
         sq = torch.zeros_like(self.alpha)  # Σ_k z_k (2 E_k·A + (G̃ z)_k) -> + ‖Ã‖² − 2 C Am Σ_k z_k mean(E_k)
+        # zᵀ G̃ z = Σ_i z_i·(G̃_ii z_i + 2 Σ_{j>i} G̃_ij z_j): each off-diagonal block once
         for i, (g, ea) in enumerate(zip(groups, self.rows_dot_a(), strict=True)):
             if g.n == 0:
                 continue
             rows = slice(sum(x.n for x in groups[:i]), sum(x.n for x in groups[: i + 1]))
             y = ea.mul(2) if ea.stride(0) == 0 else ea.mul_(2)
-            for g2, gr in zip(groups, gram, strict=True):
-                if g2.n:
-                    y.baddbmm_(gr[:, rows], g2.flat())
+            for j in range(i, len(groups)):
+                if groups[j].n:
+                    y.baddbmm_(gram[j][:, rows], groups[j].flat(), alpha=1.0 if j == i else 2.0)
             sq.add_(y.mul_(g.flat()).sum(1))
         var = sq.div_(c).sub_(mean * (2 * a_mean)).add_(a_var).mul_(self.alpha.square())
         mean.add_(a_mean)  # the bracket's mean: μ = alpha · mean
@@ -357,14 +358,17 @@ def _project_tokens(rep: TokenRep, weight: torch.Tensor, name: str, idx: torch.T
     return out.mul_(alpha[..., None])
 
 
-def sample_logits(rep: TokenRep, hyper: torch.Tensor) -> torch.Tensor:
+def sample_logits(rep: TokenRep, hyper: torch.Tensor, idx: torch.Tensor | None = None) -> torch.Tensor:
     """Each prompt's single-mask logit at one low-res pixel per token (:data:`SAMPLE_POS`): (B, T).
 
-    ``hyper``: (B, C/8), the first mask token's hypernetwork output.
+    ``hyper``: (B, C/8), the first mask token's hypernetwork output. ``idx``: (n,) int64, only
+    these tokens (then (B, n)).
     """
     conv1, norm, act1, conv2, act2 = rep.side.md.output_upscaling
     (a, b), (c, e) = SAMPLE_POS
-    y = _project_tokens(rep, conv1.weight[:, :, a, b].T, f"up1.{a}{b}").add_(conv1.bias)  # (B, T, C/4)
+    if idx is not None:
+        idx = idx.expand(rep.alpha.shape[0], -1)
+    y = _project_tokens(rep, conv1.weight[:, :, a, b].T, f"up1.{a}{b}", idx).add_(conv1.bias)  # (B, T, C/4)
     y = act1(F.layer_norm(y, y.shape[-1:], norm.weight, norm.bias, norm.eps))  # LayerNorm2d: over channels
     y = act2(F.linear(y, conv2.weight[:, :, c, e].T, conv2.bias))  # (B, T, C/8)
     return torch.bmm(y, hyper[:, :, None])[..., 0]
