@@ -12,7 +12,8 @@ iteration, and only for what it reads:
 Both come from one pass of the mask decoder per prompt (:mod:`elements.partition.sam_decode`:
 SAM's own decoder, exact to float rounding, in low-rank form); its per-prompt state is kept
 between the two calls. The logits are segment-anything's ``MaskDecoder`` single-mask logits
-(``multimask_output=False``) to ~1e-5, so the partition is the full decode's.
+(``multimask_output=False``) to float rounding, so the partition is the full decode's
+(identical label maps on the 8 photos of ``bench/partition.py --table decode``).
 
 Coordinates: canvas S × S = 512² ↔ SAM input 1024² ↔ g × g = 64² tokens ↔ 256² low-res logits;
 one token is 8 canvas px and one low-res logit 2 canvas px. The dense affinity is the sigmoid

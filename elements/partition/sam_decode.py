@@ -3,17 +3,19 @@
 Alg. 2 asks SAM for one mask per query (N = 256 point prompts per image). segment-anything's
 ``MaskDecoder`` runs its two-way transformer over all T = g × g = 64 × 64 image tokens for
 every prompt: ~0.94 GMAC of (T, 256) × (256, 128) projections per prompt, plus 0.4 GMAC of
-output upscaling. This module gives the same logits (to float rounding, ~1e-5) with about a
-sixth of the arithmetic, because a prompt changes the image tokens only through a few vectors:
+output upscaling. This module gives the same logits, to float rounding (max |Δlogit| at most
+1.3e-5 of the largest |logit| on the 8 photos of ``bench/partition.py``), with about a tenth of
+the arithmetic, because a prompt changes the image tokens only through a few vectors:
 
 * An image→token attention adds to token t the mix ``Σ_jh w[t, j, h] · u[j, h]`` of J × H = 7 × 8
   vectors ``u[j, h] = W_o[:, head h] @ v[j, h]`` (v: the 7 prompt tokens' values, W_o the output
   projection). Before layer 0's LayerNorm, token t of prompt b is thus ``s[t] + w[b, t] @ U[b]``:
-  the shared image token plus a mix of 56 per-prompt rows.
+  the shared image token plus a mix of 56 per-prompt rows; as each head's weights sum to 1,
+  48 rows (u[j, h] − u[0, h], j ≥ 1) and one per-prompt constant row (Σ_h u[0, h] + bias) do.
 * A LayerNorm turns x into ``γ ⊙ (x − μ)/σ + β``: two scalars per token, which follow from
   inner products (‖s[t]‖², s[t]·u, u·u'), never from the (T, C) tokens themselves.
 * A later linear map W of the tokens is ``W s`` (once per image) plus ``w @ (U Wᵀ)`` per prompt,
-  a (K, T) × (K, ·) product with K ≈ 60-120 instead of C = 256; attention against the 7 prompt
+  a (K, T) × (K, ·) product with K ≈ 50-100 instead of C = 256; attention against the 7 prompt
   tokens needs only such products.
 * Only the first mask token's output feeds the single-mask hypernetwork, so the final
   token→image attention runs for that token alone (attention rows are independent).
@@ -22,7 +24,7 @@ The per-prompt state is :class:`TokenRep`: ``X[b, t] = alpha[b, t] · (A[t] + Σ
 with A the shared image tokens with the LayerNorm gains applied so far (T, C), E per-prompt rows
 (K, C) and z their coefficients (B, K, T), T innermost. A LayerNorm then only rescales alpha and
 adds two constant rows; z itself never changes. Attention rows are kept factored (per-head
-values times the fixed W_o), so E·A costs d = 16 MACs per row and token. Per prompt: ~0.2 GMAC.
+values times the fixed W_o), so E·A costs d = 16 MACs per row and token. Per prompt: ~0.14 GMAC.
 
 Layouts: attention-sized tensors are ``(B, J, H, T)``, rows ordered (j, h), so that both the
 per-prompt products (one (J·H, K) × (K, T) matmul per prompt) and the per-head products with
