@@ -197,14 +197,15 @@ class ReferenceAffinity:
         """segment-anything's single-mask low-res logits for ``points (N, 2)`` normalised (x, y): ``(N, 4g, 4g)`` tensor."""
         import torch
 
-        if self.base._image_key is None:
+        state = self.base.embedding_state()
+        if state is None:
             raise RuntimeError("call set_image first")
-        key = (self.base._image_key, np.asarray(points, dtype=np.float32).tobytes())
+        key = (state[0], np.asarray(points, dtype=np.float32).tobytes())
         if self._low is not None and self._low[0] == key:
             return self._low[1]
         self._low = None
         p = self.base.predictor
-        size = self.base._geometry()[0]
+        size = self.base.geometry()[0]
         coords = p.transform.apply_coords(np.asarray(points, dtype=np.float64) * size, p.original_size)
         coords_t = torch.as_tensor(coords, dtype=torch.float32, device=p.device)[:, None, :]  # (N, 1, 2) SAM input px
         pe, md = self.model.prompt_encoder, self.model.mask_decoder
@@ -230,7 +231,7 @@ class ReferenceAffinity:
 
     def sample_xy(self, offset: int = 2) -> np.ndarray:
         """``(g*g, 2) float32``: canvas positions (x, y) normalised of low-res pixels (4i + offset, 4j + offset), raster order."""
-        size, g, scale = self.base._geometry()
+        size, g, scale = self.base.geometry()
         centre = ((4 * np.arange(g) + offset + 0.5) * scale) / size  # the same arithmetic as SamAffinity.samples
         gx, gy = np.meshgrid(centre, centre)
         return np.stack([gx.ravel(), gy.ravel()], axis=1).astype(np.float32)
@@ -238,7 +239,7 @@ class ReferenceAffinity:
     def samples(self, points: np.ndarray, region=None, *, offset: int = 2) -> tuple[np.ndarray, np.ndarray]:
         """SAM's logits at low-res pixel (4i + offset, 4j + offset) of each token: ``(N, g*g) float32``, and :meth:`sample_xy`."""
         low = self.low_res(points)
-        g = self.base._geometry()[1]
+        g = self.base.geometry()[1]
         vals = low[:, offset::4, offset::4][:, :g, :g].reshape(len(low), -1)
         return vals.cpu().numpy(), self.sample_xy(offset)
 
@@ -247,7 +248,7 @@ class ReferenceAffinity:
         import torch
         import torch.nn.functional as F
 
-        size, g, scale = self.base._geometry()
+        size, g, scale = self.base.geometry()
         up_size = int(round(4 * g * scale))
         low = self.low_res(points)
         with torch.inference_mode():
@@ -282,7 +283,7 @@ def run_decode(args, part_cls, load_tinysam) -> None:
     for name, img in photos(args.photos).items():
         geometry, canvas = to_canvas(load_image(img))
         valid = geometry.content_mask()
-        lr._image_key = None  # time the encoder even if the canvas was seen before
+        lr.clear()  # time the encoder even if the canvas was seen before
         t = time.perf_counter()
         lr.set_image(canvas)
         t_enc = time.perf_counter() - t
@@ -291,7 +292,6 @@ def run_decode(args, part_cls, load_tinysam) -> None:
         for _ in range(args.repeats):
             for key, part in parts.items():  # interleaved, so machine load hits both alike
                 part.affinity.restore_embedding(state)
-                lr._side = None  # the low-rank decode's per-image tensors are part of each upload
                 t = time.perf_counter()
                 lab = part.labels(canvas, geometry)
                 dt = time.perf_counter() - t
@@ -300,7 +300,7 @@ def run_decode(args, part_cls, load_tinysam) -> None:
         (t_ref, lab_ref), (t_lr, lab_lr) = best["reference"], best["low-rank"]
         q = query_grid(geometry.content_box_norm(), low_rank.num_elements)
         lg, xy = lr.samples(q)
-        lr._decoded = None  # ~2 MB per prompt
+        lr.clear()  # its prompts' state: ~1.7 MB per prompt
         rg, rxy = ref.samples(q)  # kept from the timed run
         if not np.array_equal(xy, rxy):
             raise RuntimeError(f"{name}: the providers' sample positions differ")

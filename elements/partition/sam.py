@@ -178,6 +178,17 @@ class SamAffinity:
             self._image_key = key
             self._decoded = None
 
+    def clear(self) -> None:
+        """Forget the image: its embedding, per-image decoder tensors and any prompts' state.
+
+        The next :meth:`set_image` runs the encoder even for the same canvas (benchmarks time a
+        first upload this way) and the memory is freed.
+        """
+        self.predictor.reset_image()
+        self._image_key = None
+        self._side = None
+        self._decoded = None
+
     def embedding_state(self):
         """The cached embedding (to keep in a UI session), or None."""
         if self._image_key is None:
@@ -190,9 +201,10 @@ class SamAffinity:
         p = self.predictor
         p.features, p.original_size, p.input_size, p.is_image_set = feats, orig, inp, True
         self._image_key = key
+        self._side = None  # rebuilt from the restored embedding when a partition needs it
         self._decoded = None
 
-    def _geometry(self) -> tuple[int, int, float]:
+    def geometry(self) -> tuple[int, int, float]:
         """(canvas size S, tokens per side g, canvas px per low-res logit)."""
         p = self.predictor
         size = p.original_size[0]
@@ -216,7 +228,7 @@ class SamAffinity:
             with torch.inference_mode():
                 self._side = (self._image_key, ImageSide(self.model, p.features))
         side = self._side[1]
-        size = self._geometry()[0]
+        size = self.geometry()[0]
         coords = p.transform.apply_coords(np.asarray(points, dtype=np.float64) * size, p.original_size)
         coords_t = torch.as_tensor(coords, dtype=torch.float32, device=p.device)[:, None, :]  # (N, 1, 2) SAM input px
         pe, md = self.model.prompt_encoder, self.model.mask_decoder
@@ -248,7 +260,7 @@ class SamAffinity:
 
         from elements.partition.sam_decode import SAMPLE_POS, sample_logits
 
-        size, g, scale = self._geometry()
+        size, g, scale = self.geometry()
         (a, _), (c, _) = SAMPLE_POS
         centre = ((4 * np.arange(g) + 2 * a + c + 0.5) * scale) / size
         gx, gy = np.meshgrid(centre, centre)
@@ -281,7 +293,7 @@ class SamAffinity:
         from elements.partition.sam_decode import window_logits
 
         decoded = self._decode(points)
-        size, g, scale = self._geometry()
+        size, g, scale = self.geometry()
         tok = 4 * scale  # canvas px per token
         boxes = np.asarray(boxes, dtype=np.int64)
         out = np.zeros((len(boxes), size, size), dtype=np.float32)  # calloc: untouched pages cost nothing
@@ -315,7 +327,7 @@ class SamAffinity:
 
     def __call__(self, points: np.ndarray, size: int | None = None) -> np.ndarray:
         """The full affinity ``(N, S, S) float32`` in [0, 1] for ``points (N, 2)`` normalised (benchmarks, tests)."""
-        s = self._geometry()[0]
+        s = self.geometry()[0]
         if size is not None and size != s:
             raise ValueError(f"the canvas is {s} px, not {size}")
         self._decode(points)
