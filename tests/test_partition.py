@@ -434,12 +434,13 @@ def test_low_rank_decode_is_sams_own_decode(depth):
     boxes = np.array([[0, 0, 256, 256], [32, 48, 96, 160], [0, 0, 0, 0], [240, 200, 256, 256], [64, 64, 80, 80]] * 2)[
         :9
     ]
-    s = aff.dense(pts, boxes)
+    s = aff.dense(pts, boxes)  # a BoxAffinity: each prompt's box only
+    assert s.shape == (len(boxes), 256, 256)
     for k, (x0, y0, x1, y1) in enumerate(boxes):
-        np.testing.assert_allclose(s[k, y0:y1, x0:x1], up[k, y0:y1, x0:x1], atol=1e-5)
-        outside = np.ones((256, 256), bool)
-        outside[y0:y1, x0:x1] = False
-        assert not s[k][outside].any()
+        if x1 > x0 and y1 > y0:
+            np.testing.assert_allclose(s.values[k, : y1 - y0, : x1 - x0], up[k, y0:y1, x0:x1], atol=1e-5)
+            yy, xx = np.mgrid[y0:y1, x0:x1]
+            np.testing.assert_allclose(s[np.full_like(yy, k), yy, xx], up[k, y0:y1, x0:x1], atol=1e-5)
     np.testing.assert_allclose(aff(pts), up, atol=1e-5)  # the full affinity: every box the whole canvas
 
 
@@ -454,3 +455,26 @@ def test_sam_provider_decodes_once_per_iteration(tiny_sam, astronaut, monkeypatc
     part(astronaut)
     chunks = -(-256 // 16)
     assert len(calls) == chunks and part.affinity._decoded is None
+
+
+@pytest.mark.parametrize("distance", ["squared", "euclidean"])
+def test_box_affinity_gives_eq1_the_full_affinitys_labels(rng, distance):
+    # a BoxAffinity holds each query's candidate box only (clipped to the content); Eq. 1 reads nothing else
+    from elements.partition.algorithm import BoxAffinity, candidate_boxes
+
+    n, size = 64, 128
+    q = rng.uniform(0, 1, (n, 2)).astype(np.float32)
+    s = rng.uniform(0, 1, (n, size, size)).astype(np.float32)
+    valid = np.zeros((size, size), dtype=bool)
+    valid[10:120, 3:100] = True
+    boxes = candidate_boxes(q, size, 16.0, distance)
+    boxes[:, 0::2] = boxes[:, 0::2].clip(3, 100)
+    boxes[:, 1::2] = boxes[:, 1::2].clip(10, 120)
+    h, w = (boxes[:, 3] - boxes[:, 1]).max(), (boxes[:, 2] - boxes[:, 0]).max()
+    values = np.full((n, h, w), np.nan, dtype=np.float32)  # NaN where nothing may be read
+    for k, (x0, y0, x1, y1) in enumerate(boxes):
+        values[k, : y1 - y0, : x1 - x0] = s[k, y0:y1, x0:x1]
+    box = BoxAffinity(np.nan_to_num(values, nan=5.0), boxes[:, :2], size)  # 5: would win wherever it were read
+    np.testing.assert_array_equal(
+        assign_with_distance(box, q, valid, 16.0, distance), assign_with_distance(s, q, valid, 16.0, distance)
+    )

@@ -302,6 +302,29 @@ def cleanup(labels: np.ndarray, *, smooth: bool = True) -> np.ndarray:
     return relabel_contiguous(keep_largest_components(labels))
 
 
+class BoxAffinity:
+    """A dense affinity that holds values only inside one box per query: what Eq. 1 reads.
+
+    ``values``: ``(N, h, w) float32``, query n's affinity for canvas pixels
+    ``origin[n] + (0..h, 0..w)``; ``origin``: ``(N, 2) int64`` (x, y) canvas px; ``size``: S.
+    Indexing ``s[n, y, x]`` (integer arrays, broadcast) reads ``values[n, y − y0, x − x0]``,
+    clamped into the box: reads outside a query's box return some value of that box, which
+    :func:`assign_with_distance` never uses. ``shape`` is (N, S, S), as for the full array
+    (~30 MB for 256 queries instead of ~270 MB).
+    """
+
+    def __init__(self, values: np.ndarray, origin: np.ndarray, size: int) -> None:
+        self.values, self.origin = values, np.asarray(origin, dtype=np.int64)
+        self.shape = (values.shape[0], size, size)
+
+    def __getitem__(self, index):
+        n, y, x = index
+        _, h, w = self.values.shape
+        yy = np.clip(y - self.origin[n, 1], 0, h - 1)
+        xx = np.clip(x - self.origin[n, 0], 0, w - 1)
+        return self.values[n, yy, xx]
+
+
 @runtime_checkable
 class AffinityProvider(Protocol):
     """Where Alg. 2's affinity comes from, in its two phases (module docstring).
@@ -321,8 +344,9 @@ class AffinityProvider(Protocol):
         """
         ...
 
-    def dense(self, points: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-        """``(N, S, S) float32`` in [0, 1], correct inside ``boxes[n]`` ((N, 4) int64 px, ends exclusive), any value outside."""
+    def dense(self, points: np.ndarray, boxes: np.ndarray) -> np.ndarray | BoxAffinity:
+        """``(N, S, S) float32`` in [0, 1] (or a :class:`BoxAffinity`), correct inside ``boxes[n]``
+        ((N, 4) int64 px, ends exclusive), any value outside."""
         ...
 
 

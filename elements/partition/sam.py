@@ -29,6 +29,7 @@ import numpy as np
 
 from elements import defaults
 from elements.errors import UserError
+from elements.partition.algorithm import BoxAffinity
 
 #: prompts per decoder pass. Any size gives the same logits; 16 keeps its (B, K, T) tensors
 #: cache-sized on a CPU. On a GPU, SAM's own points_per_batch (64) fills the device better.
@@ -253,8 +254,9 @@ class SamAffinity:
         """SAM's logits at one low-res pixel per token: ``(N, g*g) float32`` and its canvas positions ``(g*g, 2)``.
 
         Token (i, j) (raster order) gives low-res pixel (4i + 2, 4j + 2) (``sam_decode.SAMPLE_POS``);
-        positions are (x, y) normalised canvas coordinates of that pixel's centre. Samples
-        outside ``region`` (canvas px x0, y0, x1, y1: the content box) are not computed: -inf.
+        positions are (x, y) normalised canvas coordinates of that pixel's centre. Token rows
+        wholly outside ``region`` (canvas px x0, y0, x1, y1: the content box) are not computed
+        (-inf); Alg. 2 reads no sample outside it.
         """
         import torch
 
@@ -266,24 +268,23 @@ class SamAffinity:
         gx, gy = np.meshgrid(centre, centre)
         xy = np.stack([gx.ravel(), gy.ravel()], axis=1).astype(np.float32)
         decoded = self._decode(points)
-        idx = None
-        if region is not None:
-            px = np.floor(xy * size)
-            inside = (px[:, 0] >= region[0]) & (px[:, 0] < region[2]) & (px[:, 1] >= region[1]) & (px[:, 1] < region[3])
-            if not inside.all():
-                idx = torch.as_tensor(np.flatnonzero(inside), device=self.device)
+        rows = slice(0, g)
+        if region is not None:  # token rows whose samples lie in the content box; the padding's are skipped
+            inside = np.flatnonzero((np.floor(centre * size) >= region[1]) & (np.floor(centre * size) < region[3]))
+            rows = slice(int(inside[0]), int(inside[-1]) + 1) if len(inside) else slice(0, 0)
         with torch.inference_mode():
-            part = torch.cat([sample_logits(rep, hyper, idx) for rep, hyper in decoded])
-        if idx is None:
-            return part.float().cpu().numpy(), xy
+            part = torch.cat(
+                [sample_logits(rep, hyper, slice(rows.start * g, rows.stop * g)) for rep, hyper in decoded]
+            )
         logits = np.full((len(part), g * g), -np.inf, dtype=np.float32)
-        logits[:, idx.cpu().numpy()] = part.float().cpu().numpy()
+        logits[:, rows.start * g : rows.stop * g] = part.float().cpu().numpy()
         return logits, xy
 
-    def dense(self, points: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-        """The affinity ``(N, S, S) float32`` in [0, 1] inside each ``boxes (N, 4)`` canvas px (x0, y0, x1, y1), 0 outside.
+    def dense(self, points: np.ndarray, boxes: np.ndarray) -> BoxAffinity:
+        """The affinity in [0, 1] inside each of ``boxes (N, 4)`` canvas px (x0, y0, x1, y1), ends exclusive.
 
-        Inside a box it equals the full decode's (sigmoid of the low-res logits, bilinearly
+        A :class:`~elements.partition.algorithm.BoxAffinity`: per prompt, the values of its box
+        only. Inside a box they equal the full decode's (sigmoid of the low-res logits, bilinearly
         upsampled): each prompt's window of tokens covers its box plus one token, and each
         low-res logit depends on one token only. The decoder state is dropped afterwards.
         """
@@ -295,8 +296,11 @@ class SamAffinity:
         decoded = self._decode(points)
         size, g, scale = self.geometry()
         tok = 4 * scale  # canvas px per token
-        boxes = np.asarray(boxes, dtype=np.int64)
-        out = np.zeros((len(boxes), size, size), dtype=np.float32)  # calloc: untouched pages cost nothing
+        boxes = np.clip(np.asarray(boxes, dtype=np.int64), 0, size)
+        empty = (boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1])
+        boxes[empty] = 0
+        h, w = max(1, int((boxes[:, 3] - boxes[:, 1]).max())), max(1, int((boxes[:, 2] - boxes[:, 0]).max()))
+        values = np.zeros((len(boxes), h, w), dtype=np.float32)
         lo = np.clip(np.floor(boxes[:, :2] / tok).astype(np.int64) - 1, 0, g)  # (N, 2) token (x, y)
         hi = np.clip(np.ceil(boxes[:, 2:] / tok).astype(np.int64) + 1, 0, g)
         start = 0
@@ -304,26 +308,23 @@ class SamAffinity:
             for rep, hyper in decoded:
                 sl = slice(start, start + len(hyper))
                 start += len(hyper)
-                live = np.flatnonzero((boxes[sl, 2] > boxes[sl, 0]) & (boxes[sl, 3] > boxes[sl, 1]))
+                live = np.flatnonzero(~empty[sl])
                 if not len(live):
                     continue
                 ww, wh = (hi[sl] - lo[sl])[live].max(axis=0)
                 origin = np.minimum(lo[sl], [g - ww, g - wh])  # (B, 2): the window holds [lo, hi)
                 low = window_logits(rep, hyper, torch.as_tensor(origin, device=hyper.device), (int(wh), int(ww)))
-                up = (
-                    F.interpolate(
-                        torch.sigmoid(low.float())[:, None], scale_factor=scale, mode="bilinear", align_corners=False
-                    )[:, 0]
-                    .cpu()
-                    .numpy()
-                )
+                up = F.interpolate(
+                    torch.sigmoid(low.float())[:, None], scale_factor=scale, mode="bilinear", align_corners=False
+                )[:, 0]
+                up = up.cpu().numpy()
                 offs = np.round(origin * tok).astype(np.int64)  # canvas (x, y) of each window
                 for k in live:
-                    x0, y0, x1, y1 = np.clip(boxes[sl][k], 0, size)
+                    x0, y0, x1, y1 = boxes[sl.start + k]
                     ox, oy = offs[k]
-                    out[sl.start + k, y0:y1, x0:x1] = up[k, y0 - oy : y1 - oy, x0 - ox : x1 - ox]
+                    values[sl.start + k, : y1 - y0, : x1 - x0] = up[k, y0 - oy : y1 - oy, x0 - ox : x1 - ox]
         self._decoded = None
-        return out
+        return BoxAffinity(values, boxes[:, :2], size)
 
     def __call__(self, points: np.ndarray, size: int | None = None) -> np.ndarray:
         """The full affinity ``(N, S, S) float32`` in [0, 1] for ``points (N, 2)`` normalised (benchmarks, tests)."""
@@ -331,7 +332,7 @@ class SamAffinity:
         if size is not None and size != s:
             raise ValueError(f"the canvas is {s} px, not {size}")
         self._decode(points)
-        return self.dense(points, np.tile([0, 0, s, s], (len(points), 1)))
+        return self.dense(points, np.tile([0, 0, s, s], (len(points), 1))).values
 
     def mask(
         self, points: np.ndarray | None = None, labels: np.ndarray | None = None, box: np.ndarray | None = None

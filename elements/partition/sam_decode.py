@@ -342,15 +342,18 @@ def two_way(side: ImageSide, tokens: torch.Tensor) -> tuple[torch.Tensor, TokenR
     return tr.norm_final_attn(queries[:, mask0] + attn)[:, 0], rep
 
 
-def _project_tokens(rep: TokenRep, weight: torch.Tensor, name: str, idx: torch.Tensor | None = None) -> torch.Tensor:
-    """``X[b, t] @ weightᵀ`` without bias: (B, T, D), or (B, n, D) at the tokens ``idx`` (B, n) of each prompt."""
+def _project_tokens(
+    rep: TokenRep, weight: torch.Tensor, name: str, idx: torch.Tensor | slice = slice(None)
+) -> torch.Tensor:
+    """``X[b, t] @ weightᵀ`` without bias: (B, T, D) at the tokens ``idx``: a slice (the same for every
+    prompt, read in place), or (B, n) int64 per prompt (gathered)."""
     aw = rep.side.cached(("AWt", name, rep.norms), lambda: rep.a() @ weight.T)  # (T, D)
     groups = [g for g in rep.all_groups() if g.n]
     right = [g.e() @ weight.T for g in groups]  # (B, n_g, D)
     b, d = rep.alpha.shape[0], weight.shape[0]
-    if idx is None:
-        coefs, alpha = [g.flat() for g in groups], rep.alpha
-        out = aw.expand(b, -1, -1).clone()
+    if isinstance(idx, slice):
+        coefs, alpha = [g.flat()[..., idx] for g in groups], rep.alpha[:, idx]
+        out = aw[idx].expand(b, -1, -1).clone()
     else:
         coefs = [g.flat().gather(2, idx[:, None, :].expand(-1, g.n, -1)) for g in groups]  # (B, n_g, n)
         alpha = rep.alpha.gather(1, idx)
@@ -360,17 +363,15 @@ def _project_tokens(rep: TokenRep, weight: torch.Tensor, name: str, idx: torch.T
     return out.mul_(alpha[..., None])
 
 
-def sample_logits(rep: TokenRep, hyper: torch.Tensor, idx: torch.Tensor | None = None) -> torch.Tensor:
+def sample_logits(rep: TokenRep, hyper: torch.Tensor, tokens: slice = slice(None)) -> torch.Tensor:
     """Each prompt's single-mask logit at one low-res pixel per token (:data:`SAMPLE_POS`): (B, T).
 
-    ``hyper``: (B, C/8), the first mask token's hypernetwork output. ``idx``: (n,) int64, only
-    these tokens (then (B, n)).
+    ``hyper``: (B, C/8), the first mask token's hypernetwork output. ``tokens``: only this range
+    of tokens (raster order), then (B, n).
     """
     conv1, norm, act1, conv2, act2 = rep.side.md.output_upscaling
     (a, b), (c, e) = SAMPLE_POS
-    if idx is not None:
-        idx = idx.expand(rep.alpha.shape[0], -1)
-    y = _project_tokens(rep, conv1.weight[:, :, a, b].T, f"up1.{a}{b}", idx).add_(conv1.bias)  # (B, T, C/4)
+    y = _project_tokens(rep, conv1.weight[:, :, a, b].T, f"up1.{a}{b}", tokens).add_(conv1.bias)  # (B, T, C/4)
     y = act1(F.layer_norm(y, y.shape[-1:], norm.weight, norm.bias, norm.eps))  # LayerNorm2d: over channels
     y = act2(F.linear(y, conv2.weight[:, :, c, e].T, conv2.bias))  # (B, T, C/8)
     return torch.bmm(y, hyper[:, :, None])[..., 0]
