@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from conftest import assert_box_affinity
 from skimage.measure import label as cc_label
 
 from elements.geometry import Geometry
@@ -435,12 +436,7 @@ def test_low_rank_decode_is_sams_own_decode(depth):
         :9
     ]
     s = aff.dense(pts, boxes)  # a BoxAffinity: each prompt's box only
-    assert s.shape == (len(boxes), 256, 256)
-    for k, (x0, y0, x1, y1) in enumerate(boxes):
-        if x1 > x0 and y1 > y0:
-            np.testing.assert_allclose(s.values[k, : y1 - y0, : x1 - x0], up[k, y0:y1, x0:x1], atol=1e-5)
-            yy, xx = np.mgrid[y0:y1, x0:x1]
-            np.testing.assert_allclose(s[np.full_like(yy, k), yy, xx], up[k, y0:y1, x0:x1], atol=1e-5)
+    assert_box_affinity(s, boxes, up, 256)
     np.testing.assert_allclose(aff(pts), up, atol=1e-5)  # the full affinity: every box the whole canvas
 
 

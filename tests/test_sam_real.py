@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import assert_box_affinity
 from PIL import Image
 from skimage.measure import label as cc_label
 
@@ -179,12 +180,7 @@ def test_low_rank_decode_is_sams_own_decode_on_real_weights(distilled_sam):
     boxes = np.array([[0, 0, 512, 512], [96, 32, 240, 160], [0, 400, 64, 512], [16, 16, 16, 16], [480, 0, 512, 48]])
     boxes = np.resize(boxes, (len(q), 4))
     s = aff.dense(q, boxes)  # a BoxAffinity: each prompt's box only
-    assert s.shape == (len(boxes), 512, 512)
-    for k, (x0, y0, x1, y1) in enumerate(boxes):
-        if x1 > x0 and y1 > y0:
-            np.testing.assert_allclose(s.values[k, : y1 - y0, : x1 - x0], ref[k, y0:y1, x0:x1], atol=1e-5)
-            yy, xx = np.mgrid[y0:y1, x0:x1]
-            np.testing.assert_allclose(s[np.full_like(yy, k), yy, xx], ref[k, y0:y1, x0:x1], atol=1e-5)
+    assert_box_affinity(s, boxes, ref, 512)
 
 
 def test_archive_with_wrong_sha256_is_refused(tmp_path, monkeypatch):
