@@ -255,6 +255,9 @@ class OnnxImageEncoder:
         opts = ort.SessionOptions()
         if threads:
             opts.intra_op_num_threads = threads
+        # no busy-waiting after a run: the mask decoder (torch) runs next on the same cores
+        # (3 % faster per upload on the 2-core machine, interleaved A/B of 3 × 3 photos)
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.path = Path(path)
         self.session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
 
