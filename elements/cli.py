@@ -16,6 +16,7 @@ from elements.errors import UserError
 COMMANDS = {
     "partition": ("elements.partition.cli", "split an image into image elements (Alg. 2)"),
     "edit": ("elements.edit_cli", "apply an edit spec to an image and decode it"),
+    "prepare": ("elements.data.prepare", "partition a training set once into webdataset shards (sharded, resumable)"),
     "train": ("elements.train.cli", "train stage 1 (encoder + light decoder) or stage 2 (diffusion decoder)"),
     "tiny-base": ("elements.tiny_base", "write a tiny random SD-1.5-shaped base model for offline smoke tests"),
 }

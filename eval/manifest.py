@@ -6,9 +6,13 @@ held-out samples an evaluation used, so that two labs can check they evaluated t
 
 * ``manifest.csv`` — one row per image, in reader order: ``stem`` (first 16 hex digits of
   sha256(split key), a stable file name on every machine and shard layout), ``key``,
-  ``split_key``, ``caption``, ``ref`` (path of the reference PNG relative to the folder);
+  ``split_key``, ``caption``, ``ref`` (path of the reference PNG relative to the folder), ``labels`` (path of
+  the stored element labels, or empty);
 * ``manifest.json`` — the rule text, the held-out fraction, the count, the sha256 of
   ``manifest.csv``'s bytes, the data source, filters, limit and reader counters;
+* ``labels/{stem}.png`` — only when ``data`` is prepared (``python -m elements prepare``): the stored element
+  labels of the reference (16-bit PNG, :mod:`elements.data.prepared`), named in the manifest's ``labels``
+  column, so that ``eval recon`` decodes the very elements training saw and builds no partition model;
 * ``refs/{stem}.png`` — the reference: :func:`elements.data.preprocess.center_crop_resize`
   (central square crop, Pillow bicubic resize to 512 × 512 — the same function the training
   data goes through), stored as PNG — never JPEG, whose loss would enter every metric. On a square canvas the letterbox geometry of the
@@ -32,7 +36,7 @@ from elements.errors import UserError
 from elements.geometry import WORKING_SIZE
 
 REF_SIZE = WORKING_SIZE  # H = W = 512, Sec. 3.1 / App. B
-MANIFEST_COLUMNS = ["stem", "key", "split_key", "caption", "ref"]
+MANIFEST_COLUMNS = ["stem", "key", "split_key", "caption", "ref", "labels"]
 
 
 def stem_for(split_key: str) -> str:
@@ -44,7 +48,9 @@ def build_split(
     data, out, *, limit: int | None = None, split: str = "heldout", filters=None, progress=None
 ) -> pd.DataFrame:
     """Read the held-out samples of ``data``, write references and the manifest into ``out``; returns the manifest."""
+    from elements.atomic import atomic_write
     from elements.data import DataStats, iter_samples
+    from elements.data.prepared import encode_labels
     from elements.data.split import HOLDOUT_FRACTION, rule_text
     from elements.image_io import save_png
     from eval.report import write_csv, write_text
@@ -54,7 +60,7 @@ def build_split(
     out = Path(out)
     (out / "refs").mkdir(parents=True, exist_ok=True)
     stats = DataStats()
-    rows, seen = [], set()
+    rows, seen, made_by = [], set(), set()
     for sample in iter_samples(data, split=split, filters=filters, stats=stats):
         stem = stem_for(sample.split_key)
         if stem in seen:  # the same URL twice in a crawl is one image for evaluation
@@ -63,6 +69,15 @@ def build_split(
         ref = out / "refs" / f"{stem}.png"
         if not ref.exists():
             save_png(ref, center_crop_resize(sample.image, REF_SIZE))
+        labels = ""
+        if sample.labels is not None and sample.image.shape[:2] == (
+            REF_SIZE,
+            REF_SIZE,
+        ):  # prepared: the crop is the ref
+            labels = f"labels/{stem}.png"
+            made_by.add(str((sample.partition or {}).get("description") or "unknown partition"))
+            if not (out / labels).exists():
+                atomic_write(out / labels, lambda tmp, lab=sample.labels: Path(tmp).write_bytes(encode_labels(lab)))
         rows.append(
             {
                 "stem": stem,
@@ -70,6 +85,7 @@ def build_split(
                 "split_key": sample.split_key,
                 "caption": sample.caption or "",
                 "ref": f"refs/{stem}.png",
+                "labels": labels,
             }
         )
         if progress:
@@ -91,6 +107,7 @@ def build_split(
         "filters": repr(filters) if filters is not None else None,
         "reference": f"central square crop, Pillow bicubic resize to {REF_SIZE}x{REF_SIZE}, PNG",
         "reader": stats.as_dict(),
+        "elements": "; ".join(sorted(made_by)) or None,  # prepared data: what made the stored labels
     }
     write_text(out / "manifest.json", json.dumps(info, indent=2) + "\n")
     return manifest
@@ -111,9 +128,11 @@ def load_split(folder) -> tuple[pd.DataFrame, dict]:
             f"'{d / 'manifest.csv'}' does not match the sha256 recorded in manifest.json (edited or truncated)."
         )
     manifest = pd.read_csv(d / "manifest.csv", dtype=str, keep_default_na=False)
-    missing = [r for r in manifest["ref"] if not (d / r).is_file()]
+    if "labels" not in manifest.columns:  # written before prepared data existed
+        manifest["labels"] = ""
+    missing = [r for r in [*manifest["ref"], *filter(None, manifest["labels"])] if not (d / r).is_file()]
     if missing:
-        raise UserError(f"{len(missing)} reference image(s) listed in '{d}' are missing (first: {missing[0]}).")
+        raise UserError(f"{len(missing)} file(s) listed in '{d}' are missing (first: {missing[0]}).")
     return manifest, info
 
 

@@ -1,6 +1,7 @@
 """``python -m eval recon --data ... --decoder ... --limit 5000 --out OUT``: the reconstruction benchmark.
 
-Tables 1-2 / App. B: every held-out image is partitioned, **all** its elements are kept
+Tables 1-2 / App. B: every held-out image is partitioned (or, when ``--data`` is prepared with
+``python -m elements prepare``, its stored elements are used: the ones training saw), **all** its elements are kept
 (encoded by the decoder's content encoder when it has one), decoded, and compared with its
 reference by MSE, PSNR, SSIM, LPIPS and FID (conventions in :mod:`eval.metrics`, :mod:`eval.fid`).
 
@@ -136,6 +137,19 @@ def _partition_params(args) -> dict:
     return {k: kw[k] for k in ("num_elements", "beta", "beta_c", "iterations")}
 
 
+def stored_elements(ref, labels_png: Path):
+    """The elements of a reference ``(512, 512, 3) uint8`` from its stored labels (``eval split`` on prepared data)."""
+    from elements.data.prepared import decode_labels
+    from elements.geometry import Geometry
+    from elements.partition.build import elements_from_labels
+
+    labels = decode_labels(labels_png.read_bytes())
+    if labels is None or labels.shape != ref.shape[:2]:
+        raise UserError(f"'{labels_png}' is not the 16-bit label map of its {ref.shape[1]}x{ref.shape[0]} reference.")
+    size = ref.shape[0]
+    return elements_from_labels(ref, labels, Geometry.fit(size, size, size), {"partition": {"backend": "prepared"}})
+
+
 def _state():
     from accelerate import PartialState
 
@@ -164,9 +178,14 @@ def run(args, *, on_image=None) -> int:
         if state.is_main_process and not is_split_folder(split_dir):
             build_split(args.data, split_dir, limit=args.limit, filters=filters_from(args))
         state.wait_for_everyone()
-    manifest, _ = load_split(split_dir)
+    manifest, info = load_split(split_dir)
     if args.limit is not None:
         manifest = manifest.iloc[: args.limit]
+    prepared = bool(len(manifest)) and bool(manifest["labels"].astype(bool).all())
+    if prepared:  # prepared data: decode the stored elements (the partition flags do not apply)
+        config["partition"] = "prepared"
+        config["partition_params"] = {"elements": info.get("elements")}
+        print(f"elements: stored with the prepared data ({info.get('elements')})", file=sys.stderr)
     cfg_path = out / "config.json"
     started = any((out / "per_image").glob("*.json"))
     if cfg_path.exists() and started:  # results exist: they were made with the pinned settings
@@ -188,12 +207,12 @@ def run(args, *, on_image=None) -> int:
     if todo:
         # Each rank decodes on its own accelerator unless --decoder-option device=... says otherwise.
         decoder = make_decoder(args.decoder, config["decoder_options"], state.device)
-        partitioner = Partitioner.from_args(args, device=str(state.device))
+        partitioner = None if prepared else Partitioner.from_args(args, device=str(state.device))
         lp = build_lpips(metrics, args)
         per_image_wanted = [m for m in metrics if m in PER_IMAGE_METRICS]
         for done, r in enumerate(todo, 1):
             ref = read_rgb(split_dir / r.ref)
-            el = partitioner(ref)
+            el = stored_elements(ref, split_dir / r.labels) if prepared else partitioner(ref)
             prompt = r.caption if args.prompt == "caption" else ""
             pred = decoder(
                 el, prompt=prompt, seed=image_seed(args.seed, r.stem), steps=args.steps, guidance=args.guidance
@@ -239,7 +258,7 @@ def run(args, *, on_image=None) -> int:
         per_image,
         name=args.name or out.resolve().name,
         fid=fid,
-        extra={"decoder": args.decoder, "partition": args.backend, "steps": args.steps},
+        extra={"decoder": args.decoder, "partition": config["partition"], "steps": args.steps},
     )
     write_outputs(out, per_image, summary)
     print(format_summary(summary))

@@ -169,3 +169,32 @@ def test_training_images_equal_eval_references(data, tmp_path):
         assert np.array_equal(train, refs[item["key"]]), item["key"]
         seen += 1
     assert seen == N_IMAGES
+
+
+def test_split_and_recon_read_prepared_shards(data, tmp_path, monkeypatch, capsys):
+    """``eval split`` on ``prepare``'s shards keeps the stored labels; ``recon`` decodes those very elements and
+    builds no partition model (the partition flags would ask for SLIC: they must not be used)."""
+    import elements.partition
+    from elements.data.prepare import prepare
+
+    prepared = tmp_path / "prepared"
+    prepare(data, prepared, partition={"backend": "grid", "num_elements": 16})
+    split = tmp_path / "split"
+    assert main(["split", "--data", str(prepared), "--out", str(split)]) == 0
+    manifest, info = load_split(split)
+    assert len(manifest) == N_IMAGES and all(manifest["labels"].str.startswith("labels/"))
+    assert info["elements"] == "regular grid (paper Fig. 16 baseline)"
+
+    def no_partitioner(*args, **kwargs):
+        raise AssertionError("eval recon built a partitioner for prepared data")
+
+    monkeypatch.setattr(elements.partition.Partitioner, "from_args", no_partitioner)
+    out = tmp_path / "recon"
+    args = _args(split, out, "--backend", "slic")
+    args[args.index("--metrics") + 1] = "mse"
+    assert main(args) == 0
+    assert json.loads((out / "config.json").read_text())["settings"]["partition"] == "prepared"
+    stored = recon.stored_elements(
+        np.asarray(Image.open(split / manifest.iloc[0]["ref"])), split / manifest.iloc[0]["labels"]
+    )
+    assert stored.num_elements == 16 and pd.read_csv(out / "summary.csv").loc[0, "mse"] == 0.0

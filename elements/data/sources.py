@@ -1,6 +1,6 @@
 """Reading training/evaluation images: an image folder or img2dataset webdataset shards.
 
-Two layouts are understood:
+Three layouts are understood:
 
 * **image folder** — every ``.jpg/.jpeg/.png/.webp/.bmp/.tif(f)`` below the folder (recursive,
   hidden folders skipped). Optional sidecars with the same stem: ``.txt`` (caption) and ``.json``
@@ -10,6 +10,9 @@ Two layouts are understood:
   ``key``, ``url``, ``caption``, ``status``, plus the LAION columns that were kept).
   ``source`` may be a folder of shards, one ``.tar``, a brace pattern (``data/{00000..00099}.tar``)
   or a list of paths.
+* **prepared shards** written by ``python -m elements prepare`` (:mod:`elements.data.prepared`): the
+  same webdataset layout, each sample carrying its 512² crop and its element labels. Their samples
+  keep the input's key and URL (so the held-out split is the same) and come with ``Sample.labels``.
 
 For each record the held-out split (:mod:`elements.data.split`) and the metadata filters are
 decided from the key/URL and metadata alone, **before** the image is decoded; a training reader
@@ -35,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from elements.data.filters import LaionFilter
+from elements.data.prepared import LABELS_EXT, decode_labels
 from elements.data.split import is_heldout, split_key
 from elements.errors import UserError
 
@@ -55,6 +59,10 @@ class Sample:
     image: np.ndarray
     caption: str
     meta: dict = field(default_factory=dict)
+    #: prepared shards only (:mod:`elements.data.prepared`): ``image`` is then the stored ``(S, S, 3)`` crop,
+    #: ``labels`` its ``(S, S) int32`` element ids (-1 = none) and ``partition`` the parameters that made them
+    labels: np.ndarray | None = None
+    partition: dict | None = None
 
 
 @dataclass
@@ -89,6 +97,8 @@ class _Record:
     meta: dict
     image: bytes | Path | None  # encoded bytes (shard) or a file path (folder)
     where: str
+    labels: bytes | None = None  # prepared shards: the 16-bit labels PNG
+    partition: dict | None = None
 
 
 # --- locating the data ---------------------------------------------------------------------
@@ -201,6 +211,8 @@ def _shard_records(shard: Path, table: _ShardTable | None, stats: DataStats) -> 
     current = None
 
     def flush():
+        if LABELS_EXT in group:
+            return _prepared_record(shard, current, group)
         row = table.rows.get(current) if table is not None else None
         meta = dict(row) if row is not None else {}
         if row is None and table is not None and table.filtered:
@@ -235,6 +247,29 @@ def _shard_records(shard: Path, table: _ShardTable | None, stats: DataStats) -> 
         return  # the incomplete last group is dropped with the rest of the shard
     if current is not None:
         yield flush()
+
+
+def _prepared_record(shard: Path, name: str, group: dict) -> _Record:
+    """A sample of a prepared shard: the input's own key/URL/metadata from its JSON, crop and labels as stored."""
+    try:
+        info = json.loads(group.get("json", b"{}"))
+    except ValueError:
+        info = {}
+    info = info if isinstance(info, dict) else {}
+    meta = info.get("meta") if isinstance(info.get("meta"), dict) else {}
+    key = str(info.get("key") or name)
+    caption = group["txt"].decode("utf-8", "replace").strip() if "txt" in group else str(meta.get("caption") or "")
+    image = next((group[e] for e in ("png", "jpg") if e in group), None)
+    return _Record(
+        key,
+        info.get("url") or None,
+        caption,
+        dict(meta),
+        image,
+        f"{shard.name}:{name}",
+        group[LABELS_EXT],
+        info.get("partition") if isinstance(info.get("partition"), dict) else {},
+    )
 
 
 # --- decoding --------------------------------------------------------------------------------
@@ -329,11 +364,12 @@ def iter_positioned(
             stats.no_image += 1
             continue
         image = decode_image(rec.image)
-        if image is None:
+        labels = decode_labels(rec.labels) if rec.labels is not None else None
+        if image is None or (rec.labels is not None and (labels is None or labels.shape != image.shape[:2])):
             stats.corrupt += 1
             continue
         stats.yielded += 1
-        yield position, Sample(rec.key, sk, image, rec.caption, _plain(rec.meta))
+        yield position, Sample(rec.key, sk, image, rec.caption, _plain(rec.meta), labels, rec.partition)
 
 
 def iter_samples(source, *, split: str = "train", filters: LaionFilter | None = None, **kwargs) -> Iterator[Sample]:

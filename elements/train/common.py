@@ -128,8 +128,9 @@ def add_common_args(
     g.add_argument(
         "--dataloader_num_workers",
         type=int,
-        default=4,
-        help="DataLoader worker processes per device (0 = main process)",
+        default=None,
+        help="DataLoader worker processes per device (0 = main process; default: this machine's usable CPUs "
+        "divided among its processes, at most 8)",
     )
 
 
@@ -147,7 +148,7 @@ def check_common_args(args) -> None:
     for name in ("max_train_steps", "checkpoints_total_limit"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise UserError(f"--{name} must be at least 1, got {getattr(args, name)}.")
-    if args.dataloader_num_workers < 0 or args.validation_steps < 0 or args.lr_warmup_steps < 0:
+    if (args.dataloader_num_workers or 0) < 0 or args.validation_steps < 0 or args.lr_warmup_steps < 0:
         raise UserError("--dataloader_num_workers, --validation_steps and --lr_warmup_steps must not be negative.")
     if not (args.learning_rate > 0 and math.isfinite(args.learning_rate)):
         raise UserError(f"--learning_rate must be a positive number, got {args.learning_rate}.")
@@ -388,9 +389,11 @@ def run_training(
     import numpy as np
     import torch
 
-    from elements.data.dataset import make_dataloader, total_stats
+    from elements.data.dataset import default_num_workers, make_dataloader, total_stats
     from elements.data.sources import DataStats
 
+    if args.dataloader_num_workers is None:
+        args.dataloader_num_workers = default_num_workers(accelerator.num_processes)
     state = resume_state(accelerator, args)
     global_step, epoch = int(state["step"]), int(state.get("epoch", 0))
     positions = {int(k): v for k, v in state.get("rank", {}).get("positions", {}).items()}
@@ -413,6 +416,8 @@ def run_training(
     max_steps = args.max_train_steps or math.inf
     window: list[float] = []
     worker_stats: dict[int, dict] = {}
+    elements_by: list[str] = []  # what made the elements seen so far (logged once, and into train_log.jsonl)
+    pending: dict = {}
     done = global_step >= max_steps or epoch >= args.num_train_epochs
     while not done:
         dataset.set_epoch(epoch)
@@ -430,6 +435,11 @@ def run_training(
                 epoch_done = batch is None
             if epoch_done:
                 break
+            for made_by in batch.get("elements_by", []):
+                if made_by not in elements_by:  # say once what made the elements (prepared shards or which backend)
+                    elements_by.append(made_by)
+                    logger.info("%s: elements %s", stage, made_by)
+                    pending["elements_by"] = "; ".join(elements_by)
             epoch_positions[batch["worker"]] = batch["position"]
             w = batch["worker"]
             worker_stats[w] = (
@@ -444,7 +454,8 @@ def run_training(
                 window = []
                 record = {"loss": loss, "lr": lr_scheduler.get_last_lr()[0], "epoch": epoch}
                 fields = data_fields(total_stats(worker_stats))  # on every process: it may reduce
-                log.log(global_step, **record, **fields)
+                log.log(global_step, **record, **fields, **pending)
+                pending = {}
                 accelerator.log(record, step=global_step)
             if global_step % args.checkpointing_steps == 0 or global_step == max_steps:
                 save_checkpoint(

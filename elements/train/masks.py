@@ -168,16 +168,6 @@ class ElementDropout:
         return out
 
 
-class _DroppedPartition:
-    """``(key, canvas) -> ImageElements``: the dataset's (cached) partition followed by element dropout."""
-
-    def __init__(self, partition, dropout: ElementDropout) -> None:
-        self.partition, self.dropout = partition, dropout
-
-    def __call__(self, key: str, canvas: np.ndarray) -> ImageElements:
-        return self.dropout(self.partition(key, canvas), canvas)
-
-
 class ElementDropoutDataset(ElementsDataset):
     """:class:`~elements.data.dataset.ElementsDataset` whose elements pass through :class:`ElementDropout`.
 
@@ -202,12 +192,20 @@ class ElementDropoutDataset(ElementsDataset):
         self.dropout_prob, self.random_partition = float(dropout_prob), bool(random_partition)
         self.mask_source, self.sam_checkpoint = mask_source, sam_checkpoint
         self.mask_note = ""
+        self._dropper: ElementDropout | None = None
 
-    def _partitioner(self):
-        if not isinstance(self._cache, _DroppedPartition):
-            self._cache = None
-            self._cache = _DroppedPartition(super()._partitioner(), self._dropout())
-        return self._cache
+    @property
+    def builds_models(self) -> bool:
+        """SAM object masks load a model in the workers, as a SAM partition does."""
+        return super().builds_models or self.mask_source in ("sam", "auto")
+
+    def _elements_of(self, sample):
+        """The sample's elements (stored or partitioned, :class:`~elements.data.dataset.SampleElements`), then
+        element dropout; the dropout state (RNG, donor partition) is made once per worker."""
+        canvas, el = super()._elements_of(sample)
+        if self._dropper is None:
+            self._dropper = self._dropout()
+        return canvas, self._dropper(el, canvas)
 
     def _dropout(self) -> ElementDropout:
         info = get_worker_info()

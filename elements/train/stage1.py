@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 
 from elements.data import add_data_args, filters_from_args, partition_from_args, resolve_source
-from elements.data.dataset import ElementsDataset
-from elements.data.preprocess import PartitionCache, center_crop_resize
+from elements.data.dataset import ElementsDataset, SampleElements
+from elements.data.prepare import prepare_for_training
 from elements.data.sources import iter_samples
 from elements.decoders.reconstruct import LightReconstructor
 from elements.errors import UserError
@@ -31,7 +31,6 @@ from elements.models.content_encoder import CONTENT_ENCODER_DIR
 from elements.models.light_decoder import LIGHT_DECODER_DIR
 from elements.models.presets import build_content_encoder, build_light_decoder
 from elements.models.tokens import collate
-from elements.partition import Partitioner
 from elements.pixels import SIGNED, from_uint8, to_uint8
 from elements.train.common import (
     add_common_args,
@@ -147,16 +146,19 @@ def train_step(accelerator, model, optimizer, batch: dict, *, max_grad_norm: flo
 
 
 # --- validation ------------------------------------------------------------------------------
-def validation_set(args, k: int):
-    """Up to ``k`` samples ``(key, canvas (S, S, 3) uint8, ImageElements)``: held-out first, training otherwise."""
+def validation_set(args, source, k: int):
+    """Up to ``k`` samples ``(key, canvas (S, S, 3) uint8, ImageElements)``: held-out first, training otherwise.
+
+    ``source``: the training data (:func:`~elements.data.prepare.prepare_for_training`). Prepared shards give
+    their stored elements; raw images (slic, grid) are partitioned here, in the main process.
+    """
     if k <= 0:
         return [], "none"
-    part = PartitionCache(Partitioner(**partition_from_args(args)), args.partition_cache)
+    elements_of = SampleElements(partition_from_args(args), args.image_size, args.partition_cache)
     for split in ("heldout", "train"):
         out = []
-        for s in iter_samples(args.train_data, split=split, filters=filters_from_args(args)):
-            canvas = center_crop_resize(s.image, args.image_size)
-            el = part(s.key, canvas)
+        for s in iter_samples(source, split=split, filters=filters_from_args(args)):
+            canvas, el = elements_of(s)
             if el.num_elements:
                 out.append((s.key, canvas, el))
             if len(out) == k:
@@ -198,6 +200,7 @@ def run(args) -> int:
         level=logging.INFO if accelerator.is_main_process else logging.WARNING,
         format="%(asctime)s %(name)s: %(message)s",
     )
+    source = prepare_for_training(args)  # a SAM partition runs once per image, here, never in a data worker
     model = build_autoencoder(args.preset, args.init_from)
     if model.decoder.config.image_size != args.image_size:
         raise UserError(
@@ -213,7 +216,7 @@ def run(args) -> int:
 
     def setup(start_step: int):
         val, val_split = (
-            validation_set(args, args.num_validation_images) if accelerator.is_main_process else ([], "none")
+            validation_set(args, source, args.num_validation_images) if accelerator.is_main_process else ([], "none")
         )
         dataset = ElementsDataset(
             source,

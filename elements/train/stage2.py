@@ -31,6 +31,7 @@ from transformers import CLIPTextModel, CLIPTokenizer
 
 from elements import defaults
 from elements.data import add_data_args, filters_from_args, partition_from_args, resolve_source
+from elements.data.prepare import prepare_for_training
 from elements.decoders.pipeline import ElementsPipeline, model_folder
 from elements.errors import UserError
 from elements.image_io import save_png
@@ -380,6 +381,7 @@ def run(args) -> int:
         level=logging.INFO if accelerator.is_main_process else logging.WARNING,
         format="%(asctime)s %(name)s: %(message)s",
     )
+    source = prepare_for_training(args)  # a SAM partition runs once per image, here, never in a data worker
     model, frozen = build_models(
         sd_base=args.sd_base,
         stage1=args.stage1,
@@ -403,7 +405,7 @@ def run(args) -> int:
 
     def setup(start_step: int):
         val, val_split = (
-            validation_set(args, args.num_validation_images) if accelerator.is_main_process else ([], "none")
+            validation_set(args, source, args.num_validation_images) if accelerator.is_main_process else ([], "none")
         )
         dataset = make_dataset(args, source, rank=accelerator.process_index, world_size=accelerator.num_processes)
         n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
