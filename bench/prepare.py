@@ -79,6 +79,17 @@ def bench_prepare(photos: Path, out: Path, backend: str) -> dict:
     return {"describe": partitioner.describe(), "load": load, "per_image": times}
 
 
+def write_figure(prepared: Path, path: Path, key: str = "002.jpg") -> None:
+    """One prepared sample as training reads it: the stored crop | the same with its stored elements drawn."""
+    from elements.data.sources import iter_samples
+    from elements.image_io import save_png
+    from elements.visualize import render_overlay
+
+    sample = next(s for s in iter_samples(prepared, split="all") if s.key == key)
+    save_png(path, np.concatenate([sample.image, render_overlay(sample.image, sample.labels)], axis=1))
+    print(f"wrote {path}: {sample.key}, {int(sample.labels.max()) + 1} elements")
+
+
 def train_run(source, partition: dict, steps: int, preset: str, workers: int) -> dict:
     import torch
     from accelerate import Accelerator
@@ -117,6 +128,7 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=2, help="interleaved raw/prepared runs each (default 2)")
     p.add_argument("--preset", default="tiny", choices=["tiny", "paper"], help="stage-1 model size (default tiny)")
     p.add_argument("--workers", type=int, default=2, help="DataLoader workers (default 2)")
+    p.add_argument("--figure", default=None, help="also write one prepared sample (crop | its elements) to this PNG")
     args = p.parse_args(argv)
 
     import torch
@@ -129,6 +141,8 @@ def main(argv=None) -> int:
         print(f"\n## prepare, 1 process: {prep['describe']}")
         print(f"model load {prep['load']:.2f} s; {len(per)} images: {per.mean():.2f} s/image (min {per.min():.2f}, ")
         print(f"max {per.max():.2f}) -> {1 / per.mean():.2f} images/s per process")
+        if args.figure:
+            write_figure(Path(tmp) / "prepared", Path(args.figure))
 
         print(f"\n## stage-1 steps ({args.preset}, batch 2, {args.workers} workers): waiting for data vs stepping")
         print("| run | repeat | first batch s | waiting s | step s | steps | waiting share |")

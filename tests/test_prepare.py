@@ -39,7 +39,7 @@ def _env(*, sam: bool) -> dict:
     return env
 
 
-def _cli(*args, sam: bool, cwd=None, timeout=600, launcher=("-m", "elements")):
+def _cli(*args, sam: bool, cwd=None, timeout=1800, launcher=("-m", "elements")):
     return subprocess.run(
         [sys.executable, *launcher, *map(str, args)],
         env=_env(sam=sam),
@@ -160,7 +160,9 @@ def test_kill_then_rerun_gives_the_same_samples(prepared, photos, tmp_path):
 def test_two_processes_write_disjoint_shards_whose_union_is_the_single_run(prepared, photos, tmp_path):
     out = tmp_path / "two"
     args = ["--train_data", photos, "--output_dir", out, "--samples_per_shard", "2"]
-    launch = ("-m", "accelerate.commands.launch", "--num_processes", "2", "--num_machines", "1", "--cpu")
+    # accelerate's --cpu launcher starts one process unless MPI is set up; --multi_gpu starts 2 (torchrun), and on a
+    # machine without a GPU prepare's process group is a CPU one (gloo)
+    launch = ("-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1")
     launch += ("--mixed_precision", "no", "--dynamo_backend", "no", "-m", "elements", "prepare")
     proc = _cli(*args, sam=True, launcher=launch)
     assert proc.returncode == 0, proc.stderr[-3000:]

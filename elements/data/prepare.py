@@ -84,6 +84,15 @@ def _settings(source, *, partition: dict, filters, image_size: int, samples_per_
     }
 
 
+def process_state():
+    """This process among all (``accelerate``'s ``PartialState``). Without a GPU it is a CPU process group (gloo), so
+    that ``accelerate launch --multi_gpu`` or ``torchrun`` on a machine with no GPU still runs one part per process."""
+    import torch
+    from accelerate import PartialState
+
+    return PartialState(cpu=not torch.cuda.is_available() or os.environ.get("ACCELERATE_USE_CPU", "") in ("1", "true"))
+
+
 def plan_units(source, samples_per_shard: int) -> list:
     """The input cut into work units (:class:`~elements.data.sources.DataSource` each), in a fixed order."""
     from elements.data.sources import DataSource
@@ -207,7 +216,6 @@ def prepare(
     arguments (the model is built here only if this process has a unit to do, on its device). Returns, on every
     process, the stats of all finished shards and how many were already done before this call.
     """
-    from accelerate import PartialState
     from tqdm.auto import tqdm
 
     from elements.atomic import write_text
@@ -233,7 +241,7 @@ def prepare(
         samples_per_shard=samples_per_shard,
         crop_format=crop_format,
     )
-    state = PartialState()
+    state = process_state()
     manifest = out / MANIFEST
     if manifest.is_file():
         try:
@@ -302,13 +310,12 @@ def prepare(
 
 
 def run(args) -> int:
-    from accelerate import PartialState
 
     from elements.data import filters_from_args, partition_from_args
     from elements.data.prepared import describe_partitions
 
     started = time.perf_counter()
-    state = PartialState()
+    state = process_state()
     logging.basicConfig(
         level=logging.INFO if state.is_main_process else logging.WARNING, format="%(asctime)s %(name)s: %(message)s"
     )
