@@ -77,6 +77,7 @@ BACKENDS = {
     "sam": {"backend": "sam", "sam_model_type": "vit_t"},
 }
 
+TITLES = {"slic": "pixel SLIC", "sam-alg2": "SAM, Alg. 2 alone", "sam": "SAM, Alg. 2 + refined borders (default)"}
 
 # --- metrics ------------------------------------------------------------------------------------------------------
 
@@ -317,7 +318,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--scenes", type=int, default=12, help="generated scenes, seeds 0..n-1 (default 12)")
     p.add_argument("--points", type=int, default=8, help="random SAM points per photo (default 8)")
     p.add_argument("--num-elements", type=int, default=256, help="elements per image (default 256)")
+    p.add_argument("--cases", default=None, help="comma-separated case names (scene0, astronaut, ...; default all)")
     p.add_argument("--json", default=None, help="also write every per-case figure to this JSON file")
+    p.add_argument(
+        "--figure",
+        default=None,
+        help="write a PNG: for each photo case, the elements of the first and last backend side by side",
+    )
     return p.parse_args(argv)
 
 
@@ -347,7 +354,14 @@ def main(argv=None) -> int:
     polys = json.loads(MASKS.read_text())
     cases = [c for c in (scene_case(s) for s in range(args.scenes)) if keep(c)]
     cases += [c for c in (photo_case(n, img, polys[n]) for n, img in photos(list(polys)).items()) if keep(c)]
+    if args.cases:
+        wanted = set(args.cases.split(","))
+        cases = [c for c in cases if c["name"] in wanted]
+        if not cases:
+            print(f"error: no case named {args.cases}.", file=sys.stderr)
+            return 2
     sam = next((p.affinity for p in parts.values() if p.affinity is not None), None)
+    drawn = []
 
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}  ({time.strftime('%H:%M UTC')})")
     rows = []
@@ -365,6 +379,8 @@ def main(argv=None) -> int:
             else:
                 labels, secs = run_backend(parts[b], case)
             done[b] = (labels, secs)
+        if args.figure and not case["name"].startswith("scene"):
+            drawn.append((case, [done[names[0]][0], done[names[-1]][0]]))
             r = {"case": case["name"], "dev": case["dev"], "backend": b, "time": secs}
             r.update(scores(labels, case["gt"], case["objects"], valid))
             lab = fill_dropped(labels, valid)
@@ -381,7 +397,36 @@ def main(argv=None) -> int:
     print(table(rows, names))
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
+    if args.figure and drawn:
+        figure(drawn, [TITLES[names[0]], TITLES[names[-1]]], Path(args.figure))
+        print(f"wrote {args.figure}")
     return 0
+
+
+def figure(drawn: list, titles: list[str], path: Path) -> None:
+    """One row per photo: its elements under each of two backends (yellow borders), the object masks in red."""
+    import cv2
+
+    rows = []
+    for case, labels in drawn:
+        g = case["geometry"]
+        crop = (slice(g.content_y, g.content_y + g.content_h), slice(g.content_x, g.content_x + g.content_w))
+        gt_edge = ndimage.binary_dilation(boundaries(case["gt"]))[crop]
+        tiles = []
+        for lab, title in zip(labels, titles):
+            img = case["canvas"][crop].copy()
+            img[boundaries(lab)[crop]] = (255, 230, 0)
+            img[gt_edge] = (230, 30, 30)
+            bar = np.full((24, img.shape[1], 3), 255, np.uint8)
+            cv2.putText(bar, f"{case['name']}: {title}", (6, 17), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 1)
+            img = np.concatenate([bar, img], axis=0)
+            tiles.append(img)
+        row = np.concatenate([tiles[0], np.full((tiles[0].shape[0], 8, 3), 255, np.uint8), tiles[1]], axis=1)
+        rows.append(row)
+    width = max(r.shape[1] for r in rows)
+    rows = [np.pad(r, ((0, 8), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), np.concatenate(rows, axis=0)[..., ::-1])
 
 
 def table(rows: list[dict], names: list[str]) -> str:

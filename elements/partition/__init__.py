@@ -13,6 +13,11 @@ back to pixel-space SLIC, saying why in :attr:`Partitioner.note`:
 
 An explicit ``sam_checkpoint`` / ``sam_model_type`` (flag or ``EIE_SAM_*`` variable) is honoured
 by ``auto`` as well. :attr:`Partitioner.source` says which model file ran.
+
+The SAM partition is Alg. 2 followed by a border refinement (``refine="borders"``, the default:
+SLIC's colour iterations in a 12-px band around Alg. 2's borders, :mod:`elements.partition.refine`),
+or the paper's Alg. 2 alone (``refine="none"``). :meth:`Partitioner.describe` and
+:attr:`Partitioner.method` say which ran.
 """
 
 from __future__ import annotations
