@@ -375,12 +375,10 @@ def main(argv=None) -> int:
             if derived and b == "sam":
                 t0 = time.perf_counter()
                 labels = refine_borders(done["sam-alg2"][0], case["canvas"], valid)
-                labels, secs = labels, done["sam-alg2"][1] + time.perf_counter() - t0
+                secs = done["sam-alg2"][1] + time.perf_counter() - t0
             else:
                 labels, secs = run_backend(parts[b], case)
             done[b] = (labels, secs)
-        if args.figure and not case["name"].startswith("scene"):
-            drawn.append((case, [done[names[0]][0], done[names[-1]][0]]))
             r = {"case": case["name"], "dev": case["dev"], "backend": b, "time": secs}
             r.update(scores(labels, case["gt"], case["objects"], valid))
             lab = fill_dropped(labels, valid)
@@ -392,6 +390,8 @@ def main(argv=None) -> int:
                 f"ASA {r['ASA']:.3f} obj {r['obj']:.3f} N {r['N']} {secs:.2f}s",
                 flush=True,
             )
+        if args.figure and not case["name"].startswith("scene"):
+            drawn.append((case, [done[names[0]][0], done[names[-1]][0]]))
     print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}  ({time.strftime('%H:%M UTC')})")
     print()
     print(table(rows, names))
