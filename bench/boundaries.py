@@ -319,6 +319,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--points", type=int, default=8, help="random SAM points per photo (default 8)")
     p.add_argument("--num-elements", type=int, default=256, help="elements per image (default 256)")
     p.add_argument("--cases", default=None, help="comma-separated case names (scene0, astronaut, ...; default all)")
+    p.add_argument(
+        "--grid",
+        action="store_true",
+        help="instead of the table: score refine_borders over GRID (band, m, iterations) on one Alg. 2 run per case "
+        "(how the defaults were chosen, with --subset dev)",
+    )
     p.add_argument("--json", default=None, help="also write every per-case figure to this JSON file")
     p.add_argument(
         "--figure",
@@ -362,6 +368,8 @@ def main(argv=None) -> int:
             return 2
     sam = next((p.affinity for p in parts.values() if p.affinity is not None), None)
     drawn = []
+    if args.grid:
+        return refine_grid(parts, cases)
 
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}  ({time.strftime('%H:%M UTC')})")
     rows = []
@@ -400,6 +408,55 @@ def main(argv=None) -> int:
     if args.figure and drawn:
         figure(drawn, [TITLES[names[0]], TITLES[names[-1]]], Path(args.figure))
         print(f"wrote {args.figure}")
+    return 0
+
+
+#: (band px, SLIC m, iterations) tried for the refinement; the first row is Alg. 2 alone
+GRID = (
+    (0, 10.0, 0),
+    (4, 10.0, 2),
+    (8, 10.0, 2),
+    (12, 10.0, 2),
+    (12, 10.0, 4),
+    (12, 5.0, 2),
+    (12, 20.0, 2),
+    (16, 10.0, 2),
+)
+
+
+def refine_grid(parts: dict, cases: list[dict]) -> int:
+    """Print the means of every metric for each :data:`GRID` setting, scenes and photos apart (one Alg. 2 per case)."""
+    from elements.partition.refine import refine_borders
+
+    part = next((p for p in parts.values() if p.backend == "sam" and p.refine == "none"), None)
+    if part is None:
+        print("error: --grid needs the sam-alg2 backend.", file=sys.stderr)
+        return 2
+    res = {}
+    for case in cases:
+        valid = case["geometry"].content_mask()
+        base, _ = run_backend(part, case)
+        kind = "scenes" if case["name"].startswith("scene") else "photos"
+        for band, m, it in GRID:
+            t0 = time.perf_counter()
+            lab = refine_borders(base, case["canvas"], valid, band=band, compactness=m, iterations=it)
+            secs = time.perf_counter() - t0
+            r = scores(lab, case["gt"], case["objects"], valid)
+            r["objs"] = [object_error(fill_dropped(lab, valid), o) for o in case["objects"]]
+            r["time"] = secs
+            res.setdefault((kind, band, m, it), []).append(r)
+        print(f"  {case['name']} done", flush=True)
+    print("| cases | band px | m | iterations | BR@2 | BP@2 | UE | ASA | object error | refine s |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for (kind, band, m, it), rs in res.items():
+        mean = {k: np.mean([r[k] for r in rs]) for k in ("BR", "BP", "UE", "ASA", "time")}
+        obj = np.mean([e for r in rs for e in r["objs"]])
+        what = "Alg. 2 alone" if band == 0 else f"{band} | {m:g} | {it}"
+        what = f"{what} | | " if band == 0 else what
+        print(
+            f"| {kind} ({len(rs)}) | {what} | {mean['BR']:.3f} | {mean['BP']:.3f} | {mean['UE']:.4f} "
+            f"| {mean['ASA']:.4f} | {obj:.3f} | {mean['time']:.2f} |"
+        )
     return 0
 
 
