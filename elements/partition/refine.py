@@ -93,7 +93,8 @@ def refine_borders(
         return labels
     size = labels.shape[0]
     lab = lab_image(canvas)
-    w = np.float32((compactness / (size / np.sqrt(num))) ** 2)  # SLIC: (m / S)², S = grid step in px
+    # SLIC's (m / S)², S = size / √N: the query grid's step on the canvas (√(area / K) in SLIC)
+    w = np.float32((compactness / (size / np.sqrt(num))) ** 2)
     by, bx = np.nonzero((border_distance(labels) <= band) & valid)
     offsets = [(0, 0)] + [
         (dy * r, dx * r)
