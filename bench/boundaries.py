@@ -368,10 +368,10 @@ def main(argv=None) -> int:
             return 2
     sam = next((p.affinity for p in parts.values() if p.affinity is not None), None)
     drawn = []
-    if args.grid:
-        return refine_grid(parts, cases)
 
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}  ({time.strftime('%H:%M UTC')})")
+    if args.grid:
+        return refine_grid(parts, cases)
     rows = []
     for case in cases:
         valid = case["geometry"].content_mask()
@@ -446,6 +446,7 @@ def refine_grid(parts: dict, cases: list[dict]) -> int:
             r["time"] = secs
             res.setdefault((kind, band, m, it), []).append(r)
         print(f"  {case['name']} done", flush=True)
+    print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}  ({time.strftime('%H:%M UTC')})")
     print("| cases | band px | m | iterations | BR@2 | BP@2 | UE | ASA | object error | refine s |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for (kind, band, m, it), rs in res.items():
