@@ -13,6 +13,11 @@ back to pixel-space SLIC, saying why in :attr:`Partitioner.note`:
 
 An explicit ``sam_checkpoint`` / ``sam_model_type`` (flag or ``EIE_SAM_*`` variable) is honoured
 by ``auto`` as well. :attr:`Partitioner.source` says which model file ran.
+
+The SAM partition is Alg. 2 followed by a border refinement (``refine="borders"``, the default:
+SLIC's colour iterations in a 12-px band around Alg. 2's borders, :mod:`elements.partition.refine`),
+or the paper's Alg. 2 alone (``refine="none"``). :meth:`Partitioner.describe` and
+:attr:`Partitioner.method` say which ran.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from elements.image_io import LoadedImage, load_image
 from elements.partition.algorithm import BETA, BETA_C, DISTANCE, DISTANCES, ITERATIONS, NUM_ELEMENTS, cleanup
 from elements.partition.build import elements_from_labels
 from elements.partition.options import BACKENDS, partition_kwargs
+from elements.partition.refine import REFINE, REFINES
 from elements.types import ImageElements
 
 
@@ -46,6 +52,7 @@ class Partitioner:
         beta_c: float = BETA_C,
         iterations: int = ITERATIONS,
         distance: str = DISTANCE,
+        refine: str = REFINE,
         sam_checkpoint: str | None = None,
         sam_model_type: str | None = None,
         sam_model=None,
@@ -64,9 +71,12 @@ class Partitioner:
             raise UserError(f"iterations must be at least 1, got {iterations}.")
         if distance not in DISTANCES:
             raise UserError(f"The Eq. 1 distance must be one of {', '.join(DISTANCES)}, got '{distance}'.")
+        if refine not in REFINES:
+            raise UserError(f"The border refinement must be one of {', '.join(REFINES)}, got '{refine}'.")
         self.num_elements = int(num_elements)
         self.beta, self.beta_c, self.iterations = float(beta), float(beta_c), int(iterations)
         self.distance = distance
+        self.refine = refine  # sam only: "borders" (elements.partition.refine) or "none" (Alg. 2 alone)
         self.note: str | None = None
         self.source: str | None = None
         self.affinity = None
@@ -103,6 +113,7 @@ class Partitioner:
                 beta_c=self.beta_c,
                 iterations=self.iterations,
                 distance=self.distance,
+                refine=self.refine,
                 model=self.affinity.model_type,
                 model_file=self.affinity.model_file,
             )
@@ -121,13 +132,18 @@ class Partitioner:
                 if kind == "vit_t"
                 else f"SAM {kind}"
             )
-            return (
-                f"SAM-feature SLIC (Alg. 2, the paper's partition) with {what}, model file {self.affinity.model_file}"
-            )
+            return f"SAM-feature SLIC ({self.method}) with {what}, model file {self.affinity.model_file}"
         return {
             "slic": "pixel-space SLIC (paper Fig. 16 baseline)",
             "grid": "regular grid (paper Fig. 16 baseline)",
         }[self.backend]
+
+    @property
+    def method(self) -> str:
+        """The SAM partition's method in a few words: "Alg. 2, the paper's partition" or with refined borders."""
+        if self.refine == "borders":
+            return "Alg. 2, borders refined by SLIC colour iterations"
+        return "Alg. 2, the paper's partition"
 
     def labels(self, canvas: np.ndarray, geometry: Geometry) -> np.ndarray:
         """Partition a ``(S, S, 3) uint8`` canvas -> contiguous ``(S, S) int32`` labels, -1 dropped/padding."""
@@ -139,7 +155,7 @@ class Partitioner:
             return backends.grid_labels(canvas, valid, box, self.num_elements)
         if self.backend == "slic":
             return backends.slic_labels(canvas, valid, self.num_elements)
-        return backends.sam_labels(
+        labels = backends.sam_labels(
             self.affinity,
             canvas,
             valid,
@@ -150,6 +166,11 @@ class Partitioner:
             iterations=self.iterations,
             distance=self.distance,
         )
+        if self.refine == "borders":
+            from elements.partition.refine import refine_borders
+
+            labels = refine_borders(labels, canvas, valid)
+        return labels
 
     def __call__(self, image) -> ImageElements:
         """Partition any image (path, PIL, array or :class:`LoadedImage`) into :class:`ImageElements`."""

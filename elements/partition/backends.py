@@ -1,6 +1,8 @@
 """Partition backends: where the affinity of Algorithm 2 (or the labels) come from.
 
-* ``sam``  — the paper's method (Sec. 3.1, App. C.3): SAM mask logits as affinity, then Eq. 1.
+* ``sam``  — the paper's method (Sec. 3.1, App. C.3): SAM mask logits as affinity, then Eq. 1
+  (:func:`sam_labels`); ``Partitioner`` then refines its borders unless ``refine="none"``
+  (:mod:`elements.partition.refine`).
 * ``slic`` — pixel-space SLIC from scikit-image, the paper's Fig. 16 baseline. The offline
   and CPU default, used when no SAM checkpoint can be had.
 * ``grid`` — the regular-grid baseline: a uniform affinity, for which Eq. 1 is the Voronoi

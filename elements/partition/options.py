@@ -17,6 +17,7 @@ import sys
 
 from elements import defaults
 from elements.partition.algorithm import BETA, BETA_C, DISTANCE, DISTANCES, ITERATIONS, NUM_ELEMENTS
+from elements.partition.refine import REFINE, REFINES
 
 #: the partition backends (the one list; the app, the spec and every CLI take it from here)
 BACKENDS = ("sam", "slic", "grid")
@@ -91,6 +92,15 @@ def add_partition_args(parser: argparse.ArgumentParser, *, default_backend: str 
             ),
         ),
         (
+            "--refine",
+            dict(
+                default=REFINE,
+                choices=REFINES,
+                help="after Alg. 2 (sam backend): borders = SLIC's colour iterations in the 12-px band around its "
+                f"borders (docs/partition.md); none = the paper's Alg. 2 alone (default {REFINE})",
+            ),
+        ),
+        (
             "--tinysam",
             dict(
                 default=None,
@@ -142,6 +152,7 @@ def partition_kwargs(args: argparse.Namespace) -> dict:
         "beta_c": args.beta_c,
         "iterations": args.iterations,
         "distance": args.distance,
+        "refine": args.refine,
         "sam_checkpoint": args.sam_checkpoint,
         "sam_model_type": args.sam_model_type,
         "tinysam": args.tinysam,

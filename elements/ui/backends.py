@@ -169,9 +169,9 @@ def _banner_parts(selected_decoder: str | None) -> tuple[str, str]:
     if part.backend == "sam":
         kind = part.affinity.model_type
         elements = (
-            "elements from a small distilled SAM (Alg. 2; approximates the paper's ViT-B)"
+            f"elements from a small distilled SAM ({part.method}; approximates the paper's ViT-B)"
             if kind == "vit_t"
-            else f"elements from SAM {kind} (Alg. 2)"
+            else f"elements from SAM {kind} ({part.method})"
         )
     elif part.note:
         elements = f"elements from {part.backend.upper()} superpixels (no SAM could be loaded; see Details)"
