@@ -79,7 +79,8 @@ def _settings(source, *, partition: dict, filters, image_size: int, samples_per_
         "crop_format": crop_format,
         "filters": repr(filters),
         "partition": {
-            k: partition.get(k) for k in ("backend", "num_elements", "beta", "beta_c", "iterations", "distance")
+            k: partition.get(k)
+            for k in ("backend", "num_elements", "beta", "beta_c", "iterations", "distance", "refine")
         },
     }
 
