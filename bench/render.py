@@ -265,7 +265,13 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
     )
     ap.add_argument("--backend", nargs="+", default=["auto"], help="partition backends (auto = the default)")
-    ap.add_argument("--out", type=Path, default=None, help="folder for input | truth | ours | references PNG strips")
+    ap.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="folder for PNG strips per scene (input | truth | ours | ref A | ref B) and overview.png "
+        "(truth | ours | ref A | ref B, half size, one row per scene, first backend)",
+    )
     ap.add_argument("--seed", type=int, default=0, help="decode seed")
     args = ap.parse_args()
 
@@ -277,7 +283,7 @@ def main() -> None:
     dec = get_decoder("pixel+inpaint")
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
-    rows = []
+    rows, overview = [], []
     for backend in args.backend:
         part = Partitioner(backend)
         for i, s in enumerate(scenes()):
@@ -285,6 +291,11 @@ def main() -> None:
             rows.append((s.name, part.backend, res))
             if args.out:
                 Image.fromarray(np.concatenate(res["images"], axis=1)).save(args.out / f"scene{i}_{part.backend}.png")
+                if backend == args.backend[0]:
+                    row = np.concatenate([x[::2, ::2] for x in res["images"][1:]], axis=1)
+                    overview += [row, np.full((4, row.shape[1], 3), 255, np.uint8)]
+    if args.out:
+        Image.fromarray(np.concatenate(overview[:-1], axis=0)).save(args.out / "overview.png")
     print(
         f"render error against the truth, {W}x{H} scenes, {dec.ran}; edit region = within {REACH} px of the "
         f"object's old or new place; reference A = Telea + cv2.seamlessClone(NORMAL_CLONE) (OpenCV {cv2.__version__}), "

@@ -39,9 +39,13 @@ from elements.errors import UserError
 
 ENGINES = ("patchmatch", "telea")
 ENGINE_NAMES = {"patchmatch": "PatchMatch", "telea": "Telea"}
-#: PatchMatch patch radius: 5 x 5 patches. pypatchmatch's examples use 3 (7 x 7); on our test holes
-#: (mission patch, spoon, rocket) radius 2 looked as good or better at about half the time.
+#: PatchMatch patch radius of a window filled at full resolution: 9 x 9 patches. Issue 13 chose 2 (5 x 5)
+#: on three photo holes; on a striped background (issue 19, bench/render.py) 5 x 5 patches lose the
+#: stripes' phase (fill error 11-13 against the truth, 6-7 with radius 4, 4.5 = the noise alone).
 PATCH_RADIUS = 4
+#: ...and of a window filled at a reduced scale (a large hole): 7 x 7, so that a 15 % hole at 1024 px
+#: stays within issue 13's 1.5 s (radius 4 there: ~1.9 s of CPU).
+PATCH_RADIUS_LARGE = 3
 #: A window with at most this many pixels is filled at full resolution (~0.5 s for PatchMatch on one core).
 FULL_RES_BUDGET = 256 * 256
 #: Context around a hole that PatchMatch copies from: this fraction of the hole's bounding-box side...
@@ -131,7 +135,7 @@ def hole_windows(holes: np.ndarray, margin_min: int) -> list[tuple[int, int, int
     return [tuple(b) for b in sorted(boxes)]
 
 
-def _patchmatch(image: np.ndarray, holes: np.ndarray, exclude: np.ndarray, seed: int) -> np.ndarray:
+def _patchmatch(image: np.ndarray, holes: np.ndarray, exclude: np.ndarray, seed: int, radius: int) -> np.ndarray:
     import patchmatch
 
     known = ~(holes | exclude)
@@ -142,7 +146,7 @@ def _patchmatch(image: np.ndarray, holes: np.ndarray, exclude: np.ndarray, seed:
     with _PM_LOCK:
         patchmatch.set_random_seed(int(seed))
         return patchmatch.inpaint(
-            image, holes, global_mask=exclude & ~holes if exclude.any() else None, patch_size=PATCH_RADIUS
+            image, holes, global_mask=exclude & ~holes if exclude.any() else None, patch_size=radius
         )
 
 
@@ -287,7 +291,7 @@ def fill_holes(
         area = (x1 - x0) * (y1 - y0)
         scale = 1.0 if area <= FULL_RES_BUDGET else max(floor_scale, float(np.sqrt(FULL_RES_BUDGET / area)))
         if scale >= 1.0:
-            filled = _patchmatch(np.ascontiguousarray(crop), hole, excl, seed + k)
+            filled = _patchmatch(np.ascontiguousarray(crop), hole, excl, seed + k, PATCH_RADIUS)
             filled = smooth_base(filled, crop, hole, excl, LOW_SIGMA * grid_scale)
         else:
             sw, sh = max(8, round((x1 - x0) * scale)), max(8, round((y1 - y0) * scale))
@@ -295,7 +299,7 @@ def fill_holes(
             # a small pixel that holds any hole is a hole; any excluded (and no hole) pixel is excluded
             s_hole = cv2.resize(hole.astype(np.float32), (sw, sh), interpolation=cv2.INTER_AREA) > 0
             s_excl = (cv2.resize(excl.astype(np.float32), (sw, sh), interpolation=cv2.INTER_AREA) > 0) & ~s_hole
-            s_fill = _patchmatch(small, s_hole, s_excl, seed + k)
+            s_fill = _patchmatch(small, s_hole, s_excl, seed + k, PATCH_RADIUS_LARGE)
             s_fill = smooth_base(s_fill, small, s_hole, s_excl, LOW_SIGMA * grid_scale * scale)
             if s_excl.any():  # keep excluded colours (a moved object) from bleeding into the upsampled fill
                 s_fill = cv2.inpaint(s_fill, s_excl.astype(np.uint8) * 255, 2, cv2.INPAINT_TELEA)
@@ -314,6 +318,7 @@ __all__ = [
     "LOW_SIGMA",
     "MIN_CONTEXT",
     "PATCH_RADIUS",
+    "PATCH_RADIUS_LARGE",
     "TELEA_RADIUS",
     "FillReport",
     "check_engine",
