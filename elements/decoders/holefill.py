@@ -43,8 +43,8 @@ ENGINE_NAMES = {"patchmatch": "PatchMatch", "telea": "Telea"}
 #: on three photo holes; on a striped background (issue 19, bench/render.py) 5 x 5 patches lose the
 #: stripes' phase (fill error 11-13 against the truth, 6-7 with radius 4, 4.5 = the noise alone).
 PATCH_RADIUS = 4
-#: ...and of a window filled at a reduced scale (a large hole): 7 x 7, so that a 15 % hole at 1024 px
-#: stays within issue 13's 1.5 s (radius 4 there: ~1.9 s of CPU).
+#: ...and of a window still larger than FULL_RES_BUDGET at the coarsest scale allowed (the canvas): 7 x 7,
+#: so that a 15 % hole at 1024 px stays within issue 13's 1.5 s (radius 4 there: ~1.9 s of CPU).
 PATCH_RADIUS_LARGE = 3
 #: A window with at most this many pixels is filled at full resolution (~0.5 s for PatchMatch on one core).
 FULL_RES_BUDGET = 256 * 256
@@ -299,7 +299,8 @@ def fill_holes(
             # a small pixel that holds any hole is a hole; any excluded (and no hole) pixel is excluded
             s_hole = cv2.resize(hole.astype(np.float32), (sw, sh), interpolation=cv2.INTER_AREA) > 0
             s_excl = (cv2.resize(excl.astype(np.float32), (sw, sh), interpolation=cv2.INTER_AREA) > 0) & ~s_hole
-            s_fill = _patchmatch(small, s_hole, s_excl, seed + k, PATCH_RADIUS_LARGE)
+            radius = PATCH_RADIUS if sw * sh <= FULL_RES_BUDGET else PATCH_RADIUS_LARGE
+            s_fill = _patchmatch(small, s_hole, s_excl, seed + k, radius)
             s_fill = smooth_base(s_fill, small, s_hole, s_excl, LOW_SIGMA * grid_scale * scale)
             if s_excl.any():  # keep excluded colours (a moved object) from bleeding into the upsampled fill
                 s_fill = cv2.inpaint(s_fill, s_excl.astype(np.uint8) * 255, 2, cv2.INPAINT_TELEA)
