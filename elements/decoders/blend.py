@@ -20,8 +20,9 @@ cracks around the object's new place; those are filled as they are, never grown.
 (gradient-domain) blending in normal mode: inside its footprint the result keeps the layer's own
 gradients while its border takes the colours of the new surroundings, which removes halos and colour
 steps. The membrane is solved by :func:`elements.decoders.holefill.harmonic_fill` (scipy), not by
-``cv2.seamlessClone``: OpenCV 5.0.0's seamlessClone returns the destination unchanged for about half
-of all placements (it depends on the parity of the centre) and washes the clone out for the others.
+``cv2.seamlessClone``: in our tests OpenCV 5.0.0's seamlessClone returned the destination unchanged
+for about half of all placement centres (a checkerboard in the centre's x + y) and washed the clone
+out for the others (bench/render.py's reference A).
 A border point is smoothed only where it is a seam: where the layer's own source runs on smoothly
 across it (an element border through background), not where the source has an edge there (the
 border follows the object's outline: the object keeps its colours, so no halo and no tint), and not
