@@ -83,7 +83,7 @@ def main() -> None:
 
     from elements import edit
     from elements.decoders import get_decoder
-    from elements.decoders.holefill import FULL_RES_BUDGET, PATCH_RADIUS, fill_holes
+    from elements.decoders.holefill import FULL_RES_BUDGET, PATCH_RADIUS, PATCH_RADIUS_LARGE, fill_holes
     from elements.decoders.pixel import render
     from elements.decoders.quality import ROCKET_POLYGON
     from elements.partition import Partitioner
@@ -132,7 +132,8 @@ def main() -> None:
     load1 = os.getloadavg()[0]
     print(
         f"CPU hole filling, {os.cpu_count()} cores, load average {load1:.1f} at the end (other processes share this "
-        f"machine: read wall times with it); PatchMatch radius {PATCH_RADIUS}, full-resolution budget "
+        f"machine: read wall times with it); PatchMatch radius {PATCH_RADIUS} ({PATCH_RADIUS_LARGE} in windows filled at a "
+        f"reduced scale), full-resolution budget "
         f"{FULL_RES_BUDGET} px; median of {args.repeats} interleaved repeats"
     )
     print("| case | wall s | CPU s |\n|---|---:|---:|")

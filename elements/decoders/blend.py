@@ -17,12 +17,18 @@ Elements that the collision rule deleted (Sec. 3.3: they touch a moved element's
 cracks around the object's new place; those are filled as they are, never grown.
 
 **Seamless placement.** Each moved, resized or composed layer is re-pasted by Poisson
-(gradient-domain) blending, ``cv2.seamlessClone`` in normal mode: inside its footprint the result
-keeps the layer's own gradients while its border takes the colours of the new surroundings, which
-removes halos and colour steps. Where the border cuts through an edge of the content (a colour
-difference above :data:`STEP_KEEP`), the edge is kept rather than smeared. The correction is
-applied in full within :data:`BLEND_BAND` of the footprint's border and fades out over the next
-:data:`BLEND_BAND`, so the inside of a distinct object keeps its colours.
+(gradient-domain) blending in normal mode: inside its footprint the result keeps the layer's own
+gradients while its border takes the colours of the new surroundings, which removes halos and colour
+steps. The membrane is solved by :func:`elements.decoders.holefill.harmonic_fill` (scipy), not by
+``cv2.seamlessClone``: in our tests OpenCV 5.0.0's seamlessClone returned the destination unchanged
+for about half of all placement centres (a checkerboard in the centre's x + y) and washed the clone
+out for the others (bench/render.py's reference A).
+A border point is smoothed only where it is a seam: where the layer's own source runs on smoothly
+across it (an element border through background), not where the source has an edge there (the
+border follows the object's outline: the object keeps its colours, so no halo and no tint), and not
+where the new surroundings differ by more than :data:`STEP_KEEP` (the border cuts through content).
+The correction is applied in full within :data:`BLEND_BAND` of the footprint's border and fades out
+over the next :data:`BLEND_BAND`, so the inside of a distinct object keeps its colours.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
+from elements.decoders.holefill import harmonic_fill
 from elements.decoders.pixel import Rendered, output_pixels
 from elements.types import ImageElements
 
@@ -49,6 +56,10 @@ STEP_SMOOTH, STEP_KEEP = 60.0, 120.0
 #: Poisson correction at full strength within this many canvas pixels of a pasted border, then fading
 #: to zero over as many again.
 BLEND_BAND = 8
+#: The layer's source is continuous across its border (an element border through background: blend) when
+#: neighbouring pixels differ by at most CONT_SMOOTH (Euclidean RGB; noise and texture), and has an edge
+#: there (the object's outline: keep) above CONT_KEEP, linearly in between.
+CONT_SMOOTH, CONT_KEEP = 25.0, 50.0
 
 
 def _disk(radius: float) -> np.ndarray:
@@ -145,32 +156,31 @@ def ghost_band(r: Rendered, el: ImageElements, grid_scale: float = 1.0) -> np.nd
 def poisson_membrane(src: np.ndarray, dst: np.ndarray, mask: np.ndarray) -> np.ndarray | None:
     """The Poisson correction of pasting ``src`` into ``dst`` on ``mask``: ``(H, W, 3) float32``.
 
-    Normal-mode Poisson cloning keeps ``src``'s gradients inside ``mask`` and takes ``dst``'s values on
-    its border, so the result is ``src + M`` with ``M`` harmonic inside and ``M = dst - src`` on the
-    border. ``M`` is solved with ``cv2.seamlessClone`` (a constant patch, so only the membrane is
-    solved; ``dst - src`` offset by 128, clipped to +-127): seamlessClone erodes its mask by 3 px
-    and takes its boundary values from there, so ``dst - src`` is carried into the mask from the
-    nearest outside pixel. None when the mask is too small to solve.
+    Normal-mode Poisson cloning (Perez et al. 2003) keeps ``src``'s gradients inside ``mask`` and takes
+    ``dst``'s values on its border, so the result is ``src + M`` with ``M`` harmonic inside and
+    ``M = dst - src`` on the border; ``M`` is solved by
+    :func:`elements.decoders.holefill.harmonic_fill`. ``src`` is the whole layer mapped to its new
+    place, so outside ``mask`` it shows the layer's *old* surroundings: ``dst - src`` there is how much
+    the surroundings changed. The border value is kept only where it is a seam to smooth away:
+
+    * where ``src`` runs on smoothly across the border (:data:`CONT_SMOOTH`..:data:`CONT_KEEP`): an
+      element border through background; where ``src`` has an edge there (the border follows the
+      object's outline, as SAM-feature elements do), the object keeps its own colours (``M = 0``);
+    * where the change is a colour step, not a different content (:data:`STEP_SMOOTH`..:data:`STEP_KEEP`).
+
+    None when the mask is too small to solve.
     """
     if mask.sum() < 16 or mask.all():
         return None
-    diff = dst.astype(np.float32) - src.astype(np.float32)
-    # a colour step is small; a large difference means the border cuts through a structure (the pasted
-    # object against a different background), which is content to keep, not a seam to smooth away
+    src_f, dst_f = src.astype(np.float32), dst.astype(np.float32)
+    diff = dst_f - src_f
     step = np.linalg.norm(diff, axis=-1, keepdims=True)
-    diff *= np.clip((STEP_KEEP - step) / (STEP_KEEP - STEP_SMOOTH), 0.0, 1.0)
-    _, (iy, ix) = ndimage.distance_transform_edt(mask, return_indices=True)
-    diff = diff[iy, ix]  # inside the mask: the difference at the nearest outside pixel
-    pad = 4  # seamlessClone needs the mask clear of the image border
-    d8 = np.clip(np.rint(diff) + 128, 0, 255).astype(np.uint8)
-    d8 = cv2.copyMakeBorder(d8, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
-    m8 = cv2.copyMakeBorder(mask.astype(np.uint8) * 255, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0)
-    flat = np.full_like(d8, 128)
-    x, y, w, h = cv2.boundingRect(m8)
-    if min(w, h) < 8 or not cv2.erode(m8, None, iterations=3).any():
-        return None  # seamlessClone erodes its mask by 3 px: nothing would be left to solve
-    solved = cv2.seamlessClone(flat, d8, m8, (x + w // 2, y + h // 2), cv2.NORMAL_CLONE)
-    return solved[pad:-pad, pad:-pad].astype(np.float32) - 128.0
+    weight = np.clip((STEP_KEEP - step) / (STEP_KEEP - STEP_SMOOTH), 0.0, 1.0)
+    # continuity of the layer's own source across its border: each outside pixel against the nearest inside one
+    _, (iy, ix) = ndimage.distance_transform_edt(~mask, return_indices=True)
+    jump = np.linalg.norm(src_f - src_f[iy, ix], axis=-1, keepdims=True)
+    weight *= np.clip((CONT_KEEP - jump) / (CONT_KEEP - CONT_SMOOTH), 0.0, 1.0)
+    return harmonic_fill(diff * weight, mask).astype(np.float32)
 
 
 def place_seamless(image: np.ndarray, r: Rendered, grid_scale: float = 1.0) -> tuple[np.ndarray, int]:
@@ -207,6 +217,8 @@ __all__ = [
     "BAND_ELEMENTS",
     "BLEND_BAND",
     "CLOSE_PX",
+    "CONT_KEEP",
+    "CONT_SMOOTH",
     "HIST_BINS",
     "STEP_KEEP",
     "STEP_SMOOTH",

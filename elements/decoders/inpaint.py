@@ -66,25 +66,6 @@ def split_holes(holes: np.ndarray, content: np.ndarray, kernel: int = GAP_KERNEL
     return small, holes & ~small
 
 
-def telea_fill(
-    image: np.ndarray, holes: np.ndarray, content_box: tuple[int, int, int, int], radius: int = TELEA_RADIUS
-) -> np.ndarray:
-    """Fill ``holes`` of a canvas ``image (S, S, 3) uint8`` with Telea inside ``content_box`` (x, y, w, h).
-
-    Working on the content box alone keeps the black letterbox padding from bleeding in.
-    """
-    out = image.copy()
-    x, y, w, h = content_box
-    crop, _ = fill_holes(
-        np.ascontiguousarray(image[y : y + h, x : x + w]),
-        holes[y : y + h, x : x + w],
-        engine="telea",
-        grid_scale=radius / TELEA_RADIUS,
-    )
-    out[y : y + h, x : x + w] = crop
-    return out
-
-
 def default_engine() -> str:
     """The CPU engine ``auto`` picks: PatchMatch when its library loads, else Telea."""
     return "patchmatch" if patchmatch_status()[0] else "telea"
