@@ -16,7 +16,7 @@ from pathlib import Path
 
 from elements import defaults
 from elements.errors import UserError
-from elements.partition.options import add_partition_args
+from elements.partition.options import add_partition_args, partition_device
 
 DECODERS = ("auto", "pixel", "pixel+inpaint", "pixel+sdedit", "light", "diffusion")
 
@@ -110,6 +110,8 @@ def run(args) -> int:
         raise UserError(f"--seed must be >= 0, got {args.seed}.")
     spec = load_spec(args.spec)  # cheap checks first, before any model loads
     image = load_image(args.image, min_side=MIN_SIDE)
+    if image.reduced:  # spec coordinates and the output are at the size it is used at
+        print(f"note: {image.note('The input')}", file=sys.stderr)
 
     name = args.decoder or spec.decoder or "auto"
     if name == "auto":
@@ -128,10 +130,9 @@ def run(args) -> int:
             )
         part, how = None, f"loaded from {args.elements} ({el.meta.get('partition', {}).get('backend', '?')})"
     else:
-        from elements.decoders import torch_device
         from elements.partition import Partitioner
 
-        part = Partitioner.from_args(args, device=torch_device(args.device))
+        part = Partitioner.from_args(args, device=partition_device(args))
         if part.note:
             print(f"note: {part.note}", file=sys.stderr)
         el = part(image)

@@ -21,7 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from elements.partition.options import add_partition_args
+from elements.partition.options import add_partition_args, partition_device
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
@@ -45,9 +45,9 @@ def run(args) -> int:
     from elements.visualize import write_partition_outputs
 
     image = load_image(args.image, min_side=MIN_SIDE)  # fail on a bad file before loading any model
-    from elements.decoders import torch_device
-
-    part = Partitioner.from_args(args, device=torch_device(args.device))
+    if image.reduced:
+        print(f"note: {image.note('The input')}", file=sys.stderr)
+    part = Partitioner.from_args(args, device=partition_device(args))
     if part.note:
         print(f"note: {part.note}", file=sys.stderr)
     if part.source:
