@@ -98,6 +98,7 @@ def decoder_options(name: str, args) -> dict:
 def run(args) -> int:
     from elements.decoders import best_available, get_decoder
     from elements.image_io import MIN_SIDE, load_image, save_png
+    from elements.memory import release_memory
     from elements.spec import apply_spec, load_spec
     from elements.types import ImageElements
 
@@ -141,6 +142,8 @@ def run(args) -> int:
 
     edited = apply_spec(el, spec, partitioner=part)
     n_del = int((el.active.sum() + (edited.num_elements - el.num_elements)) - edited.active.sum())
+    del part  # compose sources are cut: the partition model's memory goes back before decoding
+    release_memory()
     print(
         f"edits: {len(spec.edits)} applied; {int(edited.edited.sum())} elements edited, {n_del} deleted"
         + ("" if spec.edits else " (empty edit list: reconstruction)")

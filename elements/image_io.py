@@ -361,16 +361,29 @@ def _short(err: Exception) -> str:
     return excerpt(text[0], 80).strip("'") if text else type(err).__name__
 
 
-#: PNGs larger than this are written with zlib level 1: a 40 Mpx photo takes ~3 s instead of ~7 s, ~30 % larger.
+#: PNGs larger than this are written by OpenCV with zlib level 1 and the "up" filter: a 40 Mpx photo in
+#: ~0.8 s of CPU instead of ~1.8 s (Pillow, level 1, adaptive filters) or ~5 s (level 6), ~15 MB.
 FAST_PNG_PIXELS = 4_000_000
 
 
 def save_png(path, array: np.ndarray) -> None:
-    """Write ``array`` ((H, W) uint8/uint16 or (H, W, 3) uint8) as PNG, atomically (temp file + rename)."""
+    """Write ``array`` ((H, W) uint8/uint16 or (H, W, 3) uint8 RGB) as PNG, atomically (temp file + rename).
+
+    Lossless either way; past :data:`FAST_PNG_PIXELS` the encoder trades ~10 % of file size for
+    speed (every output up to the 40 Mpx output budget is written whole).
+    """
     from elements.atomic import atomic_write
 
-    level = 1 if array.shape[0] * array.shape[1] > FAST_PNG_PIXELS else 6
-    # uint16 arrays become Pillow's "I;16" by their dtype (passing the mode is deprecated in Pillow 12)
-    atomic_write(
-        path, lambda p: Image.fromarray(np.ascontiguousarray(array)).save(p, format="PNG", compress_level=level)
-    )
+    array = np.ascontiguousarray(array)
+    if array.shape[0] * array.shape[1] <= FAST_PNG_PIXELS:
+        # uint16 arrays become Pillow's "I;16" by their dtype (passing the mode is deprecated in Pillow 12)
+        atomic_write(path, lambda p: Image.fromarray(array).save(p, format="PNG"))
+        return
+    import cv2
+
+    image = cv2.cvtColor(array, cv2.COLOR_RGB2BGR) if array.ndim == 3 else array
+    flags = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP]
+    ok, data = cv2.imencode(".png", image, flags)
+    if not ok:
+        raise OSError(f"OpenCV could not encode a {array.shape} {array.dtype} image as PNG")
+    atomic_write(path, lambda p: data.tofile(p))

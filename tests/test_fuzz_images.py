@@ -279,3 +279,17 @@ def test_the_cli_keeps_a_40_mpx_photo_at_full_size_and_says_when_it_reduces(tmp_
         else:
             assert doc["image_size"] == list(size) and "reduced_from" not in doc
             assert "budget" not in p.stderr + e.stderr
+
+
+@pytest.mark.parametrize(
+    "shape, dtype", [((40, 60, 3), np.uint8), ((2100, 2000, 3), np.uint8), ((2000, 2100), np.uint16)]
+)
+def test_save_png_is_lossless_on_both_encoders(tmp_path, shape, dtype):
+    from elements.image_io import FAST_PNG_PIXELS, save_png
+
+    a = np.random.default_rng(0).integers(0, np.iinfo(dtype).max, shape, dtype=dtype)
+    save_png(tmp_path / "a.png", a)
+    with Image.open(tmp_path / "a.png") as im:
+        assert im.mode == ("RGB" if a.ndim == 3 else "I;16")
+        np.testing.assert_array_equal(np.asarray(im), a)
+    assert (shape[0] * shape[1] > FAST_PNG_PIXELS) == (shape[0] > 1000)  # both encoders are exercised

@@ -41,6 +41,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
 
 def run(args) -> int:
     from elements.image_io import MIN_SIDE, load_image
+    from elements.memory import release_memory
     from elements.partition import Partitioner
     from elements.visualize import write_partition_outputs
 
@@ -53,6 +54,9 @@ def run(args) -> int:
     if part.source:
         print(f"SAM: {part.source}", file=sys.stderr)
     el = part(image)
+    described = part.describe()
+    del part  # the model is not needed for the outputs: its memory goes back before 40 Mpx files are drawn
+    release_memory()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
@@ -64,6 +68,6 @@ def run(args) -> int:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(
-        f"{el.num_elements} elements ({part.describe()}), dropped {100 * el.meta['dropped_fraction']:.3f}% of pixels -> {out}"
+        f"{el.num_elements} elements ({described}), dropped {100 * el.meta['dropped_fraction']:.3f}% of pixels -> {out}"
     )
     return 0
