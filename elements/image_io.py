@@ -13,8 +13,8 @@ integer and float images (normalised by the data's range, as image viewers do).
   sentence, and nothing decoded.
 * **Working budget**: the decoded copy (the partition's canvas and the pixel decoders' source) is
   at most ``max_side`` (:data:`MAX_DECODED_SIDE`, the demo passes 4096) on its long side. A JPEG
-  is decoded by ``Image.draft`` at the largest DCT scale (1/1, 1/2, 1/4, 1/8) that still gives
-  ``max_side``; any other image is box-reduced (``Image.reduce``) band by band before any mode
+  is decoded by ``Image.draft`` at the largest DCT reduction (1/2, 1/4 or 1/8) whose long side is
+  still at least ``max_side``; any other image is box-reduced (``Image.reduce``) band by band before any mode
   conversion, so a palette, 16-bit or alpha image costs its decoded size and one band.
 * **Output budget**: outputs (edited images, ``labels.png``, overlays) have the input's size when
   it holds at most :data:`MAX_OUTPUT_PIXELS`; a larger input (a JPEG over 40 Mpx) is used at the
@@ -47,8 +47,8 @@ MAX_DECODED_SIDE = 2048
 #: Refusal limit for images decoded whole (PNG, TIFF, WebP, BMP, GIF, arrays): header pixels.
 #: At most 40 Mpx are decoded at once (160 MB as RGBA).
 MAX_PIXELS = 40_000_000
-#: Refusal limit for JPEG (header pixels): decoded at 1/2-1/8 scale, a 120 Mpx JPEG costs at most
-#: ~8 Mpx decoded; the bound is the time to read its entropy-coded data (bench/budget.py).
+#: Refusal limit for JPEG (header pixels): decoded at 1/2-1/8 scale, a 120 Mpx JPEG costs ~8 Mpx
+#: decoded (~30 Mpx in the demo's 4096 px); the bound is the time to read its entropy-coded data.
 MAX_JPEG_PIXELS = 120_000_000
 #: Output budget: inputs up to this keep their size; larger ones are used at the largest size within it.
 MAX_OUTPUT_PIXELS = 40_000_000
@@ -214,7 +214,8 @@ def _open(fp, budget: _Budget, label: str) -> LoadedImage:
 
 
 def _decode(img: Image.Image, budget: _Budget, name: str) -> LoadedImage:
-    """Header checks, reduced decode, EXIF rotation, RGB conversion; ``img`` is not modified."""
+    """Header checks, reduced decode, EXIF rotation, RGB conversion; ``img``'s pixels are not modified
+    (a JPEG file image is told to decode at reduced scale: ``draft``)."""
     w0, h0 = img.size
     if w0 == 0 or h0 == 0:
         raise UserError(f"{name} has no pixels ({ACCEPTED}).")

@@ -144,7 +144,7 @@ def write_partition_outputs(el: ImageElements, directory) -> None:
     """Write elements.json, labels.png (16-bit, id + 1, 0 = dropped), overlay.png and the saved value.
 
     Both PNGs are at the input's size (at most image_io.MAX_OUTPUT_PIXELS, 40 Mpx): the label map is
-    kept as uint16 (80 MB at 40 Mpx) and the two files are encoded at once (Pillow's encoder releases
+    kept as uint16 (80 MB at 40 Mpx) and the two files are encoded at once (the PNG encoders release
     the GIL), so a 40 Mpx input costs about one overlay's encoding time.
     """
     import json
