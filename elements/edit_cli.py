@@ -16,7 +16,7 @@ from pathlib import Path
 
 from elements import defaults
 from elements.errors import UserError
-from elements.partition.options import add_partition_args
+from elements.partition.options import add_partition_args, partition_device
 
 DECODERS = ("auto", "pixel", "pixel+inpaint", "pixel+sdedit", "light", "diffusion")
 
@@ -98,6 +98,7 @@ def decoder_options(name: str, args) -> dict:
 def run(args) -> int:
     from elements.decoders import best_available, get_decoder
     from elements.image_io import MIN_SIDE, load_image, save_png
+    from elements.memory import release_memory
     from elements.spec import apply_spec, load_spec
     from elements.types import ImageElements
 
@@ -110,6 +111,8 @@ def run(args) -> int:
         raise UserError(f"--seed must be >= 0, got {args.seed}.")
     spec = load_spec(args.spec)  # cheap checks first, before any model loads
     image = load_image(args.image, min_side=MIN_SIDE)
+    if image.reduced:  # spec coordinates and the output are at the size it is used at
+        print(f"note: {image.note('The input')}", file=sys.stderr)
 
     name = args.decoder or spec.decoder or "auto"
     if name == "auto":
@@ -128,10 +131,9 @@ def run(args) -> int:
             )
         part, how = None, f"loaded from {args.elements} ({el.meta.get('partition', {}).get('backend', '?')})"
     else:
-        from elements.decoders import torch_device
         from elements.partition import Partitioner
 
-        part = Partitioner.from_args(args, device=torch_device(args.device))
+        part = Partitioner.from_args(args, device=partition_device(args))
         if part.note:
             print(f"note: {part.note}", file=sys.stderr)
         el = part(image)
@@ -140,6 +142,8 @@ def run(args) -> int:
 
     edited = apply_spec(el, spec, partitioner=part)
     n_del = int((el.active.sum() + (edited.num_elements - el.num_elements)) - edited.active.sum())
+    del part  # compose sources are cut: the partition model's memory goes back before decoding
+    release_memory()
     print(
         f"edits: {len(spec.edits)} applied; {int(edited.edited.sum())} elements edited, {n_del} deleted"
         + ("" if spec.edits else " (empty edit list: reconstruction)")

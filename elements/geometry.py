@@ -122,13 +122,16 @@ class Geometry:
         out = cv2.resize(np.ascontiguousarray(crop), (self.input_w, self.input_h), interpolation=interp)
         return out.reshape(self.input_h, self.input_w, *canvas.shape[2:])
 
-    def labels_to_input(self, labels: np.ndarray) -> np.ndarray:
-        """Canvas label map ``(size, size) int`` -> input-size map by nearest neighbour (pixel centres)."""
+    def input_pixel_index(self) -> tuple[np.ndarray, np.ndarray]:
+        """Canvas row and column of each input pixel's centre: ``ys (input_h,)``, ``xs (input_w,)`` int64."""
         xs = ((np.arange(self.input_w) + 0.5) * self.scale_xy[0] + self.content_x).astype(np.int64)
         ys = ((np.arange(self.input_h) + 0.5) * self.scale_xy[1] + self.content_y).astype(np.int64)
-        xs = np.clip(xs, 0, self.size - 1)
-        ys = np.clip(ys, 0, self.size - 1)
-        return labels[ys[:, None], xs[None, :]]
+        return np.clip(ys, 0, self.size - 1), np.clip(xs, 0, self.size - 1)
+
+    def labels_to_input(self, labels: np.ndarray) -> np.ndarray:
+        """Canvas label map ``(size, size) int`` -> input-size map by nearest neighbour (pixel centres)."""
+        ys, xs = self.input_pixel_index()
+        return np.take(labels[:, xs], ys, axis=0)  # columns first, then whole rows: one copy per output row
 
     # --- serialisation ------------------------------------------------------------------
     def to_dict(self) -> dict:

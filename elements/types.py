@@ -264,7 +264,7 @@ class ImageElements:
         ]
 
 
-def elements_json(el: ImageElements, labels: np.ndarray | None = None) -> dict:
+def elements_json(el: ImageElements, labels: np.ndarray | None = None, *, pixels: np.ndarray | None = None) -> dict:
     """The ``elements.json`` document of an :class:`ImageElements` value, in **input pixels**.
 
     ``{"image_size": [W, H], "coordinates": ..., "partition": {...}, "dropped_fraction": float,
@@ -272,16 +272,21 @@ def elements_json(el: ImageElements, labels: np.ndarray | None = None) -> dict:
     written by ``python -m elements partition`` and returned by the app's ``/partition`` endpoint.
     With ``labels`` (the ``(H, W)`` map written as ``labels.png``,
     :func:`elements.partition.build.input_labels`) each element also gets ``"pixels"``: its pixel
-    count in that file (0 = too thin to survive at the input's size).
+    count in that file (0 = too thin to survive at the input's size); ``pixels`` ``(N,)`` gives those
+    counts directly. An input over the output budget (:mod:`elements.image_io`) adds
+    ``"reduced_from": [W, H]``, the file's own size: ``image_size`` is the size it was used at.
     """
     g = el.geometry
     records = [{k: r[k] for k in ("id", "centroid", "bbox", "area")} for r in el.records()]
-    if labels is not None:
-        counts = np.bincount(labels[labels >= 0].ravel(), minlength=el.num_elements)
+    if labels is not None and pixels is None:
+        pixels = np.bincount(labels[labels >= 0].ravel(), minlength=el.num_elements)
+    if pixels is not None:
         for r in records:
-            r["pixels"] = int(counts[r["id"]])
+            r["pixels"] = int(pixels[r["id"]])
+    reduced = {"reduced_from": el.meta["reduced_from"]} if "reduced_from" in el.meta else {}
     return {
         "image_size": [g.input_w, g.input_h],
+        **reduced,
         "coordinates": "input-image pixels, origin top-left, x right, y down",
         "partition": el.meta.get("partition", {}),
         "dropped_fraction": el.meta.get("dropped_fraction"),

@@ -26,7 +26,9 @@ def boundaries(labels: np.ndarray) -> np.ndarray:
 SELECTED_TINT, EDITED_TINT = 0.38, 0.22
 
 
-def render_overlay(image: np.ndarray, labels: np.ndarray, *, selected=(), edited=None, dots=None) -> np.ndarray:
+def render_overlay(
+    image: np.ndarray, labels: np.ndarray, *, selected=(), edited=None, dots=None, copy: bool = True
+) -> np.ndarray:
     """The one overlay renderer: ``(H, W, 3) uint8`` copy of ``image`` with elements marked.
 
     ``image``: ``(H, W, 3) uint8``; ``labels``: ``(H, W)`` int element id shown at each pixel,
@@ -35,8 +37,10 @@ def render_overlay(image: np.ndarray, labels: np.ndarray, *, selected=(), edited
     :data:`EDITED` tint; ``dots`` (``(N, 2)`` float (x, y) pixels, NaN = none) draws the
     paper's centroid dots (Fig. 4-5: red selected, green edited, white other) for ids present
     in ``labels``. The demo's canvas (``elements/ui/canvas.js``) draws the same marks in the browser.
+    ``copy=False`` draws into ``image`` itself (a contiguous uint8 array). Rows are drawn in bands,
+    so a 40 Mpx overlay costs the image and one band, not float copies of the whole image.
     """
-    img = np.ascontiguousarray(image, dtype=np.uint8).copy()
+    img = np.array(image, dtype=np.uint8, order="C", copy=copy or None)  # copy=False: image itself if it can be
     lab = np.asarray(labels)
     n = int(lab.max(initial=-1)) + 1
     if dots is not None:
@@ -47,24 +51,18 @@ def render_overlay(image: np.ndarray, labels: np.ndarray, *, selected=(), edited
     edit_flag = np.zeros(n + 1, dtype=bool)
     if edited is not None:
         edit_flag[: len(edited)] = np.asarray(edited, dtype=bool)
-    f = img.astype(np.float32)
-    is_edit = edit_flag[lab] & ~sel_flag[lab]
-    f[is_edit] = (1 - EDITED_TINT) * f[is_edit] + EDITED_TINT * np.array(EDITED, np.float32)
-    is_sel = sel_flag[lab]
-    f[is_sel] = (1 - SELECTED_TINT) * f[is_sel] + SELECTED_TINT * np.array(SELECTED, np.float32)
-    edge = boundaries(lab)
-    f[edge] = 0.45 * f[edge] + 0.55 * 255
-    if is_sel.any():  # outline of the selection as a whole, 2 px inside its border
-        inner = cv2.erode(
-            is_sel.astype(np.uint8), np.ones((5, 5), np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=0
-        )
-        f[is_sel & ~inner.astype(bool)] = SELECTED
-    img = np.clip(f, 0, 255).astype(np.uint8)
+    h = img.shape[0]
+    for y0 in range(0, h, _BAND_ROWS):
+        y1 = min(h, y0 + _BAND_ROWS)
+        a, b = max(0, y0 - _HALO), min(h, y1 + _HALO)  # the band with the rows its marks look at
+        _mark_band(img[a:b], lab[a:b], sel_flag, edit_flag, rows=slice(y0 - a, y1 - a))
     if dots is not None:
+        shown = np.zeros(n + 1, dtype=bool)  # -1 (none) lands on the last entry
+        for y0 in range(0, h, _BAND_ROWS):
+            shown[lab[y0 : y0 + _BAND_ROWS]] = True
+        shown = shown[:-1]
         radius = max(2, round(min(img.shape[:2]) / 170))
-        shown = np.zeros(n + 1, dtype=bool)
-        shown[np.unique(lab[lab >= 0])] = True
-        for i in np.flatnonzero(shown[:-1]):
+        for i in np.flatnonzero(shown):
             if i >= len(dots) or not np.isfinite(dots[i]).all():
                 continue
             colour = SELECTED if sel_flag[i] else EDITED if edit_flag[i] else PLAIN
@@ -74,39 +72,96 @@ def render_overlay(image: np.ndarray, labels: np.ndarray, *, selected=(), edited
     return img
 
 
+#: Rows drawn at once, and the rows of context each band needs (the 5x5 outline erosion: 2).
+_BAND_ROWS, _HALO = 256, 2
+
+
+def _mark_band(image: np.ndarray, lab: np.ndarray, sel_flag, edit_flag, rows: slice) -> None:
+    """Draw tints, boundaries and the selection outline into ``image[rows]`` (a band ``(h, W, 3)`` with
+    :data:`_HALO` rows of context around ``rows``; ``lab (h, W)``). Only marked pixels are touched."""
+    edge = boundaries(lab)
+    if sel_flag.any() or edit_flag.any():
+        is_sel = sel_flag[lab]
+        is_edit = edit_flag[lab] & ~is_sel
+        marked = is_edit | is_sel | edge
+    else:  # boundaries only (a fresh partition): no table lookups
+        is_sel = is_edit = np.zeros(lab.shape, dtype=bool)
+        marked = edge
+    marked[: rows.start] = False  # context rows are drawn by their own band
+    marked[rows.stop :] = False
+    v = image[marked].astype(np.float32)  # (K, 3): the marked pixels only
+    e, s, g = is_edit[marked], is_sel[marked], edge[marked]
+    v[e] = (1 - EDITED_TINT) * v[e] + EDITED_TINT * np.array(EDITED, np.float32)
+    v[s] = (1 - SELECTED_TINT) * v[s] + SELECTED_TINT * np.array(SELECTED, np.float32)
+    v[g] = 0.45 * v[g] + 0.55 * 255
+    if s.any():  # outline of the selection as a whole, 2 px inside its border
+        inner = cv2.erode(
+            is_sel.astype(np.uint8), np.ones((5, 5), np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=0
+        )
+        v[(is_sel & ~inner.astype(bool))[marked]] = SELECTED
+    image[marked] = np.clip(v, 0, 255).astype(np.uint8)
+
+
 def overlay(
     el: ImageElements, *, selected=(), at_input_size: bool = True, image: np.ndarray | None = None
 ) -> np.ndarray:
     """The image with element boundaries and a dot per active element: ``(H, W, 3) uint8``.
 
     At the input's size by default (what users see), else on the canvas. Drawn by
-    :func:`render_overlay` from the partition's labels (``image=None``: the source photo) or
-    over a given ``image`` of the current value (then dots sit at the current centroids).
+    :func:`render_overlay` from the partition's labels (``image=None``: the source photo, from
+    its decoded full resolution when the value keeps it, else from the canvas) or over a given
+    ``image`` of the current value (then dots sit at the current centroids).
     """
     g = el.geometry
     base = el.image if image is None else image
     if at_input_size:
-        img = g.from_canvas(base) if image is None or image.shape[:2] == (g.size, g.size) else image
-        labels = g.labels_to_input(el.labels)
+        if image is None:
+            img = _photo_at_input_size(el)
+        else:
+            img = g.from_canvas(image) if image.shape[:2] == (g.size, g.size) else image
+        labels = g.labels_to_input(el.labels.astype(np.int16) if el.labels.max(initial=0) < 2**15 else el.labels)
         pts = g.norm_to_input(el.source_centroids if image is None else el.centroids)
     else:
         img, labels = base, el.labels
         pts = el.centroids * g.size
     pts = np.where(el.active[:, None], pts, np.nan)
-    return render_overlay(img, labels, selected=selected, edited=el.edited, dots=pts)
+    return render_overlay(img, labels, selected=selected, edited=el.edited, dots=pts, copy=image is not None)
+
+
+def _photo_at_input_size(el: ImageElements) -> np.ndarray:
+    """The source photo ``(H, W, 3) uint8`` at the input's size: its decoded pixels (``sources[0].full``,
+    up to 2048 px) resized if needed, or the 512 canvas upsampled when the value does not keep them."""
+    g, full = el.geometry, el.sources[0].full
+    if full is None:
+        return g.from_canvas(el.image)
+    if full.shape[:2] == (g.input_h, g.input_w):
+        return full.copy()
+    interp = cv2.INTER_AREA if full.shape[1] > g.input_w else cv2.INTER_CUBIC
+    return cv2.resize(full, (g.input_w, g.input_h), interpolation=interp)
 
 
 def write_partition_outputs(el: ImageElements, directory) -> None:
-    """Write elements.json, labels.png (16-bit, id + 1, 0 = dropped), overlay.png and the saved value."""
+    """Write elements.json, labels.png (16-bit, id + 1, 0 = dropped), overlay.png and the saved value.
+
+    Both PNGs are at the input's size (at most image_io.MAX_OUTPUT_PIXELS, 40 Mpx): the label map is
+    kept as uint16 (80 MB at 40 Mpx) and the two files are encoded at once (the PNG encoders release
+    the GIL), so a 40 Mpx input costs about one overlay's encoding time.
+    """
     import json
+    from concurrent.futures import ThreadPoolExecutor
 
     from elements.image_io import save_png
-    from elements.partition.build import input_labels
+    from elements.partition.build import input_labels, label_counts
     from elements.types import elements_json
 
     d = Path(directory)
     lab = input_labels(el)  # each element one 4-connected region at the input's size
-    (d / "elements.json").write_text(json.dumps(elements_json(el, lab), indent=1))
-    save_png(d / "labels.png", (lab.astype(np.int64) + 1).astype(np.uint16))
-    save_png(d / "overlay.png", overlay(el))
+    np.add(lab, 1, out=lab)  # id + 1, 0 = dropped
+    ids = lab.astype(np.uint16)  # ids < 4096 (Partitioner's bound on num_elements)
+    del lab
+    (d / "elements.json").write_text(json.dumps(elements_json(el, pixels=label_counts(ids, el.num_elements)), indent=1))
+    with ThreadPoolExecutor(2) as pool:
+        jobs = [pool.submit(save_png, d / "labels.png", ids), pool.submit(save_png, d / "overlay.png", overlay(el))]
+        for job in jobs:
+            job.result()
     el.save(d)

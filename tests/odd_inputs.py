@@ -112,6 +112,42 @@ def bomb_jpeg() -> bytes:
     ]
 
 
+def sof_jpeg(w: int = 12000, h: int = 12000) -> bytes:
+    """Issue 19's ~1.3 KB JPEG: a whole 64 x 64 image (EOI marker included) whose SOF0 header declares
+    ``w x h``. Unlike :func:`bomb_jpeg` it is not cut off: libjpeg decodes it, the missing blocks grey."""
+    return _patch_jpeg_size(_encode(Image.fromarray(_picture(np.random.default_rng(0), 64, 64)), "JPEG"), w, h)
+
+
+def photo_jpeg(photo, megapixels: float = 40.0, quality: int = 90) -> bytes:
+    """A real photo (a path, e.g. ``assets/rocket.jpg``) upscaled (bicubic) to about ``megapixels`` Mpx,
+    at most that many, its aspect ratio kept, as JPEG bytes: a camera-sized file made from a photo."""
+    with Image.open(photo) as im:
+        rgb = im.convert("RGB")
+    w, h = rgb.size
+    s = (megapixels * 1e6 / (w * h)) ** 0.5
+    big = rgb.resize((int(w * s), int(h * s)), Image.Resampling.BICUBIC)
+    return _encode(big, "JPEG", quality=quality)
+
+
+def bomb_png_40000() -> bytes:
+    """Issue 22's PNG bomb: 40000 x 40000 1-bit pixels (1600 Mpx, 200 MB of zero bits) in ~0.9 MB.
+
+    Written chunk by chunk (zlib level 1) because Pillow's own writer takes ~25 s for it; Pillow
+    reads it as a valid PNG (the 400 x 400 version decodes)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    side = 40000
+    rows = (b"\x00" + bytes(side // 8)) * 1000  # filter byte 0, then the row's bits
+    z = zlib.compressobj(1)
+    idat = b"".join(z.compress(rows) for _ in range(side // 1000)) + z.flush()
+    ihdr = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)  # 1-bit greyscale
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
 def odd_images(seed: int = 0):
     """Every odd image input, in a fixed order for ``seed``: ``(name, bytes, expect)``."""
     rng = np.random.default_rng(seed)
@@ -143,10 +179,14 @@ def odd_images(seed: int = 0):
         yield f"size{w}x{h}.png", _encode(Image.fromarray(_picture(rng, w, h)), "PNG"), "ok"
     # bombs: a 12000^2 1-bit PNG (17 KB) and a JPEG header claiming 12000^2 with its data cut off
     yield "bomb_1bit_12000.png", bomb_png(), "refuse"
+    yield "bomb_1bit_40000.png", bomb_png_40000(), "refuse"
     yield "bomb_trunc_12000.jpg", bomb_jpeg(), "refuse"
     yield "bomb_header_7000.png", _patch_png_size(_encode(Image.new("RGB", (8, 8)), "PNG"), 7000, 7000), "refuse"
     yield "bomb_header_60000.jpg", _patch_jpeg_size(_encode(Image.new("RGB", (8, 8)), "JPEG"), 60000, 60000), "refuse"
     yield "big_jpeg_8192.jpg", _encode(Image.new("L", (8192, 8192), 128), "JPEG", quality=10), "ok"  # 1/8 scale
+    yield "sof_12000.jpg", sof_jpeg(12000, 12000), "refuse"  # 144 Mpx declared: over the JPEG limit
+    yield "sof_10000.jpg", sof_jpeg(10000, 10000), "ok"  # 100 Mpx declared: decoded at 1/8, used at 40 Mpx
+    yield "sof_65000x1800.jpg", sof_jpeg(65000, 1800), "ok"  # thin: reduced along its long side
     # truncation at many offsets, in each format
     for fmt in ("PNG", "JPEG", "WEBP", "TIFF", "GIF", "BMP"):
         data = _encode(_in_mode(_picture(rng, 64, 48), "RGB" if fmt != "GIF" else "P"), fmt)
@@ -157,6 +197,12 @@ def odd_images(seed: int = 0):
         for i in rng.integers(len(data) // 4, len(data), 12):
             flipped[i] ^= 0xFF
         yield f"corrupt.{FORMATS[fmt]}", bytes(flipped), "any"
+    # compressed TIFFs, cut: libtiff decodes these, and prints its own complaints unless told not to
+    for comp in ("tiff_lzw", "tiff_adobe_deflate", "jpeg"):
+        data = _encode(Image.fromarray(_picture(rng, 64, 48)), "TIFF", compression=comp)
+        short = comp.split("_")[-1]
+        yield f"{short}tiff_cut.tif", data[: len(data) - 20], "any"
+        yield f"{short}tiff_half.tif", data[: len(data) // 2], "any"
     # not images at all
     yield "empty.png", b"", "refuse"
     yield "text.png", b"hello, this is not an image\n" * 10, "refuse"

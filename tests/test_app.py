@@ -269,36 +269,72 @@ def test_use_as_input_and_replacing_keep_the_history(tmp_path):
     assert session.elements is not edited_value and not session.past[-1].editor.can_redo
 
 
-def test_failed_or_cleared_upload_keeps_the_image_and_edits(fresh, tmp_path):
-    from elements.ui.upload import UnreadableUpload
+def _unreadable_uploads(tmp_path) -> dict:
+    """Issue 22's unreadable uploads: a text file, an empty file, a 40000x40000 PNG bomb -> the problem named."""
+    from odd_inputs import bomb_png_40000
 
+    files = {"notes.txt": b"hello, this is not an image\n", "empty.png": b"", "bomb.png": bomb_png_40000()}
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    return {
+        "notes.txt": "notes.txt is not an image",
+        "empty.png": "empty.png is empty",
+        "bomb.png": "bomb.png has 1,600 Mpx, too many to decode",
+    }
+
+
+def test_failed_or_cleared_upload_keeps_the_image_and_edits(fresh, tmp_path):
     session, _ = fresh
     k = biggest(session)
     gesture(session, type="move", ids=[k], dx=25, dy=0)
     el = session.elements
-    bad = tmp_path / "not_an_image.png"
-    bad.write_text("hello")
-    for upload in (str(bad), UnreadableUpload("photo.png is not an image file that can be read; upload a PNG.")):
-        session, canvas, text, result, gallery, widget = h.on_image(session, upload)
+    for name, problem in _unreadable_uploads(tmp_path).items():
+        session, canvas, text, result, gallery, widget = h.on_image(session, str(tmp_path / name))
         assert session.elements is el and "kept" in text and widget is None
-        assert "Error" not in text and "Exception" not in text
+        assert problem in text and "accepted: PNG, JPEG" in text, text  # the problem, then what is accepted
+        assert "Error" not in text and "Exception" not in text and "Unreadable" not in text
+        assert str(tmp_path) not in text  # the visitor's file name, never the server's path
         assert isinstance(canvas, type(gr.skip()))  # the canvas keeps showing the edited image
     out = h.on_image(session, None)  # the ✕ of the input widget
     assert out[0].elements is el and all(isinstance(v, type(gr.skip())) for v in out[1:])
 
 
-def test_upload_component_hands_unreadable_files_to_the_handler(tmp_path):
+def test_unreadable_uploads_are_one_sentence_on_the_api_too(tmp_path):
     from gradio.data_classes import FileData
 
-    from elements.ui.upload import UnreadableUpload, UploadImage
+    from elements.ui.upload import UploadImage
 
-    bad = tmp_path / "photo.png"
-    bad.write_bytes(b"not a png at all")
     comp = UploadImage(type="filepath", format="png")
     assert comp.get_block_name() == "image"
-    got = comp.preprocess(FileData(path=str(bad), orig_name="photo.png"))
-    assert isinstance(got, UnreadableUpload) and got.message.startswith("photo.png is not an image file")
-    assert "Error" not in got.message
+    for name, problem in _unreadable_uploads(tmp_path).items():
+        path = comp.preprocess(FileData(path=str(tmp_path / name), orig_name=name))
+        assert path == str(tmp_path / name)  # passed on undecoded: the pixel budget decides
+        for endpoint, args in ((api.api_partition, (path,)), (api.api_edit, (path, '{"version": 1, "edits": []}'))):
+            with pytest.raises(gr.Error) as err:
+                endpoint(*args)
+            msg = str(err.value.message)
+            assert msg.startswith(problem) and msg.endswith(").") and ". " not in msg and "\n" not in msg, msg
+            assert "accepted: PNG, JPEG" in msg and "Unreadable" not in msg and str(tmp_path) not in msg
+
+
+def test_unexpected_upload_errors_are_logged_not_shown(fresh, monkeypatch, caplog):
+    session, _ = fresh
+    el = session.elements
+
+    def broken(*args, **kwargs):
+        raise KeyError("internal detail")
+
+    monkeypatch.setattr(h, "load_for_app", broken)
+    with caplog.at_level("ERROR", logger="elements.app"):
+        session, canvas, text, *_ = h.on_image(session, COFFEE)  # a new file (the same one is skipped)
+    assert session.elements is el and "could not be read as an image" in text
+    assert "KeyError" not in text and "internal detail" not in text
+    assert any(r.exc_info and "internal detail" in str(r.exc_info[1]) for r in caplog.records)  # the traceback
+    monkeypatch.setattr(api, "load_for_app", broken)
+    with caplog.at_level("ERROR", logger="elements.app"), pytest.raises(gr.Error) as err:
+        api.api_partition(ASTRONAUT)
+    assert "KeyError" not in str(err.value.message) and "internal detail" not in str(err.value.message)
+    assert sum(bool(r.exc_info) for r in caplog.records) == 2
 
 
 def test_large_images_keep_full_resolution_and_the_canvas_is_capped(tmp_path):

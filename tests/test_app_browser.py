@@ -214,7 +214,7 @@ def test_canvas_gestures_at_1280x800(url, artifacts, tmp_path):
             page.locator("#input-image input[type=file]").set_input_files(str(bad))
             expect(page.locator("#status")).to_contain_text("kept", timeout=30_000)
             text = page.locator("#status").inner_text()
-            assert "broken.png is not an image file" in text and "Error" not in text
+            assert "broken.png is not an image (accepted: PNG, JPEG" in text and "Error" not in text
             assert counts(page)["deleted"] == kept["deleted"] and page.evaluate("window.__eie.state.rev") == rev
         finally:
             browser.close()

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from elements.cli import main
+from elements.image_io import ACCEPTED
 
 
 def _run(tmp_path, image_path, *extra):
@@ -107,4 +108,4 @@ def test_real_process_exit_status(tmp_path):
         timeout=300,
     )
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == [f"error: Image file '{bad}' is empty."]
+    assert proc.stderr.strip().splitlines() == [f"error: Image file '{bad}' is empty ({ACCEPTED})."]

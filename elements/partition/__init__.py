@@ -178,6 +178,8 @@ class Partitioner:
         geometry, canvas = to_canvas(loaded)
         labels = self.labels(canvas, geometry)
         meta = {"partition": self.params()}
+        if loaded.reduced:  # over the output budget: the size it is used at is geometry's input size
+            meta["reduced_from"] = list(loaded.original_size)
         if self.note:
             meta["partition_note"] = self.note
         return elements_from_labels(canvas, labels, geometry, meta, full=loaded.pixels)

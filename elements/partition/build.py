@@ -76,15 +76,30 @@ def elements_from_labels(
 
 
 def input_labels(el: ImageElements) -> np.ndarray:
-    """The canvas labels at the input's size, ``(H, W) int64``, -1 = dropped: what ``labels.png`` holds (+1).
+    """The canvas labels at the input's size, ``(H, W) int32``, -1 = dropped: what ``labels.png`` holds (+1).
 
     Guarantee: every element present is **one 4-connected region**. Nearest-neighbour resampling
     from the 512 canvas to a smaller input can cut a thin element in pieces; every piece but the
     largest goes to the neighbouring elements (nearest pixel), and that is repeated until each
     element is one piece. An element thinner than an input pixel can be absent; ``elements.json``
     then says ``"pixels": 0`` for it.
+
+    An input at least as large as the canvas box (upsampling) repeats canvas rows and columns,
+    which keeps 4-connectivity both ways: the pieces are then joined on the canvas (cheap) and the
+    result upsampled, so a 40 Mpx map costs its own size once (160 MB), not several copies.
     """
-    lab = el.geometry.labels_to_input(el.labels).astype(np.int64)
+    g = el.geometry
+    ys, xs = g.input_pixel_index()
+    if g.input_w >= g.content_w and g.input_h >= g.content_h:
+        canvas = el.labels.astype(np.int32)  # a copy
+        box = (slice(g.content_y, g.content_y + g.content_h), slice(g.content_x, g.content_x + g.content_w))
+        canvas[box] = _one_piece(canvas[box])
+        return np.take(canvas[:, xs], ys, axis=0)
+    return _one_piece(np.take(el.labels[:, xs], ys, axis=0).astype(np.int32))
+
+
+def _one_piece(lab: np.ndarray) -> np.ndarray:
+    """``lab (H, W) int32`` (-1 = dropped) with each label one 4-connected region (see :func:`input_labels`)."""
     for _ in range(4):
         stray = np.zeros(lab.shape, dtype=bool)
         for k, box in enumerate(ndimage.find_objects(lab + 1)):  # label k + 1 - 1 = element k
@@ -101,7 +116,16 @@ def input_labels(el: ImageElements) -> np.ndarray:
         fill[stray] = -1
         dropped = lab < 0
         _, (iy, ix) = ndimage.distance_transform_edt(fill < 0, return_indices=True)
-        lab = np.where(stray, fill[iy, ix], lab)
+        lab = np.where(stray, fill[iy, ix], lab).astype(np.int32)
         lab[dropped] = -1
     lab[stray] = -1  # pieces still split after four rounds (never seen) are marked dropped, not left split
     return lab
+
+
+def label_counts(ids: np.ndarray, num: int, rows: int = 512) -> np.ndarray:
+    """Pixels per element ``(num,) int64`` of an ``(H, W)`` map of ``id + 1`` (0 = none), counted in row
+    bands (``np.bincount`` widens its input to int64: a whole 40 Mpx map would cost 320 MB)."""
+    counts = np.zeros(num + 1, dtype=np.int64)
+    for y in range(0, ids.shape[0], rows):
+        counts += np.bincount(ids[y : y + rows].ravel(), minlength=num + 1)[: num + 1]
+    return counts[1:]

@@ -21,7 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from elements.partition.options import add_partition_args
+from elements.partition.options import add_partition_args, partition_device
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
@@ -41,18 +41,22 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
 
 def run(args) -> int:
     from elements.image_io import MIN_SIDE, load_image
+    from elements.memory import release_memory
     from elements.partition import Partitioner
     from elements.visualize import write_partition_outputs
 
     image = load_image(args.image, min_side=MIN_SIDE)  # fail on a bad file before loading any model
-    from elements.decoders import torch_device
-
-    part = Partitioner.from_args(args, device=torch_device(args.device))
+    if image.reduced:
+        print(f"note: {image.note('The input')}", file=sys.stderr)
+    part = Partitioner.from_args(args, device=partition_device(args))
     if part.note:
         print(f"note: {part.note}", file=sys.stderr)
     if part.source:
         print(f"SAM: {part.source}", file=sys.stderr)
     el = part(image)
+    described = part.describe()
+    del part  # the model is not needed for the outputs: its memory goes back before 40 Mpx files are drawn
+    release_memory()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
@@ -64,6 +68,6 @@ def run(args) -> int:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(
-        f"{el.num_elements} elements ({part.describe()}), dropped {100 * el.meta['dropped_fraction']:.3f}% of pixels -> {out}"
+        f"{el.num_elements} elements ({described}), dropped {100 * el.meta['dropped_fraction']:.3f}% of pixels -> {out}"
     )
     return 0

@@ -24,11 +24,11 @@ import gradio as gr
 import numpy as np
 
 from elements.errors import UserError
+from elements.image_io import ACCEPTED
 from elements.partition.objects import select_object as sam_select
 from elements.ui import backends
 from elements.ui.canvas import canvas_value, parse_gesture
 from elements.ui.session import AppSession, OtherImage, load_for_app, partition
-from elements.ui.upload import UnreadableUpload
 from elements.ui.view import draw, element_under
 
 log = logging.getLogger("elements.app")
@@ -47,10 +47,10 @@ def user_errors(fn):
             raise
         except UserError as err:
             raise gr.Error(str(err), print_exception=False) from None
-        except Exception as err:  # a bug: keep the traceback in the server log, not in the browser
+        except Exception:  # a bug: keep the traceback in the server log, not in the browser
             log.exception("handler %s failed", fn.__name__)
-            raise gr.Error(
-                f"Something went wrong on the server ({type(err).__name__}); please try again.", print_exception=False
+            raise gr.Error(  # no exception class name: it tells a visitor nothing and the log has it all
+                "Something went wrong on the server; please try again.", print_exception=False
             ) from None
 
     return wrapper
@@ -134,8 +134,6 @@ def on_image(session: AppSession | None, image):
         if image is None:
             return session, keep, keep, keep, keep, keep
         try:
-            if isinstance(image, UnreadableUpload):
-                raise UserError(image.message)
             key = _file_key(image)
             if key is not None and key == session.input_key:
                 return session, keep, keep, keep, keep, keep
@@ -146,7 +144,7 @@ def on_image(session: AppSession | None, image):
                 why = str(err)
             else:
                 log.exception("reading an upload failed")
-                why = "That file could not be read as an image; upload a PNG, JPEG or WebP photo."
+                why = f"That file could not be read as an image ({ACCEPTED})."
             kept = " The current image and its edits are kept." if session.has_image else ""
             return session, keep, status(session, f"**{why.rstrip('.')}.**{kept}"), keep, keep, None
         replaced = session.has_image and (session.editor.can_undo or bool(session.candidates))
@@ -327,8 +325,6 @@ def on_other_image(session, image):
     with session.lock:
         if image is None:
             return session, gr.skip(), gr.skip(), gr.skip()
-        if isinstance(image, UnreadableUpload):
-            raise UserError(image.message)
         loaded, note = load_for_app(image, what="The second image")
         el, _ = partition(loaded)
         k = len(list(session.workdir.glob("compose-*")))

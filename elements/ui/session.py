@@ -18,6 +18,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from elements.errors import excerpt
 from elements.image_io import MIN_SIDE, LoadedImage, load_image
 from elements.types import ImageElements
 from elements.ui import backends
@@ -34,18 +35,30 @@ def load_for_app(path_or_image, what: str = "The image") -> tuple[LoadedImage, s
     """Decode an upload and downscale it to at most :data:`APP_MAX_SIDE`; returns it and a note ('' if untouched).
 
     The downscaled pixels *are* the input from then on: clicks, specs and outputs use its size.
+    The pixel budget, its refusal limits and their sentences are :mod:`elements.image_io`'s, as for
+    the CLI; an unreadable file is named by its own file name (``broken.png is not an image
+    (accepted: ...)``), never by its path on the server.
     """
-    # ``name=what``: error sentences never show the server's upload path
     loaded = load_image(
-        path_or_image, max_side=APP_MAX_SIDE, name=what, min_side=MIN_SIDE
+        path_or_image, max_side=APP_MAX_SIDE, name=upload_name(path_or_image, what), min_side=MIN_SIDE
     )  # long side <= APP_MAX_SIDE after this
     note = ""
     if loaded.downscaled:
         h, w = loaded.pixels.shape[:2]
-        tw, th = loaded.size
+        tw, th = loaded.original_size or loaded.size  # the visitor's file, before any reduction
         note = f"{what} ({tw}×{th}) was downscaled to {w}×{h} for the demo; outputs have that size."
         loaded = LoadedImage(loaded.pixels, (w, h))
     return loaded, note
+
+
+def upload_name(path_or_image, what: str = "The image") -> str:
+    """How error sentences call an upload: its file name, sanitised (never its folder), else ``what``."""
+    if isinstance(path_or_image, (str, Path)):
+        name = excerpt(Path(path_or_image).name, 40).strip("'")
+        if "." in name.strip("."):
+            return name
+        return "The uploaded file"
+    return what
 
 
 def partition(loaded: LoadedImage) -> tuple[ImageElements, object]:

@@ -1,66 +1,51 @@
-"""``gr.Image`` whose unreadable uploads reach the handler as :class:`UnreadableUpload`, not an exception.
+"""``gr.Image`` that hands uploads to the handler as files, undecoded.
 
-Gradio opens an uploaded image with Pillow *before* any handler runs; a file that is not an
-image (renamed text, a truncated header) would otherwise surface as a bare "Error" with the
-traceback in the server log, and the handler — which keeps the current image and its edits
-and says why in the status line — would never run. The frontend is the stock image component.
+Gradio opens an uploaded image with Pillow *before* any handler runs (and, for a ``data:`` URL,
+decodes and re-encodes it at full size). A file that is not an image, an empty file or a bomb
+would then fail inside Gradio, where only a bare "Error" reaches the visitor. Here the upload
+is passed on as a path: :func:`elements.ui.session.load_for_app` decodes it within the pixel
+budget (:mod:`elements.image_io`), and every unreadable file becomes the one sentence that
+budget owns ("... is not an image / is empty / has 1,600 Mpx, too many pixels to decode
+(accepted: ...)"), shown in the status line or as ``gr.Error`` like any other user error.
+The frontend is the stock image component.
 """
 
 from __future__ import annotations
 
-import warnings
-from dataclasses import dataclass
+import re
 
 import gradio as gr
-from PIL import Image
 
-
-@dataclass(frozen=True)
-class UnreadableUpload:
-    """What the handler receives instead of an image; ``message`` is one sentence for the visitor."""
-
-    message: str
+#: Longest ``data:`` URL taken (base64 of the 20 MB upload limit).
+MAX_DATA_URL_CHARS = 28 * 1024 * 1024
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]")
 
 
 class UploadImage(gr.Image):
-    """With ``type="filepath"`` the upload is passed on untouched (Gradio only reads its header), so
-    :func:`elements.image_io.load_image` decodes it within the pixel budget; Gradio's own conversion
-    to ``image_mode`` would decode a 12000x12000 upload at full size. (``__init__`` is not
-    overridden: Gradio builds the frontend's config from its signature.)"""
+    """With ``type="filepath"`` the upload is passed on untouched, so
+    :func:`elements.image_io.load_image` decodes it within the pixel budget; Gradio's own
+    ``Image.open`` and conversion would run first and decode a 12000x12000 upload at full size.
+    Other types behave as ``gr.Image``. (``__init__`` is not overridden: Gradio builds the
+    frontend's config from its signature.)"""
 
     def get_block_name(self) -> str:
         return "image"  # reuse gr.Image's Svelte component
 
     def preprocess(self, payload):
+        if payload is None or self.type != "filepath":
+            return super().preprocess(payload)
         url = getattr(payload, "url", None)
-        if self.type == "filepath" and isinstance(url, str) and url.startswith("data:"):
-            return self._data_url_to_file(url)  # Gradio would decode (and re-encode) it at full size
-        try:
-            with warnings.catch_warnings():  # Pillow's bomb warning at open: our pixel budget decides, quietly
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                if self.type == "filepath":
-                    from gradio import image_utils
+        if isinstance(url, str) and url.startswith("data:"):
+            return self._data_url_to_file(url, getattr(payload, "orig_name", None))
+        if payload.path is None:
+            raise gr.Error("The upload did not arrive; please upload the image again.", print_exception=False)
+        return str(payload.path)
 
-                    return image_utils.preprocess_image(
-                        payload, cache_dir=self.GRADIO_CACHE, format=self.format, image_mode=None, type="filepath"
-                    )
-                return super().preprocess(payload)
-        except gr.Error:
-            raise
-        except Exception as err:
-            from elements.errors import excerpt
+    def _data_url_to_file(self, url: str, orig_name: str | None) -> str:
+        """Write the bytes of a ``data:`` URL into Gradio's cache, undecoded; returns the path.
 
-            name = getattr(payload, "orig_name", None)
-            name = (
-                excerpt(name, 40).strip("'") if name else "The uploaded file"
-            )  # the visitor's own file name, shortened
-            why = " (it is too large to decode safely)" if "DecompressionBomb" in type(err).__name__ else ""
-            return UnreadableUpload(
-                f"{name} is not an image file that can be read{why}; upload a PNG, JPEG or WebP photo."
-            )
-
-    def _data_url_to_file(self, url: str) -> str:
-        """Write the bytes of a ``data:`` URL into Gradio's cache, undecoded; returns the path."""
+        The file keeps the visitor's own file name (sanitised), so error sentences can name it.
+        """
         import base64
         import binascii
         import hashlib
@@ -77,13 +62,10 @@ class UploadImage(gr.Image):
             ) from None
         folder = Path(self.GRADIO_CACHE) / hashlib.sha256(data).hexdigest()[:32]
         folder.mkdir(parents=True, exist_ok=True)
-        path = folder / "image"
+        name = _UNSAFE_NAME.sub("_", Path(orig_name or "").name)[:80].lstrip(".") or "upload"
+        path = folder / name
         path.write_bytes(data)
         return str(path)
-
-
-#: Longest ``data:`` URL taken (base64 of the 20 MB upload limit).
-MAX_DATA_URL_CHARS = 28 * 1024 * 1024
 
 
 __all__ = ["MAX_DATA_URL_CHARS", "UploadImage"]
