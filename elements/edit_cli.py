@@ -109,7 +109,14 @@ def run(args) -> int:
     if args.seed is not None and args.seed < 0:
         raise UserError(f"--seed must be >= 0, got {args.seed}.")
     spec = load_spec(args.spec)  # cheap checks first, before any model loads
+    part = None
+    if not args.elements:  # the partition model loads while the image decodes
+        from elements.partition import Partitioner
+
+        pending = Partitioner.from_args_in_background(args, args.device)
     image = load_image(args.image, min_side=MIN_SIDE)
+    if not args.elements:  # joined before the decoder loads: two threads importing torch at once is not safe
+        part = pending()
 
     name = args.decoder or spec.decoder or "auto"
     if name == "auto":
@@ -128,10 +135,6 @@ def run(args) -> int:
             )
         part, how = None, f"loaded from {args.elements} ({el.meta.get('partition', {}).get('backend', '?')})"
     else:
-        from elements.decoders import torch_device
-        from elements.partition import Partitioner
-
-        part = Partitioner.from_args(args, device=torch_device(args.device))
         if part.note:
             print(f"note: {part.note}", file=sys.stderr)
         el = part(image)

@@ -18,6 +18,8 @@ by ``auto`` as well. :attr:`Partitioner.source` says which model file ran.
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Callable
 
 import numpy as np
 
@@ -94,6 +96,36 @@ class Partitioner:
     def from_args(cls, args, **overrides) -> Partitioner:
         """Build from flags added by :func:`elements.partition.options.add_partition_args` (``overrides`` win)."""
         return cls(**{**partition_kwargs(args), **overrides})
+
+    @classmethod
+    def from_args_in_background(cls, args, device: str | None = None) -> Callable[[], Partitioner]:
+        """Start :meth:`from_args` in a daemon thread; returns a function that waits for it and returns the
+        partitioner (or raises what building it raised).
+
+        The command lines load the model (imports, SAM weights, the onnxruntime session: seconds)
+        while the main thread decodes the image, which releases the GIL. A bad file still fails at
+        once: the thread dies with the process. ``device`` None = cuda if visible, else cpu.
+        """
+        box: dict = {}
+
+        def build() -> None:
+            try:
+                from elements.decoders import torch_device
+
+                box["part"] = cls.from_args(args, device=torch_device(device))
+            except BaseException as err:  # handed to the caller, raised in its thread
+                box["error"] = err
+
+        thread = threading.Thread(target=build, name="eie-load-partitioner", daemon=True)
+        thread.start()
+
+        def result() -> Partitioner:
+            thread.join()
+            if "error" in box:
+                raise box["error"]
+            return box["part"]
+
+        return result
 
     def params(self) -> dict:
         p = {"backend": self.backend, "num_elements": self.num_elements}

@@ -44,10 +44,9 @@ def run(args) -> int:
     from elements.partition import Partitioner
     from elements.visualize import write_partition_outputs
 
-    image = load_image(args.image, min_side=MIN_SIDE)  # fail on a bad file before loading any model
-    from elements.decoders import torch_device
-
-    part = Partitioner.from_args(args, device=torch_device(args.device))
+    pending = Partitioner.from_args_in_background(args, args.device)  # the model loads while the image decodes
+    image = load_image(args.image, min_side=MIN_SIDE)  # a bad file fails here, at once
+    part = pending()
     if part.note:
         print(f"note: {part.note}", file=sys.stderr)
     if part.source:
