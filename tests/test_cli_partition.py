@@ -143,3 +143,14 @@ def test_the_model_loads_while_the_image_decodes_and_its_failure_is_one_line(tmp
     code = main(["partition", str(src), "--out", str(tmp_path / "o2"), "--backend", "sam"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.startswith("error: ") and "\n" not in err and not (tmp_path / "o2").exists()
+
+
+def test_a_tiny_image_gets_elements_of_the_minimum_area(tmp_path, chelsea):
+    src = tmp_path / "tiny.png"
+    Image.fromarray(chelsea).resize((64, 64)).save(src)
+    code, out = _run(tmp_path, src)
+    doc = json.loads((out / "elements.json").read_text())
+    assert code == 0 and doc["num_elements"] == 16 and doc["partition"]["min_element_area"] == 256
+    assert min(e["area"] for e in doc["elements"]) >= 200  # the grid's cells: 16 x 16 input pixels, give or take
+    code, out = _run(tmp_path, src, "--min-element-area", "64")
+    assert code == 0 and json.loads((out / "elements.json").read_text())["num_elements"] == 64

@@ -29,7 +29,7 @@ from elements.geometry import Geometry
 from elements.image_io import LoadedImage, load_image
 from elements.partition.algorithm import BETA, BETA_C, DISTANCE, DISTANCES, ITERATIONS, NUM_ELEMENTS, cleanup
 from elements.partition.build import elements_from_labels
-from elements.partition.options import BACKENDS, partition_kwargs
+from elements.partition.options import BACKENDS, MIN_ELEMENT_AREA, element_count, partition_kwargs
 from elements.types import ImageElements
 
 
@@ -44,6 +44,7 @@ class Partitioner:
         backend: str = "auto",
         *,
         num_elements: int = NUM_ELEMENTS,
+        min_element_area: int = MIN_ELEMENT_AREA,
         beta: float = BETA,
         beta_c: float = BETA_C,
         iterations: int = ITERATIONS,
@@ -58,6 +59,8 @@ class Partitioner:
             raise UserError(f"Unknown partition backend '{backend}'; choose one of sam, slic, grid, auto.")
         if not 1 <= int(num_elements) <= 4096:
             raise UserError(f"--num-elements must be between 1 and 4096, got {num_elements}.")
+        if int(min_element_area) < 1:
+            raise UserError(f"--min-element-area must be at least 1 pixel, got {min_element_area}.")
         if not (np.isfinite(beta) and beta > 0):
             raise UserError(f"beta must be a positive number, got {beta}.")
         if not (np.isfinite(beta_c) and 0 <= beta_c <= 1):
@@ -67,6 +70,7 @@ class Partitioner:
         if distance not in DISTANCES:
             raise UserError(f"The Eq. 1 distance must be one of {', '.join(DISTANCES)}, got '{distance}'.")
         self.num_elements = int(num_elements)
+        self.min_element_area = int(min_element_area)
         self.beta, self.beta_c, self.iterations = float(beta), float(beta_c), int(iterations)
         self.distance = distance
         self.note: str | None = None
@@ -128,7 +132,7 @@ class Partitioner:
         return result
 
     def params(self) -> dict:
-        p = {"backend": self.backend, "num_elements": self.num_elements}
+        p = {"backend": self.backend, "num_elements": self.num_elements, "min_element_area": self.min_element_area}
         if self.backend == "sam":
             p.update(
                 beta=self.beta,
@@ -161,22 +165,30 @@ class Partitioner:
             "grid": "regular grid (paper Fig. 16 baseline)",
         }[self.backend]
 
+    def count_for(self, geometry: Geometry) -> int:
+        """Query points for this image: N, or fewer on a small input (:func:`~elements.partition.options.element_count`)."""
+        return element_count(self.num_elements, geometry.input_w, geometry.input_h, self.min_element_area)
+
     def labels(self, canvas: np.ndarray, geometry: Geometry) -> np.ndarray:
-        """Partition a ``(S, S, 3) uint8`` canvas -> contiguous ``(S, S) int32`` labels, -1 dropped/padding."""
+        """Partition a ``(S, S, 3) uint8`` canvas -> contiguous ``(S, S) int32`` labels, -1 dropped/padding.
+
+        At most :meth:`count_for` elements: N, fewer on a small input.
+        """
         from elements.partition import backends
 
         valid = geometry.content_mask()
         box = geometry.content_box_norm()
+        num = self.count_for(geometry)
         if self.backend == "grid":
-            return backends.grid_labels(canvas, valid, box, self.num_elements)
+            return backends.grid_labels(canvas, valid, box, num)
         if self.backend == "slic":
-            return backends.slic_labels(canvas, valid, self.num_elements)
+            return backends.slic_labels(canvas, valid, num)
         return backends.sam_labels(
             self.affinity,
             canvas,
             valid,
             box,
-            self.num_elements,
+            num,
             beta=self.beta,
             beta_c=self.beta_c,
             iterations=self.iterations,
