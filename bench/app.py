@@ -18,7 +18,8 @@ the process starts:
 * **warm upload → elements**: the next ``max(4, repeats / 4)`` uploads of the bundled photos
   (median, max); each is a new image, so the SAM encoder runs each time.
 
-With ``--screenshots DIR`` it saves the page right after the first upload shows its elements at
+With ``--screenshots DIR`` it saves the page while the banner says "Loading…" (``loading-1280.png``),
+right after the first upload shows its elements at
 1280×800 and 390×844 (``first-upload-{1280,390}.png``) and a 64×64 upload's overlay
 (``tiny-upload-{1280,390}.png``, 16 elements: docs/partition.md, "Small images").
 
@@ -131,6 +132,8 @@ def browser(args) -> None:
                 banner = page.locator("#banner")
                 page.wait_for_function("document.querySelector('#banner') !== null", timeout=60_000)
                 said_loading = "Loading" in banner.inner_text()
+                if args.screenshots and said_loading:
+                    page.screenshot(path=str(args.screenshots / "loading-1280.png"))
                 expect(banner).not_to_contain_text("Loading", timeout=600_000)
                 t_ready = time.perf_counter() - t0
                 cold = upload(page, ROOT / "assets" / "astronaut.jpg")
