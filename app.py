@@ -63,6 +63,8 @@ def build_demo() -> gr.Blocks:
         with gr.Row(elem_id="title-row", equal_height=False):
             gr.Markdown("## Editable Image Elements", elem_id="title")
             banner = gr.Markdown(backends.banner(decoder0), elem_id="banner")
+            # while the partition model loads (backends.start_loading) the banner says so, then what runs
+            loaded = gr.Timer(1.0, active=backends.loading())
             with gr.Accordion("Details", open=False, elem_id="details"):
                 details = gr.Markdown(backends.details(decoder0))
                 gr.Markdown(
@@ -193,6 +195,8 @@ def build_demo() -> gr.Blocks:
         gallery.select(gen.pick_candidate, state, [state, result_file, result_view], **private)
         use.click(gen.use_as_input, state, [image, tabs], **private)
         decoder.change(on_decoder, decoder, [banner, details, settings, settings_note], **private)
+        for event in (demo.load, loaded.tick):
+            event(on_loading, decoder, [banner, details, loaded], show_progress="hidden", **private)
         api_partition.click(
             api.api_partition,
             api_image,
@@ -219,6 +223,11 @@ def on_decoder(name: str):
     return (backends.banner(name), backends.details(name), gr.Group(visible=uses), gr.Markdown(why, visible=not uses))
 
 
+def on_loading(name: str):
+    """Banner and details now, and the timer kept running only while the partition model is still loading."""
+    return backends.banner(name), backends.details(name), gr.Timer(active=backends.loading())
+
+
 def launch_kwargs(host: str | None = None, port: int | None = None) -> dict:
     """Local by default: 127.0.0.1 unless --host or GRADIO_SERVER_NAME says otherwise; never share=True."""
     return {
@@ -237,9 +246,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, help="port (default: GRADIO_SERVER_PORT or 7860)")
     args = parser.parse_args(argv)
     try:
-        print(backends.startup_summary(), flush=True)
+        backends.partition_backend()  # a bad EIE_APP_PARTITION stops here; a model that fails to load says so in the banner
+        backends.start_loading()  # the partition model loads and warms up while the server starts
+        print("Loading the partition model in the background…", flush=True)
         demo = build_demo()
-    except UserError as err:  # e.g. a bad EIE_APP_PARTITION or checkpoint path
+    except UserError as err:  # e.g. a bad EIE_APP_PARTITION or EIE_APP_DECODER
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(err.exit_code) from None
     demo.launch(**launch_kwargs(args.host, args.port))

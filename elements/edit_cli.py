@@ -16,7 +16,7 @@ from pathlib import Path
 
 from elements import defaults
 from elements.errors import UserError
-from elements.partition.options import add_partition_args, partition_device
+from elements.partition.options import add_partition_args
 
 DECODERS = ("auto", "pixel", "pixel+inpaint", "pixel+sdedit", "light", "diffusion")
 
@@ -110,9 +110,16 @@ def run(args) -> int:
     if args.seed is not None and args.seed < 0:
         raise UserError(f"--seed must be >= 0, got {args.seed}.")
     spec = load_spec(args.spec)  # cheap checks first, before any model loads
+    part = None
+    if not args.elements:  # the partition model loads while the image decodes
+        from elements.partition import Partitioner
+
+        pending = Partitioner.from_args_in_background(args)
     image = load_image(args.image, min_side=MIN_SIDE)
     if image.reduced:  # spec coordinates and the output are at the size it is used at
         print(f"note: {image.note('The input')}", file=sys.stderr)
+    if not args.elements:  # joined before the decoder loads: two threads importing torch at once is not safe
+        part = pending()
 
     name = args.decoder or spec.decoder or "auto"
     if name == "auto":
@@ -131,9 +138,6 @@ def run(args) -> int:
             )
         part, how = None, f"loaded from {args.elements} ({el.meta.get('partition', {}).get('backend', '?')})"
     else:
-        from elements.partition import Partitioner
-
-        part = Partitioner.from_args(args, device=partition_device(args))
         if part.note:
             print(f"note: {part.note}", file=sys.stderr)
         el = part(image)

@@ -22,7 +22,7 @@ for var in (
 ):
     os.environ.pop(var, None)
 # The distilled SAM that tools/install_test_deps.sh put in the user's cache is used only by the tests that
-# ask for it (the `distilled_sam` fixture); everything else sees an empty cache and no npm, so "auto" is SLIC.
+# ask for it (the `distilled_sam` fixture); everything else sees an empty cache and no fetching, so "auto" is SLIC.
 from elements.partition.tinysam import cache_root  # noqa: E402
 
 REAL_CACHE = cache_root()
@@ -80,7 +80,7 @@ def distilled_sam():
     try:
         return load_tinysam(str(REAL_CACHE / _CACHE_NAME))
     except UserError as err:
-        pytest.skip(f"distilled SAM not available ({err}); tools/install_test_deps.sh fetches it with npm")
+        pytest.skip(f"distilled SAM not available ({err}); tools/install_test_deps.sh fetches it")
 
 
 @pytest.fixture

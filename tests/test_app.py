@@ -462,3 +462,16 @@ def test_transparency_is_shown_as_it_is_edited(tmp_path):
     photo = session.view().photo
     assert np.abs(photo[100, 40].astype(int) - 255).max() <= 3  # white, not the red under the alpha
     np.testing.assert_array_equal(photo, session.input_pixels)  # the canvas shows exactly what is edited
+
+
+def test_a_tiny_upload_gets_elements_of_the_minimum_area(tmp_path):
+    from PIL import Image
+
+    from elements.partition.options import MIN_ELEMENT_AREA
+
+    tiny = tmp_path / "tiny.png"
+    Image.open(ASTRONAUT).resize((64, 64), Image.LANCZOS).save(tiny)
+    session, value, text, *_ = h.on_image(None, str(tiny))
+    n = session.elements.num_elements
+    assert 8 <= n <= 16 and 64 * 64 / n >= MIN_ELEMENT_AREA and text.startswith(f"{n} elements")
+    assert (value["input_w"], value["input_h"]) == (64, 64)

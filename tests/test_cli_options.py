@@ -99,3 +99,5 @@ def test_from_args_builds_the_partitioner_the_flags_describe():
     assert (part.backend, part.num_elements, part.beta, part.iterations) == ("grid", 64, 32.0, 2)
     assert Partitioner.from_args(args, num_elements=16).num_elements == 16
     assert partition_kwargs(args)["beta_c"] == BETA_C
+    args = p.parse_args(["--backend", "grid", "--min-element-area", "64"])
+    assert Partitioner.from_args(args).min_element_area == 64

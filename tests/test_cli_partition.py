@@ -109,3 +109,49 @@ def test_real_process_exit_status(tmp_path):
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [f"error: Image file '{bad}' is empty ({ACCEPTED})."]
+
+
+def test_the_model_loads_while_the_image_decodes_and_its_failure_is_one_line(tmp_path, capsys, monkeypatch, chelsea):
+    import threading
+
+    import elements.image_io
+    import elements.partition
+
+    src = tmp_path / "cat.png"
+    Image.fromarray(chelsea).save(src)
+    building = threading.Event()
+    real_init, real_load = elements.partition.Partitioner.__init__, elements.image_io.load_image
+    seen = {}
+
+    def slow_init(self, *args, **kwargs):
+        building.set()
+        seen["thread"] = threading.current_thread().name
+        real_init(self, *args, **kwargs)
+
+    def load_image(*args, **kwargs):
+        seen["model_loading_during_decode"] = building.wait(10)  # the model thread started before the decode
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(elements.partition.Partitioner, "__init__", slow_init)
+    monkeypatch.setattr(elements.image_io, "load_image", load_image)
+    code, out = _run(tmp_path, src)
+    assert code == 0 and (out / "elements.json").exists()
+    assert seen == {"thread": "eie-load-partitioner", "model_loading_during_decode": True}
+
+    # a model that cannot be had fails in its thread and reaches the user as one line, exit 2
+    monkeypatch.setenv("EIE_SAM_CHECKPOINT", str(tmp_path / "missing.pth"))
+    capsys.readouterr()
+    code = main(["partition", str(src), "--out", str(tmp_path / "o2"), "--backend", "sam"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("error: ") and "\n" not in err and not (tmp_path / "o2").exists()
+
+
+def test_a_tiny_image_gets_elements_of_the_minimum_area(tmp_path, chelsea):
+    src = tmp_path / "tiny.png"
+    Image.fromarray(chelsea).resize((64, 64)).save(src)
+    code, out = _run(tmp_path, src)
+    doc = json.loads((out / "elements.json").read_text())
+    assert code == 0 and doc["num_elements"] == 16 and doc["partition"]["min_element_area"] == 256
+    assert min(e["area"] for e in doc["elements"]) >= 200  # the grid's cells: 16 x 16 input pixels, give or take
+    code, out = _run(tmp_path, src, "--min-element-area", "64")
+    assert code == 0 and json.loads((out / "elements.json").read_text())["num_elements"] == 64

