@@ -87,7 +87,7 @@ def _silence_libtiff() -> None:
             for fn in (lib.TIFFSetErrorHandler, lib.TIFFSetWarningHandler):
                 fn.restype, fn.argtypes = ctypes.c_void_p, [ctypes.c_void_p]
                 fn(None)
-    except (OSError, AttributeError, ValueError):
+    except (OSError, AttributeError, ValueError):  # no libtiff loaded, or not a build we can reach: best effort
         pass
 
 

@@ -26,6 +26,7 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from elements.data.filters import LaionFilter
+from elements.data.prepared import is_prepared
 from elements.data.preprocess import PartitionCache, center_crop_resize
 from elements.data.sources import DataStats, Sample, iter_positioned, resolve_source
 from elements.errors import UserError
@@ -135,7 +136,7 @@ class ElementsDataset(IterableDataset):
 
         False for prepared shards, whose samples carry their elements; for raw data, True with a SAM backend.
         """
-        return not _is_prepared(self.source) and self.partition.get("backend", "auto") in MODEL_BACKENDS
+        return not is_prepared(self.source) and self.partition.get("backend", "auto") in MODEL_BACKENDS
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch's shuffle; call before creating the DataLoader iterator."""
@@ -234,13 +235,6 @@ def make_dataloader(dataset: ElementsDataset, batch_size: int, num_workers: int 
         drop_last=False,
         multiprocessing_context=context,
     )
-
-
-def _is_prepared(source) -> bool:
-    """Whether ``source`` is a folder/shard set written by ``python -m elements prepare``."""
-    from elements.data.prepared import is_prepared
-
-    return is_prepared(source)
 
 
 def total_stats(per_worker: dict[int, dict]) -> dict:
