@@ -85,7 +85,7 @@ def main() -> None:
     from elements.decoders import get_decoder
     from elements.decoders.holefill import FULL_RES_BUDGET, PATCH_RADIUS, PATCH_RADIUS_LARGE, fill_holes
     from elements.decoders.pixel import render
-    from elements.decoders.quality import ROCKET_POLYGON
+    from bench.quality import ROCKET_POLYGON
     from elements.partition import Partitioner
 
     cases = {}

@@ -1,8 +1,6 @@
-"""Drawing element overlays (boundaries, selection tint + outline, centroid dots, paper Fig. 4-5) and writing partition files."""
+"""Drawing element overlays (boundaries, selection tint + outline, centroid dots, paper Fig. 4-5)."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -138,30 +136,3 @@ def _photo_at_input_size(el: ImageElements) -> np.ndarray:
         return full.copy()
     interp = cv2.INTER_AREA if full.shape[1] > g.input_w else cv2.INTER_CUBIC
     return cv2.resize(full, (g.input_w, g.input_h), interpolation=interp)
-
-
-def write_partition_outputs(el: ImageElements, directory) -> None:
-    """Write elements.json, labels.png (16-bit, id + 1, 0 = dropped), overlay.png and the saved value.
-
-    Both PNGs are at the input's size (at most image_io.MAX_OUTPUT_PIXELS, 40 Mpx): the label map is
-    kept as uint16 (80 MB at 40 Mpx) and the two files are encoded at once (the PNG encoders release
-    the GIL), so a 40 Mpx input costs about one overlay's encoding time.
-    """
-    import json
-    from concurrent.futures import ThreadPoolExecutor
-
-    from elements.image_io import save_png
-    from elements.partition.build import input_labels, label_counts
-    from elements.types import elements_json
-
-    d = Path(directory)
-    lab = input_labels(el)  # each element one 4-connected region at the input's size
-    np.add(lab, 1, out=lab)  # id + 1, 0 = dropped
-    ids = lab.astype(np.uint16)  # ids < 4096 (Partitioner's bound on num_elements)
-    del lab
-    (d / "elements.json").write_text(json.dumps(elements_json(el, pixels=label_counts(ids, el.num_elements)), indent=1))
-    with ThreadPoolExecutor(2) as pool:
-        jobs = [pool.submit(save_png, d / "labels.png", ids), pool.submit(save_png, d / "overlay.png", overlay(el))]
-        for job in jobs:
-            job.result()
-    el.save(d)

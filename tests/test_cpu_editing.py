@@ -9,7 +9,7 @@ from elements import edit
 from elements.decoders import get_decoder, holefill
 from elements.decoders.blend import ghost_band, poisson_membrane
 from elements.decoders.pixel import render
-from elements.decoders.quality import ghost_fraction, grid_elements, seam_contrast, synthetic_scene
+from bench.quality import ghost_fraction, grid_elements, seam_contrast, synthetic_scene
 from elements.decoders.result import DecodedImage
 from elements.errors import UserError
 from elements.types import ImageElements

@@ -1,4 +1,4 @@
-"""Print the import graph of the first-party packages and fail on a cycle.
+"""Print the import graph of the first-party packages and fail on a cycle between modules or packages.
 
     python tools/import_graph.py                 # module graph, then "no cycle" or the cycles; exit 1 on a cycle
     python tools/import_graph.py --packages      # the same graph collapsed to packages (elements.partition, eval.study, ...)
@@ -8,6 +8,14 @@ Every ``import`` counts, also the ones inside functions: a lazy import hides a c
 interpreter but not from a reader. Importing ``a.b.c`` is an edge to ``a.b.c`` only (not to the
 package ``a.b``), as in pydeps and import-linter, so a package ``__init__`` that re-exports its
 submodules is not a cycle. Pure ``ast``; nothing is imported.
+
+Two checks, both must pass: no cycle between modules, and no cycle between packages. For the
+second, each module counts as part of its sub-package (``elements.decoders.pixel`` is
+``elements.decoders``, ``eval.study.cli`` is ``eval.study``), while a module directly inside a
+top-level package stays a node of its own (``elements.types``, ``elements.devices``): the top-level
+package is the project, which every sub-package sits inside, not one component among them. So
+``decoders`` importing ``partition`` while ``partition`` imports ``decoders`` fails, even when no
+single module cycle results.
 """
 
 from __future__ import annotations
@@ -110,11 +118,18 @@ def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
     return sorted(found)
 
 
+def package_of(module: str, modules: dict[str, Path]) -> str:
+    """The sub-package ``module`` belongs to (``elements.decoders``), or ``module`` itself when it sits
+    directly in a top-level package (``elements.types``; the top-level ``__init__`` is ``elements``)."""
+    folder = module.split(".") if modules[module].name == "__init__.py" else module.split(".")[:-1]
+    return ".".join(folder[:2]) if len(folder) >= 2 else module
+
+
 def collapse(edges: dict[str, set[str]], modules: dict[str, Path]) -> dict[str, set[str]]:
-    """The graph between packages: a module belongs to the package whose folder holds it."""
+    """The graph between packages (see :func:`package_of`); edges inside one package are dropped."""
 
     def package(m: str) -> str:
-        return m if modules[m].name == "__init__.py" else m.rpartition(".")[0] or m
+        return package_of(m, modules)
 
     out: dict[str, set[str]] = {}
     for m, targets in edges.items():
@@ -135,12 +150,21 @@ def main(argv: list[str] | None = None) -> int:
     if args.private:
         for module, base, name in private:
             print(f"private import: {module} imports {name} from {base}")
+    packages = collapse(edges, modules)
     found = cycles(edges)
-    if found:
-        for c in found:
-            print("cycle: " + " <-> ".join(c), file=sys.stderr)
+    found_packages = cycles(packages)
+    for c in found:
+        print("cycle: " + " <-> ".join(c), file=sys.stderr)
+    for c in found_packages:
+        print("package cycle: " + " <-> ".join(c), file=sys.stderr)
+    print(
+        f"{len(found)} module cycles among {len(modules)} modules, "
+        f"{len(found_packages)} package cycles among {len(packages)} packages and top-level modules",
+        file=sys.stderr,
+    )
+    if found or found_packages:
         return 1
-    print(f"no cycle among {len(modules)} modules", file=sys.stderr)
+    print("no cycle", file=sys.stderr)
     return 0
 
 

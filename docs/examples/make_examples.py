@@ -42,7 +42,7 @@ def rocket_figures(edited, before: np.ndarray, now: np.ndarray, dx: int, only_be
     """Ghost (pixels at the rocket's old place, above the lit pad, that are not sky-blue) and seam contrast, printed."""
     from elements.decoders import get_decoder
     from elements.decoders.pixel import render
-    from elements.decoders.quality import ROCKET_POLYGON, seam_contrast
+    from bench.quality import ROCKET_POLYGON, seam_contrast
 
     h, w = before.shape[:2]
     old = np.zeros((h, w), np.uint8)

@@ -26,6 +26,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from elements.devices import torch_device  # re-exported: decoders take it from here
 from elements.errors import UserError
 from elements.types import ImageElements
 
@@ -134,15 +135,6 @@ def weights_status(ref: str | None, *, what: str, env: str | None = None) -> tup
         return True, f"{what} {ref} (downloaded from the Hub on first use)"
     hint = f"; set {env} to a local copy" if env else ""
     return False, f"{what} {ref} is not in the local cache and the Hub cannot be reached{hint}"
-
-
-def torch_device(device: str | None) -> str:
-    """``device`` or, when None, ``"cuda"`` if a GPU is visible else ``"cpu"``."""
-    import torch
-
-    if device:
-        return str(device)
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def load_sd_pipeline(cls_name: str, ref: str, *, what: str, env: str | None, device: str | None, dtype=None):

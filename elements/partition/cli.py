@@ -22,6 +22,7 @@ import tempfile
 from pathlib import Path
 
 from elements.partition.options import add_partition_args
+from elements.types import ImageElements
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
@@ -43,7 +44,6 @@ def run(args) -> int:
     from elements.image_io import MIN_SIDE, load_image
     from elements.memory import release_memory
     from elements.partition import Partitioner
-    from elements.visualize import write_partition_outputs
 
     pending = Partitioner.from_args_in_background(args)  # the model loads while the image decodes
     image = load_image(args.image, min_side=MIN_SIDE)  # a bad file fails here, at once
@@ -72,3 +72,33 @@ def run(args) -> int:
         f"{el.num_elements} elements ({described}), dropped {100 * el.meta['dropped_fraction']:.3f}% of pixels -> {out}"
     )
     return 0
+
+
+def write_partition_outputs(el: ImageElements, directory) -> None:
+    """Write elements.json, labels.png (16-bit, id + 1, 0 = dropped), overlay.png and the saved value.
+
+    Both PNGs are at the input's size (at most image_io.MAX_OUTPUT_PIXELS, 40 Mpx): the label map is
+    kept as uint16 (80 MB at 40 Mpx) and the two files are encoded at once (the PNG encoders release
+    the GIL), so a 40 Mpx input costs about one overlay's encoding time.
+    """
+    import json
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numpy as np
+
+    from elements.image_io import save_png
+    from elements.partition.build import input_labels, label_counts
+    from elements.types import elements_json
+    from elements.visualize import overlay
+
+    d = Path(directory)
+    lab = input_labels(el)  # each element one 4-connected region at the input's size
+    np.add(lab, 1, out=lab)  # id + 1, 0 = dropped
+    ids = lab.astype(np.uint16)  # ids < 4096 (Partitioner's bound on num_elements)
+    del lab
+    (d / "elements.json").write_text(json.dumps(elements_json(el, pixels=label_counts(ids, el.num_elements)), indent=1))
+    with ThreadPoolExecutor(2) as pool:
+        jobs = [pool.submit(save_png, d / "labels.png", ids), pool.submit(save_png, d / "overlay.png", overlay(el))]
+        for job in jobs:
+            job.result()
+    el.save(d)

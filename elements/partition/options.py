@@ -198,7 +198,7 @@ def partition_device(args: argparse.Namespace) -> str:
     device = getattr(args, "device", None)
     if args.backend in ("slic", "grid"):
         return str(device or "cpu")
-    from elements.decoders import torch_device
+    from elements.devices import torch_device
 
     return torch_device(device)
 

@@ -1,4 +1,6 @@
-"""Measures of how an edit looks, and the generated scene they are checked on.
+"""How an edit looks: ghost and seam measures, and the generated scene they are checked on.
+
+    python bench/quality.py        # prints the ghost and seam table of the synthetic scene (docs/cpu-editing.md)
 
 * :func:`synthetic_scene` — a textured background (colour ramp + stripes + noise, so the old and
   the new place of a moved object differ) with a distinct red disc, partitioned into square
@@ -12,10 +14,14 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from elements.geometry import Geometry
 from elements.types import ImageElements
@@ -165,7 +171,7 @@ def report(seed: int = 0) -> list[tuple[str, float, float]]:
 
 
 def main() -> None:
-    """``python -m elements.decoders.quality``: print the ghost and seam table of the synthetic scene."""
+    """``python bench/quality.py``: print the ghost and seam table of the synthetic scene."""
     print("synthetic scene (384x288, 24-px grid elements, red disc selected by its >= 50 % elements, moved 170 px):")
     print("| pixel+inpaint | ghost (share of disc area, target <= 2 %) | seam contrast (1 = invisible) |")
     print("|---|---:|---:|")
