@@ -21,6 +21,14 @@ from elements.partition.options import add_partition_args
 DECODERS = ("auto", "pixel", "pixel+inpaint", "pixel+sdedit", "light", "diffusion")
 
 
+def _own(setting: str) -> str:
+    """``"pixel+inpaint 50, ..."``: each sampling decoder's default ``setting`` (elements.decoders.SAMPLER_DEFAULTS)."""
+    from elements.decoders import SAMPLER_DEFAULTS
+
+    own = ((name, getattr(d, setting)) for name, d in SAMPLER_DEFAULTS.items())
+    return ", ".join(f"{name} {value:g}" for name, value in own if value is not None)
+
+
 def build_parser(prog: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=prog,
@@ -71,9 +79,11 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     )
     p.add_argument("--prompt", default=None, help="text prompt (overrides the spec's)")
     p.add_argument("--seed", type=int, default=None, help="random seed (overrides the spec's; default 0)")
-    p.add_argument("--steps", type=int, default=None, help="denoising steps (default 50)")
     p.add_argument(
-        "--guidance", type=float, default=None, help="guidance scale (default 3 for diffusion, 7.5 for SD baselines)"
+        "--steps", type=int, default=None, help=f"denoising steps (default: the decoder's own; {_own('steps')})"
+    )
+    p.add_argument(
+        "--guidance", type=float, default=None, help=f"guidance scale (default: the decoder's own; {_own('guidance')})"
     )
     p.add_argument(
         "--device", default=None, help="torch device for model decoders (default cuda if available, else cpu)"
@@ -130,7 +140,7 @@ def run(args) -> int:
         try:
             el = ImageElements.load(args.elements)
         except ValueError as err:
-            raise UserError(f"--elements: {err}.") from None
+            raise UserError(f"--elements: {err}.") from err
         if (el.geometry.input_w, el.geometry.input_h) != image.size:
             raise UserError(
                 f"--elements were made from a {el.geometry.input_w}x{el.geometry.input_h} image, "

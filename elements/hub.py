@@ -63,7 +63,7 @@ def resolve_file(ref: str, *, what: str, env: str | None = None) -> Path:
 
         return Path(hf_hub_download(repo_id=repo, filename=filename, local_files_only=not hub_reachable()))
     except Exception as err:  # offline, missing repo, missing file, auth: all mean "not obtainable"
-        raise UserError(_offline_message(what, f"file '{filename}' from Hub repo '{repo}'", env, err)) from None
+        raise UserError(_offline_message(what, f"file '{filename}' from Hub repo '{repo}'", env, err)) from err
 
 
 def local_file(ref: str) -> Path | None:
@@ -100,7 +100,7 @@ def resolve_folder(ref: str, *, what: str, env: str | None = None) -> tuple[str,
         allow = [f"{sub}/*", f"{sub}/**/*"] if sub else None
         local = snapshot_download(repo_id=repo, allow_patterns=allow, local_files_only=not hub_reachable())
     except Exception as err:
-        raise UserError(_offline_message(what, f"Hub repo '{repo}'", env, err)) from None
+        raise UserError(_offline_message(what, f"Hub repo '{repo}'", env, err)) from err
     return local, sub
 
 

@@ -180,8 +180,8 @@ def load_image(
             raise UserError(f"{label} is a folder, not an image file.")
         if path.stat().st_size == 0:
             raise UserError(f"{label} is empty ({ACCEPTED}).")
-    except (OSError, ValueError, TypeError):  # a name too long, NUL in the name
-        raise UserError(f"{name or 'The image file name'} is not a usable file name.") from None
+    except (OSError, ValueError, TypeError) as err:  # a name too long, NUL in the name
+        raise UserError(f"{name or 'The image file name'} is not a usable file name.") from err
     return _open(path, budget, label)
 
 
@@ -204,13 +204,13 @@ def _open(fp, budget: _Budget, label: str) -> LoadedImage:
     except Image.DecompressionBombError as err:  # Pillow's own guard, at open: far past our limits
         found = re.search(r"\((\d+) pixels\)", str(err))
         size = f"{int(found.group(1)) / 1e6:,.0f} Mpx" if found else "far more pixels than accepted"
-        raise UserError(f"{label} has {size}, too many to decode ({ACCEPTED}).") from None
-    except UnidentifiedImageError:
-        raise UserError(f"{label} is not an image ({ACCEPTED}).") from None
+        raise UserError(f"{label} has {size}, too many to decode ({ACCEPTED}).") from err
+    except UnidentifiedImageError as err:
+        raise UserError(f"{label} is not an image ({ACCEPTED}).") from err
     except (OSError, SyntaxError, ValueError, TypeError, KeyError, IndexError, EOFError, MemoryError) as err:
         raise UserError(
             f"{label} is damaged or truncated and could not be decoded: {_short(err)} ({ACCEPTED})."
-        ) from None
+        ) from err
 
 
 def _decode(img: Image.Image, budget: _Budget, name: str) -> LoadedImage:
@@ -331,8 +331,8 @@ def _to_rgb(img: Image.Image) -> Image.Image:
         return Image.alpha_composite(white, rgba).convert("RGB")
     try:
         return img.convert("RGB")
-    except ValueError:  # a mode Pillow cannot convert to RGB directly
-        raise UserError(f"Images in Pillow mode {excerpt(mode)} are not supported; save it as RGB PNG.") from None
+    except ValueError as err:  # a mode Pillow cannot convert to RGB directly
+        raise UserError(f"Images in Pillow mode {excerpt(mode)} are not supported; save it as RGB PNG.") from err
 
 
 def _from_array(arr: np.ndarray, budget: _Budget) -> LoadedImage:

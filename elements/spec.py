@@ -145,11 +145,11 @@ def _parse_json(text: str, where: str) -> object:
     try:
         return json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as err:
-        raise UserError(f"{where} is not valid JSON ({err.msg} at line {err.lineno}, column {err.colno}).") from None
-    except (ValueError, RecursionError):  # an integer literal of more than 4300 digits
+        raise UserError(f"{where} is not valid JSON ({err.msg} at line {err.lineno}, column {err.colno}).") from err
+    except (ValueError, RecursionError) as err:  # an integer literal of more than 4300 digits
         raise UserError(
             f"{where} contains a number too long to read; every number must be at most {MAX_NUMBER:g}."
-        ) from None
+        ) from err
 
 
 def _check_values(obj, path: str = "spec") -> None:
@@ -288,8 +288,8 @@ def validate_dict(d: object) -> None:
                 raise UserError(
                     f"Invalid edit spec at {_where(['edits', i, *err.absolute_path])}: {_schema_message(err)}."
                 )
-    except RecursionError:  # unreachable after the depth check; kept so no input can crash validation
-        raise UserError("The edit spec is nested too deeply.") from None
+    except RecursionError as err:  # unreachable after the depth check; kept so no input can crash validation
+        raise UserError("The edit spec is nested too deeply.") from err
     if err is not None:
         raise UserError(f"Invalid edit spec at {_where(err.absolute_path)}: {_schema_message(err)}.")
 
@@ -363,7 +363,7 @@ def load_spec(source) -> EditSpec:
         except (OSError, ValueError, UnicodeDecodeError) as err:  # name too long, NUL in the name, not UTF-8
             raise UserError(
                 f"Edit spec file '{_short(str(source))}' could not be read ({type(err).__name__})."
-            ) from None
+            ) from err
         d = _parse_json(text, f"Edit spec file '{_short(str(path))}'")
         base_dir = str(path.resolve().parent)
     else:
@@ -398,15 +398,15 @@ def default_loader(
                 path = Path(base_dir or ".") / path
             key = str(path.resolve())
             is_dir, exists = path.is_dir(), path.exists()
-        except (OSError, ValueError):
-            raise UserError(f"Compose source {excerpt(source)} is not a usable file name.") from None
+        except (OSError, ValueError) as err:
+            raise UserError(f"Compose source {excerpt(source)} is not a usable file name.") from err
         if key in cache:
             return cache[key]
         if is_dir:
             try:
                 other = ImageElements.load(path)
             except ValueError as err:
-                raise UserError(f"Compose source '{source}': {err}.") from None
+                raise UserError(f"Compose source '{source}': {err}.") from err
         else:
             if not exists:
                 raise UserError(f"Compose source '{source}' does not exist (looked for {path}).")
@@ -497,7 +497,10 @@ def apply_edits(
             else:
                 raise UserError(f"Unknown op {op!r}; choose one of {', '.join(OPS)}.")
         except UserError as err:
-            raise (err.for_edit(i, e["op"]) if first else err) from None
+            labelled = err.for_edit(i, e["op"]) if first else err
+            if labelled is err:
+                raise
+            raise labelled from err
     return el, run
 
 

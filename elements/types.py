@@ -221,9 +221,9 @@ class ImageElements:
             meta = json.loads((d / "elements_meta.json").read_text())
             arrays = load_file(str(d / "elements.safetensors"))
         except FileNotFoundError as err:
-            raise ValueError(f"{d} holds no saved ImageElements ({Path(err.filename).name} missing)") from None
+            raise ValueError(f"{d} holds no saved ImageElements ({Path(err.filename).name} missing)") from err
         except Exception as err:
-            raise ValueError(f"{d} holds a corrupt ImageElements save ({type(err).__name__})") from None
+            raise ValueError(f"{d} holds a corrupt ImageElements save ({type(err).__name__})") from err
         if meta.get("format") != "editable-image-elements" or meta.get("version") != FORMAT_VERSION:
             raise ValueError(f"{d} is not an ImageElements save of format version {FORMAT_VERSION}")
         sources = []

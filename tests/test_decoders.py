@@ -157,6 +157,75 @@ def test_registry_and_offline_availability(monkeypatch):
         get_decoder("pixel", strength=0.5)
 
 
+def test_sampler_defaults_are_read_from_the_registry_without_importing_a_decoder():
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    from elements.decoders import REGISTRY, SAMPLER_DEFAULTS, sampler_defaults
+
+    assert set(SAMPLER_DEFAULTS) == set(REGISTRY)
+    assert (sampler_defaults("diffusion").steps, sampler_defaults("diffusion").guidance) == (50, 3.0)  # App. C.2
+    assert sampler_defaults("pixel+sdedit").guidance == sampler_defaults("pixel+inpaint").guidance == 7.5
+    assert sampler_defaults("pixel").steps is None and sampler_defaults("light").guidance is None
+    with pytest.raises(UserError, match="Unknown decoder"):
+        sampler_defaults("magic")
+    code = "import sys, elements.decoders as d; d.sampler_defaults('diffusion'); print(sorted(m for m in sys.modules if m.startswith(('torch', 'diffusers', 'elements.decoders.'))))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "['elements.decoders.result']", out.stdout + out.stderr
+
+
+def test_settings_limits_are_the_spec_schemas():
+    import json
+
+    from conftest import ROOT
+
+    from elements.decoders import check_settings
+
+    props = json.loads((ROOT / "elements" / "spec_schema.json").read_text())["properties"]
+    hi = {k: props[k]["maximum"] for k in ("seed", "steps", "guidance")}
+    assert check_settings(seed=hi["seed"], steps=hi["steps"], guidance=hi["guidance"]) == (
+        hi["seed"],
+        hi["steps"],
+        float(hi["guidance"]),
+    )
+    assert check_settings(seed=0, steps=None, guidance=None) == (0, None, None)
+    for bad, match in [
+        ({"seed": -1}, "seed must be between 0 and 4294967295, got -1"),
+        ({"seed": hi["seed"] + 1}, "seed"),
+        ({"steps": 0}, "steps must be between 1 and 1000, got 0"),
+        ({"steps": hi["steps"] + 1}, "steps"),
+        ({"steps": 2.5}, "steps"),
+        ({"guidance": float("nan")}, "guidance scale must be between 0 and 100"),
+        ({"guidance": -0.5}, "guidance"),
+    ]:
+        with pytest.raises(UserError, match=match):
+            check_settings(**{"seed": 0, "steps": None, "guidance": None, **bad})
+    el = small_elements()
+    with pytest.raises(UserError, match="steps"):
+        get_decoder("pixel")(el, steps=0)  # the full-resolution decoders check the same limits
+    out = get_decoder("pixel")(el, seed=hi["seed"])
+    assert out.ran == "pixel"
+
+
+def test_a_bug_inside_a_decoder_constructor_is_not_reported_as_a_bad_option(monkeypatch):
+    import elements.decoders as decoders
+
+    class Broken(decoders.Decoder):
+        name = "broken"
+
+        def __init__(self, *, size: int = 1) -> None:
+            len(size)  # a bug: TypeError inside the constructor
+
+    monkeypatch.setitem(decoders.REGISTRY, "broken", "builtins:Broken")
+    monkeypatch.setattr("builtins.Broken", Broken, raising=False)
+    with pytest.raises(TypeError, match="has no len"):
+        get_decoder("broken")
+    with pytest.raises(UserError, match="does not take these options .*colour.*it takes size"):
+        get_decoder("broken", colour="red")
+
+
 # --- SD-backed baselines on tiny random pipelines --------------------------------------------------
 @pytest.fixture(scope="module")
 def tiny_sd(tmp_path_factory):
@@ -214,6 +283,7 @@ def test_sdedit_runs_img2img_at_the_given_strength(tiny_sd):
     out = dec(moved, prompt="a red box", seed=0, steps=4, progress=lambda i, n: calls.append(n))
     assert out.shape == (56, 80, 3) and out.dtype == np.uint8
     assert len(calls) == 2  # img2img runs strength * steps of the schedule
+    assert out.ran == "pixel+sdedit (SDEdit, strength 0.5)" and out.note == "4 steps, guidance 7.5"
     assert np.array_equal(out, dec(moved, prompt="a red box", seed=0, steps=4))
 
 
@@ -239,7 +309,7 @@ def test_light_decoder_follows_edits(tiny_stage1, chelsea):
     dec = get_decoder("light", stage1=tiny_stage1, device="cpu")
     assert "stage-1" in dec.describe() and dec.encoder is not None
     a = dec(el)
-    assert a.shape == chelsea.shape and a.dtype == np.uint8
+    assert a.shape == chelsea.shape and a.dtype == np.uint8 and (a.ran, a.note) == ("light", "")
     deleted = edit.delete(el, edit.select_rect(el, (150, 80, 300, 220)))
     assert not np.array_equal(dec(deleted), a)
     assert np.array_equal(dec(el), a)
@@ -267,6 +337,7 @@ def test_diffusion_decoder_from_tiny_checkpoints(tmp_path):
     steps = []
     a = dec(el, prompt="a dog", seed=0, steps=2, progress=lambda i, n: steps.append(i))
     assert a.shape == (56, 80, 3) and a.dtype == np.uint8 and steps == [1, 2]
+    assert a.ran == "diffusion" and a.note == "2 steps, guidance 3"  # the paper's w = 3 when none is given
     assert np.array_equal(a, dec(el, prompt="a dog", seed=0, steps=2))
     assert not np.array_equal(a, dec(el, prompt="a dog", seed=1, steps=2))
 

@@ -197,7 +197,7 @@ def _shard_table(shard: Path, filters: LaionFilter | None) -> _ShardTable | None
     try:
         table = pd.read_parquet(pq)
     except Exception as err:  # a broken metadata file is the user's data problem, say which
-        raise UserError(f"Metadata file '{pq}' could not be read ({type(err).__name__}).") from None
+        raise UserError(f"Metadata file '{pq}' could not be read ({type(err).__name__}).") from err
     if "key" not in table.columns:
         raise UserError(f"Metadata file '{pq}' has no 'key' column (it has: {', '.join(map(str, table.columns))}).")
     if filters is not None:

@@ -16,16 +16,23 @@ name               what runs                                                    
 =================  ==================================================================  =====================
 
 Every decoder returns the image at the input's size and aspect ratio
-(``el.geometry.from_canvas``) and is deterministic for a given seed.
+(``el.geometry.from_canvas``) as a :class:`~elements.decoders.result.DecodedImage` naming what ran
+(``.ran``, ``.note``), and is deterministic for a given seed. ``steps=None`` / ``guidance=None``
+mean the decoder's own defaults, :func:`sampler_defaults` (``sampler_defaults("diffusion").steps``
+is 50); the accepted ranges come from the spec's schema (:func:`elements.defaults.sampler_limits`).
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
+from elements import defaults
+from elements.decoders.result import DecodedImage
 from elements.devices import torch_device  # re-exported: decoders take it from here
 from elements.errors import UserError
 from elements.types import ImageElements
@@ -43,14 +50,84 @@ REGISTRY = {
 }
 
 
+@dataclass(frozen=True)
+class SamplerDefaults:
+    """What a decoder uses when ``steps`` / ``guidance`` are None; None = the decoder does not sample."""
+
+    steps: int | None = None
+    guidance: float | None = None
+
+
+#: name -> sampler defaults: the one place each decoder's defaults are written (read them with
+#: :func:`sampler_defaults`; the demo, the CLI and eval leave steps/guidance None to get them).
+SAMPLER_DEFAULTS = {
+    "pixel": SamplerDefaults(),
+    # SD-Inpaint (the GPU engine): our decoder's step budget; guidance is diffusers' default for
+    # SD-Inpaint, App. A states none. The CPU engines (PatchMatch, Telea) do not sample.
+    "pixel+inpaint": SamplerDefaults(steps=50, guidance=7.5),
+    # img2img runs int(steps * strength) of them; guidance: diffusers' img2img default (App. A states none)
+    "pixel+sdedit": SamplerDefaults(steps=50, guidance=7.5),
+    "light": SamplerDefaults(),  # one forward pass, no sampling
+    "diffusion": SamplerDefaults(steps=50, guidance=3.0),  # 50 DDIM steps, w = 3 on text and elements, App. C.2
+}
+
+
+def sampler_defaults(name: str) -> SamplerDefaults:
+    """Decoder ``name``'s own sampler defaults (no module is imported)."""
+    if name not in SAMPLER_DEFAULTS:
+        raise UserError(f"Unknown decoder '{name}'; choose one of {', '.join(REGISTRY)}.")
+    return SAMPLER_DEFAULTS[name]
+
+
+def _whole(x) -> bool:
+    try:
+        return int(x) == x
+    except (TypeError, ValueError, OverflowError):  # None, NaN, infinity
+        return False
+
+
+def check_settings(*, seed: int, steps: int | None, guidance: float | None) -> tuple[int, int | None, float | None]:
+    """``(seed, steps, guidance)`` checked against :func:`elements.defaults.sampler_limits`; UserError otherwise."""
+    limits = defaults.sampler_limits()
+
+    def bad(what: str, key: str, value) -> UserError:
+        lim = limits[key]
+        return UserError(f"{what} must be between {lim.minimum} and {lim.maximum}, got {value}.")
+
+    if not (_whole(seed) and int(seed) in limits["seed"]):
+        raise bad("The seed", "seed", seed)
+    if steps is not None and not (_whole(steps) and int(steps) in limits["steps"]):
+        raise bad("The number of steps", "steps", steps)
+    if guidance is not None and not (np.isfinite(guidance) and float(guidance) in limits["guidance"]):
+        raise bad("The guidance scale", "guidance", guidance)
+    return int(seed), (None if steps is None else int(steps)), (None if guidance is None else float(guidance))
+
+
 class Decoder:
     """The interface every decoder implements.
 
     Subclasses set :attr:`name`, implement :meth:`decode_canvas` and may override
-    :meth:`requirements`, :meth:`describe` and :meth:`availability`.
+    :meth:`requirements`, :meth:`describe`, :meth:`availability` and :attr:`ran`.
     """
 
     name: str = ""
+
+    @property
+    def ran(self) -> str:
+        """What runs, as results name it (``DecodedImage.ran``); a decoder with engines names the engine."""
+        return self.name
+
+    def sampler_settings(self, steps: int | None, guidance: float | None) -> tuple[int, float]:
+        """``(steps, guidance)`` with this decoder's :func:`sampler_defaults` where None."""
+        d = sampler_defaults(self.name)
+        return int(d.steps if steps is None else steps), float(d.guidance if guidance is None else guidance)
+
+    def run_note(self, steps: int | None, guidance: float | None) -> str:
+        """One line on how it ran: the sampler settings used, "" for a decoder that does not sample."""
+        if sampler_defaults(self.name).steps is None:
+            return ""
+        steps, guidance = self.sampler_settings(steps, guidance)
+        return f"{steps} steps, guidance {guidance:g}"
 
     @classmethod
     def availability(cls, **options) -> tuple[bool, str]:
@@ -87,14 +164,11 @@ class Decoder:
         steps: int | None = None,
         guidance: float | None = None,
         progress: Progress | None = None,
-    ) -> np.ndarray:
-        """Decode ``el`` to ``(H_in, W_in, 3) uint8`` at the input image's size."""
-        if steps is not None and int(steps) < 1:
-            raise UserError(f"The number of steps must be at least 1, got {steps}.")
-        if guidance is not None and not np.isfinite(guidance):
-            raise UserError(f"The guidance scale must be a finite number, got {guidance}.")
+    ) -> DecodedImage:
+        """Decode ``el`` to ``(H_in, W_in, 3) uint8`` at the input image's size, naming what ran."""
+        seed, steps, guidance = check_settings(seed=seed, steps=steps, guidance=guidance)
         canvas = self.decode_canvas(
-            el, prompt=prompt or "", seed=int(seed), steps=steps, guidance=guidance, progress=progress
+            el, prompt=prompt or "", seed=seed, steps=steps, guidance=guidance, progress=progress
         )
         canvas = np.asarray(canvas)
         s = el.size
@@ -102,7 +176,7 @@ class Decoder:
             raise RuntimeError(
                 f"decoder {self.name} returned {canvas.shape} {canvas.dtype}, expected ({s}, {s}, 3) uint8"
             )
-        return el.geometry.from_canvas(canvas)
+        return DecodedImage(el.geometry.from_canvas(canvas), self.ran, self.run_note(steps, guidance))
 
 
 # --- shared helpers for the decoders --------------------------------------------------------------
@@ -160,7 +234,7 @@ def load_sd_pipeline(cls_name: str, ref: str, *, what: str, env: str | None, dev
     except (OSError, ValueError, KeyError) as err:
         raise UserError(
             f"{what} at '{ref}' could not be loaded as a {cls_name} ({type(err).__name__}: {str(err).splitlines()[0][:160]})."
-        ) from None
+        ) from err
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
 
@@ -193,10 +267,14 @@ def get_decoder(name: str, **options) -> Decoder:
     Raises UserError for an unknown name, a bad option, or weights that cannot be had.
     """
     cls = _load_class(name)
-    try:
-        return cls(**options)
+    try:  # checked against the signature, so a TypeError raised inside the constructor stays a bug
+        inspect.signature(cls).bind(**options)
     except TypeError as err:
-        raise UserError(f"Decoder '{name}' does not take these options ({err}).") from None
+        takes = [p for p in inspect.signature(cls).parameters if p not in ("args", "kwargs")]
+        raise UserError(
+            f"Decoder '{name}' does not take these options ({err}); it takes {', '.join(takes) or 'none'}."
+        ) from err
+    return cls(**options)
 
 
 def available_decoders(**options) -> dict[str, tuple[bool, str]]:
@@ -220,11 +298,15 @@ __all__ = [
     "Decoder",
     "Progress",
     "REGISTRY",
+    "SAMPLER_DEFAULTS",
+    "SamplerDefaults",
     "available_decoders",
     "best_available",
+    "check_settings",
     "diffusers_call_kwargs",
     "get_decoder",
     "load_sd_pipeline",
+    "sampler_defaults",
     "torch_device",
     "weights_status",
 ]

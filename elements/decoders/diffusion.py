@@ -2,7 +2,7 @@
 
 Runs :class:`elements.decoders.pipeline.ElementsPipeline`: SD-1.5 with extra cross-attention on the
 element tokens, classifier-free guidance with equal weight on text and elements, w = 3 and
-50 DDIM steps by default (App. C.2). Needs SD-1.5 (``--sd-base`` / ``EIE_SD_BASE``), a stage-1
+50 DDIM steps by default (App. C.2; :data:`elements.decoders.SAMPLER_DEFAULTS`). Needs SD-1.5 (``--sd-base`` / ``EIE_SD_BASE``), a stage-1
 checkpoint (element UNet + adapter, usually with the content encoder; otherwise a stage-1
 checkpoint supplies it); a GPU is advised.
 """
@@ -16,9 +16,6 @@ from elements.decoders import Decoder, diffusers_call_kwargs, torch_device, weig
 from elements.errors import UserError
 from elements.pixels import to_uint8
 from elements.types import ImageElements
-
-DEFAULT_STEPS = 50  # DDIM steps, App. C.2
-DEFAULT_GUIDANCE = 3.0  # w on both text and elements, Sec. 3.3 / App. C.2
 
 
 class DiffusionDecoder(Decoder):
@@ -88,11 +85,12 @@ class DiffusionDecoder(Decoder):
         return getattr(self.pipe, "content_encoder", None)
 
     def decode_canvas(self, el: ImageElements, *, prompt, seed, steps, guidance, progress) -> np.ndarray:
+        steps, guidance = self.sampler_settings(steps, guidance)
         out = self.pipe(
             el,
             prompt=prompt,
-            num_inference_steps=int(steps or DEFAULT_STEPS),
-            guidance_scale=float(DEFAULT_GUIDANCE if guidance is None else guidance),
+            num_inference_steps=steps,
+            guidance_scale=guidance,
             output_type="np",
             **diffusers_call_kwargs(seed, progress),
         )

@@ -49,8 +49,6 @@ GAP_KERNEL = 5
 TELEA_RADIUS = 5
 #: SD-Inpaint's mask is dilated by this many canvas pixels so its output blends over the hole's border.
 MASK_DILATION = 4
-DEFAULT_STEPS = 50  # same sampler budget as our decoder, Sec. 3.3 / App. C.2
-DEFAULT_GUIDANCE = 7.5  # diffusers' default for SD-Inpaint; App. A does not state one
 
 
 def split_holes(holes: np.ndarray, content: np.ndarray, kernel: int = GAP_KERNEL) -> tuple[np.ndarray, np.ndarray]:
@@ -208,14 +206,15 @@ class InpaintDecoder(FullResDecoder):
         large_c = grid_to_canvas(np.repeat(large[..., None].astype(np.uint8) * 255, 3, -1), el, fill=0)[..., 0] > 0
         k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * MASK_DILATION + 1,) * 2)
         mask_c = cv2.dilate(large_c.astype(np.uint8), k).astype(bool) & g.content_mask()
+        steps, guidance = self.sampler_settings(steps, guidance)
         result = self.pipeline()(
             prompt=prompt,
             image=Image.fromarray(canvas),
             mask_image=Image.fromarray(mask_c.astype(np.uint8) * 255),
             height=s,
             width=s,
-            num_inference_steps=int(steps or DEFAULT_STEPS),
-            guidance_scale=float(DEFAULT_GUIDANCE if guidance is None else guidance),
+            num_inference_steps=steps,
+            guidance_scale=guidance,
             output_type="np",
             **diffusers_call_kwargs(seed, progress),
         ).images[0]

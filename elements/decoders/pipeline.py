@@ -24,6 +24,7 @@ from diffusers.pipelines.pipeline_utils import ImagePipelineOutput
 from diffusers.utils.torch_utils import randn_tensor
 
 from elements import defaults
+from elements.decoders import sampler_defaults
 from elements.errors import UserError
 from elements.models.content_encoder import CONTENT_ENCODER_DIR
 from elements.models.element_attention import ElementAdapter, install, set_slice_size
@@ -32,11 +33,11 @@ from elements.models.tokens import collate, tokens_from_embeddings
 from elements.pixels import to_uint8
 from elements.types import ImageElements
 
-DEFAULT_STEPS = 50  # DDIM sampling steps, App. C.2
-DEFAULT_GUIDANCE = 3.0  # w on both C and S, Sec. 3.3 / App. C.2
-FAST_STEPS = 20  # DPM-Solver++ reaches DDIM-50 quality in ~20 steps (Lu et al. 2022)
+#: 50 DDIM steps, w = 3 on C and S (App. C.2): the ``diffusion`` decoder's defaults, written once
+PAPER_SAMPLER = sampler_defaults("diffusion")
 
-#: name -> (scheduler class, extra config); ``ddim`` is the paper's sampler, ``dpm++`` the fast mode.
+#: name -> (scheduler class, extra config); ``ddim`` is the paper's sampler, ``dpm++`` the fast mode
+#: (DPM-Solver++ reaches DDIM-50 quality in about 20 steps, Lu et al. 2022).
 SCHEDULERS = {
     "ddim": (DDIMScheduler, {}),
     "dpm++": (DPMSolverMultistepScheduler, {"algorithm_type": "dpmsolver++", "solver_order": 2}),
@@ -89,7 +90,7 @@ class ElementsPipeline(DiffusionPipeline):
         try:
             install(unet, element_adapter)
         except ValueError as err:
-            raise UserError(f"The stage-2 element adapter does not fit this UNet ({err}).") from None
+            raise UserError(f"The stage-2 element adapter does not fit this UNet ({err}).") from err
         self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
         self.image_processor = VaeImageProcessor(vae_scale_factor=self.vae_scale_factor)
 
@@ -153,7 +154,7 @@ class ElementsPipeline(DiffusionPipeline):
             except (OSError, ValueError) as err:
                 raise UserError(
                     f"Could not load the {name.replace('_', ' ')} from '{root / sub}' ({_short(err)})."
-                ) from None
+                ) from err
         sched_cfg = DDIMScheduler.load_config(str(base_dir), subfolder="scheduler")
         pipe = cls(scheduler=make_scheduler(scheduler, sched_cfg), **loaded)
         if device is not None:
@@ -216,8 +217,8 @@ class ElementsPipeline(DiffusionPipeline):
         elements: ImageElements | list[ImageElements],
         prompt: str | list[str] = "",
         *,
-        num_inference_steps: int = DEFAULT_STEPS,
-        guidance_scale: float = DEFAULT_GUIDANCE,
+        num_inference_steps: int = PAPER_SAMPLER.steps,
+        guidance_scale: float = PAPER_SAMPLER.guidance,
         generator: torch.Generator | list[torch.Generator] | None = None,
         num_images_per_prompt: int = 1,
         height: int | None = None,

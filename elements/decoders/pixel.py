@@ -25,10 +25,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from elements.decoders import Decoder
+from elements.decoders import Decoder, check_settings
 from elements.decoders.result import DecodedImage
 from elements.edit import layer_masks, layers
-from elements.errors import UserError
 from elements.types import ImageElements
 
 HOLE_VALUE = 0  # black: what "left empty" means in App. A's pixel editing
@@ -252,15 +251,12 @@ class FullResDecoder(Decoder):
         progress=None,
     ) -> DecodedImage:
         """Decode ``el`` to ``(H_in, W_in, 3) uint8`` at the input's size, copied at full resolution."""
-        if steps is not None and int(steps) < 1:
-            raise UserError(f"The number of steps must be at least 1, got {steps}.")
-        if guidance is not None and not np.isfinite(guidance):
-            raise UserError(f"The guidance scale must be a finite number, got {guidance}.")
+        seed, steps, guidance = check_settings(seed=seed, steps=steps, guidance=guidance)
         image, ran, note = self.decode_grid(
             el,
             full_res=self.full_res,
             prompt=prompt or "",
-            seed=int(seed),
+            seed=seed,
             steps=steps,
             guidance=guidance,
             progress=progress,

@@ -77,7 +77,7 @@ class LightReconstructor:
             except (OSError, ValueError, TypeError, KeyError) as err:
                 raise UserError(
                     f"{what} at '{ref}' could not be loaded from {name} ({type(err).__name__}: {err})."
-                ) from None
+                ) from err
         return cls(*models)
 
     @torch.no_grad()

@@ -20,8 +20,6 @@ from elements.types import ImageElements
 
 PAPER_STRENGTHS = (0.5, 0.7, 0.9)  # App. A
 DEFAULT_STRENGTH = 0.7  # the middle of App. A's sweep
-DEFAULT_STEPS = 50
-DEFAULT_GUIDANCE = 7.5  # diffusers' img2img default; App. A does not state one
 
 
 class SDEditDecoder(Decoder):
@@ -52,6 +50,10 @@ class SDEditDecoder(Decoder):
     def requirements(self) -> dict:
         return {"weights": [f"Stable Diffusion 1.5 ({self.ref})"], "gpu": "advised"}
 
+    @property
+    def ran(self) -> str:
+        return f"{self.name} (SDEdit, strength {self.strength:g})"
+
     def describe(self) -> str:
         return f"pixel+sdedit: pixel editing (App. A) + SDEdit strength {self.strength:g} with {self.ref}"
 
@@ -71,13 +73,14 @@ class SDEditDecoder(Decoder):
         from PIL import Image
 
         image, _ = pixel_edit(el)  # holes stay black: "the source region is left blank"
+        steps, guidance = self.sampler_settings(steps, guidance)
         result = self.pipeline()(
             prompt=prompt,
             image=Image.fromarray(image),
             strength=self.strength,
             # img2img runs int(steps * strength) steps; keep at least one
-            num_inference_steps=max(int(steps or DEFAULT_STEPS), int(np.ceil(1.0 / self.strength))),
-            guidance_scale=float(DEFAULT_GUIDANCE if guidance is None else guidance),
+            num_inference_steps=max(steps, int(np.ceil(1.0 / self.strength))),
+            guidance_scale=guidance,
             output_type="np",
             **diffusers_call_kwargs(seed, progress),
         ).images[0]

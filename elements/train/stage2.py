@@ -226,7 +226,7 @@ def build_models(
     except (OSError, ValueError) as err:
         raise UserError(
             f"'{base}' is not a complete Stable Diffusion folder ({' '.join(str(err).split())[:160]})."
-        ) from None
+        ) from err
     if joint:
         encoder = build_content_encoder(content_preset)
     else:

@@ -99,7 +99,7 @@ def partitioner():
                     if isinstance(err, UserError)
                     else f"The partition model could not be loaded ({type(err).__name__}); the server log says why."
                 )
-                raise UserError(_partitioner_error) from None
+                raise UserError(_partitioner_error) from err
         return _partitioner
 
 

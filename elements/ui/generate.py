@@ -72,8 +72,8 @@ def export_spec(
 def _check_settings(seed, steps, guidance, n) -> tuple[int, int, float, int]:
     try:
         seed, steps, guidance, n = int(seed), int(steps), float(guidance), int(n)
-    except (TypeError, ValueError):
-        raise UserError("Seed, steps, guidance and the number of candidates must be numbers.") from None
+    except (TypeError, ValueError) as err:
+        raise UserError("Seed, steps, guidance and the number of candidates must be numbers.") from err
     if not 0 <= seed <= MAX_SEED:
         raise UserError(f"The seed must be between 0 and {MAX_SEED}.")
     if not 1 <= steps <= 1000:

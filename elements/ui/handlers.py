@@ -46,12 +46,12 @@ def user_errors(fn):
         except gr.Error:
             raise
         except UserError as err:
-            raise gr.Error(str(err), print_exception=False) from None
-        except Exception:  # a bug: keep the traceback in the server log, not in the browser
+            raise gr.Error(str(err), print_exception=False) from err
+        except Exception as err:  # a bug: keep the traceback in the server log, not in the browser
             log.exception("handler %s failed", fn.__name__)
             raise gr.Error(  # no exception class name: it tells a visitor nothing and the log has it all
                 "Something went wrong on the server; please try again.", print_exception=False
-            ) from None
+            ) from err
 
     return wrapper
 
@@ -247,7 +247,7 @@ def _apply(session: AppSession, edit: dict) -> None:
     try:
         session.editor.apply(edit)
     except UserError as err:  # the spec's "Edit 1 (op)" numbering means nothing to a clicking visitor
-        raise UserError(err.message) from None
+        raise UserError(err.message) from err
     session.future = []
     session.prune_selection()
 

@@ -56,10 +56,10 @@ class UploadImage(gr.Image):
             raise gr.Error("The image is too large; upload a file of at most 20 MB.", print_exception=False)
         try:
             data = base64.b64decode(body, validate=False) if head.endswith(";base64") else body.encode()
-        except (binascii.Error, ValueError):
+        except (binascii.Error, ValueError) as err:
             raise gr.Error(
                 "The image data could not be read; upload a PNG, JPEG or WebP photo.", print_exception=False
-            ) from None
+            ) from err
         folder = Path(self.GRADIO_CACHE) / hashlib.sha256(data).hexdigest()[:32]
         folder.mkdir(parents=True, exist_ok=True)
         name = _UNSAFE_NAME.sub("_", Path(orig_name or "").name)[:80].lstrip(".") or "upload"
