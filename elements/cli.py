@@ -3,10 +3,15 @@
 Each command module defines ``build_parser(prog) -> argparse.ArgumentParser`` and
 ``run(args) -> int``; heavy imports happen inside ``run`` so ``--help`` is instant. A
 :class:`~elements.errors.UserError` becomes one ``error: ...`` line on stderr and exit 2.
+
+Every flag is spelled with hyphens (``--output-dir``); the underscore spelling the training
+commands used before (``--output_dir``, as in diffusers' scripts) is accepted by every command as
+a hidden alias (:func:`accept_old_spellings`).
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import sys
 
@@ -20,6 +25,27 @@ COMMANDS = {
     "train": ("elements.train.cli", "train stage 1 (encoder + light decoder) or stage 2 (diffusion decoder)"),
     "tiny-base": ("elements.tiny_base", "write a tiny random SD-1.5-shaped base model for offline smoke tests"),
 }
+
+
+def accept_old_spellings(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Let ``parser`` also take ``--a_b`` for each of its ``--a-b`` flags, without listing it in ``--help``.
+
+    The old spelling is registered as one more name of the same action, so it parses, checks
+    ``required`` and conflicts exactly as the new one does. Returns ``parser``.
+    """
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):  # e.g. ``eval study make-edits``
+            for sub in action.choices.values():
+                accept_old_spellings(sub)
+        for flag in action.option_strings:
+            if flag.startswith("--") and "-" in flag[2:]:
+                parser._option_string_actions.setdefault("--" + flag[2:].replace("-", "_"), action)
+    return parser
+
+
+def command_parser(module: str, prog: str) -> argparse.ArgumentParser:
+    """The parser of command module ``module`` (its ``build_parser(prog)``), old spellings accepted."""
+    return accept_old_spellings(importlib.import_module(module).build_parser(prog))
 
 
 def dispatch(commands: dict, argv: list[str], prog: str) -> int:
@@ -39,7 +65,7 @@ def dispatch(commands: dict, argv: list[str], prog: str) -> int:
         print(f"error: unknown command '{name}'; choose one of {', '.join(commands)}.", file=sys.stderr)
         return 2
     module = importlib.import_module(commands[name][0])
-    parser = module.build_parser(f"{prog} {name}")
+    parser = command_parser(commands[name][0], f"{prog} {name}")
     args = parser.parse_args(rest)  # argparse itself exits 2 with a one-line message on bad flags
     try:
         return int(module.run(args) or 0)

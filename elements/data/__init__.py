@@ -26,45 +26,45 @@ from elements.partition.options import add_partition_args, partition_kwargs
 
 def add_data_args(parser: argparse.ArgumentParser, *, training: bool = True) -> None:
     """Flags for the data pipeline, shared by ``prepare`` and the training stages (``training=False``: without
-    the flags that only a training run reads: ``--partition_cache``, ``--no_shuffle``)."""
+    the flags that only a training run reads: ``--partition-cache``, ``--no-shuffle``)."""
     g = parser.add_argument_group("data")
     g.add_argument(
-        "--train_data",
+        "--train-data",
         required=True,
         help="image folder (recursive), folder of img2dataset .tar shards (+ .parquet), one .tar, "
         "a shard pattern like 'laion/{00000..00999}.tar', or the output of 'python -m elements prepare' "
         "(its stored elements are used; no partition model is built)",
     )
     g.add_argument(
-        "--laion_filter",
+        "--laion-filter",
         action="store_true",
-        help="keep only samples with aesthetic >= --min_aesthetic and CLIP similarity >= --min_similarity "
+        help="keep only samples with aesthetic >= --min-aesthetic and CLIP similarity >= --min-similarity "
         "(Sec. 4.1); needs those columns in the shard parquet or sidecar JSON",
     )
     g.add_argument(
-        "--min_aesthetic",
+        "--min-aesthetic",
         type=float,
         default=MIN_AESTHETIC,
-        help=f"aesthetic threshold with --laion_filter (default {MIN_AESTHETIC}, Sec. 4.1); negative disables it",
+        help=f"aesthetic threshold with --laion-filter (default {MIN_AESTHETIC}, Sec. 4.1); negative disables it",
     )
     g.add_argument(
-        "--min_similarity",
+        "--min-similarity",
         type=float,
         default=MIN_SIMILARITY,
-        help=f"CLIP similarity threshold with --laion_filter (default {MIN_SIMILARITY}, Sec. 4.1); negative disables it",
+        help=f"CLIP similarity threshold with --laion-filter (default {MIN_SIMILARITY}, Sec. 4.1); negative disables it",
     )
-    g.add_argument("--image_size", type=int, default=512, help="square training resolution (512, Sec. 3.1)")
+    g.add_argument("--image-size", type=int, default=512, help="square training resolution (512, Sec. 3.1)")
     add_partition_args(parser)
     if not training:
         return
     g.add_argument(
-        "--partition_cache",
+        "--partition-cache",
         default=None,
         help="raw images only: folder to cache partitions in (keyed by sha256 of key, backend settings and "
         "image); better, run 'python -m elements prepare' once and train on its shards",
     )
     g.add_argument(
-        "--no_shuffle", action="store_true", help="read shards/files in sorted order instead of a per-epoch shuffle"
+        "--no-shuffle", action="store_true", help="read shards/files in sorted order instead of a per-epoch shuffle"
     )
 
 

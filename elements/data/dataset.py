@@ -76,7 +76,7 @@ class SampleElements:
             if canvas.shape[:2] != (self.image_size, self.image_size):
                 raise UserError(
                     f"The prepared data holds {canvas.shape[1]}x{canvas.shape[0]} crops, not the "
-                    f"{self.image_size}x{self.image_size} that --image_size asks for; prepare it again at that size."
+                    f"{self.image_size}x{self.image_size} that --image-size asks for; prepare it again at that size."
                 )
             meta = {"partition": sample.partition or {}, "prepared": True}
             return canvas, elements_from_labels(canvas, sample.labels, Geometry.fit(*canvas.shape[1::-1]), meta)

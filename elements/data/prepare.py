@@ -1,15 +1,15 @@
 """``python -m elements prepare``: compute every training image's elements once, into webdataset shards.
 
-    python -m elements prepare --train_data photos/ --output_dir prepared/
-    accelerate launch --multi_gpu --num_processes 8 -m elements prepare --train_data 'laion/{00000..01023}.tar' \\
-        --output_dir laion-prepared/
+    python -m elements prepare --train-data photos/ --output-dir prepared/
+    accelerate launch --multi_gpu --num_processes 8 -m elements prepare --train-data 'laion/{00000..01023}.tar' \\
+        --output-dir laion-prepared/
 
 Partitioning is the costly part of the data pipeline (one SAM encoder pass and Alg. 2 per image), so it
 runs once here instead of in every training epoch; both training stages and ``eval`` then read the
 stored crops and labels (format: :mod:`elements.data.prepared`) and never build a partition model.
 
 **Work units.** The input is cut into units in a fixed order: one unit per input shard, or, for an
-image folder, one unit per ``--samples_per_shard`` files (sorted by path). Unit ``i`` becomes
+image folder, one unit per ``--samples-per-shard`` files (sorted by path). Unit ``i`` becomes
 ``prepared-<i>.tar`` and belongs to process ``i mod num_processes`` (``accelerate``'s process index and
 count, over any number of machines); each process runs its partition model on its own device. So the
 set of shards, and every byte in them, does not depend on the number of processes.
@@ -30,6 +30,7 @@ import sys
 import time
 from pathlib import Path
 
+from elements.cli import accept_old_spellings
 from elements.errors import UserError
 
 logger = logging.getLogger("elements.data.prepare")
@@ -48,23 +49,23 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         "their element labels; training and evaluation read them without any partition model. Sharded over "
         "processes and machines with 'accelerate launch', resumable after a kill.",
     )
-    p.add_argument("--output_dir", required=True, help="folder for the prepared shards (resumed when it exists)")
+    p.add_argument("--output-dir", required=True, help="folder for the prepared shards (resumed when it exists)")
     add_data_args(p, training=False)
     g = p.add_argument_group("prepare")
     g.add_argument(
-        "--samples_per_shard",
+        "--samples-per-shard",
         type=int,
         default=SAMPLES_PER_SHARD,
         help=f"image-folder input: images per output shard (default {SAMPLES_PER_SHARD}); shard input keeps its shards",
     )
     g.add_argument(
-        "--crop_format",
+        "--crop-format",
         default="png",
         choices=CROP_FORMATS,
         help="how the crop is stored: png (lossless, exactly the partitioned pixels; default) or jpg (quality 95, "
         "about 4x smaller)",
     )
-    return p
+    return accept_old_spellings(p)  # --output_dir etc., the spelling before hyphens everywhere
 
 
 def _settings(source, *, partition: dict, filters, image_size: int, samples_per_shard: int, crop_format: str) -> dict:
@@ -225,9 +226,9 @@ def prepare(
     from elements.partition import Partitioner
 
     if samples_per_shard < 1:
-        raise UserError(f"--samples_per_shard must be at least 1, got {samples_per_shard}.")
+        raise UserError(f"--samples-per-shard must be at least 1, got {samples_per_shard}.")
     if image_size < 16:
-        raise UserError(f"--image_size must be at least 16, got {image_size}.")
+        raise UserError(f"--image-size must be at least 16, got {image_size}.")
     out = Path(output_dir)
     if out.exists() and not out.is_dir():
         raise UserError(f"'{out}' exists and is not a folder.")
@@ -336,7 +337,7 @@ def run(args) -> int:
 
 
 def prepare_for_training(args) -> object:
-    """The data a training stage reads: ``--train_data`` itself when it is prepared or partitions without a model
+    """The data a training stage reads: ``--train-data`` itself when it is prepared or partitions without a model
     (slic, grid: cheap in the data workers), else its elements prepared once into ``OUTPUT_DIR/prepared``.
 
     So a SAM partition is computed once per image, in the training processes themselves (sharded like

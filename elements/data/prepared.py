@@ -9,7 +9,7 @@ A prepared folder holds webdataset ``.tar`` shards and, beside each, a small JSO
 
 Each sample ``{k}`` (``k`` = ``<shard stem>-<index>``, webdataset's ``__key__``, free of dots) has:
 
-* ``{k}.png`` (or ``{k}.jpg`` with ``--crop_format jpg``): the ``(S, S, 3) uint8`` crop made by
+* ``{k}.png`` (or ``{k}.jpg`` with ``--crop-format jpg``): the ``(S, S, 3) uint8`` crop made by
   :func:`elements.data.preprocess.center_crop_resize` — the canvas that was partitioned;
 * ``{k}.txt``: the caption;
 * ``{k}.labels.png``: 16-bit PNG of ``labels + 1`` (0 = pixel of no element); ``labels`` ``(S, S) int32``
@@ -40,7 +40,7 @@ SHARD_PREFIX = "prepared-"
 LABELS_EXT = "labels.png"
 STATS_SUFFIX = ".stats.json"
 CROP_FORMATS = ("png", "jpg")
-JPEG_QUALITY = 95  # --crop_format jpg: near-lossless, ~4x smaller than PNG
+JPEG_QUALITY = 95  # --crop-format jpg: near-lossless, ~4x smaller than PNG
 
 
 def shard_name(index: int) -> str:

@@ -6,6 +6,8 @@ import argparse
 import importlib
 import sys
 
+from elements.cli import command_parser
+
 STAGES = {
     "stage1": ("elements.train.stage1", "content encoder + light transformer decoder (Sec. 3.2, App. C.2)"),
     "stage2": ("elements.train.stage2", "element-conditioned SD-1.5 UNet (Sec. 3.3, App. C.2)"),
@@ -28,7 +30,7 @@ def run(args) -> int:
         build_parser("python -m elements train").print_help()
         return 0 if args.help else 2
     module = importlib.import_module(STAGES[args.stage][0])
-    parser = module.build_parser(f"python -m elements train {args.stage}")
+    parser = command_parser(STAGES[args.stage][0], f"python -m elements train {args.stage}")
     rest = list(args.rest) + (["--help"] if args.help else [])
     return int(module.run(parser.parse_args(rest)) or 0)
 

@@ -46,87 +46,87 @@ def add_common_args(
     """Add the flags every stage has; the optimizer defaults are the stage's recipe (App. C.2)."""
     g = parser.add_argument_group("training")
     g.add_argument(
-        "--output_dir", required=True, help="folder for checkpoints, logs, validation images and the final models"
+        "--output-dir", required=True, help="folder for checkpoints, logs, validation images and the final models"
     )
     g.add_argument("--seed", type=int, default=0, help="random seed (model init, shuffling, dropout)")
     g.add_argument(
-        "--train_batch_size",
+        "--train-batch-size",
         type=int,
         default=train_batch_size,
         help="images per device per micro-step (the paper's total is the sum over devices x accumulation)",
     )
-    g.add_argument("--gradient_accumulation_steps", type=int, default=1, help="micro-steps per optimizer step")
+    g.add_argument("--gradient-accumulation-steps", type=int, default=1, help="micro-steps per optimizer step")
     g.add_argument(
-        "--num_train_epochs",
+        "--num-train-epochs",
         type=int,
         default=1,
-        help="passes over the training data (ignored if --max_train_steps ends sooner)",
+        help="passes over the training data (ignored if --max-train-steps ends sooner)",
     )
     g.add_argument(
-        "--max_train_steps", type=int, default=None, help="stop after this many optimizer steps (overrides epochs)"
+        "--max-train-steps", type=int, default=None, help="stop after this many optimizer steps (overrides epochs)"
     )
     g.add_argument(
-        "--learning_rate",
+        "--learning-rate",
         type=float,
         default=learning_rate,
         help=f"AdamW learning rate (default {learning_rate:g}, App. C.2)",
     )
     g.add_argument(
-        "--weight_decay",
+        "--weight-decay",
         type=float,
         default=weight_decay,
         help=f"AdamW weight decay (default {weight_decay:g}, App. C.2)",
     )
     g.add_argument(
-        "--adam_beta1", type=float, default=adam_beta1, help=f"AdamW beta1 (default {adam_beta1:g}, App. C.2)"
+        "--adam-beta1", type=float, default=adam_beta1, help=f"AdamW beta1 (default {adam_beta1:g}, App. C.2)"
     )
     g.add_argument(
-        "--adam_beta2", type=float, default=adam_beta2, help=f"AdamW beta2 (default {adam_beta2:g}, App. C.2)"
+        "--adam-beta2", type=float, default=adam_beta2, help=f"AdamW beta2 (default {adam_beta2:g}, App. C.2)"
     )
-    g.add_argument("--adam_epsilon", type=float, default=1e-8, help="AdamW epsilon")
+    g.add_argument("--adam-epsilon", type=float, default=1e-8, help="AdamW epsilon")
     g.add_argument(
-        "--max_grad_norm", type=float, default=1.0, help="clip gradients to this global norm (0 = no clipping)"
+        "--max-grad-norm", type=float, default=1.0, help="clip gradients to this global norm (0 = no clipping)"
     )
     g.add_argument(
-        "--lr_scheduler",
+        "--lr-scheduler",
         default="constant",
         choices=["constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial"],
         help="learning-rate schedule (diffusers get_scheduler); the paper states none, so constant",
     )
-    g.add_argument("--lr_warmup_steps", type=int, default=0, help="warm-up optimizer steps for the schedule")
+    g.add_argument("--lr-warmup-steps", type=int, default=0, help="warm-up optimizer steps for the schedule")
     g.add_argument(
-        "--mixed_precision",
+        "--mixed-precision",
         default=None,
         choices=["no", "fp16", "bf16"],
         help="autocast precision (default: whatever `accelerate config` says, else fp32)",
     )
     g.add_argument(
-        "--allow_tf32", action="store_true", help="allow TF32 matmuls on Ampere+ GPUs (faster, slightly less exact)"
+        "--allow-tf32", action="store_true", help="allow TF32 matmuls on Ampere+ GPUs (faster, slightly less exact)"
     )
     g.add_argument(
-        "--checkpointing_steps", type=int, default=1000, help="save a resumable checkpoint every K optimizer steps"
+        "--checkpointing-steps", type=int, default=1000, help="save a resumable checkpoint every K optimizer steps"
     )
     g.add_argument(
-        "--checkpoints_total_limit", type=int, default=None, help="keep at most this many checkpoints (oldest deleted)"
+        "--checkpoints-total-limit", type=int, default=None, help="keep at most this many checkpoints (oldest deleted)"
     )
     g.add_argument(
         "--resume",
         default=None,
-        help="continue from a checkpoint folder, or 'latest' for the newest checkpoint-<step> in --output_dir",
+        help="continue from a checkpoint folder, or 'latest' for the newest checkpoint-<step> in --output-dir",
     )
     g.add_argument(
-        "--validation_steps", type=int, default=500, help="save validation images every K optimizer steps (0 = never)"
+        "--validation-steps", type=int, default=500, help="save validation images every K optimizer steps (0 = never)"
     )
-    g.add_argument("--logging_steps", type=int, default=10, help="write a train_log.jsonl line every K optimizer steps")
+    g.add_argument("--logging-steps", type=int, default=10, help="write a train_log.jsonl line every K optimizer steps")
     g.add_argument(
-        "--report_to",
+        "--report-to",
         default="none",
         choices=["none", "tensorboard", "wandb", "comet_ml", "all"],
         help="accelerate tracker for metrics besides train_log.jsonl",
     )
-    g.add_argument("--tracker_project_name", default="editable-image-elements", help="project name for the tracker")
+    g.add_argument("--tracker-project-name", default="editable-image-elements", help="project name for the tracker")
     g.add_argument(
-        "--dataloader_num_workers",
+        "--dataloader-num-workers",
         type=int,
         default=None,
         help="DataLoader worker processes per device (0 = main process; default: this machine's usable CPUs "
@@ -149,11 +149,11 @@ def check_common_args(args) -> None:
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise UserError(f"--{name} must be at least 1, got {getattr(args, name)}.")
     if (args.dataloader_num_workers or 0) < 0 or args.validation_steps < 0 or args.lr_warmup_steps < 0:
-        raise UserError("--dataloader_num_workers, --validation_steps and --lr_warmup_steps must not be negative.")
+        raise UserError("--dataloader-num-workers, --validation-steps and --lr-warmup-steps must not be negative.")
     if not (args.learning_rate > 0 and math.isfinite(args.learning_rate)):
-        raise UserError(f"--learning_rate must be a positive number, got {args.learning_rate}.")
+        raise UserError(f"--learning-rate must be a positive number, got {args.learning_rate}.")
     if Path(args.output_dir).exists() and not Path(args.output_dir).is_dir():
-        raise UserError(f"--output_dir '{args.output_dir}' exists and is not a folder.")
+        raise UserError(f"--output-dir '{args.output_dir}' exists and is not a folder.")
 
 
 def make_accelerator(args):
@@ -335,7 +335,7 @@ def make_lr_scheduler(optimizer, args, num_training_steps: int | None):
     needs_total = args.lr_scheduler not in ("constant", "constant_with_warmup")
     if needs_total and not num_training_steps:
         raise UserError(
-            f"--lr_scheduler {args.lr_scheduler} needs --max_train_steps (streamed data has no known length)."
+            f"--lr-scheduler {args.lr_scheduler} needs --max-train-steps (streamed data has no known length)."
         )
     return get_scheduler(
         args.lr_scheduler,
@@ -346,7 +346,7 @@ def make_lr_scheduler(optimizer, args, num_training_steps: int | None):
 
 
 def start_trackers(accelerator, args) -> None:
-    """Start the ``--report_to`` tracker with the run's flags as its config (scalars only)."""
+    """Start the ``--report-to`` tracker with the run's flags as its config (scalars only)."""
     if args.report_to == "none":
         return
     config = {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))}
@@ -368,7 +368,7 @@ def run_training(
 
     Call it after ``accelerator.prepare`` and ``register_for_checkpointing(lr_scheduler)``. In order, it
     loads ``--resume`` (:func:`resume_state`), opens ``train_log.jsonl`` and the tracker, calls
-    ``setup(start_step)``, then runs micro-steps until ``--max_train_steps`` or ``--num_train_epochs``,
+    ``setup(start_step)``, then runs micro-steps until ``--max-train-steps`` or ``--num-train-epochs``,
     and finally writes each of ``named_models`` to ``OUTPUT_DIR/<name>/``. Returns the last step.
 
     - ``stage``: name for log messages (``"stage 1"``).
@@ -376,15 +376,15 @@ def run_training(
     - ``setup(start_step) -> (dataset, validate)``: builds what needs the resumed state (validation
       samples, the streaming dataset with ``set_epoch`` / ``set_start_positions``, as in
       :class:`elements.data.dataset.ElementsDataset`). It runs after the checkpoint's RNG is restored.
-      ``validate(step)`` runs on the main process every ``--validation_steps`` and returns the
+      ``validate(step)`` runs on the main process every ``--validation-steps`` and returns the
       fields to log at ``step`` (numeric ones also go to the tracker), or None.
     - ``step(batch) -> loss``: one micro-step on a batch of :func:`elements.data.dataset.collate`
       (the optimizer and ``lr_scheduler`` step when ``accelerator.sync_gradients``).
     - ``data_fields(stats) -> dict``: extra log fields from this process's data counters
       (:func:`elements.data.dataset.total_stats`); called on every process, so it may reduce.
 
-    Batches come from :func:`elements.data.dataset.make_dataloader` with ``--train_batch_size``,
-    ``--dataloader_num_workers`` and ``args.max_elements``.
+    Batches come from :func:`elements.data.dataset.make_dataloader` with ``--train-batch-size``,
+    ``--dataloader-num-workers`` and ``args.max_elements``.
     """
     import numpy as np
     import torch
@@ -402,7 +402,7 @@ def run_training(
     base_stats = {int(k): v for k, v in state.get("rank", {}).get("stats", {}).items()}
     if positions and state["rank"].get("num_workers") != args.dataloader_num_workers:
         logger.warning(
-            "--dataloader_num_workers changed since the checkpoint; restarting epoch %d from its start", epoch
+            "--dataloader-num-workers changed since the checkpoint; restarting epoch %d from its start", epoch
         )
         positions, base_stats = {}, {}
 

@@ -140,7 +140,7 @@ class ElementDropout:
     With probability ``prob`` a sample's elements are re-cut along the partition of the previous
     image this worker saw (``random_partition=True``; the flipped own partition for the very first
     image) and those overlapping a random object mask are dropped. Otherwise, or for the
-    ``--no_random_partition`` ablation, the image keeps its own partition (the ablation still
+    ``--no-random-partition`` ablation, the image keeps its own partition (the ablation still
     drops the masked elements, as the paper's Semantic-SAM baseline does).
 
     Call as ``dropout(el, canvas) -> ImageElements``; the training target stays the full image.

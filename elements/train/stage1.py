@@ -1,7 +1,7 @@
 """Stage 1: train the content encoder with the light transformer decoder (Sec. 3.2, App. C.2).
 
-    python -m elements train stage1 --train_data DATA --output_dir runs/stage1 [--preset paper]
-    accelerate launch -m elements train stage1 --train_data DATA --output_dir runs/stage1
+    python -m elements train stage1 --train-data DATA --output-dir runs/stage1 [--preset paper]
+    accelerate launch -m elements train stage1 --train-data DATA --output-dir runs/stage1
 
 Objective (Sec. 3.2): ``E*, D* = argmin || x - D_light({(E(a_n), p_n)}) ||²``, all elements
 present (no element dropout in this stage, App. C.2). Recipe (App. C.2): AdamW, lr 1e-4,
@@ -20,6 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from elements.cli import accept_old_spellings
 from elements.data import add_data_args, filters_from_args, partition_from_args, resolve_source
 from elements.data.dataset import ElementsDataset, SampleElements
 from elements.data.prepare import prepare_for_training
@@ -75,23 +76,23 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         help="model sizes: paper (App. C.1) or tiny (tests and CPU smoke runs)",
     )
     g.add_argument(
-        "--init_from",
+        "--init-from",
         default=None,
         help="start from the weights of a stage-1 folder (content_encoder/ + light_decoder/) instead of random",
     )
     g.add_argument(
-        "--max_elements",
+        "--max-elements",
         type=int,
         default=None,
         help="pad every batch to at least this many elements (near-static shapes); default: the batch's largest N",
     )
     g.add_argument(
-        "--num_validation_images",
+        "--num-validation-images",
         type=int,
         default=4,
         help="held-out images reconstructed at each validation (training images if the data has no held-out ones)",
     )
-    return p
+    return accept_old_spellings(p)  # --output_dir etc., the spelling before hyphens everywhere
 
 
 # --- the model container and the inner step -------------------------------------------------
@@ -192,7 +193,7 @@ def run_validation(accelerator, model, samples, output_dir: Path, step: int) -> 
 def run(args) -> int:
     check_common_args(args)
     if args.num_validation_images < 0 or (args.max_elements is not None and args.max_elements < 1):
-        raise UserError("--num_validation_images must not be negative and --max_elements must be at least 1.")
+        raise UserError("--num-validation-images must not be negative and --max-elements must be at least 1.")
 
     source = resolve_source(args.train_data)  # fail on a bad path before any model is built
     accelerator = make_accelerator(args)
@@ -204,7 +205,7 @@ def run(args) -> int:
     model = build_autoencoder(args.preset, args.init_from)
     if model.decoder.config.image_size != args.image_size:
         raise UserError(
-            f"--image_size {args.image_size} does not match the light decoder's output "
+            f"--image-size {args.image_size} does not match the light decoder's output "
             f"{model.decoder.config.image_size}."
         )
     model.train()

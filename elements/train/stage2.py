@@ -1,7 +1,7 @@
 """Stage 2: fine-tune SD-1.5 with element cross-attention (Sec. 3.3, App. C.2).
 
-    python -m elements train stage2 --train_data DATA --stage1 runs/stage1 --output_dir runs/stage2
-    accelerate launch -m elements train stage2 --train_data DATA --stage1 runs/stage1 --output_dir runs/stage2
+    python -m elements train stage2 --train-data DATA --stage1 runs/stage1 --output-dir runs/stage2
+    accelerate launch -m elements train stage2 --train-data DATA --stage1 runs/stage1 --output-dir runs/stage2
 
 Objective (Eq. 5): ``|| ε − 𝒰(z_t, t, C, S; θ_U, θ_S) ||²`` with the SD noise schedule. The VAE,
 the text encoder and the content encoder are frozen; the UNet θ_U and the new element layers
@@ -11,7 +11,7 @@ the text encoder and the content encoder are frozen; the UNet θ_U and the new e
 branch off (Alg. 1). Element dropout by random partition (Sec. 3.3): see ``elements.train.masks``.
 
 Table-1 ablations: ``--joint`` (no stage 1: the content encoder starts random and trains
-here), ``--unfreeze_content_encoder`` (stage-1 encoder, trained here), ``--no_random_partition``.
+here), ``--unfreeze-content-encoder`` (stage-1 encoder, trained here), ``--no-random-partition``.
 The output folder and every ``checkpoint-<step>`` are stage-2 checkpoints (``unet/``,
 ``element_adapter/``, ``content_encoder/``) for :meth:`ElementsPipeline.from_elements_checkpoint`.
 """
@@ -30,6 +30,7 @@ from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, UNet2DConditi
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from elements import defaults
+from elements.cli import accept_old_spellings
 from elements.data import add_data_args, filters_from_args, partition_from_args, resolve_source
 from elements.data.prepare import prepare_for_training
 from elements.decoders.pipeline import ElementsPipeline, model_folder
@@ -80,7 +81,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     add_data_args(p)
     g = p.add_argument_group("stage 2")
     g.add_argument(
-        "--sd_base",
+        "--sd-base",
         default=None,
         help=f"SD-1.5 base model folder or Hub id (default ${defaults.SD_BASE.env} or {defaults.SD_BASE.value})",
     )
@@ -93,63 +94,63 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     g.add_argument(
         "--joint",
         action="store_true",
-        help="Table-1 ablation: no stage 1; a random content encoder (--content_preset) trains jointly here",
+        help="Table-1 ablation: no stage 1; a random content encoder (--content-preset) trains jointly here",
     )
     g.add_argument(
-        "--content_preset", default="paper", choices=["paper", "tiny"], help="content-encoder size for --joint"
+        "--content-preset", default="paper", choices=["paper", "tiny"], help="content-encoder size for --joint"
     )
     g.add_argument(
-        "--unfreeze_content_encoder",
+        "--unfreeze-content-encoder",
         action="store_true",
         help="Table-1 ablation: train the stage-1 content encoder here instead of freezing it",
     )
     g.add_argument(
-        "--no_random_partition",
+        "--no-random-partition",
         action="store_true",
         help="Table-1 ablation: element dropout on the image's own partition (no random partition)",
     )
     g.add_argument(
-        "--element_dropout_prob",
+        "--element-dropout-prob",
         type=float,
         default=ELEMENT_DROPOUT,
         help=f"fraction of samples given element dropout (default {ELEMENT_DROPOUT}; not stated in the paper)",
     )
     g.add_argument(
-        "--dropout_masks",
+        "--dropout-masks",
         default="auto",
         choices=["auto", "sam", "random"],
-        help="object masks for element dropout: SAM automatic masks (needs --sam_checkpoint or the default "
+        help="object masks for element dropout: SAM automatic masks (needs --sam-checkpoint or the default "
         "SAM), random blobs/polygons, or auto = SAM when available",
     )
-    g.add_argument("--drop_text", type=float, default=DROP_TEXT, help="fraction with only C = ∅ (App. C.2: 0.3)")
+    g.add_argument("--drop-text", type=float, default=DROP_TEXT, help="fraction with only C = ∅ (App. C.2: 0.3)")
     g.add_argument(
-        "--drop_elements", type=float, default=DROP_ELEMENTS, help="fraction with only S = ∅ (App. C.2: 0.1)"
+        "--drop-elements", type=float, default=DROP_ELEMENTS, help="fraction with only S = ∅ (App. C.2: 0.1)"
     )
-    g.add_argument("--drop_both", type=float, default=DROP_BOTH, help="fraction with C = S = ∅ (App. C.2: 0.1)")
+    g.add_argument("--drop-both", type=float, default=DROP_BOTH, help="fraction with C = S = ∅ (App. C.2: 0.1)")
     g.add_argument(
-        "--adapter_init",
+        "--adapter-init",
         default="random",
         choices=["random", "zero_out"],
         help="new layers: random (Sec. 3.3) or zero output projections (start exactly at the base model)",
     )
-    g.add_argument("--gradient_checkpointing", action="store_true", help="recompute UNet activations (less memory)")
+    g.add_argument("--gradient-checkpointing", action="store_true", help="recompute UNet activations (less memory)")
     g.add_argument(
-        "--max_elements", type=int, default=None, help="pad every batch to this many elements (static shapes)"
+        "--max-elements", type=int, default=None, help="pad every batch to this many elements (static shapes)"
     )
     g.add_argument(
-        "--num_validation_images",
+        "--num-validation-images",
         type=int,
         default=4,
         help="held-out images decoded at each validation (training images if none is held out)",
     )
-    g.add_argument("--validation_prompt", default="", help="prompt for validation images ('' = no text, C = ∅)")
+    g.add_argument("--validation-prompt", default="", help="prompt for validation images ('' = no text, C = ∅)")
     g.add_argument(
-        "--validation_inference_steps", type=int, default=50, help="DDIM steps for validation images (App. C.2: 50)"
+        "--validation-inference-steps", type=int, default=50, help="DDIM steps for validation images (App. C.2: 50)"
     )
     g.add_argument(
-        "--validation_guidance", type=float, default=3.0, help="guidance w for validation images (App. C.2: 3)"
+        "--validation-guidance", type=float, default=3.0, help="guidance w for validation images (App. C.2: 3)"
     )
-    return p
+    return accept_old_spellings(p)  # --output_dir etc., the spelling before hyphens everywhere
 
 
 # --- conditioning dropout --------------------------------------------------------------------
@@ -168,7 +169,7 @@ def cfg_dropout(
     S = ∅; ``[text+elements, text+elements+both)`` → both ∅; otherwise both kept.
     """
     if min(text, elements, both) < 0 or text + elements + both > 1:
-        raise UserError("--drop_text, --drop_elements and --drop_both must be non-negative and sum to at most 1.")
+        raise UserError("--drop-text, --drop-elements and --drop-both must be non-negative and sum to at most 1.")
     u = torch.rand(batch_size, generator=generator).to(device)
     elements_off = (u >= text) & (u < text + elements + both)
     text_off = (u < text) | ((u >= text + elements) & (u < text + elements + both))
@@ -362,13 +363,13 @@ def run_validation(accelerator, model, frozen: Frozen, samples, args, step: int)
 def check_args(args) -> None:
     check_common_args(args)
     if not 0 <= args.element_dropout_prob <= 1:
-        raise UserError(f"--element_dropout_prob must lie in [0, 1], got {args.element_dropout_prob}.")
+        raise UserError(f"--element-dropout-prob must lie in [0, 1], got {args.element_dropout_prob}.")
     if args.joint and args.stage1:
         raise UserError("--joint trains the content encoder from scratch; do not also pass --stage1.")
     if args.num_validation_images < 0 or args.validation_inference_steps < 1:
-        raise UserError("--num_validation_images must not be negative and --validation_inference_steps must be >= 1.")
+        raise UserError("--num-validation-images must not be negative and --validation-inference-steps must be >= 1.")
     if args.max_elements is not None and args.max_elements < 1:
-        raise UserError("--max_elements must be at least 1.")
+        raise UserError("--max-elements must be at least 1.")
     cfg_dropout(1, text=args.drop_text, elements=args.drop_elements, both=args.drop_both)
 
 
