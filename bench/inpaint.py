@@ -81,11 +81,11 @@ def main() -> None:
     import cv2
     import numpy as np
 
+    from bench.quality import ROCKET_POLYGON
     from elements import edit
     from elements.decoders import get_decoder
     from elements.decoders.holefill import FULL_RES_BUDGET, PATCH_RADIUS, PATCH_RADIUS_LARGE, fill_holes
     from elements.decoders.pixel import render
-    from bench.quality import ROCKET_POLYGON
     from elements.partition import Partitioner
 
     cases = {}

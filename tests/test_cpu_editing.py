@@ -5,11 +5,11 @@ import cv2
 import numpy as np
 import pytest
 
+from bench.quality import ghost_fraction, grid_elements, seam_contrast, synthetic_scene
 from elements import edit
 from elements.decoders import get_decoder, holefill
 from elements.decoders.blend import ghost_band, poisson_membrane
 from elements.decoders.pixel import render
-from bench.quality import ghost_fraction, grid_elements, seam_contrast, synthetic_scene
 from elements.decoders.result import DecodedImage
 from elements.errors import UserError
 from elements.types import ImageElements

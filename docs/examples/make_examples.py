@@ -40,9 +40,9 @@ def gap(h: int, w: int = 8) -> np.ndarray:
 
 def rocket_figures(edited, before: np.ndarray, now: np.ndarray, dx: int, only_before: str | None = None) -> None:
     """Ghost (pixels at the rocket's old place, above the lit pad, that are not sky-blue) and seam contrast, printed."""
+    from bench.quality import ROCKET_POLYGON, seam_contrast
     from elements.decoders import get_decoder
     from elements.decoders.pixel import render
-    from bench.quality import ROCKET_POLYGON, seam_contrast
 
     h, w = before.shape[:2]
     old = np.zeros((h, w), np.uint8)
