@@ -264,7 +264,7 @@ def test_cli_trains_checkpoints_resumes_and_loads(checkpoints, tmp_path, astrona
 def test_bad_flags_are_user_errors(checkpoints, tmp_path):
     parser = build_parser("stage2")
     base = ["--train_data", str(tmp_path), "--output_dir", str(tmp_path / "o")]
-    with pytest.raises(UserError, match="element_dropout_prob"):
+    with pytest.raises(UserError, match="--element-dropout-prob"):
         run(parser.parse_args(base + ["--element_dropout_prob", "1.5"]))
     with pytest.raises(UserError, match="--joint"):
         run(parser.parse_args(base + ["--joint", "--stage1", "x"]))

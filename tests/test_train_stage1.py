@@ -167,13 +167,14 @@ def test_resume_continues_exactly(blocks, tmp_path):
     assert [r["epoch_samples"] for r in log if "loss" in r] == [r["epoch_samples"] for r in ref if "loss" in r]
     assert (split / "validation" / "step-0000006.png").is_file()
     # the final folder is a loadable stage-1 checkpoint
-    from elements.decoders.reconstruct import LightReconstructor
+    from elements.decoders.light import LightDecoder
 
-    assert LightReconstructor.from_pretrained(str(split)).decoder.config.grid_size == 16
+    assert LightDecoder.from_pretrained(str(split)).net.config.grid_size == 16
 
 
 def test_resume_restores_optimizer_state(blocks, tmp_path):
-    from elements.train.common import make_accelerator, make_lr_scheduler, make_optimizer, resume_state
+    from elements.train.checkpoints import resume_state
+    from elements.train.common import make_accelerator, make_lr_scheduler, make_optimizer
     from elements.train.stage1 import build_autoencoder, run
 
     out = tmp_path / "run"
@@ -219,7 +220,7 @@ def test_user_errors(blocks, tmp_path, capsys):
         ]
     )
     assert code == 2 and "not a checkpoint folder" in capsys.readouterr().err
-    with pytest.raises(UserError, match="train_batch_size"):
+    with pytest.raises(UserError, match="--train-batch-size"):
         from elements.train.stage1 import run
 
         run(_args(blocks, tmp_path / "o", "--train_batch_size", "0"))

@@ -101,8 +101,3 @@ class ElementUNet(nn.Module):
         unet = UNet2DConditionModel.from_pretrained(path, subfolder=sub(UNET_DIR), torch_dtype=torch_dtype, **kwargs)
         adapter = ElementAdapter.from_pretrained(path, subfolder=sub(ADAPTER_DIR), torch_dtype=torch_dtype, **kwargs)
         return cls(unet, adapter)
-
-
-def trainable_parameters(model: ElementUNet) -> list[nn.Parameter]:
-    """θ_U ∪ θ_S: everything stage 2 trains (Sec. 3.3: the UNet is fine-tuned together with the new layers)."""
-    return [p for p in model.parameters() if p.requires_grad]

@@ -7,7 +7,7 @@ Objective (Sec. 3.2): ``E*, D* = argmin || x - D_light({(E(a_n), p_n)}) ||²``, 
 present (no element dropout in this stage, App. C.2). Recipe (App. C.2): AdamW, lr 1e-4,
 weight decay 0.01, betas (0.9, 0.95), MSE, 30 epochs, total batch 128 (8 GPUs × 16).
 The output folder (and each ``checkpoint-<step>``) holds ``content_encoder/`` and
-``light_decoder/``, loadable with :class:`elements.decoders.reconstruct.LightReconstructor`.
+``light_decoder/``, loadable with :class:`elements.decoders.light.LightDecoder` (the ``light`` decoder).
 """
 
 from __future__ import annotations
@@ -16,31 +16,27 @@ import argparse
 import logging
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from elements.cli import accept_old_spellings
 from elements.data import add_data_args, filters_from_args, partition_from_args, resolve_source
-from elements.data.dataset import ElementsDataset, SampleElements
+from elements.data.dataset import ElementsDataset
 from elements.data.prepare import prepare_for_training
-from elements.data.sources import iter_samples
-from elements.decoders.reconstruct import LightReconstructor
+from elements.decoders.light import load_stage1
 from elements.errors import UserError
-from elements.image_io import save_png
 from elements.models.content_encoder import CONTENT_ENCODER_DIR
 from elements.models.light_decoder import LIGHT_DECODER_DIR
 from elements.models.presets import build_content_encoder, build_light_decoder
-from elements.models.tokens import collate
-from elements.pixels import SIGNED, from_uint8, to_uint8
+from elements.train import validation
 from elements.train.common import (
     add_common_args,
     check_common_args,
     make_accelerator,
     make_lr_scheduler,
     make_optimizer,
-    run_training,
 )
+from elements.train.loop import run_training
 
 LEARNING_RATE = 1e-4  # App. C.2
 WEIGHT_DECAY = 0.01  # App. C.2
@@ -112,8 +108,8 @@ class Stage1Autoencoder(torch.nn.Module):
 def build_autoencoder(preset: str = "paper", init_from: str | None = None):
     """A fresh (or ``init_from``-initialised) encoder/decoder pair wrapped in one module."""
     if init_from:
-        rec = LightReconstructor.from_pretrained(init_from)
-        encoder, decoder = rec.encoder.train(), rec.decoder.train()
+        encoder, decoder = load_stage1(init_from)
+        encoder, decoder = encoder.train(), decoder.train()
     else:
         encoder, decoder = build_content_encoder(preset), build_light_decoder(preset)
     return Stage1Autoencoder(encoder, decoder)
@@ -146,49 +142,6 @@ def train_step(accelerator, model, optimizer, batch: dict, *, max_grad_norm: flo
     return float(loss.detach())
 
 
-# --- validation ------------------------------------------------------------------------------
-def validation_set(args, source, k: int):
-    """Up to ``k`` samples ``(key, canvas (S, S, 3) uint8, ImageElements)``: held-out first, training otherwise.
-
-    ``source``: the training data (:func:`~elements.data.prepare.prepare_for_training`). Prepared shards give
-    their stored elements; raw images (slic, grid) are partitioned here, in the main process.
-    """
-    if k <= 0:
-        return [], "none"
-    elements_of = SampleElements(partition_from_args(args), args.image_size, args.partition_cache)
-    for split in ("heldout", "train"):
-        out = []
-        for s in iter_samples(source, split=split, filters=filters_from_args(args)):
-            canvas, el = elements_of(s)
-            if el.num_elements:
-                out.append((s.key, canvas, el))
-            if len(out) == k:
-                break
-        if out:
-            return out, split
-    return [], "none"
-
-
-def run_validation(accelerator, model, samples, output_dir: Path, step: int) -> float:
-    """Save ``validation/step-<step>.png`` (rows: input | reconstruction); returns the mean MSE in [-1, 1] units."""
-    if not samples:
-        return float("nan")
-    net = accelerator.unwrap_model(model)
-    was_training = net.training
-    net.eval()
-    with torch.no_grad():
-        batch = collate([el for _, _, el in samples]).to(accelerator.device)
-        pred = net(batch).float().clamp(-1, 1)
-    net.train(was_training)
-    target = torch.stack([from_uint8(c).permute(2, 0, 1) for _, c, _ in samples]).to(pred.device)
-    mse = float(torch.mean((pred - target) ** 2))
-    recon = to_uint8(pred, SIGNED).permute(0, 2, 3, 1).cpu().numpy()
-    rows = [np.concatenate([c, r], axis=1) for (_, c, _), r in zip(samples, recon)]
-    (output_dir / "validation").mkdir(parents=True, exist_ok=True)
-    save_png(output_dir / "validation" / f"step-{step:07d}.png", np.concatenate(rows, axis=0))
-    return mse
-
-
 # --- main ---------------------------------------------------------------------------------------
 def run(args) -> int:
     check_common_args(args)
@@ -217,7 +170,9 @@ def run(args) -> int:
 
     def setup(start_step: int):
         val, val_split = (
-            validation_set(args, source, args.num_validation_images) if accelerator.is_main_process else ([], "none")
+            validation.validation_set(args, source, args.num_validation_images)
+            if accelerator.is_main_process
+            else ([], "none")
         )
         dataset = ElementsDataset(
             source,
@@ -247,7 +202,7 @@ def run(args) -> int:
         )
 
         def validate(step: int) -> dict:
-            return {"val_mse": run_validation(accelerator, model, val, out, step), "val_split": val_split}
+            return {"val_mse": validation.reconstruction(accelerator, model, val, out, step), "val_split": val_split}
 
         return dataset, validate
 

@@ -21,35 +21,33 @@ from __future__ import annotations
 import argparse
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, UNet2DConditionModel
+from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from elements import defaults
 from elements.cli import accept_old_spellings
 from elements.data import add_data_args, filters_from_args, partition_from_args, resolve_source
 from elements.data.prepare import prepare_for_training
-from elements.decoders.pipeline import ElementsPipeline, model_folder
+from elements.decoders import sampler_defaults
+from elements.decoders.pipeline import model_folder
 from elements.errors import UserError
-from elements.image_io import save_png
 from elements.models.content_encoder import CONTENT_ENCODER_DIR, ContentEncoder
 from elements.models.element_unet import ADAPTER_DIR, UNET_DIR, ElementUNet
 from elements.models.presets import build_content_encoder
-from elements.pixels import to_uint8
+from elements.train import validation
 from elements.train.common import (
     add_common_args,
     check_common_args,
     make_accelerator,
     make_lr_scheduler,
     make_optimizer,
-    run_training,
+    trainable_parameters,
 )
+from elements.train.loop import run_training
 from elements.train.masks import ElementDropoutDataset
-from elements.train.stage1 import validation_set
 
 LEARNING_RATE = 6.4e-5  # App. C.2
 WEIGHT_DECAY = 0.01  # App. C.2
@@ -144,11 +142,18 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         help="held-out images decoded at each validation (training images if none is held out)",
     )
     g.add_argument("--validation-prompt", default="", help="prompt for validation images ('' = no text, C = ∅)")
+    paper = sampler_defaults("diffusion")  # the diffusion decoder's own: 50 DDIM steps, w = 3 (App. C.2)
     g.add_argument(
-        "--validation-inference-steps", type=int, default=50, help="DDIM steps for validation images (App. C.2: 50)"
+        "--validation-inference-steps",
+        type=int,
+        default=paper.steps,
+        help=f"DDIM steps for validation images (default {paper.steps}, the diffusion decoder's; App. C.2)",
     )
     g.add_argument(
-        "--validation-guidance", type=float, default=3.0, help="guidance w for validation images (App. C.2: 3)"
+        "--validation-guidance",
+        type=float,
+        default=paper.guidance,
+        help=f"guidance w for validation images (default {paper.guidance:g}, the diffusion decoder's; App. C.2)",
     )
     return accept_old_spellings(p)  # --output_dir etc., the spelling before hyphens everywhere
 
@@ -186,7 +191,7 @@ class Stage2Model(torch.nn.Module):
 
     def forward(self, noisy, timesteps, text, elements, *, text_mask, element_mask):
         """``(B, 4, h, w)`` latents, ``(B,)`` timesteps, ``(B, 77, C)`` text states, :class:`ElementBatch` -> ε̂."""
-        train_encoder = any(p.requires_grad for p in self.content_encoder.parameters())
+        train_encoder = bool(trainable_parameters(self.content_encoder))
         with torch.set_grad_enabled(train_encoder and torch.is_grad_enabled()):
             tokens = self.content_encoder.tokens(elements)
         return self.element_unet(
@@ -295,7 +300,7 @@ def train_step(
         loss = compute_loss(model, frozen, batch, drop=drop)
         accelerator.backward(loss)
         if accelerator.sync_gradients and max_grad_norm > 0:
-            accelerator.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], max_grad_norm)
+            accelerator.clip_grad_norm_(trainable_parameters(model), max_grad_norm)
         optimizer.step()
         if accelerator.sync_gradients and lr_scheduler is not None:
             lr_scheduler.step()
@@ -322,41 +327,6 @@ def make_dataset(args, source, *, rank: int, world_size: int):
         mask_source=args.dropout_masks,
         sam_checkpoint=args.sam_checkpoint,
     )
-
-
-# --- validation -----------------------------------------------------------------------------------
-def run_validation(accelerator, model, frozen: Frozen, samples, args, step: int) -> None:
-    """Save ``validation/step-<step>.png``: rows of input | decoded from all its elements."""
-    if not samples:
-        return
-    net = accelerator.unwrap_model(model)
-    was_training = net.training
-    net.eval()
-    pipe = ElementsPipeline(
-        vae=frozen.vae,
-        text_encoder=frozen.text_encoder,
-        tokenizer=frozen.tokenizer,
-        unet=net.element_unet.unet,
-        scheduler=DDIMScheduler.from_config(frozen.noise_scheduler.config),
-        content_encoder=net.content_encoder,
-        element_adapter=net.element_unet.adapter,
-    )
-    pipe.set_progress_bar_config(disable=True)
-    images = pipe(
-        [el for _, _, el in samples],
-        prompt=args.validation_prompt,
-        output_type="np",
-        num_inference_steps=args.validation_inference_steps,
-        guidance_scale=args.validation_guidance,
-        generator=torch.Generator().manual_seed(args.seed),
-    ).images
-    net.train(was_training)
-    net.content_encoder.train(was_training and any(p.requires_grad for p in net.content_encoder.parameters()))
-    decoded = to_uint8(images)
-    rows = [np.concatenate([c, d], axis=1) for (_, c, _), d in zip(samples, decoded)]
-    folder = Path(args.output_dir) / "validation"
-    folder.mkdir(parents=True, exist_ok=True)
-    save_png(folder / f"step-{step:07d}.png", np.concatenate(rows, axis=0))
 
 
 # --- main -----------------------------------------------------------------------------------------
@@ -398,7 +368,7 @@ def run(args) -> int:
         module.to(accelerator.device)
         if weight_dtype != torch.float32:  # frozen parts run in the autocast precision, as diffusers' scripts do
             module.to(dtype=weight_dtype)
-    optimizer = make_optimizer([p for p in model.parameters() if p.requires_grad], args)
+    optimizer = make_optimizer(trainable_parameters(model), args)
     lr_scheduler = make_lr_scheduler(optimizer, args, args.max_train_steps)
     model, optimizer = accelerator.prepare(model, optimizer)
     accelerator.register_for_checkpointing(lr_scheduler)
@@ -406,10 +376,12 @@ def run(args) -> int:
 
     def setup(start_step: int):
         val, val_split = (
-            validation_set(args, source, args.num_validation_images) if accelerator.is_main_process else ([], "none")
+            validation.validation_set(args, source, args.num_validation_images)
+            if accelerator.is_main_process
+            else ([], "none")
         )
         dataset = make_dataset(args, source, rank=accelerator.process_index, world_size=accelerator.num_processes)
-        n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        n_train = sum(p.numel() for p in trainable_parameters(model))
         logger.info(
             "stage 2: %.1fM trainable parameters, %d process(es), total batch %d, validation on %d %s images, "
             "from step %d",
@@ -422,7 +394,7 @@ def run(args) -> int:
         )
 
         def validate(step: int) -> None:
-            run_validation(accelerator, model, frozen, val, args, step)
+            validation.decoding(accelerator, model, frozen, val, args, step)
 
         return dataset, validate
 
