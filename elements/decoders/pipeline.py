@@ -250,24 +250,57 @@ class ElementsPipeline(DiffusionPipeline):
         Returns:
             ``ImagePipelineOutput(images)`` (or a tuple): canvas images, element set-major order.
         """
+        els, prompts = self.check_inputs(elements, prompt, output_type, num_inference_steps, num_images_per_prompt)
+        height = height or els[0].size
+        width = width or els[0].size
+        if height % self.vae_scale_factor or width % self.vae_scale_factor:
+            raise UserError(f"height and width must be multiples of {self.vae_scale_factor}, got {height}x{width}.")
+        device, do_cfg = self._execution_device, guidance_scale > 1.0
+        text, cond_kwargs, b = self.conditioning(
+            els, prompts, device, num_images_per_prompt, do_cfg, use_cached_embeddings
+        )
+        self.scheduler.set_timesteps(num_inference_steps, device=device)
+        self._num_timesteps = len(self.scheduler.timesteps)
+        shape = (b, self.unet.config.in_channels, height // self.vae_scale_factor, width // self.vae_scale_factor)
+        latents = self.prepare_latents(shape, generator, device, latents)
+        latents = self.denoise(
+            latents,
+            text,
+            cond_kwargs,
+            guidance_scale=guidance_scale if do_cfg else None,
+            step_kwargs=self._step_kwargs(generator, eta),
+            callback_on_step_end=callback_on_step_end,
+            callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
+        )
+        if output_type == "latent":
+            images = latents
+        else:
+            decoded = self.vae.decode(latents.to(self.vae.dtype) / self.vae.config.scaling_factor, return_dict=False)[0]
+            images = self.image_processor.postprocess(decoded, output_type=output_type)
+        self.maybe_free_model_hooks()
+        return ImagePipelineOutput(images=images) if return_dict else (images,)
+
+    @staticmethod
+    def check_inputs(elements, prompt, output_type: str, num_inference_steps: int, num_images_per_prompt: int):
+        """``(element sets, one prompt per set)``; UserError for anything the sampler cannot take."""
         els = [elements] if isinstance(elements, ImageElements) else list(elements)
         if not els or not all(isinstance(e, ImageElements) for e in els):
             raise UserError("The pipeline needs one ImageElements value or a non-empty list of them.")
         prompts = [prompt] * len(els) if isinstance(prompt, str) or prompt is None else list(prompt)
         if len(prompts) != len(els):
             raise UserError(f"Got {len(prompts)} prompts for {len(els)} element sets; pass one prompt or one per set.")
-        prompts = [p or "" for p in prompts]
         if output_type not in ("pil", "np", "pt", "latent"):
             raise UserError(f"output_type must be pil, np, pt or latent, got '{output_type}'.")
         if num_inference_steps < 1 or num_images_per_prompt < 1:
             raise UserError("num_inference_steps and num_images_per_prompt must be at least 1.")
-        height = height or els[0].size
-        width = width or els[0].size
-        if height % self.vae_scale_factor or width % self.vae_scale_factor:
-            raise UserError(f"height and width must be multiples of {self.vae_scale_factor}, got {height}x{width}.")
-        device, k = self._execution_device, num_images_per_prompt
-        do_cfg = guidance_scale > 1.0
+        return els, [p or "" for p in prompts]
 
+    def conditioning(self, els, prompts, device, k: int, do_cfg: bool, use_cached_embeddings: bool = True):
+        """``(text states or None, cross_attention_kwargs, batch size B·k)`` for the UNet.
+
+        With guidance, both halves go in one call: the first half ∅/∅, the second C/S (Alg. 1 switches
+        per sample); a sample with an empty prompt has its text branch off in both halves (C = ∅).
+        """
         text = self.encode_prompt(prompts, device)
         tokens, active = self.encode_elements(els, device, use_cached_embeddings)
         has_text = torch.tensor([bool(p) for p in prompts])  # masks stay on the CPU: row picks need no sync
@@ -276,39 +309,46 @@ class ElementsPipeline(DiffusionPipeline):
         )
         context = self.element_adapter.project(tokens, active).to(self.unet.dtype)
         b = tokens.shape[0]
+        if not do_cfg:
+            text_mask = None if text is None or bool(has_text.all()) else has_text
+            return text, {"element_tokens": context, "element_mask": None, "text_mask": text_mask}, b
+        off = torch.zeros(b, dtype=torch.bool)
         cond_kwargs = {
-            "element_tokens": context,
-            "element_mask": None,
-            "text_mask": None if text is None or bool(has_text.all()) else has_text,
+            "element_tokens": torch.cat([context, context]),
+            "element_mask": torch.cat([off, torch.ones_like(off)]),
+            "text_mask": None if text is None else torch.cat([off, has_text]),
         }
-        if do_cfg:  # one call: first half ∅/∅, second half C/S (Alg. 1 switches per sample)
-            off = torch.zeros(b, dtype=torch.bool)
-            cond_kwargs = {
-                "element_tokens": torch.cat([context, context]),
-                "element_mask": torch.cat([off, torch.ones_like(off)]),
-                "text_mask": None if text is None else torch.cat([off, has_text]),
-            }
-            text = None if text is None else torch.cat([text, text])
+        return (None if text is None else torch.cat([text, text])), cond_kwargs, b
 
-        self.scheduler.set_timesteps(num_inference_steps, device=device)
-        timesteps = self.scheduler.timesteps
-        self._num_timesteps = len(timesteps)
-        shape = (b, self.unet.config.in_channels, height // self.vae_scale_factor, width // self.vae_scale_factor)
+    def prepare_latents(self, shape: tuple, generator, device, latents: torch.Tensor | None) -> torch.Tensor:
+        """Starting noise ``shape`` (drawn from ``generator``, or ``latents`` checked), scaled for the scheduler."""
         if latents is None:
             latents = randn_tensor(shape, generator=generator, device=device, dtype=self.unet.dtype)
         elif tuple(latents.shape) != shape:
             raise UserError(f"latents must have shape {shape}, got {tuple(latents.shape)}.")
-        latents = latents.to(device, self.unet.dtype) * self.scheduler.init_noise_sigma
-        step_kwargs = self._step_kwargs(generator, eta)
+        return latents.to(device, self.unet.dtype) * self.scheduler.init_noise_sigma
 
+    def denoise(
+        self,
+        latents: torch.Tensor,
+        text: torch.Tensor | None,
+        cond_kwargs: dict,
+        *,
+        guidance_scale: float | None,
+        step_kwargs: dict,
+        callback_on_step_end=None,
+        callback_on_step_end_tensor_inputs=("latents",),
+    ) -> torch.Tensor:
+        """The sampling loop over ``self.scheduler.timesteps``; ``guidance_scale`` None = conditional only."""
+        timesteps = self.scheduler.timesteps
         with self.progress_bar(total=len(timesteps)) as bar:
             for i, t in enumerate(timesteps):
-                z = torch.cat([latents, latents]) if do_cfg else latents
+                z = torch.cat([latents, latents]) if guidance_scale is not None else latents
                 z = self.scheduler.scale_model_input(z, t)
                 eps = self.unet(
                     z, t, encoder_hidden_states=text, cross_attention_kwargs=cond_kwargs, return_dict=False
                 )[0]
-                if do_cfg:
+                if guidance_scale is not None:
                     eps = guide(*eps.chunk(2), guidance_scale)
                 latents = self.scheduler.step(eps, t, latents, **step_kwargs, return_dict=False)[0]
                 if callback_on_step_end is not None:
@@ -316,14 +356,7 @@ class ElementsPipeline(DiffusionPipeline):
                     out = callback_on_step_end(self, i, t, {n: local[n] for n in callback_on_step_end_tensor_inputs})
                     latents = (out or {}).get("latents", latents)
                 bar.update()
-
-        if output_type == "latent":
-            images = latents
-        else:
-            decoded = self.vae.decode(latents.to(self.vae.dtype) / self.vae.config.scaling_factor, return_dict=False)[0]
-            images = self.image_processor.postprocess(decoded, output_type=output_type)
-        self.maybe_free_model_hooks()
-        return ImagePipelineOutput(images=images) if return_dict else (images,)
+        return latents
 
     def _step_kwargs(self, generator, eta: float) -> dict:
         params = set(inspect.signature(self.scheduler.step).parameters)
