@@ -36,7 +36,7 @@ class EditorSession:
             default ``Partitioner("auto")`` (SAM if a checkpoint can be had, else SLIC), made on first use.
         encoder: optional stage-1 content encoder — either a callable ``ImageElements ->
             ImageElements`` that fills ``embeddings``, or a model accepted by
-            :func:`elements.decoders.reconstruct.encode`. Without one, elements carry no embeddings and a
+            :func:`elements.decoders.light.encode`. Without one, elements carry no embeddings and a
             decoder that needs them lends its own encoder on the first render (encoding once).
         decoder_options: options passed to :func:`elements.decoders.get_decoder` when
             :meth:`render` is given a decoder *name*; decoders are built once and cached.
@@ -65,7 +65,7 @@ class EditorSession:
         if encoder is None:
             return None
         if hasattr(encoder, "content_dim") or hasattr(encoder, "config"):
-            from elements.decoders.reconstruct import encode
+            from elements.decoders.light import encode
 
             return lambda el: encode(el, encoder)
         if callable(encoder):

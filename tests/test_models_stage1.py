@@ -136,15 +136,22 @@ def test_save_load_round_trip(tiny, tmp_path):
         assert torch.equal(dec(t, c1, active), dec2(t, c1, active))
 
 
-def test_reconstructor(tiny, tmp_path, astronaut_elements):
-    from elements.decoders.reconstruct import LightReconstructor, encode
+def test_light_decoder_reconstructs(tiny, tmp_path, astronaut_elements):
+    from elements.decoders.light import LightDecoder, encode
+    from elements.decoders.reconstruct import LightReconstructor
 
     enc, dec = tiny
     enc.save_pretrained(tmp_path / "content_encoder")
     dec.save_pretrained(tmp_path / "light_decoder")
-    rec = LightReconstructor.from_pretrained(str(tmp_path))
+    light = LightDecoder.from_pretrained(str(tmp_path))
+
+    def rec(el):
+        return light.decode([el])[0]
+
+    old = LightReconstructor.from_pretrained(str(tmp_path))  # the old name, kept one release
+    assert np.array_equal(old(astronaut_elements), rec(astronaut_elements)) and old.decoder is old.net
     el = astronaut_elements
-    encoded = encode(el, rec.encoder)
+    encoded = encode(el, light.encoder)
     assert encoded.embeddings.shape == (el.num_elements, 32) and encoded.embeddings.dtype == np.float32
     encoded.validate()
     a = rec(el)
@@ -167,16 +174,16 @@ def test_reconstructor(tiny, tmp_path, astronaut_elements):
     assert np.abs(rec(half).astype(int) - rec(sub).astype(int)).max() <= 1
 
 
-def test_reconstructor_errors(tmp_path, monkeypatch):
-    from elements.decoders.reconstruct import LightReconstructor
+def test_light_decoder_errors(tmp_path, monkeypatch):
+    from elements.decoders.light import LightDecoder
 
     monkeypatch.delenv("EIE_STAGE1_CHECKPOINT", raising=False)
     with pytest.raises(UserError, match="EIE_STAGE1_CHECKPOINT"):
-        LightReconstructor.from_pretrained()
+        LightDecoder.from_pretrained()
     with pytest.raises(UserError, match="content_encoder/config.json"):
-        LightReconstructor.from_pretrained(str(tmp_path))
+        LightDecoder.from_pretrained(str(tmp_path))
     with pytest.raises(UserError, match="HF_HUB_OFFLINE"):
-        LightReconstructor.from_pretrained("nobody/no-such-stage1")
+        LightDecoder.from_pretrained("nobody/no-such-stage1")
 
 
 def test_unknown_preset():

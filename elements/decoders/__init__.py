@@ -72,11 +72,15 @@ SAMPLER_DEFAULTS = {
 }
 
 
+def _known(name: str) -> str:
+    if name not in REGISTRY:
+        raise UserError(f"Unknown decoder '{name}'; choose one of {', '.join(REGISTRY)}.")
+    return name
+
+
 def sampler_defaults(name: str) -> SamplerDefaults:
     """Decoder ``name``'s own sampler defaults (no module is imported)."""
-    if name not in SAMPLER_DEFAULTS:
-        raise UserError(f"Unknown decoder '{name}'; choose one of {', '.join(REGISTRY)}.")
-    return SAMPLER_DEFAULTS[name]
+    return SAMPLER_DEFAULTS[_known(name)]
 
 
 def _whole(x) -> bool:
@@ -255,9 +259,7 @@ def diffusers_call_kwargs(seed: int, progress: Progress | None) -> dict:
 
 
 def _load_class(name: str) -> type[Decoder]:
-    if name not in REGISTRY:
-        raise UserError(f"Unknown decoder '{name}'; choose one of {', '.join(REGISTRY)}.")
-    module, _, cls = REGISTRY[name].partition(":")
+    module, _, cls = REGISTRY[_known(name)].partition(":")
     return getattr(importlib.import_module(module), cls)
 
 
