@@ -202,6 +202,79 @@ def summary_line(stats: list[dict], out: Path, skipped: int, seconds: float) -> 
     )
 
 
+def _check_same_settings(manifest: Path, settings: dict) -> None:
+    """UserError when ``manifest`` (an earlier run's) was written with other settings than ``settings``."""
+    if not manifest.is_file():
+        return
+    try:
+        old = json.loads(manifest.read_text()).get("settings")
+    except ValueError:
+        old = None
+    if old != json.loads(json.dumps(settings)):
+        diff = sorted(k for k in settings if not isinstance(old, dict) or old.get(k) != settings[k])
+        raise UserError(
+            f"'{manifest.parent}' holds shards prepared with other settings ({', '.join(diff)}); "
+            "use another output folder or the same flags."
+        )
+
+
+def _prepare_units(
+    todo: list[int],
+    units,
+    out: Path,
+    state,
+    *,
+    counted: bool,
+    of: int,
+    partition: dict,
+    filters,
+    image_size,
+    crop_format,
+) -> None:
+    """Run :func:`prepare_unit` on this process's unfinished units ``todo`` (of its ``of``), with one progress bar.
+
+    ``counted``: folder units are file lists, so the bar knows its total without decoding anything.
+    """
+    from tqdm.auto import tqdm
+
+    from elements.partition import Partitioner
+
+    # The partition model is built here, in this process, on its own device; never in a forked child.
+    partitioner = Partitioner(**{**partition, "device": str(state.device)})
+    if partitioner.note:
+        logger.warning("rank %d: %s", state.process_index, partitioner.note)
+    logger.info(
+        "%d units, %d for %d process(es); rank %d: %d to do with %s",
+        len(units),
+        of,
+        state.num_processes,
+        state.process_index,
+        len(todo),
+        partitioner.describe(),
+    )
+    total = sum(len(units[i].units) for i in todo) if counted else None
+    with tqdm(
+        total=total,
+        unit="img",
+        desc=f"prepare rank {state.process_index}" if state.num_processes > 1 else "prepare",
+        position=state.process_index,
+        file=sys.stderr,
+        dynamic_ncols=True,
+    ) as bar:
+        for i in todo:
+            prepare_unit(
+                i,
+                units[i],
+                out,
+                partitioner,
+                filters=filters,
+                image_size=image_size,
+                crop_format=crop_format,
+                rank=state.process_index,
+                progress=bar,
+            )
+
+
 def prepare(
     train_data,
     output_dir,
@@ -218,12 +291,10 @@ def prepare(
     arguments (the model is built here only if this process has a unit to do, on its device). Returns, on every
     process, the stats of all finished shards and how many were already done before this call.
     """
-    from tqdm.auto import tqdm
 
     from elements.atomic import write_text
     from elements.data.prepared import MANIFEST, is_prepared, shard_name, shard_stats
     from elements.data.sources import resolve_source
-    from elements.partition import Partitioner
 
     if samples_per_shard < 1:
         raise UserError(f"--samples-per-shard must be at least 1, got {samples_per_shard}.")
@@ -245,17 +316,7 @@ def prepare(
     )
     state = process_state()
     manifest = out / MANIFEST
-    if manifest.is_file():
-        try:
-            old = json.loads(manifest.read_text()).get("settings")
-        except ValueError:
-            old = None
-        if old != json.loads(json.dumps(settings)):
-            diff = sorted(k for k in settings if not isinstance(old, dict) or old.get(k) != settings[k])
-            raise UserError(
-                f"'{out}' holds shards prepared with other settings ({', '.join(diff)}); "
-                "use another output folder or the same flags."
-            )
+    _check_same_settings(manifest, settings)
     state.wait_for_everyone()
     units = plan_units(source, samples_per_shard)
     already = 0
@@ -268,41 +329,18 @@ def prepare(
     mine = [i for i in range(len(units)) if i % state.num_processes == state.process_index]
     todo = [i for i in mine if not (out / shard_name(i)).is_file()]
     if todo:
-        # The partition model is built here, in this process, on its own device; never in a forked child.
-        partitioner = Partitioner(**{**partition, "device": str(state.device)})
-        if partitioner.note:
-            logger.warning("rank %d: %s", state.process_index, partitioner.note)
-        logger.info(
-            "%d units, %d for %d process(es); rank %d: %d to do with %s",
-            len(units),
-            len(mine),
-            state.num_processes,
-            state.process_index,
-            len(todo),
-            partitioner.describe(),
+        _prepare_units(
+            todo,
+            units,
+            out,
+            state,
+            counted=source.kind == "folder",
+            of=len(mine),
+            partition=partition,
+            filters=filters,
+            image_size=image_size,
+            crop_format=crop_format,
         )
-        # images in this process's units, counted without decoding (folder units are file lists)
-        total = sum(len(units[i].units) for i in todo) if source.kind == "folder" else None
-        with tqdm(
-            total=total,
-            unit="img",
-            desc=f"prepare rank {state.process_index}" if state.num_processes > 1 else "prepare",
-            position=state.process_index,
-            file=sys.stderr,
-            dynamic_ncols=True,
-        ) as bar:
-            for i in todo:
-                prepare_unit(
-                    i,
-                    units[i],
-                    out,
-                    partitioner,
-                    filters=filters,
-                    image_size=image_size,
-                    crop_format=crop_format,
-                    rank=state.process_index,
-                    progress=bar,
-                )
     state.wait_for_everyone()
     if state.is_main_process:
         for stale in out.glob(".prepared-*.tar.tmp"):
