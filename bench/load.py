@@ -10,7 +10,8 @@ uploads one photo to ``/partition`` and then sends the same photo to ``/edit`` f
 (``--edits``), its spec growing by one random edit each time (a move, a scale or a delete of
 one to three random elements of that photo, ids from the ``/partition`` answer), as a visitor
 refining an edit would. Photos cycle through the bundled ones resized to mixed sizes
-(:data:`SIZES`, long side). The rounds are synchronised: a round ends when every session has
+(:data:`SIZES`, long side), each upload marked so that no two sessions or rounds send the same
+picture (:func:`unique_copy`): the server cannot reuse one visitor's work for another. The rounds are synchronised: a round ends when every session has
 finished it; then the server's RSS is read.
 
 Per round it prints: calls, failures, p50/p95 latency of ``/partition`` and ``/edit`` (as the
@@ -61,6 +62,23 @@ def make_photos(folder: Path) -> list[Path]:
     return out
 
 
+def unique_copy(photo: Path, k: int, rnd: int, folder: Path) -> Path:
+    """``photo`` with a 4 × 4 corner mark that encodes (session, round): every upload is a new picture.
+
+    So the server partitions every ``/partition`` anew (no visitor sends another's photo); only
+    the session's own later ``/edit`` calls on it can reuse that work.
+    """
+    from PIL import Image
+
+    with Image.open(photo) as im:
+        im = im.convert("RGB")
+    mark = Image.new("RGB", (4, 4), ((37 * k) % 256, (91 * rnd) % 256, (k * 7 + rnd * 13) % 256))
+    im.paste(mark, (0, 0))
+    path = folder / f"{photo.stem}-s{k}-r{rnd}.jpg"
+    im.save(path, quality=90)
+    return path
+
+
 def random_edit(rng: random.Random, ids: list[int], size: tuple[int, int]) -> dict:
     """One random move, scale or delete of 1-3 of ``ids``; offsets in input pixels (up to 15 % of the side)."""
     pick = sorted(rng.sample(ids, min(len(ids), rng.randint(1, 3))))
@@ -107,7 +125,7 @@ class Session(threading.Thread):
 
         self.client = Client(self.url, verbose=False)
         for rnd in range(1, self.args.rounds + 1):
-            photo = self.photos[(self.k + rnd) % len(self.photos)]
+            photo = unique_copy(self.photos[(self.k + rnd) % len(self.photos)], self.k, rnd, self.photos[0].parent)
             out = self.call(rnd, "/partition", handle_file(str(photo)))
             if out is not None:
                 doc = json.loads(out[1])
