@@ -228,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.sessions < 1 or args.rounds < 1 or args.edits < 0:
         p.error("--sessions and --rounds must be at least 1, --edits at least 0")
 
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a killed run still stops its server (finally)
     server = None
     with tempfile.TemporaryDirectory(prefix="eie-load-") as tmp:
         photos = make_photos(Path(tmp))
