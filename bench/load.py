@@ -8,10 +8,11 @@
 Each session is one ``gradio_client.Client`` in its own thread. In every round each session
 uploads one photo to ``/partition`` and then sends the same photo to ``/edit`` five times
 (``--edits``), its spec growing by one random edit each time (a move, a scale or a delete of
-one to three random elements of that photo, ids from the ``/partition`` answer), as a visitor
-refining an edit would. Photos cycle through the bundled ones resized to mixed sizes
-(:data:`SIZES`, long side), each upload marked so that no two sessions or rounds send the same
-picture (:func:`unique_copy`): the server cannot reuse one visitor's work for another. The rounds are synchronised: a round ends when every session has
+one to three elements of that photo that are still there, ids from the ``/partition`` answer;
+:func:`random_edit`), as a visitor refining an edit would. Photos cycle through the bundled
+ones resized to mixed sizes (:data:`SIZES`, long side), each upload marked so that no two
+sessions or rounds send the same picture (:func:`unique_copy`): the server cannot reuse one
+visitor's work for another. The rounds are synchronised: a round ends when every session has
 finished it; then the server's RSS is read.
 
 Per round it prints: calls, failures, p50/p95 latency of ``/partition`` and ``/edit`` (as the
@@ -80,23 +81,21 @@ def unique_copy(photo: Path, k: int, rnd: int, folder: Path) -> Path:
 
 
 def random_edit(rng: random.Random, ids: list[int], size: tuple[int, int]) -> dict:
-    """One random move, scale or delete of 1-3 of ``ids``; offsets in input pixels (up to 15 % of the side)."""
+    """One random move, scale or delete of 1-3 of ``ids``; offsets in input pixels (up to 15 % of the side).
+
+    Moves and scales do not delete the elements they cover (``"collide": false``), so a later
+    edit of the same spec never names an element that an earlier one removed; the caller drops
+    deleted ids from ``ids``.
+    """
     pick = sorted(rng.sample(ids, min(len(ids), rng.randint(1, 3))))
     op = rng.choice(("move", "move", "scale", "delete"))
     if op == "move":
         w, h = size
-        return {
-            "op": "move",
-            "elements": pick,
-            "dx": round(rng.uniform(-0.15, 0.15) * w, 1),
-            "dy": round(rng.uniform(-0.15, 0.15) * h, 1),
-        }
+        dx, dy = round(rng.uniform(-0.15, 0.15) * w, 1), round(rng.uniform(-0.15, 0.15) * h, 1)
+        return {"op": "move", "elements": pick, "dx": dx, "dy": dy, "collide": False}
     if op == "scale":
-        return {
-            "op": "scale",
-            "elements": pick,
-            "factor": round(rng.choice((rng.uniform(0.6, 0.9), rng.uniform(1.1, 1.6))), 2),
-        }
+        factor = round(rng.choice((rng.uniform(0.6, 0.9), rng.uniform(1.1, 1.6))), 2)
+        return {"op": "scale", "elements": pick, "factor": factor, "collide": False}
     return {"op": "delete", "elements": pick}
 
 
@@ -117,7 +116,10 @@ class Session(threading.Thread):
                 print(f"  session {self.k} round {rnd} {endpoint} {time.perf_counter() - t0:.1f} s", flush=True)
             return out
         except Exception as err:  # gradio_client raises AppError (the server's sentence) or a transport error
-            self.records.append((rnd, endpoint, time.perf_counter() - t0, f"{type(err).__name__}: {str(err)[:160]}"))
+            why = f"{type(err).__name__}: {str(err)[:160]}"
+            self.records.append((rnd, endpoint, time.perf_counter() - t0, why))
+            if self.args.verbose:
+                print(f"  session {self.k} round {rnd} {endpoint} FAILED: {why}", flush=True)
             return None
 
     def run(self) -> None:
@@ -134,6 +136,8 @@ class Session(threading.Thread):
                 edits = []
                 for _ in range(self.args.edits):
                     edits.append(random_edit(self.rng, ids, size))
+                    if edits[-1]["op"] == "delete":
+                        ids = [i for i in ids if i not in edits[-1]["elements"]]
                     spec = {"version": 1, "edits": edits, "seed": self.rng.randrange(1000)}
                     self.call(rnd, "/edit", handle_file(str(photo)), json.dumps(spec), self.args.decoder, None)
             self.barrier.wait()  # the round ends for everyone
