@@ -317,6 +317,28 @@ def test_unreadable_uploads_are_one_sentence_on_the_api_too(tmp_path):
             assert "accepted: PNG, JPEG" in msg and "Unreadable" not in msg and str(tmp_path) not in msg
 
 
+def test_a_pasted_image_the_server_cannot_store_is_its_fault_and_logged(tmp_path, monkeypatch, caplog):
+    import base64
+
+    from gradio.data_classes import ImageData
+
+    from elements.ui.upload import UploadImage
+
+    comp = UploadImage(type="filepath", format="png")
+    monkeypatch.setattr(comp, "GRADIO_CACHE", str(tmp_path))
+
+    def disk_full(self, data):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_bytes", disk_full)
+    url = "data:image/png;base64," + base64.b64encode(b"\x89PNG not really").decode()
+    with caplog.at_level("ERROR", logger="elements.app"), pytest.raises(gr.Error) as err:
+        comp.preprocess(ImageData(url=url, orig_name="photo.png"))
+    assert str(err.value.message) == "The server could not store the pasted image; please try again."
+    record = next(r for r in caplog.records if "storing a pasted image" in r.getMessage())
+    assert record.exc_info and record.exc_info[0] is OSError
+
+
 def test_unexpected_upload_errors_are_logged_not_shown(fresh, monkeypatch, caplog):
     session, _ = fresh
     el = session.elements
@@ -327,7 +349,7 @@ def test_unexpected_upload_errors_are_logged_not_shown(fresh, monkeypatch, caplo
     monkeypatch.setattr(h, "load_for_app", broken)
     with caplog.at_level("ERROR", logger="elements.app"):
         session, canvas, text, *_ = h.on_image(session, COFFEE)  # a new file (the same one is skipped)
-    assert session.elements is el and "could not be read as an image" in text
+    assert session.elements is el and "went wrong on the server while decoding" in text
     assert "KeyError" not in text and "internal detail" not in text
     assert any(r.exc_info and "internal detail" in str(r.exc_info[1]) for r in caplog.records)  # the traceback
     monkeypatch.setattr(api, "load_for_app", broken)
@@ -335,6 +357,31 @@ def test_unexpected_upload_errors_are_logged_not_shown(fresh, monkeypatch, caplo
         api.api_partition(ASTRONAUT)
     assert "KeyError" not in str(err.value.message) and "internal detail" not in str(err.value.message)
     assert sum(bool(r.exc_info) for r in caplog.records) == 2
+
+
+def test_a_partition_failing_during_an_upload_names_partitioning_not_the_file(fresh, monkeypatch, caplog):
+    session, _ = fresh
+    el = session.elements
+
+    def broken(loaded):
+        raise RuntimeError("onnxruntime: internal detail")
+
+    monkeypatch.setattr(h, "partition", broken)
+    with caplog.at_level("ERROR", logger="elements.app"):
+        session, canvas, text, *_ = h.on_image(session, CHELSEA)
+    assert session.elements is el and canvas is not None  # nothing lost
+    assert "Partitioning the image into elements failed" in text and "kept" in text
+    for blame in ("could not be read", "not an image", "RuntimeError", "internal detail", "chelsea"):
+        assert blame not in text
+    record = next(r for r in caplog.records if "partitioning an upload failed" in r.getMessage())
+    assert record.exc_info and "internal detail" in str(record.exc_info[1])  # the traceback is in the log
+
+    def out_of_memory(loaded):
+        raise MemoryError
+
+    monkeypatch.setattr(h, "partition", out_of_memory)
+    session, canvas, text, *_ = h.on_image(session, CHELSEA)
+    assert "Partitioning the image into elements ran out of memory" in text and "file" not in text
 
 
 def test_large_images_keep_full_resolution_and_the_canvas_is_capped(tmp_path):

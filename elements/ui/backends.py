@@ -212,6 +212,26 @@ def decoder(name: str):
         return _decoders[name]
 
 
+def sampler_defaults(name: str) -> tuple[int | None, float | None]:
+    """``(steps, guidance)`` the decoder ``name`` samples with when given none, as its CLI does; None without a sampler.
+
+    Read from the decoder's class, else its module (``DEFAULT_STEPS`` / ``DEFAULT_GUIDANCE``), never
+    copied here: the demo and ``python -m elements edit`` give the same image from the same spec.
+    """
+    import importlib
+
+    from elements.decoders import REGISTRY
+
+    if name not in REGISTRY:
+        raise UserError(f"Unknown decoder '{name}'; choose one of {', '.join(REGISTRY)}.")
+    module_name, _, class_name = REGISTRY[name].partition(":")
+    module = importlib.import_module(module_name)
+    cls = getattr(module, class_name)
+    steps = getattr(cls, "DEFAULT_STEPS", getattr(module, "DEFAULT_STEPS", None))
+    guidance = getattr(cls, "DEFAULT_GUIDANCE", getattr(module, "DEFAULT_GUIDANCE", None))
+    return (None if steps is None else int(steps)), (None if guidance is None else float(guidance))
+
+
 @functools.cache
 def _decoder_line(name: str) -> str:
     return decoder(name).describe()
@@ -221,7 +241,7 @@ def _decoder_line(name: str) -> str:
 PLAIN_DECODERS = {
     "diffusion": "the paper's element-conditioned diffusion decoder draws the result",
     "light": "the paper's light decoder draws the result (blurry by design)",
-    "pixel": "pixels are moved, holes are left grey",
+    "pixel": "pixels are moved, holes are left black",
     "pixel+sdedit": "pixels are moved, then SDEdit redraws the picture",
     "pixel+inpaint": "holes filled by classic inpainting",
 }
@@ -248,8 +268,9 @@ def decoder_settings(name: str) -> tuple[bool, str]:
 def _banner_parts(selected_decoder: str | None) -> tuple[str, str]:
     """``(headline, what runs)`` of the banner, as data; :func:`banner` and :func:`startup_summary` render it.
 
-    Nothing is called the paper's method unless it is: the SAM partition (Alg. 2) with the
-    ``light`` / ``diffusion`` decoders.
+    Nothing is called the paper's method unless it is: SAM ViT-B/L/H's Alg. 2 partition with
+    the ``light`` / ``diffusion`` decoders; with the distilled SAM (or refined borders) the
+    headline says it approximates it.
     """
     part = partitioner()
     name = selected_decoder or default_decoder()
@@ -264,20 +285,18 @@ def _banner_parts(selected_decoder: str | None) -> tuple[str, str]:
         elements = f"elements from {part.backend.upper()} superpixels (no SAM could be loaded; see Details)"
     else:
         elements = f"elements from a {part.backend.upper()} partition"
-    paper = part.backend == "sam" and name in PAPER_DECODERS
-    if paper:
-        head = "The paper's method"
-    elif name in PAPER_DECODERS or name == "pixel+sdedit" or "Stable Diffusion" in _plain_decoder(name):
-        head = "Baseline mode"
+    sam = part.backend == "sam"
+    paper_partition = sam and part.affinity.model_type != "vit_t" and part.refine != "borders"
+    if name in PAPER_DECODERS and paper_partition:
+        head, tail = "The paper's method", ""
+    elif name in PAPER_DECODERS and sam:  # a distilled SAM or refined borders: close to Alg. 2, not it
+        head, tail = "Approximation of the paper's method", " — the partition is not the paper's ViT-B Alg. 2"
+    elif name in PAPER_DECODERS:
+        head, tail = "Baseline mode", " — not the paper's full method"
+    elif name == "pixel+sdedit" or "Stable Diffusion" in _plain_decoder(name):
+        head, tail = "Baseline mode", " — not the paper's diffusion decoder"
     else:
-        head = "Fast CPU mode"
-    tail = (
-        ""
-        if paper
-        else " — not the paper's full method"
-        if name in PAPER_DECODERS
-        else " — not the paper's diffusion decoder"
-    )
+        head, tail = "Fast CPU mode", " — not the paper's diffusion decoder"
     return head, f"{elements}, {_plain_decoder(name)}{tail}."
 
 
@@ -370,6 +389,7 @@ __all__ = [
     "partition_backend",
     "partitioner",
     "sam_affinity",
+    "sampler_defaults",
     "start_loading",
     "startup_summary",
     "wait_until_loaded",

@@ -24,7 +24,6 @@ import gradio as gr
 import numpy as np
 
 from elements.errors import UserError
-from elements.image_io import ACCEPTED
 from elements.partition.objects import select_object as sam_select
 from elements.ui import backends
 from elements.ui.canvas import canvas_value, parse_gesture
@@ -125,33 +124,65 @@ def on_image(session: AppSession | None, image):
     """A new input (upload, example, "use as input"): partition it once.
 
     Returns (session, canvas, status, result, candidates, input widget). Never loses state: an
-    empty widget (✕) changes nothing; an unreadable file keeps the current image and its edits
-    and says why in the status line; a replaced image stays one Undo away.
+    empty widget (✕) changes nothing; a file that cannot be read, or a partition that fails,
+    keeps the current image and its edits and says which of the two went wrong in the status
+    line (:func:`_read_upload`, :func:`_partition_upload`); a replaced image stays one Undo away.
     """
     session = session or AppSession()
     keep = gr.skip()
     with session.lock:
         if image is None:
             return session, keep, keep, keep, keep, keep
+        key = _file_key(image)
+        if key is not None and key == session.input_key:
+            return session, keep, keep, keep, keep, keep
         try:
-            key = _file_key(image)
-            if key is not None and key == session.input_key:
-                return session, keep, keep, keep, keep, keep
-            loaded, note = load_for_app(image)
-            el, emb = partition(loaded)
-        except Exception as err:
-            if isinstance(err, UserError):
-                why = str(err)
-            else:
-                log.exception("reading an upload failed")
-                why = f"That file could not be read as an image ({ACCEPTED})."
+            loaded, note = _read_upload(image)
+            el, emb = _partition_upload(loaded)
+        except UserError as err:
             kept = " The current image and its edits are kept." if session.has_image else ""
-            return session, keep, status(session, f"**{why.rstrip('.')}.**{kept}"), keep, keep, None
+            return session, keep, status(session, f"**{str(err).rstrip('.')}.**{kept}"), keep, keep, None
         replaced = session.has_image and (session.editor.can_undo or bool(session.candidates))
         session.start(el, emb, note)
-        session.input_key, session.input_pixels = key, loaded.pixels
+        full = el.sources[0].full  # the decoded input, shared with the partition cache: no second copy
+        session.input_key = key
+        session.input_pixels = full if full is not None and full.shape == loaded.pixels.shape else loaded.pixels
         message = "The previous image and its edits are kept: Undo (Ctrl+Z) goes back to them." if replaced else ""
         return (*_shown(session, message), None, [], keep)
+
+
+def _read_upload(image):
+    """Decode an upload (:func:`load_for_app`); a failure that is not the file's is logged and said as the server's."""
+    try:
+        return load_for_app(image)
+    except UserError:  # the file's own problem, in the pixel budget's sentence (not an image, empty, too many pixels)
+        raise
+    except MemoryError:
+        log.exception("decoding an upload ran out of memory")
+        raise UserError("The server ran out of memory while decoding that image; try a smaller one.") from None
+    except Exception:  # a bug or the server's trouble, not the visitor's file: the log has the traceback
+        log.exception("decoding an upload failed")
+        raise UserError("Something went wrong on the server while decoding that file; please try again.") from None
+
+
+def _partition_upload(loaded):
+    """Partition a decoded upload; every failure names partitioning, never the file (the log has the traceback)."""
+    try:
+        return partition(loaded)
+    except UserError as err:  # e.g. the partition model could not be loaded (its one sentence)
+        why = str(err).rstrip(".")
+        why = why[0].lower() + why[1:] if why[:1].isupper() and why[1:2].islower() else why
+        raise UserError(f"The image could not be partitioned into elements: {why}.") from None
+    except MemoryError:
+        log.exception("partitioning an upload ran out of memory")
+        raise UserError(
+            "Partitioning the image into elements ran out of memory on the server; try a smaller image."
+        ) from None
+    except Exception:
+        log.exception("partitioning an upload failed")
+        raise UserError(
+            "Partitioning the image into elements failed on the server; please try again (the file itself was read)."
+        ) from None
 
 
 # --- the canvas ----------------------------------------------------------------------------------

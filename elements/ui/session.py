@@ -12,16 +12,20 @@ one tab (a fast double click) cannot interleave; different tabs never share a se
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from elements.errors import excerpt
 from elements.image_io import MIN_SIDE, LoadedImage, load_image
 from elements.types import ImageElements
 from elements.ui import backends
+from elements.ui.cache import BoundedCache
 from elements.ui.view import View, build_view
 
 #: Uploads larger than this on their long side are downscaled before partitioning; the UI says so.
@@ -29,6 +33,9 @@ from elements.ui.view import View, build_view
 #: results at the input's full resolution, so the demo keeps photos up to this size as they are
 #: (the canvas itself is sent at most elements.ui.canvas.DISPLAY_MAX_SIDE wide).
 APP_MAX_SIDE = 4096
+#: Replaced images a tab keeps for Undo (each holds its elements, full-resolution pixels, SAM
+#: embedding and candidates: up to ~100 MB at APP_MAX_SIDE); older ones are dropped.
+MAX_PAST_IMAGES = 3
 
 
 def load_for_app(path_or_image, what: str = "The image") -> tuple[LoadedImage, str]:
@@ -61,9 +68,32 @@ def upload_name(path_or_image, what: str = "The image") -> str:
     return what
 
 
+#: Partitions shared by every session, least recently used dropped first. An entry is the elements
+#: (with the input's decoded pixels, ``Source.full``) and SAM's embedding: ~16 MB for a 2048 × 1536
+#: photo, ~55 MB at :data:`APP_MAX_SIDE`; the budget bounds what a crowd sending many photos can hold.
+PARTITIONS = BoundedCache("partitions", max_bytes=384 * 2**20, max_items=32)
+
+
+def pixels_key(loaded: LoadedImage) -> tuple:
+    """What identifies a decoded input: its size and a digest of its pixels (~20 ms for 2048 × 1536)."""
+    px = np.ascontiguousarray(loaded.pixels)
+    digest = hashlib.blake2b(memoryview(px).cast("B"), digest_size=16).hexdigest()
+    return (px.shape, str(px.dtype), tuple(loaded.size), tuple(loaded.original_size or ()), digest)
+
+
 def partition(loaded: LoadedImage) -> tuple[ImageElements, object]:
-    """Partition with the shared partitioner; returns the elements and the SAM embedding (None without SAM)."""
+    """Partition with the shared partitioner; returns the elements and the SAM embedding (None without SAM).
+
+    The same pixels are partitioned once (:data:`PARTITIONS`): ``/edit`` calls on the photo a
+    ``/partition`` call or an upload has just partitioned reuse its elements, in any session.
+    The values are shared, so they are never written to (edits are pure functions).
+    """
     part = backends.partitioner()
+    settings = (type(part).__name__, id(part), repr(getattr(part, "params", dict)()))  # what partitions, and how
+    return PARTITIONS.get_or_compute((settings, *pixels_key(loaded)), lambda: _partition_now(part, loaded))
+
+
+def _partition_now(part, loaded: LoadedImage) -> tuple[ImageElements, object]:
     with backends.MODEL_LOCK:
         el = part(loaded)
         emb = part.affinity.embedding_state() if part.affinity is not None else None
@@ -132,7 +162,7 @@ class AppSession:
         from elements.editor import EditorSession
 
         if self.editor is not None:  # the image it replaces stays one undo away
-            self.past.append(self.snapshot())
+            self.past = [*self.past, self.snapshot()][-MAX_PAST_IMAGES:]
             self.future = []
         editor = EditorSession(backends.partitioner())
         editor.set_elements(el)
@@ -198,4 +228,13 @@ def delete_session(session: AppSession | None) -> None:
         session.cleanup()
 
 
-__all__ = ["APP_MAX_SIDE", "AppSession", "OtherImage", "Snapshot", "delete_session", "load_for_app", "partition"]
+__all__ = [
+    "APP_MAX_SIDE",
+    "PARTITIONS",
+    "AppSession",
+    "OtherImage",
+    "Snapshot",
+    "delete_session",
+    "load_for_app",
+    "partition",
+]

@@ -7,14 +7,18 @@ is passed on as a path: :func:`elements.ui.session.load_for_app` decodes it with
 budget (:mod:`elements.image_io`), and every unreadable file becomes the one sentence that
 budget owns ("... is not an image / is empty / has 1,600 Mpx, too many pixels to decode
 (accepted: ...)"), shown in the status line or as ``gr.Error`` like any other user error.
+A failure that is the server's (its disk) is logged with its traceback and said as the server's.
 The frontend is the stock image component.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 
 import gradio as gr
+
+log = logging.getLogger("elements.app")
 
 #: Longest ``data:`` URL taken (base64 of the 20 MB upload limit).
 MAX_DATA_URL_CHARS = 28 * 1024 * 1024
@@ -61,10 +65,16 @@ class UploadImage(gr.Image):
                 "The image data could not be read; upload a PNG, JPEG or WebP photo.", print_exception=False
             ) from err
         folder = Path(self.GRADIO_CACHE) / hashlib.sha256(data).hexdigest()[:32]
-        folder.mkdir(parents=True, exist_ok=True)
         name = _UNSAFE_NAME.sub("_", Path(orig_name or "").name)[:80].lstrip(".") or "upload"
         path = folder / name
-        path.write_bytes(data)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+        except OSError:  # the server's disk, not the visitor's file: the log has the traceback
+            log.exception("storing a pasted image in %s failed", folder)
+            raise gr.Error(
+                "The server could not store the pasted image; please try again.", print_exception=False
+            ) from None
         return str(path)
 
 
