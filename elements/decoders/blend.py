@@ -62,6 +62,10 @@ BLEND_BAND = 8
 CONT_SMOOTH, CONT_KEEP = 25.0, 50.0
 #: ...with the continuity measured this many output pixels to either side of the border.
 CONT_SPAN = 2
+#: The correction is edge-aware (guided by the layer, ``harmonic_fill(guide=)``): it spreads along background
+#: inside the footprint but not across the object's outline, and is screened (tied to 0 with this
+#: conductance) so that a region the outline cuts off, the object itself, keeps its colours.
+SCREEN = 1e-3
 
 
 def _disk(radius: float) -> np.ndarray:
@@ -194,7 +198,7 @@ def poisson_membrane(src: np.ndarray, dst: np.ndarray, mask: np.ndarray) -> np.n
     far_out = _nearest(src_f, outer if outer.any() else ~mask)
     jump = np.linalg.norm(far_out - far_in, axis=-1, keepdims=True)
     weight *= np.clip((CONT_KEEP - jump) / (CONT_KEEP - CONT_SMOOTH), 0.0, 1.0)
-    return harmonic_fill(diff * weight, mask, guide=src_f).astype(np.float32)
+    return harmonic_fill(diff * weight, mask, guide=src_f, screen=SCREEN).astype(np.float32)
 
 
 def place_seamless(image: np.ndarray, r: Rendered, grid_scale: float = 1.0) -> tuple[np.ndarray, int]:
@@ -235,6 +239,7 @@ __all__ = [
     "CONT_SMOOTH",
     "CONT_SPAN",
     "HIST_BINS",
+    "SCREEN",
     "STEP_KEEP",
     "STEP_SMOOTH",
     "ghost_band",

@@ -226,7 +226,9 @@ def _edge_weights(guide: np.ndarray | None, ys, xs, ny, nx) -> np.ndarray | floa
     return np.maximum(np.exp(-((d / EDGE_SCALE) ** 2)), 1e-4)
 
 
-def _harmonic_solve(values: np.ndarray, unknown: np.ndarray, guide: np.ndarray | None = None) -> np.ndarray:
+def _harmonic_solve(
+    values: np.ndarray, unknown: np.ndarray, guide: np.ndarray | None = None, screen: float = 0.0
+) -> np.ndarray:
     """Laplace's equation on ``unknown`` (5-point stencil, link weights from ``guide``: see
     :func:`harmonic_fill`) with Dirichlet values from the known 4-neighbours and a free (Neumann) image
     border; ``values (H, W, C) float64``. A region with no known neighbour gets the mean of the known pixels."""
@@ -256,7 +258,7 @@ def _harmonic_solve(values: np.ndarray, unknown: np.ndarray, guide: np.ndarray |
         np.add.at(rhs, b, wt[j < 0, None] * values[ny[ok][j < 0], nx[ok][j < 0]])
         known_nb[b] = True
     # a tiny diagonal term keeps a region without known neighbours solvable (it decays to 0 there)
-    data = np.concatenate([diag + 1e-9, *data])
+    data = np.concatenate([diag + 1e-9 + screen, *data])
     a = sp.csc_matrix((data, (np.concatenate(rows), np.concatenate(cols))), shape=(n, n))
     out[unknown] = splu(a).solve(rhs)
     _, comp = cv2.connectedComponents(unknown.astype(np.uint8), connectivity=4)
@@ -278,7 +280,11 @@ def _area_resize(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def harmonic_fill(
-    values: np.ndarray, unknown: np.ndarray, budget: int = HARMONIC_BUDGET, guide: np.ndarray | None = None
+    values: np.ndarray,
+    unknown: np.ndarray,
+    budget: int = HARMONIC_BUDGET,
+    guide: np.ndarray | None = None,
+    screen: float = 0.0,
 ) -> np.ndarray:
     """The membrane fill: ``values (H, W, C)`` (any real dtype) with the ``unknown (H, W) bool`` pixels
     replaced by the harmonic interpolation of their known surroundings (float64, same shape).
@@ -286,7 +292,9 @@ def harmonic_fill(
     Harmonic = the smoothest surface through the border values (Laplace's equation; Perez et al. 2003's
     membrane): a linear ramp is continued exactly. ``guide (H, W, 3)``: an image whose edges the membrane
     does not cross (edge-aware diffusion: each link conducts ``exp(-(d / EDGE_SCALE)^2)`` of the guide's
-    colour difference ``d``), e.g. a pasted object whose outline should stop a seam correction. More than
+    colour difference ``d``), e.g. a pasted object whose outline should stop a seam correction. ``screen``:
+    each unknown is also tied to 0 with this conductance (screened Poisson), so that a region the guide cuts
+    off decays to 0 instead of taking its weak neighbours' values (decay length ~ ``screen ** -0.5`` px). More than
     ``budget`` unknowns: solved on a grid downscaled to fit (a small pixel is unknown if any of its pixels
     is), then upsampled bilinearly.
     """
@@ -302,7 +310,7 @@ def harmonic_fill(
         return out[..., 0] if flat else out
     h, w = unknown.shape
     if n <= budget:
-        out = _harmonic_solve(vals, unknown, guide)
+        out = _harmonic_solve(vals, unknown, guide, screen)
     else:
         f = float(np.sqrt(budget / n))
         size = (max(4, round(w * f)), max(4, round(h * f)))
@@ -310,7 +318,7 @@ def harmonic_fill(
         s_unknown = known_w < 1.0 - 1e-6
         s_vals = _area_resize(np.where(unknown[..., None], 0.0, vals), size) / np.maximum(known_w, 1e-6)[..., None]
         s_guide = None if guide is None else _area_resize(guide, size)
-        small = _harmonic_solve(s_vals, s_unknown, s_guide)
+        small = _harmonic_solve(s_vals, s_unknown, s_guide, screen)
         up = cv2.resize(small.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR).reshape(h, w, -1)
         out = np.where(unknown[..., None], up.astype(np.float64), vals)
     return out[..., 0] if flat else out
