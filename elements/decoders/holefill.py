@@ -7,7 +7,8 @@ Engines (``engine=``):
   nearest-neighbour search over a coarse-to-fine pyramid. It continues *texture* (sky, fabric,
   wood grain) but not *structure*: an edge crossing the hole may break. Seeded, so a seed gives
   the same output. Pixels in ``exclude`` are neither filled nor copied from (moved elements, so
-  that a vacated region is never filled with the object that left it).
+  that a vacated region is never filled with the object that left it). A window whose texture has
+  a dominant period (:func:`regularity`) is searched with each pixel's phase as a guide.
 * ``"telea"`` — OpenCV's fast-marching inpainting (``cv2.inpaint``): diffuses colour inward from
   the hole's border; a smear on anything wider than a few pixels. ``exclude`` is honoured by
   filling it too and putting it back.
@@ -18,7 +19,8 @@ colour, and the fill shows as a blotchy field of slightly wrong colours. The fil
 are therefore replaced by the **harmonic (membrane) fill** of the hole from its border
 (:func:`harmonic_fill`, Laplace's equation solved with ``scipy.sparse``; it continues any linear
 ramp exactly): ``fill + G_sigma * (membrane - fill)``, with ``sigma =`` :data:`LOW_SIGMA`. PatchMatch
-supplies the texture (everything finer than ``sigma``), the membrane the shading.
+supplies the texture (everything finer than ``sigma``), the membrane the shading; its border values
+are local medians and it is edge-aware (:func:`smooth_base`), so structure is not spread as a haze.
 
 Bounded cost: holes are grouped into **windows** (each hole's bounding box grown by
 :data:`CONTEXT` of its size, at least :data:`MIN_CONTEXT` pixels; overlapping windows merged).
