@@ -60,11 +60,23 @@ BLEND_BAND = 8
 #: neighbouring pixels differ by at most CONT_SMOOTH (Euclidean RGB; noise and texture), and has an edge
 #: there (the object's outline: keep) above CONT_KEEP, linearly in between.
 CONT_SMOOTH, CONT_KEEP = 25.0, 50.0
+#: ...with the continuity measured this many output pixels to either side of the border.
+CONT_SPAN = 2
+#: The correction is edge-aware (guided by the layer, ``harmonic_fill(guide=)``): it spreads along background
+#: inside the footprint but not across the object's outline, and is screened (tied to 0 with this
+#: conductance) so that a region the outline cuts off, the object itself, keeps its colours.
+SCREEN = 1e-3
 
 
 def _disk(radius: float) -> np.ndarray:
     r = max(1, round(radius))
     return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+
+
+def _nearest(values: np.ndarray, where: np.ndarray) -> np.ndarray:
+    """``values (H, W, C)`` at the nearest pixel of ``where (H, W) bool`` (itself where True)."""
+    _, (iy, ix) = ndimage.distance_transform_edt(~where, return_indices=True)
+    return values[iy, ix]
 
 
 def _id_of_label(el: ImageElements) -> np.ndarray:
@@ -176,11 +188,17 @@ def poisson_membrane(src: np.ndarray, dst: np.ndarray, mask: np.ndarray) -> np.n
     diff = dst_f - src_f
     step = np.linalg.norm(diff, axis=-1, keepdims=True)
     weight = np.clip((STEP_KEEP - step) / (STEP_KEEP - STEP_SMOOTH), 0.0, 1.0)
-    # continuity of the layer's own source across its border: each outside pixel against the nearest inside one
-    _, (iy, ix) = ndimage.distance_transform_edt(~mask, return_indices=True)
-    jump = np.linalg.norm(src_f - src_f[iy, ix], axis=-1, keepdims=True)
+    # continuity of the layer's own source across its border, measured CONT_SPAN px to either side (an edge
+    # blurred by resampling or anti-aliasing is still an edge): the nearest pixel CONT_SPAN px outside the
+    # mask against the nearest pixel CONT_SPAN px inside it
+    span = _disk(CONT_SPAN)
+    inner = cv2.erode(mask.astype(np.uint8), span).astype(bool)
+    outer = ~cv2.dilate(mask.astype(np.uint8), span).astype(bool)
+    far_in = _nearest(src_f, inner if inner.any() else mask)
+    far_out = _nearest(src_f, outer if outer.any() else ~mask)
+    jump = np.linalg.norm(far_out - far_in, axis=-1, keepdims=True)
     weight *= np.clip((CONT_KEEP - jump) / (CONT_KEEP - CONT_SMOOTH), 0.0, 1.0)
-    return harmonic_fill(diff * weight, mask).astype(np.float32)
+    return harmonic_fill(diff * weight, mask, guide=src_f, screen=SCREEN).astype(np.float32)
 
 
 def place_seamless(image: np.ndarray, r: Rendered, grid_scale: float = 1.0) -> tuple[np.ndarray, int]:
@@ -201,7 +219,7 @@ def place_seamless(image: np.ndarray, r: Rendered, grid_scale: float = 1.0) -> t
         y0, y1 = max(0, ys.min() - pad), min(mask.shape[0], ys.max() + 1 + pad)
         x0, x1 = max(0, xs.min() - pad), min(mask.shape[1], xs.max() + 1 + pad)
         m = mask[y0:y1, x0:x1]
-        src = layer.warped[y0:y1, x0:x1]
+        src = layer.warp((y0, y1, x0, x1))
         corr = poisson_membrane(np.ascontiguousarray(src), np.ascontiguousarray(out[y0:y1, x0:x1]), m)
         if corr is None:
             continue
@@ -219,7 +237,9 @@ __all__ = [
     "CLOSE_PX",
     "CONT_KEEP",
     "CONT_SMOOTH",
+    "CONT_SPAN",
     "HIST_BINS",
+    "SCREEN",
     "STEP_KEEP",
     "STEP_SMOOTH",
     "ghost_band",

@@ -20,6 +20,7 @@ Two resolutions:
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 
 import cv2
@@ -83,13 +84,6 @@ def output_pixels(source) -> np.ndarray:
     return source.image[g.content_y : g.content_y + g.content_h, g.content_x : g.content_x + g.content_w]
 
 
-def _grid(source) -> tuple[np.ndarray, np.ndarray]:
-    """(scale, offset) per axis, ``(2,) float64`` (x, y): output-grid pixel = (canvas pixel - offset) * scale."""
-    g = source.geometry
-    h, w = output_pixels(source).shape[:2]
-    return np.array([w / g.content_w, h / g.content_h]), g.offset_xy
-
-
 @dataclass(frozen=True)
 class RenderedLayer:
     """One layer (elements sharing a source and a map) on the output grid."""
@@ -97,7 +91,20 @@ class RenderedLayer:
     members: np.ndarray  # (M,) int64 element ids (active ones)
     edited: bool  # moved / resized / composed
     mask: np.ndarray  # (H, W) bool, the output pixels this layer covers (before later layers paint over it)
-    warped: np.ndarray  # (H, W, 3) uint8, the layer's whole source mapped by the layer's map
+    pixels: np.ndarray  # (h, w, 3) uint8, the layer's source pixels (its full image or canvas content box)
+    a: np.ndarray  # (2,) float64 (x, y): output-grid pixel = a * source pixel + b (continuous pixels)
+    b: np.ndarray  # (2,) float64 (x, y)
+
+    def warp(self, box=None) -> np.ndarray:
+        """``(y1 - y0, x1 - x0, 3) uint8``: the layer's whole source mapped by its map, on the output-grid
+        window ``box = (y0, y1, x0, x1)`` (default: the whole grid); warped on demand, not stored."""
+        y0, y1, x0, x1 = box if box is not None else (0, *self.mask.shape[:1], 0, self.mask.shape[1])
+        return _warp_affine(self.pixels, self.a, self.b - np.array([x0, y0], float), (y1 - y0, x1 - x0))
+
+    @property
+    def warped(self) -> np.ndarray:
+        """``(H, W, 3) uint8``: :meth:`warp` on the whole grid."""
+        return self.warp()
 
 
 @dataclass(frozen=True)
@@ -107,15 +114,24 @@ class Rendered:
     ``image (H, W, 3) uint8`` with holes = :data:`HOLE_VALUE`; ``holes (H, W) bool``; ``shown (H, W) int32``:
     index into ``layers`` of the layer shown at each pixel (-1 = hole); ``base_labels (H, W) int32``: the
     source-0 partition label at each output pixel before any edit (-1 = dropped); ``full_res``: False
-    when source 0 carried no full image and the grid is the canvas content box.
+    when source 0 carried no full image and the grid is the canvas content box; ``original (H, W, 3)
+    uint8``: source 0's own pixels on the grid (the unedited input; a view, not a copy).
     """
 
     image: np.ndarray
     holes: np.ndarray
     shown: np.ndarray
     layers: list
-    base_labels: np.ndarray
     full_res: bool
+    original: np.ndarray
+    _labels0: np.ndarray  # (S, S) source 0's canvas labels
+    _grid: tuple  # (scale (2,), offset (2,)): output-grid pixel = (canvas pixel - offset) * scale
+
+    @functools.cached_property
+    def base_labels(self) -> np.ndarray:
+        """``(H, W) int32``: see the class docstring (sampled on first use)."""
+        h, w = self.holes.shape
+        return _sample(self._labels0.astype(np.int32), (1.0, 1.0, 0.0, 0.0), *self._grid, (0, h, 0, w), -1)
 
     @property
     def edited_cover(self) -> np.ndarray:
@@ -127,27 +143,47 @@ class Rendered:
         return out
 
 
-def _sample_labels(labels: np.ndarray, transform, grid_scale, grid_offset, shape) -> np.ndarray:
-    """Nearest inverse lookup of canvas ``labels (S, S)`` at the output pixels' centres; -1 outside."""
-    size = labels.shape[0]
+def _sample(canvas_map: np.ndarray, transform, grid_scale, grid_offset, box, fill) -> np.ndarray:
+    """Nearest inverse lookup of a canvas map ``(S, S)`` (labels or a footprint; dtype kept) through
+    ``transform`` at the centres of the output pixels in ``box = (y0, y1, x0, x1)``; ``fill`` outside it."""
+    size = canvas_map.shape[0]
     sx, sy, tx, ty = (float(v) for v in transform)
-    h, w = shape
-    cx = (np.arange(w) + 0.5) / grid_scale[0] + grid_offset[0]  # canvas x of each output column
-    cy = (np.arange(h) + 0.5) / grid_scale[1] + grid_offset[1]
+    y0, y1, x0, x1 = box
+    cx = (np.arange(x0, x1) + 0.5) / grid_scale[0] + grid_offset[0]  # canvas x of each output column
+    cy = (np.arange(y0, y1) + 0.5) / grid_scale[1] + grid_offset[1]
     ix = np.floor((cx - tx) / sx).astype(np.int64)
     iy = np.floor((cy - ty) / sy).astype(np.int64)
     okx, oky = (ix >= 0) & (ix < size), (iy >= 0) & (iy < size)
-    out = labels[np.clip(iy, 0, size - 1)[:, None], np.clip(ix, 0, size - 1)[None, :]]
-    return np.where(oky[:, None] & okx[None, :], out, -1).astype(np.int32)
+    # columns first, then whole rows (one copy per output row): far faster than a 2-D fancy index
+    out = np.take(canvas_map[:, np.clip(ix, 0, size - 1)], np.clip(iy, 0, size - 1), axis=0)
+    if not okx.all():
+        out[:, ~okx] = fill
+    if not oky.all():
+        out[~oky] = fill
+    return out
+
+
+def _footprint_box(footprint: np.ndarray, transform, grid_scale, grid_offset, shape):
+    """The output-grid window ``(y0, y1, x0, x1)`` that holds a canvas ``footprint (S, S) bool`` mapped by
+    ``transform`` (one pixel of slack each side), or None when it falls outside the grid."""
+    rows, cols = np.flatnonzero(footprint.any(axis=1)), np.flatnonzero(footprint.any(axis=0))
+    sx, sy, tx, ty = (float(v) for v in transform)
+    xs = (np.array([cols[0], cols[-1] + 1]) * sx + tx - grid_offset[0]) * grid_scale[0]
+    ys = (np.array([rows[0], rows[-1] + 1]) * sy + ty - grid_offset[1]) * grid_scale[1]
+    h, w = shape
+    x0, x1 = max(0, int(np.floor(xs.min())) - 1), min(w, int(np.ceil(xs.max())) + 1)
+    y0, y1 = max(0, int(np.floor(ys.min())) - 1), min(h, int(np.ceil(ys.max())) + 1)
+    return (y0, y1, x0, x1) if x0 < x1 and y0 < y1 else None
 
 
 def _warp_affine(image: np.ndarray, a, b, shape) -> np.ndarray:
     """Map ``image`` by ``p_out = a * p_in + b`` per axis (continuous pixels) onto a ``shape`` grid; bilinear,
-    Gaussian pre-filter when shrinking; an identity or integer shift copies pixels exactly."""
+    Gaussian pre-filter when shrinking; an integer shift copies pixels exactly, and the identity returns
+    ``image`` itself (read-only use)."""
     (ax, ay), (bx, by) = a, b
     h, w = shape
     if ax == 1.0 and ay == 1.0 and bx == 0.0 and by == 0.0 and image.shape[:2] == (h, w):
-        return image.copy()
+        return image
     src = image
     if ax < 1.0 or ay < 1.0:
         sig_x, sig_y = max(0.0, (1.0 / ax - 1.0) / 2.0), max(0.0, (1.0 / ay - 1.0) / 2.0)
@@ -178,10 +214,14 @@ def render(el: ImageElements, *, full_res: bool = True) -> Rendered:
         act = layer.members[el.active[layer.members]]
         if act.size == 0:
             continue
-        labels = _sample_labels(src.labels, layer.transform, scale0, off0, shape)
         lut = np.zeros(int(src.labels.max(initial=-1)) + 2, dtype=bool)
         lut[el.source_label[act] + 1] = True
-        mask = lut[labels + 1]
+        footprint = lut[src.labels + 1]  # (S, S) on the source's canvas, before the layer's map
+        box = _footprint_box(footprint, layer.transform, scale0, off0, shape) if footprint.any() else None
+        if box is None:
+            continue
+        mask = np.zeros(shape, dtype=bool)
+        mask[box[0] : box[1], box[2] : box[3]] = _sample(footprint, layer.transform, scale0, off0, box, False)
         if not mask.any():
             continue
         pix = output_pixels(src) if full_res else output_pixels(dataclasses.replace(src, full=None))
@@ -189,12 +229,12 @@ def render(el: ImageElements, *, full_res: bool = True) -> Rendered:
         s, t = np.asarray(layer.transform[:2], float), np.asarray(layer.transform[2:], float)
         a = scale0 * s / scale_k
         b = scale0 * (s * src.geometry.offset_xy + t - off0)
-        warped = _warp_affine(pix, a, b, shape)
-        image[mask] = warped[mask]
-        shown[mask] = len(out_layers)
-        out_layers.append(RenderedLayer(act, bool(el.edited[act].any()), mask, warped))
-    base = _sample_labels(src0.labels, (1.0, 1.0, 0.0, 0.0), scale0, off0, shape)
-    return Rendered(image, shown < 0, shown, out_layers, base, full_res)
+        layer_out = RenderedLayer(act, bool(el.edited[act].any()), mask, pix, a, b)
+        y0, y1, x0, x1 = box  # only the window the layer covers is warped and painted
+        np.copyto(image[y0:y1, x0:x1], layer_out.warp(box), where=mask[y0:y1, x0:x1, None])
+        np.copyto(shown[y0:y1, x0:x1], len(out_layers), where=mask[y0:y1, x0:x1])
+        out_layers.append(layer_out)
+    return Rendered(image, shown < 0, shown, out_layers, full_res, pix0, src0.labels, (scale0, off0))
 
 
 def to_input_size(image: np.ndarray, el: ImageElements) -> np.ndarray:

@@ -2,7 +2,9 @@
 
 A selection change only changes how elements are marked, so the expensive part — the pixel-edit
 preview, the owner map and its input-size label map — is computed once per edit in
-:func:`build_view`. The browser canvas (``elements/ui/canvas.js``) draws boundaries, the
+:func:`build_view`. The preview is the library's own full-resolution pixel editing
+(:func:`elements.decoders.pixel.render`, what the ``pixel`` decoder returns); the view adds only
+what is visual: holes drawn as a faded original. The browser canvas (``elements/ui/canvas.js``) draws boundaries, the
 selection, the edited elements and the hover highlight from ``photo`` and ``labels`` itself;
 :func:`draw` renders the same marks server-side (PNG overlays: the compose picker, tests)
 through the one renderer, :func:`elements.visualize.render_overlay`.
@@ -17,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from elements.decoders.pixel import pixel_edit
+from elements.decoders.pixel import output_pixels, render, to_input_size
 from elements.edit import element_at, owner_map
 from elements.types import ImageElements
 from elements.visualize import render_overlay
@@ -47,25 +49,22 @@ class View:
 def build_view(el: ImageElements, original: np.ndarray | None = None) -> View:
     """Pixel-edit preview of ``el`` (holes as a faded original), its label map and dot positions.
 
-    ``original``: ``(H_in, W_in, 3) uint8`` the input at full resolution, if known; wherever an
-    unedited element is shown, its pixels are taken from it rather than from the 512 canvas.
+    ``original``: ``(H_in, W_in, 3) uint8`` the input as loaded, if known: shown as it is while nothing
+    is edited. The preview itself is :func:`elements.decoders.pixel.render` at full resolution (the
+    input's own pixels wherever an unedited element is shown), resized to the input's size.
     """
     g = el.geometry
     owner = owner_map(el)
     labels = g.labels_to_input(owner).astype(np.int32)
-    if el.active.all() and not el.edited.any():
-        canvas = el.image  # unedited: show the photo itself, dropped pixels included
+    if el.active.all() and not el.edited.any():  # unedited: the photo itself, dropped pixels included
+        known = original is not None and original.shape == (g.input_h, g.input_w, 3)
+        photo = original if known else to_input_size(output_pixels(el.sources[0]), el)
     else:
-        canvas, holes = pixel_edit(el)
-        faded = (HOLE_ALPHA * el.image.astype(np.float32) + (1 - HOLE_ALPHA) * 96).astype(np.uint8)
-        canvas = np.where(holes[..., None], faded, canvas)
-    photo = np.ascontiguousarray(g.from_canvas(canvas))
-    if original is not None and original.shape == photo.shape:
-        if not el.edited.any() and el.active.all():
-            photo = np.ascontiguousarray(original)
-        else:
-            still = (labels >= 0) & ~np.r_[el.edited, False][labels]  # shown where it was partitioned
-            np.copyto(photo, original, where=still[..., None])
+        r = render(el)
+        image = r.image
+        image[r.holes] = (HOLE_ALPHA * r.original[r.holes].astype(np.float32) + (1 - HOLE_ALPHA) * 96).astype(np.uint8)
+        photo = to_input_size(image, el)
+    photo = np.ascontiguousarray(photo)
     dots = np.where(el.active[:, None], g.norm_to_input(el.centroids), np.nan)
     return View(el, photo, owner, labels, dots)
 
