@@ -172,6 +172,7 @@ class ReferenceAffinity:
         from elements.partition.sam import SamAffinity
 
         self.base = SamAffinity(sam)
+        self.lock = self.base.lock
         self.model = sam
         self._low = None  # ((image key, points bytes), (N, 4g, 4g) float32 tensor)
 
@@ -204,10 +205,8 @@ class ReferenceAffinity:
         if self._low is not None and self._low[0] == key:
             return self._low[1]
         self._low = None
-        p = self.base.predictor
-        size = self.base.geometry()[0]
-        coords = p.transform.apply_coords(np.asarray(points, dtype=np.float64) * size, p.original_size)
-        coords_t = torch.as_tensor(coords, dtype=torch.float32, device=p.device)[:, None, :]  # (N, 1, 2) SAM input px
+        features = self.base.embedding.features
+        coords_t = self.base._prompts(points)  # (N, 1, 2) SAM input px
         pe, md = self.model.prompt_encoder, self.model.mask_decoder
         out = []
         with torch.inference_mode():
@@ -218,7 +217,7 @@ class ReferenceAffinity:
                     points=(c, torch.ones(c.shape[:2], dtype=torch.int64, device=c.device)), boxes=None, masks=None
                 )
                 low, _ = md(
-                    image_embeddings=p.features,
+                    image_embeddings=features,
                     image_pe=image_pe,
                     sparse_prompt_embeddings=sparse,
                     dense_prompt_embeddings=dense,

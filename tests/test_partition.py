@@ -67,8 +67,8 @@ def test_sam_backend_with_tiny_random_sam(photo, request, tiny_sam):
 def test_sam_embedding_computed_once(tiny_sam, astronaut, monkeypatch):
     part = Partitioner("sam", sam_model=tiny_sam)
     calls = []
-    orig = part.affinity.predictor.set_image
-    monkeypatch.setattr(part.affinity.predictor, "set_image", lambda *a, **k: (calls.append(1), orig(*a, **k)))
+    orig = part.affinity._encode
+    monkeypatch.setattr(part.affinity, "_encode", lambda *a, **k: (calls.append(1), orig(*a, **k))[1])
     a = part(astronaut)
     b = part(astronaut)
     assert len(calls) == 1
@@ -412,7 +412,7 @@ def test_low_rank_decode_is_sams_own_decode(depth):
     with torch.inference_mode():
         sparse, dense = pe(points=(coords, torch.ones(9, 1, dtype=torch.int64)), boxes=None, masks=None)
         ref, _ = md(
-            image_embeddings=aff.predictor.features,
+            image_embeddings=aff.embedding.features,
             image_pe=pe.get_dense_pe(),
             sparse_prompt_embeddings=sparse,
             dense_prompt_embeddings=dense,
@@ -420,9 +420,9 @@ def test_low_rank_decode_is_sams_own_decode(depth):
         )
         ref = ref[:, 0]  # (9, 64, 64)
         tokens = torch.cat([torch.cat([md.iou_token.weight, md.mask_tokens.weight])[None].expand(9, -1, -1), sparse], 1)
-        src = aff.predictor.features + dense
+        src = aff.embedding.features + dense
         hs, keys = md.transformer(src, pe.get_dense_pe(), tokens)
-        side = sam_decode.ImageSide(sam, aff.predictor.features)
+        side = sam_decode.ImageSide(sam, aff.embedding.features)
         hs_lr, rep = sam_decode.two_way(side, tokens)
         assert float((hs_lr - hs[:, 1]).abs().max()) <= 1e-4
         assert float((rep.materialize() - keys).abs().max()) <= 1e-4
