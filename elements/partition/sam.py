@@ -38,7 +38,7 @@ from elements.partition.sam_models import MODEL_TYPES, build_tiny_sam, load_sam 
 CROP = 39
 #: prompts per decoder pass. Any size gives the same logits; 16 keeps its (B, K, T) tensors
 #: cache-sized on a CPU. On a GPU, SAM's own points_per_batch (64) fills the device better.
-PROMPT_CHUNK = {"cpu": 16, "cuda": 64}
+PROMPT_CHUNK = {"cpu": 8, "cuda": 64}
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,28 @@ def describe_model(model_type: str) -> str:
     if model_type == "vit_t":
         return "the distilled SAM vit_t (MobileSAM's TinyViT, approximating the paper's ViT-B)"
     return f"SAM {model_type}"
+
+
+def release_memory() -> None:
+    """Give the C heap's free pages back to the system (glibc's ``malloc_trim``; a no-op elsewhere).
+
+    The encoder's activations and the decoder's per-chunk temporaries are freed by onnxruntime and
+    torch but stay resident in glibc's heaps; a partition's peak RSS is the sum of the phases'
+    unless they are trimmed in between (``bench/budget.py``).
+    """
+    global _TRIM
+    if _TRIM is None:
+        try:
+            import ctypes
+
+            _TRIM = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _TRIM = False
+    if _TRIM:
+        _TRIM(0)
+
+
+_TRIM = None
 
 
 def _in_threads(fn, items: list, device) -> list:
@@ -154,6 +176,7 @@ class SamAffinity:
             if self.embedding is None or self.embedding.key != key:
                 self.clear()
                 self.embedding = self._encode(canvas, key)
+                release_memory()
 
     def use_image(self, canvas: np.ndarray, embedding: SamEmbedding | None = None) -> None:
         """Make the embedding that of ``canvas``: ``embedding`` if it belongs to it (a UI session's copy), the
@@ -276,6 +299,8 @@ class SamAffinity:
         logits = np.full((len(coords), g * g), -np.inf, dtype=np.float32)
         logits[:, rows.start * g : rows.stop * g] = np.concatenate([p for p, _ in done])
         self._decoded = (np.asarray(points, dtype=np.float32).tobytes(), coords, [s for _, s in done])
+        del done
+        release_memory()
         return logits, xy
 
     def dense(self, points: np.ndarray, boxes: np.ndarray) -> BoxAffinity:
@@ -320,6 +345,9 @@ class SamAffinity:
             for n, (ox, oy, win) in wins.items():
                 x0, y0, x1, y1 = boxes[n]
                 values[n, : y1 - y0, : x1 - x0] = win[y0 - oy : y1 - oy, x0 - ox : x1 - ox]
+        del done
+        kept.clear()  # the crops: this call was their last reader
+        release_memory()
         return BoxAffinity(values, boxes[:, :2], size)
 
     def _windows(self, state, idx: np.ndarray, lo: np.ndarray, hi: np.ndarray, empty: np.ndarray):

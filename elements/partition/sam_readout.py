@@ -10,7 +10,7 @@ only, so any subset of logits costs only its tokens:
   affinity inside the candidate boxes;
 * :class:`TokenCrop`: the decoder state restricted to a square token window per prompt, kept
   between the two phases instead of the whole state (:class:`~elements.partition.sam_decode.TokenRep`
-  holds ~1.6 MB per prompt over all g × g = 4096 tokens; a crop of 39 × 39 tokens ~0.7 MB).
+  holds ~1.6 MB per prompt over all g × g = 4096 tokens; a crop of 39 × 39 tokens ~0.4 MB, coefficients in float16).
 
 Both :class:`~elements.partition.sam_decode.TokenRep` (through :func:`project_tokens`) and
 :class:`TokenCrop` give ``X[b, t] @ weightᵀ`` at given tokens, with the same arithmetic, so a
@@ -25,6 +25,10 @@ import torch.nn.functional as F
 #: Kernel positions ((a, b), (c, e)) of the one logit per token that Alg. 2's plain assignment
 #: reads: low-res pixel (4i + 2, 4j + 2) of token (i, j), whose centre is canvas (8j + 5, 8i + 5) px.
 SAMPLE_POS = ((1, 1), (0, 0))
+#: How a :class:`TokenCrop` stores its coefficients: float16 halves the kept state. They feed only Eq. 1's
+#: dense affinity, a sigmoid weighed against β·d²; the plain assignment's samples are read from the full-precision
+#: state (``bench/partition.py``'s agreement column measures the whole provider against the full decode).
+COEF_DTYPE = torch.float16
 
 
 def _shared_projection(side, a: torch.Tensor, norms: int, weight: torch.Tensor, name: str) -> torch.Tensor:
@@ -73,7 +77,8 @@ class TokenCrop:
         idx = window_index(origin, (w, w), rep.side.g)
         groups = [g for g in rep.all_groups() if g.n]
         self.rows = torch.cat([g.e() for g in groups], dim=1)  # (B, K, C)
-        self.coef = torch.cat([g.flat().gather(2, idx[:, None, :].expand(-1, g.n, -1)) for g in groups], dim=1)
+        coef = [g.flat().gather(2, idx[:, None, :].expand(-1, g.n, -1)) for g in groups]
+        self.coef = torch.cat(coef, dim=1).to(COEF_DTYPE)  # (B, K, w²)
         self.alpha = rep.alpha.gather(1, idx)  # (B, w²)
 
     def holds(self, origin: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -98,7 +103,7 @@ class TokenCrop:
         local = (idx // g - self.origin[:, 1:2]) * self.w + (idx % g - self.origin[:, 0:1])  # (B, n)
         b, d = idx.shape[0], weight.shape[0]
         out = aw.index_select(0, idx.flatten()).view(b, -1, d)
-        coef = self.coef.gather(2, local[:, None, :].expand(-1, self.coef.shape[1], -1))  # (B, K, n)
+        coef = self.coef.gather(2, local[:, None, :].expand(-1, self.coef.shape[1], -1)).to(aw.dtype)  # (B, K, n)
         out.baddbmm_(coef.transpose(1, 2), self.rows @ weight.T)
         return out.mul_(self.alpha.gather(1, local)[..., None])
 
