@@ -62,7 +62,7 @@ def canvas_key(canvas: np.ndarray) -> str:
 def describe_model(model_type: str) -> str:
     """The SAM model in words, for every place that names it (CLI, banner, benchmarks)."""
     if model_type == "vit_t":
-        return "the distilled SAM vit_t (MobileSAM's TinyViT, approximating the paper's ViT-B)"
+        return "the distilled SAM vit_t, MobileSAM's TinyViT approximating the paper's ViT-B"
     return f"SAM {model_type}"
 
 
