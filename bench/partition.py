@@ -202,7 +202,7 @@ class ReferenceAffinity:
         state = self.base.embedding_state()
         if state is None:
             raise RuntimeError("call set_image first")
-        key = (state[0], np.asarray(points, dtype=np.float32).tobytes())
+        key = (state.key, np.asarray(points, dtype=np.float32).tobytes())
         if self._low is not None and self._low[0] == key:
             return self._low[1]
         self._low = None
