@@ -488,7 +488,9 @@ def test_sam_provider_decodes_once_per_iteration(tiny_sam, astronaut, monkeypatc
     orig = sam_decode.two_way
     monkeypatch.setattr(sam_decode, "two_way", lambda *a, **k: (calls.append(1), orig(*a, **k))[1])
     part(astronaut)
-    chunks = -(-256 // 16)
+    from elements.partition.sam import PROMPT_CHUNK
+
+    chunks = -(-256 // PROMPT_CHUNK["cpu"])
     assert len(calls) == chunks and part.affinity._decoded is None
 
 
