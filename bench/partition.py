@@ -7,7 +7,7 @@
 
 ``decode`` (the default; 8 real photos: the 4 bundled ones and 4 scikit-image photos): Alg. 2
 with the shipped provider, :class:`~elements.partition.sam.SamAffinity` (the exact low-rank
-decode of elements/partition/sam_decode.py), against :class:`ReferenceAffinity`, the full
+decode of elements/partition/sam_decode.py), against :class:`bench.sam_reference.ReferenceAffinity`, the full
 decode: segment-anything's own ``sam.mask_decoder`` for every prompt over every token. Per
 photo: the encoder's seconds (run once), each provider's Alg. 2 seconds (interleaved, best of
 ``--repeats``) and their ratio, upload → elements with the low-rank decode (encoder + Alg. 2),
@@ -33,8 +33,9 @@ same way for comparison.
 ``rocket``: clicks needed to select the rocket in assets/rocket.jpg with SLIC cells (one per cell
 >= 50 % inside SAM's rocket mask) and with one object click; writes docs/images/sam_vs_slic.png.
 
-Targets: upload → elements <= 3 s at 512² on a 2-core CPU; pixel agreement >= 97 % with the
-reference on every photo.
+Targets (issue 20): upload → elements <= 1.5 s warm at 512² on a 2-core CPU; pixel agreement >= 99 %
+with the reference on every photo. The shipped provider decodes its prompt chunks in parallel
+Python threads with one torch thread each; the reference runs on torch's own intra-op threads.
 """
 
 from __future__ import annotations
@@ -63,7 +64,6 @@ OBJECTS = {
     "chelsea": {"eye": (135, 85, 205, 145), "nose": (235, 220, 295, 265)},
 }
 SKIMAGE_PHOTOS = ("camera", "coins", "clock", "immunohistochemistry")
-REFERENCE_BATCH = 64  # prompts per mask_decoder call: SAM's points_per_batch
 NOISE_STDS = (1e-4, 1e-2)  # plain table: Gaussian noise on the sample logits
 TIE_GAP = 1e-4  # plain table: a top-2 gap below this counts as a near tie
 
@@ -152,115 +152,10 @@ def labels_from_samples(
     return cleanup(assign_with_distance(s, c, valid, part.beta, part.distance))  # lines 7-8
 
 
-class ReferenceAffinity:
-    """Alg. 2's affinity provider on segment-anything's own mask decoder: the full decode, for reference.
-
-    Each prompt is decoded by ``sam.mask_decoder`` (``multimask_output=False``, batches of
-    :data:`REFERENCE_BATCH` prompts), over every image token, giving low-res logits
-    ``(N, 4g, 4g)`` = (N, 256, 256). :meth:`samples` reads them at low-res pixel
-    (4i + ``offset``, 4j + ``offset``) of token (i, j) (``offset`` 2 is where
-    :meth:`SamAffinity.samples <elements.partition.sam.SamAffinity.samples>` reads); :meth:`dense`
-    is their sigmoid bilinearly upsampled (``align_corners=False``) to the whole S × S canvas,
-    boxes ignored. The image embedding lives in a :class:`~elements.partition.sam.SamAffinity`
-    (``set_image``, ``embedding_state``, ``restore_embedding`` delegate to it); the latest
-    prompts' logits are kept (64 MB for 256 prompts).
-    """
-
-    name = "sam"
-
-    def __init__(self, sam) -> None:
-        from elements.partition.sam import SamAffinity
-
-        self.base = SamAffinity(sam)
-        self.model = sam
-        self._low = None  # ((image key, points bytes), (N, 4g, 4g) float32 tensor)
-
-    @property
-    def model_type(self) -> str:
-        return self.base.model_type
-
-    @property
-    def model_file(self) -> str | None:
-        return self.base.model_file
-
-    def set_image(self, canvas: np.ndarray) -> None:
-        self.base.set_image(canvas)
-
-    def embedding_state(self):
-        return self.base.embedding_state()
-
-    def restore_embedding(self, state) -> None:
-        self.base.restore_embedding(state)
-        self._low = None
-
-    def low_res(self, points: np.ndarray):
-        """segment-anything's single-mask low-res logits for ``points (N, 2)`` normalised (x, y): ``(N, 4g, 4g)`` tensor."""
-        import torch
-
-        state = self.base.embedding_state()
-        if state is None:
-            raise RuntimeError("call set_image first")
-        key = (state[0], np.asarray(points, dtype=np.float32).tobytes())
-        if self._low is not None and self._low[0] == key:
-            return self._low[1]
-        self._low = None
-        p = self.base.predictor
-        size = self.base.geometry()[0]
-        coords = p.transform.apply_coords(np.asarray(points, dtype=np.float64) * size, p.original_size)
-        coords_t = torch.as_tensor(coords, dtype=torch.float32, device=p.device)[:, None, :]  # (N, 1, 2) SAM input px
-        pe, md = self.model.prompt_encoder, self.model.mask_decoder
-        out = []
-        with torch.inference_mode():
-            image_pe = pe.get_dense_pe()
-            for i in range(0, len(coords_t), REFERENCE_BATCH):
-                c = coords_t[i : i + REFERENCE_BATCH]
-                sparse, dense = pe(
-                    points=(c, torch.ones(c.shape[:2], dtype=torch.int64, device=c.device)), boxes=None, masks=None
-                )
-                low, _ = md(
-                    image_embeddings=p.features,
-                    image_pe=image_pe,
-                    sparse_prompt_embeddings=sparse,
-                    dense_prompt_embeddings=dense,
-                    multimask_output=False,
-                )
-                out.append(low[:, 0].float())  # (B, 4g, 4g)
-            low = torch.cat(out)
-        self._low = (key, low)
-        return low
-
-    def sample_xy(self, offset: int = 2) -> np.ndarray:
-        """``(g*g, 2) float32``: canvas positions (x, y) normalised of low-res pixels (4i + offset, 4j + offset), raster order."""
-        size, g, scale = self.base.geometry()
-        centre = ((4 * np.arange(g) + offset + 0.5) * scale) / size  # the same arithmetic as SamAffinity.samples
-        gx, gy = np.meshgrid(centre, centre)
-        return np.stack([gx.ravel(), gy.ravel()], axis=1).astype(np.float32)
-
-    def samples(self, points: np.ndarray, region=None, *, offset: int = 2) -> tuple[np.ndarray, np.ndarray]:
-        """SAM's logits at low-res pixel (4i + offset, 4j + offset) of each token: ``(N, g*g) float32``, and :meth:`sample_xy`."""
-        low = self.low_res(points)
-        g = self.base.geometry()[1]
-        vals = low[:, offset::4, offset::4][:, :g, :g].reshape(len(low), -1)
-        return vals.cpu().numpy(), self.sample_xy(offset)
-
-    def dense(self, points: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-        """The full affinity ``(N, S, S) float32`` in [0, 1] on the whole canvas (``boxes`` ignored)."""
-        import torch
-        import torch.nn.functional as F
-
-        size, g, scale = self.base.geometry()
-        up_size = int(round(4 * g * scale))
-        low = self.low_res(points)
-        with torch.inference_mode():
-            up = F.interpolate(
-                torch.sigmoid(low)[:, None], size=(up_size, up_size), mode="bilinear", align_corners=False
-            )[:, 0, :size, :size]
-        return np.ascontiguousarray(up.cpu().numpy())
-
-
 def run_decode(args, part_cls, load_tinysam) -> None:
     import torch
 
+    from bench.sam_reference import ReferenceAffinity
     from elements.image_io import load_image
     from elements.partition import to_canvas
     from elements.partition.algorithm import query_grid
@@ -327,6 +222,7 @@ def run_plain(args, part_cls, load_tinysam) -> None:
 
     import torch
 
+    from bench.sam_reference import ReferenceAffinity
     from elements.image_io import load_image
     from elements.partition import to_canvas
     from elements.partition.algorithm import query_grid

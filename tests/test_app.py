@@ -443,7 +443,7 @@ def test_object_gestures_go_through_select_object(tiny_sam, monkeypatch):
 
     def disc(self, points=None, labels=None, box=None, size=512):
         """SAM's mask stand-in: a disc of radius 80 around the first click (canvas pixels), or the box itself."""
-        seen.append(self._image_key)
+        seen.append(self.embedding.key)
         yy, xx = np.mgrid[:size, :size] + 0.5
         if box is not None:
             x0, y0, x1, y1 = box
@@ -454,7 +454,7 @@ def test_object_gestures_go_through_select_object(tiny_sam, monkeypatch):
     monkeypatch.setattr(SamAffinity, "mask", disc)
     x, y = 256.0, 200.0
     session, value, _ = gesture(session, type="object", points=[[x, y, True]])
-    assert seen == [session.sam_embedding[0]]  # the astronaut's embedding, not the coffee's
+    assert seen == [session.sam_embedding.key]  # the astronaut's embedding, not the coffee's
     el = session.elements
     g = el.geometry
 

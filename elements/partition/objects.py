@@ -35,10 +35,12 @@ def elements_in_mask(
     return np.flatnonzero((shown > 0) & (frac >= min_fraction)).astype(np.int64)
 
 
-def object_mask(el: ImageElements, affinity, *, points: Sequence = (), box=None) -> np.ndarray:
+def object_mask(el: ImageElements, affinity, *, points: Sequence = (), box=None, embedding=None) -> np.ndarray:
     """SAM's mask ``(S, S) bool`` on the canvas for prompts in input pixels (see :func:`select_object`).
 
-    The SAM embedding of ``el``'s canvas must already be set on ``affinity``.
+    Holds ``affinity.lock`` while it makes SAM's embedding that of ``el``'s canvas
+    (:meth:`~elements.partition.sam.SamAffinity.use_image`: ``embedding`` when it belongs to that
+    canvas, else the current one when it does, else the encoder runs) and asks SAM for the mask.
     """
     g = el.geometry
     pts = np.asarray([(p[0], p[1]) for p in points], dtype=np.float64).reshape(-1, 2)
@@ -63,7 +65,9 @@ def object_mask(el: ImageElements, affinity, *, points: Sequence = (), box=None)
         if x1 - x0 < 2 or y1 - y0 < 2:
             raise UserError("The box is too small or outside the image; drag a box around the object.")
         canvas_box = (g.input_to_norm(np.array([[x0, y0], [x1, y1]])) * g.size).reshape(4)
-    mask = affinity.mask(canvas_pts, labels if len(pts) else None, canvas_box)
+    with affinity.lock:
+        affinity.use_image(el.image, embedding)
+        mask = affinity.mask(canvas_pts, labels if len(pts) else None, canvas_box)
     return mask & g.content_mask()
 
 
@@ -75,18 +79,21 @@ def select_object(
     box=None,
     min_fraction: float = MIN_FRACTION,
     owner: np.ndarray | None = None,
+    embedding=None,
 ) -> np.ndarray:
     """Ids (``int64``) of the active elements with ``>= min_fraction`` of their shown pixels inside SAM's mask.
 
     ``points``: sequence of ``(x, y, positive: bool)`` in input pixels (negative clicks remove);
     ``box``: ``(x0, y0, x1, y1)`` input pixels, or None. ``affinity``: a
-    :class:`~elements.partition.sam.SamAffinity` whose embedding is set for ``el``'s canvas.
+    :class:`~elements.partition.sam.SamAffinity`; ``embedding``: a
+    :class:`~elements.partition.sam.SamEmbedding` kept from ``el``'s partition (optional; one
+    of another canvas is never used, see :func:`object_mask`).
     ``owner``: optional ``(S, S)`` owner map (:func:`elements.edit.owner_map`) to reuse.
     Raises UserError when SAM's mask is empty or contains no element.
     """
     from elements.edit import owner_map
 
-    mask = object_mask(el, affinity, points=points, box=box)
+    mask = object_mask(el, affinity, points=points, box=box, embedding=embedding)
     if not mask.any():
         raise UserError("SAM found no object there; click on the object itself or drag a box around it.")
     own = owner_map(el) if owner is None else owner

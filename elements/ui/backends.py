@@ -275,12 +275,7 @@ def _banner_parts(selected_decoder: str | None) -> tuple[str, str]:
     part = partitioner()
     name = selected_decoder or default_decoder()
     if part.backend == "sam":
-        kind = part.affinity.model_type
-        elements = (
-            f"elements from a small distilled SAM ({part.method}; approximates the paper's ViT-B)"
-            if kind == "vit_t"
-            else f"elements from SAM {kind} ({part.method})"
-        )
+        elements = f"elements from {part.affinity.description} ({part.method})"
     elif part.note:
         elements = f"elements from {part.backend.upper()} superpixels (no SAM could be loaded; see Details)"
     else:

@@ -249,10 +249,14 @@ def select_object(session: AppSession, *, points=(), box=None) -> np.ndarray:
     ok, why = backends.object_mode_status()
     if not ok or session.sam_embedding is None:
         raise UserError(f"Object selection is not available: {why}.")
-    affinity = backends.sam_affinity()
-    with backends.MODEL_LOCK:
-        affinity.restore_embedding(session.sam_embedding)
-        return sam_select(session.elements, affinity, points=points, box=box, owner=session.view().owner)
+    return sam_select(
+        session.elements,
+        backends.sam_affinity(),
+        points=points,
+        box=box,
+        owner=session.view().owner,
+        embedding=session.sam_embedding,
+    )
 
 
 def _undo(session: AppSession) -> None:
