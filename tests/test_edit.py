@@ -6,19 +6,7 @@ import pytest
 from elements import edit
 from elements.errors import UserError
 from elements.partition import Partitioner
-
-FIELDS = (
-    "centroids",
-    "sizes",
-    "areas",
-    "patches",
-    "source_index",
-    "source_label",
-    "source_centroids",
-    "source_sizes",
-    "active",
-    "edited",
-)
+from elements.types import ARRAY_FIELDS as FIELDS
 
 
 @pytest.fixture(scope="module")

@@ -324,7 +324,7 @@ def test_user_error_carries_the_edit_and_the_ui_shows_only_the_message(el):
 # --- the windowed collision rule equals the full-canvas one -------------------------------------------
 def _collide_reference(el, ids):
     """The collision rule as first written: every layer rasterised over the whole canvas."""
-    from elements.edit import _label_lut, layers
+    from elements.warp import label_lut, layers
 
     ids = np.asarray(ids, dtype=np.int64)
     mine = np.zeros(el.num_elements, dtype=bool)
@@ -337,7 +337,7 @@ def _collide_reference(el, ids):
             cover |= np.isin(layer.warped, el.source_label[sel])
     active = el.active.copy()
     for layer in lays:
-        lut = _label_lut(el, layer)
+        lut = label_lut(el, layer)
         w = layer.warped
         visible = np.bincount(w[w >= 0], minlength=lut.size)
         hit = np.bincount(w[(w >= 0) & cover], minlength=lut.size)
