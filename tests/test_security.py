@@ -13,9 +13,10 @@ from odd_inputs import SECRET, bomb_jpeg, bomb_png
 from PIL import Image
 from scipy import ndimage
 
+from elements.apply import apply_spec
 from elements.errors import UserError, excerpt
 from elements.image_io import MIN_SIDE, load_image
-from elements.spec import apply_spec, load_spec, parse_spec
+from elements.spec import load_spec, parse_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 ASTRONAUT = ROOT / "assets" / "astronaut.jpg"

@@ -14,12 +14,12 @@ import numpy as np
 from elements.decoders.result import ran_of
 from elements.errors import UserError
 from elements.image_io import save_png
-from elements.spec import EditSpec
+from elements.spec import SEED_RANGE, EditSpec, check_setting
 from elements.ui import backends
 from elements.ui.handlers import MAX_CANDIDATES, need_image, status, user_errors
 from elements.ui.session import AppSession
 
-MAX_SEED = 2**32 - 1  # the spec's seed range
+MAX_SEED = SEED_RANGE[1]  # the seed field's maximum: the spec schema's (elements.spec owns the limits)
 
 
 @backends.gpu(duration=120)
@@ -70,16 +70,12 @@ def export_spec(
 
 
 def _check_settings(seed, steps, guidance, n) -> tuple[int, int, float, int]:
+    """The Generate controls as numbers, within the spec schema's limits (:func:`elements.spec.check_setting`)."""
+    seed, steps, guidance = (check_setting(k, v) for k, v in (("seed", seed), ("steps", steps), ("guidance", guidance)))
     try:
-        seed, steps, guidance, n = int(seed), int(steps), float(guidance), int(n)
-    except (TypeError, ValueError):
-        raise UserError("Seed, steps, guidance and the number of candidates must be numbers.") from None
-    if not 0 <= seed <= MAX_SEED:
-        raise UserError(f"The seed must be between 0 and {MAX_SEED}.")
-    if not 1 <= steps <= 1000:
-        raise UserError("The number of steps must be between 1 and 1000.")
-    if not (np.isfinite(guidance) and 0 <= guidance <= 100):
-        raise UserError("The guidance scale must be between 0 and 100.")
+        n = int(n)
+    except (TypeError, ValueError) as err:
+        raise UserError("The number of candidates must be a number.") from err
     if not 1 <= n <= MAX_CANDIDATES:
         raise UserError(f"Ask for 1 to {MAX_CANDIDATES} candidates.")
     return seed, steps, guidance, n
