@@ -125,7 +125,7 @@ def run(args) -> int:
         seed=args.seed,
         steps=args.steps,
         guidance=args.guidance,
-        labels={name: f"--{name}" for name, _, _ in SETTING_FLAGS},
+        labels={"prompt": "--prompt", **{name: f"--{name}" for name, _, _ in SETTING_FLAGS}},
     )
     pending = None
     if not args.elements:  # the partition model loads while the image decodes

@@ -84,10 +84,10 @@ class EditSpec:
     def override(self, *, labels: dict | None = None, **given) -> EditSpec:
         """This spec with each setting in ``given`` that is not None replacing the spec's own.
 
-        ``given``: any of ``prompt``, ``seed``, ``steps``, ``guidance``, ``decoder`` (e.g. command-line
-        flags, where None = not given: ``--steps 0`` is 0, and refused). Seed, steps and guidance are
-        checked against the schema's limits (:func:`check_setting`); ``labels`` names them in the
-        error sentence (``{"steps": "--steps"}``).
+        ``given``: any of ``prompt``, ``seed``, ``steps``, ``guidance`` (e.g. command-line flags, where
+        None = not given: ``--steps 0`` is 0, and refused). Each is checked against the schema's
+        limits (:func:`check_setting`, :data:`MAX_PROMPT_CHARS`); ``labels`` names them in the error
+        sentence (``{"steps": "--steps"}``).
         """
         labels = labels or {}
         changes = {}
@@ -96,7 +96,9 @@ class EditSpec:
                 continue
             if name in LIMITS:
                 value = check_setting(name, value, label=labels.get(name))
-            elif name not in ("prompt", "decoder"):
+            elif name == "prompt":
+                value = check_prompt(value, label=labels.get(name))
+            else:
                 raise TypeError(f"EditSpec.override() got an unexpected setting {name!r}")
             changes[name] = value
         return dataclasses.replace(self, **changes)
@@ -119,6 +121,8 @@ SEED_RANGE: tuple[int, int] = _range("seed")
 STEPS_RANGE: tuple[int, int] = _range("steps")
 GUIDANCE_RANGE: tuple[float, float] = tuple(float(v) for v in _range("guidance"))
 LIMITS = {"seed": SEED_RANGE, "steps": STEPS_RANGE, "guidance": GUIDANCE_RANGE}
+#: Longest prompt a spec (and so the demo) takes, in characters: the schema's.
+MAX_PROMPT_CHARS: int = schema()["properties"]["prompt"]["maxLength"]
 _LABELS = {"seed": "The seed", "steps": "The number of steps", "guidance": "The guidance scale"}
 
 
@@ -143,6 +147,16 @@ def check_setting(name: str, value, *, label: str | None = None) -> int | float:
         shown = (lo, hi) if whole else (f"{lo:g}", f"{hi:g}")
         raise UserError(f"{label} must be {kind} between {shown[0]} and {shown[1]}, got {excerpt(value)}.")
     return int(v) if whole else v
+
+
+def check_prompt(prompt, *, label: str | None = None) -> str:
+    """``prompt`` if it is text of at most :data:`MAX_PROMPT_CHARS` characters; else UserError naming ``label``."""
+    label = label or "The prompt"
+    if not isinstance(prompt, str):
+        raise UserError(f"{label} must be text.")
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise UserError(f"{label} is longer than {MAX_PROMPT_CHARS} characters ({len(prompt)}).")
+    return prompt
 
 
 #: Deepest JSON nesting a valid spec needs is 5 (spec > edits > edit > points > point); deeper is refused.
@@ -420,12 +434,14 @@ __all__ = [
     "LIMITS",
     "MAX_DEPTH",
     "MAX_NUMBER",
+    "MAX_PROMPT_CHARS",
     "OPS",
     "SCHEMA_PATH",
     "SEED_RANGE",
     "SPEC_VERSION",
     "STEPS_RANGE",
     "EditSpec",
+    "check_prompt",
     "check_setting",
     "load_spec",
     "parse_spec",

@@ -12,7 +12,7 @@ from elements.cli import main
 from elements.editor import edit_image
 from elements.errors import UserError
 from elements.partition import Partitioner
-from elements.spec import STEPS_RANGE, EditSpec, load_spec, schema
+from elements.spec import MAX_PROMPT_CHARS, STEPS_RANGE, EditSpec, load_spec, schema
 from elements.ui import api, backends
 from elements.ui import generate as gen
 from elements.ui import handlers as h
@@ -110,5 +110,8 @@ def test_limits_are_the_schemas():
         with pytest.raises(UserError, match="The number of steps must be an integer between"):
             EditSpec().override(steps=bad)
     assert EditSpec(steps=7).override(steps=None).steps == 7  # None = not given
+    assert MAX_PROMPT_CHARS == schema()["properties"]["prompt"]["maxLength"]
+    with pytest.raises(UserError, match=f"--prompt is longer than {MAX_PROMPT_CHARS} characters"):
+        EditSpec().override(prompt="x" * (MAX_PROMPT_CHARS + 1), labels={"prompt": "--prompt"})
     with pytest.raises(UserError, match=f"between {lo} and {hi}"):  # the demo's Generate controls
         gen._check_settings(0, hi + 1, 3.0, 1)

@@ -14,7 +14,7 @@ import numpy as np
 from elements.decoders.result import ran_of
 from elements.errors import UserError
 from elements.image_io import save_png
-from elements.spec import SEED_RANGE, EditSpec, check_setting
+from elements.spec import SEED_RANGE, EditSpec, check_prompt, check_setting
 from elements.ui import backends
 from elements.ui.handlers import MAX_CANDIDATES, need_image, status, user_errors
 from elements.ui.session import AppSession
@@ -122,9 +122,7 @@ def generate(session, decoder_name: str, prompt: str, seed, steps, guidance, n_c
     if not uses:
         prompt, n_candidates = "", 1
     seed, steps, guidance, n = _check_settings(seed, steps, guidance, n_candidates)
-    prompt = (prompt or "").strip()
-    if len(prompt) > 2000:
-        raise UserError("The prompt is longer than 2000 characters.")
+    prompt = check_prompt((prompt or "").strip())
     with session.lock:
         session.editor.prompt, session.editor.seed = prompt, seed
         progress(0.0, desc="decoding")
