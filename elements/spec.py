@@ -78,9 +78,6 @@ class EditSpec:
 
         return write_text(path, self.to_json() + "\n")
 
-    def with_edits(self, edits) -> EditSpec:
-        return dataclasses.replace(self, edits=tuple(dict(e) for e in edits))
-
     def override(self, *, labels: dict | None = None, **given) -> EditSpec:
         """This spec with each setting in ``given`` that is not None replacing the spec's own.
 
