@@ -21,6 +21,7 @@ import gradio as gr
 
 from elements import memory
 from elements.errors import UserError
+from elements.spec import GUIDANCE_RANGE, SEED_RANGE, STEPS_RANGE
 from elements.ui import api, backends
 from elements.ui import generate as gen
 from elements.ui import handlers as h
@@ -125,11 +126,13 @@ def _panel(ui) -> None:
     with gr.Group(visible=uses) as ui.settings:
         ui.prompt = gr.Textbox(label="Prompt (describes the scene; used for removal and variation)", max_lines=2)
         with gr.Row():
-            ui.seed = gr.Number(0, precision=0, minimum=0, maximum=gen.MAX_SEED, label="Seed", min_width=80)
+            ui.seed = gr.Number(
+                0, precision=0, minimum=SEED_RANGE[0], maximum=SEED_RANGE[1], label="Seed", min_width=80
+            )
             ui.n = gr.Slider(1, h.MAX_CANDIDATES, value=1, step=1, label="Candidates", min_width=120)
         with gr.Row():
-            ui.steps = gr.Slider(1, 100, step=1, min_width=120, **steps0)
-            ui.guidance = gr.Slider(0.0, 15.0, step=0.5, min_width=120, **guidance0)
+            ui.steps = gr.Slider(STEPS_RANGE[0], 100, step=1, min_width=120, **steps0)
+            ui.guidance = gr.Slider(GUIDANCE_RANGE[0], 15.0, step=0.5, min_width=120, **guidance0)
     ui.run = gr.Button("Generate", variant="primary", elem_id="generate")
     with gr.Row():
         ui.use = gr.Button("Use result as input", size="sm", elem_id="use-result")

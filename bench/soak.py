@@ -94,8 +94,9 @@ def cli_figures(tmp: Path) -> None:
         f"CLI 10,000 one-element moves: exit {code}, {dt:.1f} s in all (start-up, partition, edits, decode), "
         f"peak RSS {peak:.0f} MB {err}"
     )
+    from elements.apply import apply_spec
     from elements.partition import Partitioner
-    from elements.spec import apply_spec, load_spec
+    from elements.spec import load_spec
 
     el = Partitioner("grid")(img)
     s = load_spec(spec)

@@ -1,5 +1,4 @@
-"""Default model locations, each overridable by an environment variable (and a CLI flag), and the
-accepted range of the sampler settings (:func:`sampler_limits`, read from the spec's schema).
+"""Default model locations, each overridable by an environment variable (and a CLI flag).
 
 One table, so the README, the CLI, the app and the tests agree. A value is either a local
 path or a Hugging Face Hub reference. For single files the Hub form is ``repo_id:path/in/repo``
@@ -9,7 +8,6 @@ path or a Hugging Face Hub reference. For single files the Hub form is ``repo_id
 
 from __future__ import annotations
 
-import functools
 import os
 from dataclasses import dataclass
 
@@ -68,33 +66,3 @@ ALL = {
     "stage1_checkpoint": STAGE1_CHECKPOINT,
     "stage2_checkpoint": STAGE2_CHECKPOINT,
 }
-
-
-# --- limits of the sampler settings ----------------------------------------------------------------
-@dataclass(frozen=True)
-class Limit:
-    """The accepted range of one setting, inclusive at both ends."""
-
-    minimum: float
-    maximum: float
-
-    def __contains__(self, value: float) -> bool:
-        return self.minimum <= value <= self.maximum
-
-
-def sampler_limits() -> dict[str, Limit]:
-    """``{"seed": Limit(0, 2**32 - 1), "steps": Limit(1, 1000), "guidance": Limit(0, 100)}``.
-
-    Read from the edit spec's schema (``elements/spec_schema.json``, the one place the limits are
-    written), so a spec, a command-line flag, the API and the demo accept the same values.
-    """
-    return dict(_sampler_limits())
-
-
-@functools.cache
-def _sampler_limits() -> tuple[tuple[str, Limit], ...]:
-    import json
-    from pathlib import Path
-
-    props = json.loads((Path(__file__).with_name("spec_schema.json")).read_text())["properties"]
-    return tuple((k, Limit(props[k]["minimum"], props[k]["maximum"])) for k in ("seed", "steps", "guidance"))

@@ -1,9 +1,11 @@
 """``python -m elements edit IMAGE --spec SPEC.json --out OUT.png``: apply an edit spec and decode.
 
 The image is partitioned (or its saved elements loaded with ``--elements``), the spec's edits
-are applied in order (:mod:`elements.spec`) and the chosen decoder renders the result at the
-input's size. An empty edit list is a reconstruction. The command prints the partition backend
-and the decoder that ran. Every problem with the inputs is one ``error: ...`` line, exit
+are applied in order and the chosen decoder renders the result at the input's size, all by
+:func:`elements.editor.edit_image` (the demo's ``/edit`` endpoint takes the same path). An
+empty edit list is a reconstruction. The command prints the partition backend and the decoder
+that ran. A ``--seed``, ``--steps`` or ``--guidance`` that is given wins over the spec's (0 is
+a value, not "not given") and is checked against the spec schema's limits. Every problem with the inputs is one ``error: ...`` line, exit
 status 2, and no output file is written (the PNG is written to a temporary name and renamed).
 """
 
@@ -17,8 +19,15 @@ from pathlib import Path
 from elements import defaults
 from elements.errors import UserError
 from elements.partition.options import add_partition_args
+from elements.spec import LIMITS
 
 DECODERS = ("auto", "pixel", "pixel+inpaint", "pixel+sdedit", "light", "diffusion")
+#: The decoder settings a flag may give instead of the spec: (name, type, help).
+SETTING_FLAGS = (
+    ("seed", int, "random seed (default: the spec's, else 0)"),
+    ("steps", int, "denoising steps (default: the spec's, else the decoder's own: {own})"),
+    ("guidance", float, "guidance scale (default: the spec's, else the decoder's own: {own})"),
+)
 
 
 def _own(setting: str) -> str:
@@ -78,13 +87,14 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         "--strength", type=float, default=0.7, help="SDEdit strength for pixel+sdedit (paper: 0.5, 0.7, 0.9)"
     )
     p.add_argument("--prompt", default=None, help="text prompt (overrides the spec's)")
-    p.add_argument("--seed", type=int, default=None, help="random seed (overrides the spec's; default 0)")
-    p.add_argument(
-        "--steps", type=int, default=None, help=f"denoising steps (default: the decoder's own; {_own('steps')})"
-    )
-    p.add_argument(
-        "--guidance", type=float, default=None, help=f"guidance scale (default: the decoder's own; {_own('guidance')})"
-    )
+    for name, kind, what in SETTING_FLAGS:  # limits: the spec schema's (elements.spec.LIMITS)
+        lo, hi = LIMITS[name]
+        p.add_argument(
+            f"--{name}",
+            type=kind,
+            default=None,
+            help=f"{what.format(own=_own(name)) if name != 'seed' else what}; {lo:g} to {hi:.10g}",
+        )
     p.add_argument(
         "--device", default=None, help="torch device for model decoders (default cuda if available, else cpu)"
     )
@@ -107,9 +117,10 @@ def decoder_options(name: str, args) -> dict:
 
 def run(args) -> int:
     from elements.decoders import best_available, get_decoder
+    from elements.decoders.result import ran_of
+    from elements.editor import edit_image
     from elements.image_io import MIN_SIDE, load_image, save_png
-    from elements.memory import release_memory
-    from elements.spec import apply_spec, load_spec
+    from elements.spec import load_spec
     from elements.types import ImageElements
 
     out = Path(args.out)
@@ -117,10 +128,15 @@ def run(args) -> int:
         raise UserError(f"--out must name a .png file, got '{out}'.")
     if out.is_dir():
         raise UserError(f"--out '{out}' is a folder; give a file name ending in .png.")
-    if args.seed is not None and args.seed < 0:
-        raise UserError(f"--seed must be >= 0, got {args.seed}.")
-    spec = load_spec(args.spec)  # cheap checks first, before any model loads
-    part = None
+    # cheap checks first, before any model loads; a flag that is given wins over the spec (None = not given)
+    spec = load_spec(args.spec).override(
+        prompt=args.prompt,
+        seed=args.seed,
+        steps=args.steps,
+        guidance=args.guidance,
+        labels={"prompt": "--prompt", **{name: f"--{name}" for name, _, _ in SETTING_FLAGS}},
+    )
+    pending = None
     if not args.elements:  # the partition model loads while the image decodes
         from elements.partition import Partitioner
 
@@ -128,8 +144,9 @@ def run(args) -> int:
     image = load_image(args.image, min_side=MIN_SIDE)
     if image.reduced:  # spec coordinates and the output are at the size it is used at
         print(f"note: {image.note('The input')}", file=sys.stderr)
-    if not args.elements:  # joined before the decoder loads: two threads importing torch at once is not safe
-        part = pending()
+    # joined before the decoder loads (two threads importing torch at once is not safe); held in a dict that
+    # hands it to edit_image, so that nothing here keeps the model alive once edit_image lets it go
+    models = {"partitioner": pending()} if pending else {}
 
     name = args.decoder or spec.decoder or "auto"
     if name == "auto":
@@ -138,48 +155,42 @@ def run(args) -> int:
 
     if args.elements:
         try:
-            el = ImageElements.load(args.elements)
+            source = ImageElements.load(args.elements)
         except ValueError as err:
             raise UserError(f"--elements: {err}.") from err
-        if (el.geometry.input_w, el.geometry.input_h) != image.size:
+        if (source.geometry.input_w, source.geometry.input_h) != image.size:
             raise UserError(
-                f"--elements were made from a {el.geometry.input_w}x{el.geometry.input_h} image, "
+                f"--elements were made from a {source.geometry.input_w}x{source.geometry.input_h} image, "
                 f"but {args.image} is {image.size[0]}x{image.size[1]}."
             )
-        part, how = None, f"loaded from {args.elements} ({el.meta.get('partition', {}).get('backend', '?')})"
+        how = f"loaded from {args.elements} ({source.meta.get('partition', {}).get('backend', '?')})"
     else:
+        part = models["partitioner"]
         if part.note:
             print(f"note: {part.note}", file=sys.stderr)
-        el = part(image)
-        how = part.describe()
-    print(f"partition: {el.num_elements} elements, {how}")
+        source, how = image, part.describe()
+        del part
 
-    edited = apply_spec(el, spec, partitioner=part)
+    t0 = time.perf_counter()
+    # the partition model's memory goes back once the edits (and compose sources) are done, before decoding
+    release = "partitioner" in models
+    res = edit_image(
+        source, spec, decoder=decoder, partitioner=models.pop("partitioner", None), release_partitioner=release
+    )
+    dt = time.perf_counter() - t0
+    el, edited, result = res.original, res.elements, res.image
     n_del = int((el.active.sum() + (edited.num_elements - el.num_elements)) - edited.active.sum())
-    del part  # compose sources are cut: the partition model's memory goes back before decoding
-    release_memory()
+    print(f"partition: {el.num_elements} elements, {how}")
     print(
         f"edits: {len(spec.edits)} applied; {int(edited.edited.sum())} elements edited, {n_del} deleted"
         + ("" if spec.edits else " (empty edit list: reconstruction)")
     )
     print(f"decoder: {decoder.describe()}")
 
-    t0 = time.perf_counter()
-    result = decoder(
-        edited,
-        prompt=spec.prompt if args.prompt is None else args.prompt,
-        seed=spec.seed if args.seed is None else args.seed,
-        steps=args.steps or spec.steps,
-        guidance=args.guidance if args.guidance is not None else spec.guidance,
-    )
-    dt = time.perf_counter() - t0
-
     out.parent.mkdir(parents=True, exist_ok=True)
     save_png(out, result)
     if args.save_elements:
         edited.save(args.save_elements)
-    from elements.decoders.result import ran_of
-
     note = getattr(result, "note", "")
     print(f"ran: {ran_of(result, decoder.name)}" + (f" — {note}" if note else ""))
     print(f"wrote {out} ({result.shape[1]}x{result.shape[0]}) in {dt:.2f} s")

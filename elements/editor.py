@@ -15,16 +15,24 @@ are list moves, and :meth:`EditorSession.to_spec` gives back the edits made so f
 
 A session is single-user state (the Gradio app keeps one per browser tab in ``gr.State``);
 models (partitioner, encoder, decoders) can be shared between sessions.
+
+:func:`edit_image` is the one-shot form, image + spec -> image, that the ``edit`` CLI and the
+demo's ``/edit`` endpoint call: a session set to the image, the spec applied, one render. The
+demo's editor keeps its session instead and applies one gesture at a time; the same spec gives
+the same image on all three (``tests/test_edit_image.py``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
+from elements.apply import OpenRun, apply_edits, select
+from elements.compose_sources import LoadOther, compose_loader
 from elements.errors import UserError
-from elements.spec import EditSpec, OpenRun, apply_edits, default_loader, load_spec, select
+from elements.spec import EditSpec, load_spec
 from elements.types import ImageElements
 
 
@@ -40,20 +48,31 @@ class EditorSession:
             decoder that needs them lends its own encoder on the first render (encoding once).
         decoder_options: options passed to :func:`elements.decoders.get_decoder` when
             :meth:`render` is given a decoder *name*; decoders are built once and cached.
+        load_other: ``source -> ImageElements`` for compose edits (:mod:`elements.compose_sources`);
+            default :func:`~elements.compose_sources.compose_loader` with this session's partitioner
+            (or one like the image's), made for each image.
 
-    Consecutive moves/scales of the same elements coalesce (:mod:`elements.spec`, "Re-moving
+    Consecutive moves/scales of the same elements coalesce (:mod:`elements.apply`, "Re-moving
     repositions"): each is still its own undo step, but the value after each is the run's
     placement with collisions computed once, so a second drag does not punch a second hole.
     """
 
-    def __init__(self, partitioner=None, *, encoder=None, decoder_options: dict | None = None) -> None:
+    def __init__(
+        self,
+        partitioner=None,
+        *,
+        encoder=None,
+        decoder_options: dict | None = None,
+        load_other: LoadOther | None = None,
+    ) -> None:
         self._partitioner = partitioner
+        self._load_other = load_other
         self._encode = self._as_encode(encoder)
         self.decoder_options = dict(decoder_options or {})
         self._decoders: dict[str, object] = {}
         self._values: list[ImageElements] = []  # _values[0] = as partitioned; one per applied step
         self._steps: list[tuple[dict, ...]] = []  # the edits that led from _values[k] to _values[k + 1]
-        self._runs: list[OpenRun | None] = []  # the coalescing run open at _values[k] (elements.spec, "Re-moving")
+        self._runs: list[OpenRun | None] = []  # the coalescing run open at _values[k] (elements.apply, "Re-moving")
         self._pos = -1
         self._others: Callable[[str], ImageElements] | None = None
         self.prompt = ""
@@ -90,20 +109,24 @@ class EditorSession:
         if self._encode is not None and el.embeddings is None:
             el = self._encode(el)
         self._values, self._steps, self._runs, self._pos = [el], [], [None], 0
-        part = self.partitioner if self._partitioner is not None else None
-        loader = default_loader(part, like=el)  # caches each partitioned compose source
-        encoded: dict[int, ImageElements] = {}
+        loader = self._load_other or compose_loader(self._partitioner, like=el)  # caches each compose source
+        encoded: dict[str, ImageElements] = {}  # keyed by the source as written: the loader's own key
 
         def load_other(source: str) -> ImageElements:
             other = loader(source)
             if self._encode is None or other.embeddings is not None:
                 return other
-            if id(other) not in encoded:  # encode each compose source once, like the image itself
-                encoded[id(other)] = self._encode(other)
-            return encoded[id(other)]
+            if source not in encoded:  # encode each compose source once, like the image itself
+                encoded[source] = self._encode(other)
+            return encoded[source]
 
         self._others = load_other
         return el
+
+    def release_partitioner(self) -> None:
+        """Drop the partitioner and the compose loader (no more :meth:`set_image` or compose edits after this),
+        so a one-shot run can give their memory back before decoding."""
+        self._partitioner = self._load_other = self._others = None
 
     def _require(self) -> None:
         if self._pos < 0:
@@ -165,13 +188,12 @@ class EditorSession:
         self._require()
         spec = None
         if isinstance(spec_or_edit, dict) and "op" in spec_or_edit:
-            edits = [spec_or_edit]
-        elif isinstance(spec_or_edit, (list, tuple)):
-            edits = list(spec_or_edit)
-        else:
+            spec_or_edit = [spec_or_edit]
+        if isinstance(spec_or_edit, (list, tuple)):
+            checked = load_spec({"version": 1, "edits": list(spec_or_edit)}).edits  # same validation as a spec file
+        else:  # load_spec validates a path, text or dict; an EditSpec is already checked
             spec = load_spec(spec_or_edit)
-            edits = [_anchor(e, spec.base_dir) for e in spec.edits]
-        checked = load_spec({"version": 1, "edits": edits}).edits  # same validation as a spec file
+            checked = tuple(_anchor(e, spec.base_dir) for e in spec.edits)
         # a move/scale of the elements the previous step moved/scaled continues its run: collisions
         # are computed once against the final placement, exactly as apply_spec replays the spec
         el, run = apply_edits(
@@ -179,7 +201,7 @@ class EditorSession:
             checked,
             load_other=self._others,
             run=self._runs[self._pos],
-            first=1 if len(checked) > 1 else 0,
+            first=1 if spec is not None or len(checked) > 1 else 0,  # a spec's edits are numbered
         )
         if spec is not None:
             self.prompt, self.seed = spec.prompt, spec.seed
@@ -254,6 +276,66 @@ class EditorSession:
         )
 
 
+@dataclass(frozen=True)
+class EditResult:
+    """What :func:`edit_image` made: the decoded ``image`` (``(H_in, W_in, 3) uint8``, a
+    :class:`~elements.decoders.result.DecodedImage` where the decoder says what ran), the elements
+    as partitioned (``original``) and after the spec's edits (``elements``)."""
+
+    image: np.ndarray
+    original: ImageElements
+    elements: ImageElements
+
+
+def edit_image(
+    image,
+    spec: EditSpec,
+    *,
+    decoder,
+    partitioner=None,
+    load_other: LoadOther | None = None,
+    encoder=None,
+    release_partitioner: bool = False,
+    progress=None,
+) -> EditResult:
+    """Image + edit spec -> edited image: the one path of the ``edit`` CLI, the demo's ``/edit`` endpoint
+    and (one step at a time) the demo's editor.
+
+    ``image``: a path, PIL image, ``(H, W, 3) uint8`` array or LoadedImage, partitioned with
+    ``partitioner`` (default ``Partitioner("auto")``); or :class:`ImageElements` already
+    partitioned (e.g. ``ImageElements.load(dir)``, or under the demo's model lock). ``spec``: a
+    parsed :class:`~elements.spec.EditSpec` (``load_spec`` for trusted input, ``parse_spec`` for
+    untrusted text); its ``prompt``, ``seed``, ``steps`` and ``guidance`` go to the decoder
+    (:meth:`EditSpec.override` sets them from flags). ``decoder``: a decoder or its name.
+    ``load_other``: the compose loader (:mod:`elements.compose_sources`; default: one that cuts
+    sources with ``partitioner``, or like the image; sources relative to the spec file are found).
+    ``release_partitioner``: after the edits, drop the partitioner and the loader and give their
+    memory back before decoding (a one-shot command; never where the partitioner is shared).
+
+    It is :class:`EditorSession`'s path — :meth:`~EditorSession.set_elements`,
+    :meth:`~EditorSession.apply`, :meth:`~EditorSession.render` — so the demo, which keeps a
+    session and applies one gesture at a time, decodes the same image from the same edits.
+    """
+    if not isinstance(spec, EditSpec):
+        raise TypeError(f"edit_image takes a parsed EditSpec (elements.spec.load_spec), not {type(spec).__name__}")
+    session = EditorSession(partitioner, encoder=encoder, load_other=load_other)
+    if isinstance(image, ImageElements):
+        session.set_elements(image)
+    else:
+        session.set_image(image)
+    session.apply(spec)
+    if release_partitioner:
+        from elements.memory import release_memory
+
+        del partitioner, load_other
+        session.release_partitioner()
+        release_memory()
+    out = session.render(
+        decoder, prompt=spec.prompt, seed=spec.seed, steps=spec.steps, guidance=spec.guidance, progress=progress
+    )
+    return EditResult(out, session.original, session.elements)
+
+
 def _anchor(e: dict, base_dir: str | None) -> dict:
     """Make a compose source relative to a spec file absolute, so the session's loader finds it."""
     if e.get("op") != "compose" or not base_dir or not isinstance(e.get("source"), str):
@@ -264,4 +346,4 @@ def _anchor(e: dict, base_dir: str | None) -> dict:
     return e if src.is_absolute() else {**e, "source": str(Path(base_dir) / src)}
 
 
-__all__ = ["EditorSession"]
+__all__ = ["EditResult", "EditorSession", "edit_image"]

@@ -1,7 +1,7 @@
 """The edit spec: a versioned JSON description of edits, so that edits are scriptable and reproducible.
 
->>> spec = load_spec("edit.json")                       # path, JSON text, or dict
->>> edited = apply_spec(el, spec)                       # ImageElements -> ImageElements
+>>> spec = load_spec("edit.json")                       # path, JSON text, or dict -> EditSpec
+>>> edited = apply_spec(el, spec)                       # elements.apply: ImageElements -> ImageElements
 
 Format (version 1; JSON Schema in ``elements/spec_schema.json``)::
 
@@ -15,36 +15,29 @@ Every coordinate is in **input-image pixels** (origin top-left, x right, y down)
 selects elements with exactly one of ``elements`` (ids), ``points`` (the element currently
 under each point) or ``rect`` (elements whose current centre is inside ``[x0, y0, x1, y1]``).
 Edits apply in order, so later edits see earlier ones (ids of composed elements continue after
-the last id). Problems raise :class:`~elements.errors.UserError` with one sentence, e.g.
+the last id); :mod:`elements.apply` applies them. Problems raise
+:class:`~elements.errors.UserError` with one sentence, e.g.
 ``Edit 2 (move): Unknown element id 300: the image has 256 elements (ids 0-255).``
 
-Re-moving repositions (coalescing rule)
-----------------------------------------
-Consecutive ``move`` / ``scale`` edits of the **same elements** (the same resolved ids), with
-``collide`` on and no other edit between them, form one *run*: the collision rule of
-:mod:`elements.edit` is applied once, against the run's final placement, not after every step.
-Dragging a selection twice therefore moves it from its first drop point to its second without
-punching a second hole, and the elements the first drop covered come back when the second drop
-uncovers them. :func:`apply_spec`, the ``edit`` CLI and :class:`~elements.editor.EditorSession`
-(one undo step per edit, same result) all go through :func:`apply_edits`, so a replayed spec
-gives exactly what the session showed.
+This module only reads and checks specs. It also owns the limits of the decoder settings a spec
+carries (:data:`SEED_RANGE`, :data:`STEPS_RANGE`, :data:`GUIDANCE_RANGE`, read from the schema):
+the CLI flags, the ``/edit`` endpoint and the demo's controls check against them with
+:func:`check_setting`.
 
 The same spec, input image, partition backend, decoder and seed give the same output.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from elements import edit as ops
 from elements.errors import UserError, excerpt
-from elements.types import ImageElements
 
 SPEC_VERSION = 1
 SCHEMA_PATH = Path(__file__).with_name("spec_schema.json")
@@ -54,7 +47,10 @@ SELECTORS = ("elements", "points", "rect")
 
 @dataclass(frozen=True)
 class EditSpec:
-    """A validated spec. ``edits`` are plain dicts in the JSON form (immutable by convention)."""
+    """A validated spec. ``edits`` are plain dicts in the JSON form (immutable by convention).
+
+    ``steps`` / ``guidance`` None = the decoder's own default; ``seed`` 0 unless given.
+    """
 
     edits: tuple[dict, ...] = ()
     prompt: str = ""
@@ -82,23 +78,82 @@ class EditSpec:
 
         return write_text(path, self.to_json() + "\n")
 
-    def with_edits(self, edits) -> EditSpec:
-        return EditSpec(
-            tuple(dict(e) for e in edits),
-            self.prompt,
-            self.seed,
-            self.decoder,
-            self.steps,
-            self.guidance,
-            self.version,
-            self.base_dir,
-        )
+    def override(self, *, labels: dict | None = None, **given) -> EditSpec:
+        """This spec with each setting in ``given`` that is not None replacing the spec's own.
+
+        ``given``: any of ``prompt``, ``seed``, ``steps``, ``guidance`` (e.g. command-line flags, where
+        None = not given: ``--steps 0`` is 0, and refused). Each is checked against the schema's
+        limits (:func:`check_setting`, :data:`MAX_PROMPT_CHARS`); ``labels`` names them in the error
+        sentence (``{"steps": "--steps"}``).
+        """
+        labels = labels or {}
+        changes = {}
+        for name, value in given.items():
+            if value is None:
+                continue
+            if name in LIMITS:
+                value = check_setting(name, value, label=labels.get(name))
+            elif name == "prompt":
+                value = check_prompt(value, label=labels.get(name))
+            else:
+                raise TypeError(f"EditSpec.override() got an unexpected setting {name!r}")
+            changes[name] = value
+        return dataclasses.replace(self, **changes)
 
 
 @lru_cache(maxsize=1)
 def schema() -> dict:
     """The JSON Schema (draft 2020-12) shipped with the package."""
     return json.loads(SCHEMA_PATH.read_text())
+
+
+def _range(name: str) -> tuple:
+    prop = schema()["properties"][name]
+    return prop["minimum"], prop["maximum"]
+
+
+#: Inclusive limits of the decoder settings, read from the schema (their one owner): the seed
+#: (``int``), denoising steps (``int``) and the classifier-free guidance scale (``float``).
+SEED_RANGE: tuple[int, int] = _range("seed")
+STEPS_RANGE: tuple[int, int] = _range("steps")
+GUIDANCE_RANGE: tuple[float, float] = tuple(float(v) for v in _range("guidance"))
+LIMITS = {"seed": SEED_RANGE, "steps": STEPS_RANGE, "guidance": GUIDANCE_RANGE}
+#: Longest prompt a spec (and so the demo) takes, in characters: the schema's.
+MAX_PROMPT_CHARS: int = schema()["properties"]["prompt"]["maxLength"]
+_LABELS = {"seed": "The seed", "steps": "The number of steps", "guidance": "The guidance scale"}
+
+
+def check_setting(name: str, value, *, label: str | None = None) -> int | float:
+    """``value`` of setting ``name`` ("seed", "steps" or "guidance") within :data:`LIMITS`, as ``int``
+    (seed, steps) or ``float`` (guidance); otherwise UserError with one sentence naming ``label``.
+
+    Numbers written as text ("7") are accepted, as a form field sends them; ``True`` is not a number.
+    """
+    lo, hi = LIMITS[name]
+    whole = name != "guidance"
+    label = label or _LABELS[name]
+    kind = "an integer" if whole else "a number"
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        v = float(value)
+        ok = math.isfinite(v) and lo <= v <= hi and (v.is_integer() or not whole)
+    except (TypeError, ValueError, OverflowError):  # text, a list, an integer too big for a float
+        ok = False
+    if not ok:
+        shown = (lo, hi) if whole else (f"{lo:g}", f"{hi:g}")
+        raise UserError(f"{label} must be {kind} between {shown[0]} and {shown[1]}, got {excerpt(value)}.")
+    return int(v) if whole else v
+
+
+def check_prompt(prompt, *, label: str | None = None) -> str:
+    """``prompt`` if it is text of at most :data:`MAX_PROMPT_CHARS` characters; else UserError naming ``label``."""
+    label = label or "The prompt"
+    if not isinstance(prompt, str):
+        raise UserError(f"{label} must be text.")
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise UserError(f"{label} is longer than {MAX_PROMPT_CHARS} characters ({len(prompt)}).")
+    return prompt
 
 
 #: Deepest JSON nesting a valid spec needs is 5 (spec > edits > edit > points > point); deeper is refused.
@@ -371,174 +426,22 @@ def load_spec(source) -> EditSpec:
     return _to_spec(d, base_dir)
 
 
-# --- applying ------------------------------------------------------------------------------------
-def select(el: ImageElements, e: dict, *, allow_deleted: bool = False):
-    """The element ids an edit dict selects (``elements`` / ``points`` / ``rect``)."""
-    if "elements" in e:
-        return ops.select_ids(el, e["elements"], allow_deleted=allow_deleted)
-    if "points" in e:
-        return ops.select_points(el, e["points"])
-    return ops.select_rect(el, e["rect"])
-
-
-def default_loader(
-    partitioner=None, base_dir=None, like: ImageElements | None = None
-) -> Callable[[str], ImageElements]:
-    """``source -> ImageElements`` for compose: a folder saved by ``ImageElements.save`` or an image to partition.
-
-    Images are partitioned with ``partitioner`` or, by default, with the backend and element
-    count recorded in ``like.meta["partition"]`` so both images are cut the same way.
-    """
-    cache: dict[str, ImageElements] = {}
-
-    def load(source: str) -> ImageElements:
-        try:  # no "~" expansion; a name too long or with NUL is one sentence, not OSError/ValueError
-            path = Path(source)
-            if not path.is_absolute():
-                path = Path(base_dir or ".") / path
-            key = str(path.resolve())
-            is_dir, exists = path.is_dir(), path.exists()
-        except (OSError, ValueError) as err:
-            raise UserError(f"Compose source {excerpt(source)} is not a usable file name.") from err
-        if key in cache:
-            return cache[key]
-        if is_dir:
-            try:
-                other = ImageElements.load(path)
-            except ValueError as err:
-                raise UserError(f"Compose source '{source}': {err}.") from err
-        else:
-            if not exists:
-                raise UserError(f"Compose source '{source}' does not exist (looked for {path}).")
-            part = partitioner
-            if part is None:
-                from elements.partition import Partitioner
-                from elements.partition.options import BACKENDS
-
-                info = like.meta.get("partition", {}) if like is not None else {}
-                backend = info.get("backend", "auto")
-                part = Partitioner(
-                    backend if backend in BACKENDS else "auto",
-                    num_elements=int(info.get("num_elements", 256)),
-                )
-            other = part(path)
-        cache[key] = other
-        return other
-
-    return load
-
-
-def apply_edit(
-    el: ImageElements, e: dict, *, load_other: Callable[[str], ImageElements] | None = None
-) -> ImageElements:
-    """Apply one validated edit dict on its own (no coalescing); raises UserError (without the edit number)."""
-    return apply_edits(el, [e], load_other=load_other, first=0)[0]
-
-
-#: Ops whose consecutive edits of the same elements are coalesced into one run (module docstring).
-COALESCED_OPS = ("move", "scale")
-
-
-@dataclass(frozen=True)
-class OpenRun:
-    """A coalescing run still open after some edits: its element ids and their placement *before* collisions.
-
-    ``ids``: sorted int ids the run moves/scales. ``placed``: the value with every edit of the run
-    applied with ``collide=False``; the visible value is ``collide_with(placed, ids)``.
-    """
-
-    ids: tuple[int, ...]
-    placed: ImageElements
-
-
-def _transform(el: ImageElements, e: dict, ids) -> ImageElements:
-    if e["op"] == "move":
-        return ops.move(el, ids, float(e["dx"]), float(e["dy"]), collide=False)
-    return ops.scale(el, ids, float(e["factor"]), collide=False)
-
-
-def apply_edits(
-    el: ImageElements,
-    edits,
-    *,
-    load_other: Callable[[str], ImageElements] | None = None,
-    run: OpenRun | None = None,
-    first: int = 1,
-) -> tuple[ImageElements, OpenRun | None]:
-    """Apply validated edit dicts in order with the coalescing rule; returns ``(value, open run or None)``.
-
-    ``run``: the run left open by earlier edits of ``el`` (from a previous call), so that edits
-    applied one call at a time give the same value as all of them at once. ``first``: the number
-    of the first edit in error messages (``Edit 3 (move): ...``); 0 = no prefix.
-    """
-    load_other = load_other or default_loader(like=el)
-    for i, e in enumerate(edits, first):
-        try:
-            op = e["op"]
-            if op in COALESCED_OPS and bool(e.get("collide", True)):
-                ids = select(el, e)
-                key = tuple(int(v) for v in ids)
-                placed = run.placed if run is not None and run.ids == key else el
-                placed = _transform(placed, e, ids)
-                run = OpenRun(key, placed)
-                el = ops.collide_with(placed, ids)
-                continue
-            run = None
-            collide = bool(e.get("collide", True))
-            if op == "move":
-                el = ops.move(el, select(el, e), float(e["dx"]), float(e["dy"]), collide=collide)
-            elif op == "scale":
-                el = ops.scale(el, select(el, e), float(e["factor"]), collide=collide)
-            elif op == "delete":
-                el = ops.delete(el, select(el, e, allow_deleted=True))
-            elif op == "compose":
-                other = load_other(e["source"])
-                el = ops.compose(el, other, select(other, e), e["at"], float(e.get("factor", 1.0)), collide=collide)
-            else:
-                raise UserError(f"Unknown op {op!r}; choose one of {', '.join(OPS)}.")
-        except UserError as err:
-            labelled = err.for_edit(i, e["op"]) if first else err
-            if labelled is err:
-                raise
-            raise labelled from err
-    return el, run
-
-
-def apply_spec(
-    el: ImageElements,
-    spec,
-    *,
-    partitioner=None,
-    base_dir=None,
-    load_other: Callable[[str], ImageElements] | None = None,
-) -> ImageElements:
-    """Apply every edit of ``spec`` (anything :func:`load_spec` takes) to ``el``, in order, coalescing runs.
-
-    ``partitioner`` cuts compose sources (default: the backend recorded in ``el.meta``);
-    ``base_dir`` overrides where relative compose sources are found. An empty edit list
-    returns ``el`` itself (reconstruction).
-    """
-    spec = load_spec(spec)
-    load_other = load_other or default_loader(partitioner, base_dir or spec.base_dir, like=el)
-    return apply_edits(el, spec.edits, load_other=load_other)[0]
-
-
 __all__ = [
-    "COALESCED_OPS",
+    "GUIDANCE_RANGE",
+    "LIMITS",
     "MAX_DEPTH",
     "MAX_NUMBER",
+    "MAX_PROMPT_CHARS",
     "OPS",
     "SCHEMA_PATH",
+    "SEED_RANGE",
     "SPEC_VERSION",
+    "STEPS_RANGE",
     "EditSpec",
-    "OpenRun",
-    "apply_edit",
-    "apply_edits",
-    "apply_spec",
-    "default_loader",
+    "check_prompt",
+    "check_setting",
     "load_spec",
     "parse_spec",
     "schema",
-    "select",
     "validate_dict",
 ]

@@ -30,6 +30,7 @@ knows where to copy from.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,19 @@ from elements.geometry import Geometry
 
 PATCH_SIZE = 32  # masked patches are resized to 32×32 before the content encoder, App. C.1
 FORMAT_VERSION = 1
+#: The per-element ``(N, ...)`` array fields of :class:`ImageElements` (``embeddings`` aside: it may be None).
+ARRAY_FIELDS = (
+    "centroids",
+    "sizes",
+    "areas",
+    "patches",
+    "source_index",
+    "source_label",
+    "source_centroids",
+    "source_sizes",
+    "active",
+    "edited",
+)
 
 
 @dataclass(frozen=True)
@@ -53,6 +67,20 @@ class Source:
     #: (h, w, 3) uint8: the input's pixels as decoded (its aspect ratio, at most image_io.MAX_DECODED_SIDE
     #: on the long side); the pixel decoders copy from it at full resolution. None = only the canvas is kept.
     full: np.ndarray | None = None
+
+    @functools.cached_property
+    def label_boxes(self) -> np.ndarray:
+        """``(L, 4) int64`` bounding box (y0, y1, x0, x1), end-exclusive, of each label 0..L-1 of ``labels``.
+
+        A label with no pixel has y0 > y1. Computed once per source and kept on it (labels are never
+        modified): the collision rule asks for it on every edit, and a value owns its cache, so no
+        cache is shared between threads or outlives its source.
+        """
+        from scipy import ndimage
+
+        objs = ndimage.find_objects(self.labels.astype(np.int64) + 1)
+        boxes = [[o[0].start, o[0].stop, o[1].start, o[1].stop] if o is not None else [1, 0, 1, 0] for o in objs]
+        return np.array(boxes, dtype=np.int64).reshape(-1, 4)
 
     def validate(self) -> None:
         s = self.geometry.size
@@ -167,18 +195,7 @@ class ImageElements:
         return self
 
     # --- persistence ----------------------------------------------------------------------
-    _ARRAYS = (
-        "centroids",
-        "sizes",
-        "areas",
-        "patches",
-        "source_index",
-        "source_label",
-        "source_centroids",
-        "source_sizes",
-        "active",
-        "edited",
-    )
+    _ARRAYS = ARRAY_FIELDS
 
     def save(self, directory) -> Path:
         """Write ``elements.safetensors`` (arrays) and ``elements_meta.json`` into ``directory``.

@@ -8,10 +8,10 @@ import pytest
 from conftest import serve_demo
 from PIL import Image
 
+from elements.apply import apply_spec
 from elements.edit import footprint
 from elements.image_io import load_image
 from elements.partition import Partitioner
-from elements.spec import apply_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 ASTRONAUT = ROOT / "assets" / "astronaut.jpg"

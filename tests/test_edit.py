@@ -6,19 +6,7 @@ import pytest
 from elements import edit
 from elements.errors import UserError
 from elements.partition import Partitioner
-
-FIELDS = (
-    "centroids",
-    "sizes",
-    "areas",
-    "patches",
-    "source_index",
-    "source_label",
-    "source_centroids",
-    "source_sizes",
-    "active",
-    "edited",
-)
+from elements.types import ARRAY_FIELDS as FIELDS
 
 
 @pytest.fixture(scope="module")
@@ -212,3 +200,21 @@ def test_off_canvas_elements_are_clipped_then_deleted(chelsea_elements):
     gone = edit.move(el, ids, 1000, 0)
     assert not gone.active[ids].any()
     assert edit.coverage(gone).max() <= 1
+
+
+def test_label_boxes_are_kept_on_their_source_not_in_a_module_cache(chelsea_elements):
+    """The collision rule's per-label boxes: right, computed once per source, shared by every edited value."""
+    import elements.edit
+    import elements.warp
+
+    el = chelsea_elements
+    src = el.sources[0]
+    boxes = src.label_boxes
+    assert src.label_boxes is boxes and boxes.shape == (int(src.labels.max()) + 1, 4)
+    for lab in np.unique(src.labels[src.labels >= 0])[::7]:
+        ys, xs = np.nonzero(src.labels == lab)
+        assert boxes[lab].tolist() == [ys.min(), ys.max() + 1, xs.min(), xs.max() + 1]
+    moved = edit.move(el, [3, 4], 30, 10)
+    assert moved.sources[0].label_boxes is boxes  # edits keep the source, and with it the boxes
+    for module in (elements.edit, elements.warp):  # no module-level dict/list a thread could change
+        assert not [k for k, v in vars(module).items() if isinstance(v, (dict, list, set)) and not k.startswith("__")]

@@ -94,6 +94,9 @@ def test_edit_moves_content_and_is_reproducible(photos, tmp_path, capsys):
         ("missing_image", "does not exist"),
         ("not_png", "must name a .png file"),
         ("light_offline", "stage-1"),
+        ("steps_zero", "--steps must be an integer between 1 and 1000, got 0"),
+        ("seed_negative", "--seed must be an integer between 0 and 4294967295, got -1"),
+        ("guidance_huge", "--guidance must be a number between 0 and 100, got 1000.0"),
     ],
 )
 def test_bad_inputs_exit_2_with_one_line_and_no_output(photos, tmp_path, capsys, case, message):
@@ -116,6 +119,11 @@ def test_bad_inputs_exit_2_with_one_line_and_no_output(photos, tmp_path, capsys,
         out = tmp_path / "out.jpg"
     if case == "light_offline":
         extra = ["--decoder", "light"]
+    extra += {
+        "steps_zero": ["--steps", "0"],
+        "seed_negative": ["--seed", "-1"],
+        "guidance_huge": ["--guidance", "1e3"],
+    }.get(case, [])
     assert run_cli(image, "--spec", spec, "--out", out, "--backend", "grid", *extra) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error: ") and message in err[-1]

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from elements import edit
+from elements.apply import apply_spec
 from elements.editor import EditorSession
 from elements.errors import UserError
 from elements.partition import Partitioner
-from elements.spec import apply_spec
 
 
 class Counting:

@@ -9,8 +9,9 @@ import functools
 import pytest
 from odd_inputs import SECRET, odd_specs, sample
 
+from elements.apply import apply_spec
 from elements.errors import UserError
-from elements.spec import apply_spec, parse_spec
+from elements.spec import parse_spec
 
 
 @functools.lru_cache(maxsize=1)

@@ -13,9 +13,10 @@ from odd_inputs import SECRET, bomb_jpeg, bomb_png
 from PIL import Image
 from scipy import ndimage
 
+from elements.apply import apply_spec
 from elements.errors import UserError, excerpt
 from elements.image_io import MIN_SIDE, load_image
-from elements.spec import apply_spec, load_spec, parse_spec
+from elements.spec import load_spec, parse_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 ASTRONAUT = ROOT / "assets" / "astronaut.jpg"
@@ -324,7 +325,7 @@ def test_user_error_carries_the_edit_and_the_ui_shows_only_the_message(el):
 # --- the windowed collision rule equals the full-canvas one -------------------------------------------
 def _collide_reference(el, ids):
     """The collision rule as first written: every layer rasterised over the whole canvas."""
-    from elements.edit import _label_lut, layers
+    from elements.warp import label_lut, layers
 
     ids = np.asarray(ids, dtype=np.int64)
     mine = np.zeros(el.num_elements, dtype=bool)
@@ -337,7 +338,7 @@ def _collide_reference(el, ids):
             cover |= np.isin(layer.warped, el.source_label[sel])
     active = el.active.copy()
     for layer in lays:
-        lut = _label_lut(el, layer)
+        lut = label_lut(el, layer)
         w = layer.warped
         visible = np.bincount(w[w >= 0], minlength=lut.size)
         hit = np.bincount(w[(w >= 0) & cover], minlength=lut.size)

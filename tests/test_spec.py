@@ -8,10 +8,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from elements import edit
+from elements.apply import apply_spec
+from elements.compose_sources import compose_loader
 from elements.decoders import get_decoder
 from elements.errors import UserError
 from elements.partition import Partitioner
-from elements.spec import SCHEMA_PATH, EditSpec, apply_spec, load_spec, schema
+from elements.spec import SCHEMA_PATH, EditSpec, load_spec, schema
 
 
 @pytest.fixture(scope="module")
@@ -156,7 +158,7 @@ def test_file_errors(tmp_path):
 )
 def test_semantic_errors_name_the_edit(el, e, message):
     with pytest.raises(UserError, match=message):
-        apply_spec(el, {"version": 1, "edits": [e]})
+        apply_spec(el, {"version": 1, "edits": [e]}, load_other=compose_loader(like=el))
 
 
 def test_editing_a_deleted_element_is_an_error_deleting_twice_is_not(el):
@@ -184,13 +186,16 @@ def test_compose_from_image_and_from_saved_elements(el, coffee, tmp_path):
     }
     p = tmp_path / "spec.json"
     p.write_text(json.dumps(spec))
-    out = apply_spec(el, load_spec(p))  # relative to the spec's folder; partitioned like `el` (grid, 64)
+    spec_p = load_spec(p)
+    out = apply_spec(el, spec_p, load_other=compose_loader(base_dir=spec_p.base_dir, like=el))  # like `el`: grid, 64
     assert len(out.sources) == 2 and len(out) > len(el) and edit.coverage(out).max() <= 1
     other = Partitioner("grid", num_elements=64)(coffee)
     other.save(tmp_path / "other_elements")
     spec["edits"][0]["source"] = str(tmp_path / "other_elements")
-    out2 = apply_spec(el, spec)
+    out2 = apply_spec(el, spec, load_other=compose_loader())
     assert np.array_equal(out2.centroids, out.centroids) and np.array_equal(out2.active, out.active)
+    with pytest.raises(UserError, match="Edit 1 \\(compose\\): Compose edits are not accepted here"):
+        apply_spec(el, spec)  # applying reads no file unless it is given a loader
 
 
 # --- generated specs: validate and apply, or fail with a UserError; never crash ---------------------

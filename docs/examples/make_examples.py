@@ -116,10 +116,12 @@ def main() -> None:
         "--before", default=None, metavar="REV", help="git revision whose edit CLI gives the crops' 'before' column"
     )
     args = ap.parse_args()
+    from elements.apply import apply_spec
+    from elements.compose_sources import compose_loader
     from elements.decoders import get_decoder
     from elements.image_io import load_image
     from elements.partition import Partitioner
-    from elements.spec import apply_spec, load_spec
+    from elements.spec import load_spec
 
     tmp = tempfile.TemporaryDirectory()
     old = old_outputs(args.before, Path(tmp.name)) if args.before else {}
@@ -129,7 +131,8 @@ def main() -> None:
     for op, photo in EXAMPLES.items():
         loaded = load_image(ROOT / "assets" / f"{photo}.jpg")
         spec = load_spec(HERE / f"{op}.json")
-        edited = apply_spec(part(loaded), spec, partitioner=part)
+        el = part(loaded)
+        edited = apply_spec(el, spec, load_other=compose_loader(part, base_dir=spec.base_dir, like=el))
         src = loaded.pixels
         before = np.asarray(before_dec(edited, seed=spec.seed))
         result = now_dec(edited, seed=spec.seed)

@@ -19,7 +19,7 @@ Every decoder returns the image at the input's size and aspect ratio
 (``el.geometry.from_canvas``) as a :class:`~elements.decoders.result.DecodedImage` naming what ran
 (``.ran``, ``.note``), and is deterministic for a given seed. ``steps=None`` / ``guidance=None``
 mean the decoder's own defaults, :func:`sampler_defaults` (``sampler_defaults("diffusion").steps``
-is 50); the accepted ranges come from the spec's schema (:func:`elements.defaults.sampler_limits`).
+is 50); the accepted ranges come from the spec's schema (:data:`elements.spec.LIMITS`).
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from elements import defaults
 from elements.decoders.result import DecodedImage
 from elements.devices import torch_device  # re-exported: decoders take it from here
 from elements.errors import UserError
@@ -83,28 +82,16 @@ def sampler_defaults(name: str) -> SamplerDefaults:
     return SAMPLER_DEFAULTS[_known(name)]
 
 
-def _whole(x) -> bool:
-    try:
-        return int(x) == x
-    except (TypeError, ValueError, OverflowError):  # None, NaN, infinity
-        return False
-
-
 def check_settings(*, seed: int, steps: int | None, guidance: float | None) -> tuple[int, int | None, float | None]:
-    """``(seed, steps, guidance)`` checked against :func:`elements.defaults.sampler_limits`; UserError otherwise."""
-    limits = defaults.sampler_limits()
+    """``(seed, steps, guidance)`` within the spec schema's limits (:func:`elements.spec.check_setting`,
+    their one owner), as ``(int, int, float)``; ``None`` steps/guidance pass through. UserError otherwise."""
+    from elements.spec import check_setting
 
-    def bad(what: str, key: str, value) -> UserError:
-        lim = limits[key]
-        return UserError(f"{what} must be between {lim.minimum} and {lim.maximum}, got {value}.")
-
-    if not (_whole(seed) and int(seed) in limits["seed"]):
-        raise bad("The seed", "seed", seed)
-    if steps is not None and not (_whole(steps) and int(steps) in limits["steps"]):
-        raise bad("The number of steps", "steps", steps)
-    if guidance is not None and not (np.isfinite(guidance) and float(guidance) in limits["guidance"]):
-        raise bad("The guidance scale", "guidance", guidance)
-    return int(seed), (None if steps is None else int(steps)), (None if guidance is None else float(guidance))
+    return (
+        check_setting("seed", seed),
+        None if steps is None else check_setting("steps", steps),
+        None if guidance is None else check_setting("guidance", guidance),
+    )
 
 
 class Decoder:

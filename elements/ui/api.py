@@ -1,9 +1,9 @@
 """The two scriptable endpoints, ``/partition`` and ``/edit`` (docs/demo.md has a gradio_client example).
 
 They use the same pieces as the UI: :func:`elements.ui.session.load_for_app` (same downscaling),
-the shared partitioner, :class:`~elements.editor.EditorSession` for the spec and
-:func:`elements.ui.generate.render_candidates` for decoding — so a spec downloaded from the UI
-replays through ``/edit`` to the same image.
+the shared partitioner and decoders, and :func:`elements.editor.edit_image` — the ``edit`` CLI's
+path, and the demo editor's (:class:`~elements.editor.EditorSession`) — so a spec downloaded from
+the UI replays through ``/edit`` to the same image.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import json
 import numpy as np
 
 from elements.errors import UserError, excerpt
-from elements.spec import parse_spec
+from elements.spec import EditSpec, parse_spec
+from elements.types import ImageElements
 from elements.ui import backends
-from elements.ui.generate import MAX_SEED, render_candidates
 from elements.ui.handlers import user_errors
 from elements.ui.session import load_for_app, partition
 
@@ -53,8 +53,6 @@ def api_edit(image, spec_json: str, decoder_name: str | None = None, seed: float
     path); compose edits are refused (their ``source`` would name a file on the server) and at
     most :data:`MAX_API_EDITS` edits are taken per request (docs/security.md).
     """
-    from elements.editor import EditorSession
-
     if image is None:
         raise UserError("Send the image to edit.")
     if not isinstance(spec_json, str) or not spec_json.strip():
@@ -75,24 +73,23 @@ def api_edit(image, spec_json: str, decoder_name: str | None = None, seed: float
     name = (decoder_name or "").strip() or spec.decoder or backends.default_decoder()
     if name not in backends.decoder_status():
         raise UserError(f"Unknown decoder {excerpt(name)}; choose one of {', '.join(backends.decoder_status())}.")
-    if seed is None or seed == "":
-        seed = spec.seed
-    try:
-        ok = float(seed).is_integer() and 0 <= float(seed) <= MAX_SEED
-    except (TypeError, ValueError, OverflowError):  # a string, a list, an integer too big for a float
-        ok = False
-    if not ok:
-        raise UserError(f"The seed must be an integer between 0 and {MAX_SEED}.")
+    spec = spec.override(seed=None if seed is None or seed == "" else seed)  # checked against the schema's range
 
     loaded, _ = load_for_app(image)
     el, _ = partition(loaded)
-    editor = EditorSession(backends.partitioner())
-    editor.set_elements(el)
-    editor.apply(spec)
-    (out,) = render_candidates(
-        editor, name, prompt=spec.prompt, seeds=[int(seed)], steps=spec.steps, guidance=spec.guidance
-    )
-    return out
+    return edit_on_device(el, spec, name)
 
 
-__all__ = ["MAX_API_EDITS", "api_edit", "api_partition"]
+@backends.gpu(duration=120)
+def edit_on_device(el: ImageElements, spec: EditSpec, decoder_name: str) -> np.ndarray:
+    """:func:`elements.editor.edit_image` of partitioned elements, in the single decode slot (on ZeroGPU, on the GPU).
+
+    No compose loader: the endpoint refuses compose edits before this.
+    """
+    from elements.editor import edit_image
+
+    with backends.DECODE_LOCK:
+        return edit_image(el, spec, decoder=backends.decoder(decoder_name)).image
+
+
+__all__ = ["MAX_API_EDITS", "api_edit", "api_partition", "edit_on_device"]

@@ -14,12 +14,10 @@ import numpy as np
 from elements.decoders.result import ran_of
 from elements.errors import UserError
 from elements.image_io import save_png
-from elements.spec import EditSpec
+from elements.spec import EditSpec, check_prompt, check_setting
 from elements.ui import backends
 from elements.ui.handlers import MAX_CANDIDATES, need_image, status, user_errors
 from elements.ui.session import AppSession
-
-MAX_SEED = 2**32 - 1  # the spec's seed range
 
 
 @backends.gpu(duration=120)
@@ -70,16 +68,12 @@ def export_spec(
 
 
 def _check_settings(seed, steps, guidance, n) -> tuple[int, int, float, int]:
+    """The Generate controls as numbers, within the spec schema's limits (:func:`elements.spec.check_setting`)."""
+    seed, steps, guidance = (check_setting(k, v) for k, v in (("seed", seed), ("steps", steps), ("guidance", guidance)))
     try:
-        seed, steps, guidance, n = int(seed), int(steps), float(guidance), int(n)
+        n = int(n)
     except (TypeError, ValueError) as err:
-        raise UserError("Seed, steps, guidance and the number of candidates must be numbers.") from err
-    if not 0 <= seed <= MAX_SEED:
-        raise UserError(f"The seed must be between 0 and {MAX_SEED}.")
-    if not 1 <= steps <= 1000:
-        raise UserError("The number of steps must be between 1 and 1000.")
-    if not (np.isfinite(guidance) and 0 <= guidance <= 100):
-        raise UserError("The guidance scale must be between 0 and 100.")
+        raise UserError("The number of candidates must be a number.") from err
     if not 1 <= n <= MAX_CANDIDATES:
         raise UserError(f"Ask for 1 to {MAX_CANDIDATES} candidates.")
     return seed, steps, guidance, n
@@ -126,9 +120,7 @@ def generate(session, decoder_name: str, prompt: str, seed, steps, guidance, n_c
     if not uses:
         prompt, n_candidates = "", 1
     seed, steps, guidance, n = _check_settings(seed, steps, guidance, n_candidates)
-    prompt = (prompt or "").strip()
-    if len(prompt) > 2000:
-        raise UserError("The prompt is longer than 2000 characters.")
+    prompt = check_prompt((prompt or "").strip())
     with session.lock:
         session.editor.prompt, session.editor.seed = prompt, seed
         progress(0.0, desc="decoding")
@@ -197,7 +189,6 @@ def use_as_input(session):
 
 
 __all__ = [
-    "MAX_SEED",
     "export_spec",
     "generate",
     "pick_candidate",

@@ -57,8 +57,9 @@ def render(
     progress=None,
 ) -> dict[str, int]:
     """Render all (method, item) pairs not rendered yet; returns the number of new images per method."""
+    from elements.apply import apply_spec
     from elements.image_io import save_png
-    from elements.spec import apply_spec, load_spec
+    from elements.spec import load_spec
     from elements.types import ImageElements
     from eval.recon import make_decoder
     from eval.study.export import read_items
