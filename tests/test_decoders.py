@@ -3,8 +3,9 @@ decoders run behind one interface on tiny random models saved to disk and loaded
 
 import numpy as np
 import pytest
+from conftest import real_weights
 
-from elements import edit
+from elements import defaults, edit
 from elements.decoders import available_decoders, get_decoder
 from elements.decoders.inpaint import split_holes
 from elements.decoders.pixel import HOLE_VALUE, pixel_edit
@@ -292,13 +293,12 @@ def test_sd_baselines_on_cuda_in_fp16(tiny_sd):
 
 @pytest.mark.slow
 def test_real_sd_inpaint_removes_an_object(astronaut_elements):
-    """SD-Inpaint weights from the local Hugging Face cache (HF_HUB_OFFLINE is set by conftest)."""
-    _, why = available_decoders()["pixel+inpaint"]
-    if not why.startswith("SD-Inpaint"):
-        pytest.skip(f"SD-Inpaint weights not in the local cache: {why}")
+    """``EIE_SD_INPAINT=/path/to/sd-inpainting python -m pytest -m slow tests/test_decoders.py``: real SD-Inpaint."""
+    weights = real_weights(defaults.SD_INPAINT, folder=True)
     el = astronaut_elements
     deleted = edit.delete(el, edit.select_rect(el, (370, 0, 470, 275)))
-    out = get_decoder("pixel+inpaint", backend="sd")(deleted, prompt="grey studio backdrop", seed=0, steps=25)
+    dec = get_decoder("pixel+inpaint", backend="sd", sd_inpaint=str(weights))
+    out = dec(deleted, prompt="grey studio backdrop", seed=0, steps=25)
     _, holes = pixel_edit(deleted)
     hole_in = deleted.geometry.from_canvas(holes.astype(np.uint8)) > 0
     assert out.shape == (512, 512, 3) and (out[hole_in].max(axis=1) > 0).all()
