@@ -80,11 +80,12 @@ def real_weights(default: defaults.Default, *, folder: bool) -> Path:
         if not folder:
             return resolve_file(value, what=default.what, env=default.env)
         root, sub = resolve_folder(value, what=default.what, env=default.env)
+        path = Path(root) / sub if sub else Path(root)
+        problem = None if path.is_dir() else f"the Hub repo has no folder '{sub}'."
     except UserError as err:
-        pytest.fail(f"{default.env}={value}: {err}", pytrace=False)
-    path = Path(root) / sub if sub else Path(root)
-    if not path.is_dir():
-        pytest.fail(f"{default.env}={value}: the Hub repo has no folder '{sub}'.", pytrace=False)
+        problem = str(err)
+    if problem:  # failed outside the except block, so that the report is this one line, not a chain
+        pytest.fail(f"{default.env}={value}: {problem}", pytrace=False)
     return path
 
 
