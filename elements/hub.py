@@ -7,6 +7,7 @@ file raises :class:`~elements.errors.UserError` naming exactly what is needed an
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from elements.errors import UserError
@@ -18,6 +19,10 @@ def split_ref(ref: str) -> tuple[str, str | None]:
         repo, _, sub = ref.partition(":")
         return repo, (sub or None)
     return ref, None
+
+
+# huggingface_hub's repo id form: "name" or "org/name"; "/data/sd15" is a path, never a repo.
+_REPO_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
 
 def hub_reachable(timeout: float = 3.0) -> bool:
@@ -54,7 +59,7 @@ def resolve_file(ref: str, *, what: str, env: str | None = None) -> Path:
     if path.is_file():
         return path
     repo, filename = split_ref(ref)
-    if filename is None or repo.count("/") != 1:
+    if filename is None or not _REPO_ID.match(repo):
         raise UserError(
             f"{what}: '{ref}' is not a file on disk and not a Hub reference of the form repo_id:path/in/repo."
         )
@@ -72,7 +77,7 @@ def local_file(ref: str) -> Path | None:
     if path.is_file():
         return path
     repo, filename = split_ref(ref)
-    if filename is None or repo.count("/") != 1:
+    if filename is None or not _REPO_ID.match(repo):
         return None
     try:
         from huggingface_hub import hf_hub_download
@@ -92,7 +97,7 @@ def resolve_folder(ref: str, *, what: str, env: str | None = None) -> tuple[str,
     if path.is_dir():
         return str(path), None
     repo, sub = split_ref(ref)
-    if repo.count("/") != 1:
+    if not _REPO_ID.match(repo):
         raise UserError(f"{what}: '{ref}' is not a local folder and not a Hub repo id like org/name.")
     try:
         from huggingface_hub import snapshot_download

@@ -53,7 +53,7 @@ def load_extractor(spec: str | None, device) -> tuple[object, str]:
         try:
             factory = getattr(importlib.import_module(mod_name), attr)
         except (ImportError, AttributeError) as err:
-            raise UserError(f"Cannot import feature extractor '{spec}' ({type(err).__name__}: {err}).") from None
+            raise UserError(f"Cannot import feature extractor '{spec}' ({type(err).__name__}: {err}).") from err
         return factory(device), spec
     from cleanfid.downloads_helper import inception_url
     from cleanfid.features import build_feature_extractor
@@ -62,13 +62,11 @@ def load_extractor(spec: str | None, device) -> tuple[object, str]:
     try:
         # DataParallel only helps with several GPUs and breaks plain CPU runs' determinism of device placement.
         return build_feature_extractor("clean", device, use_dataparallel=False), "inception-v3 (clean-fid, clean mode)"
-    except Exception as err:
-        if isinstance(err, (KeyboardInterrupt, MemoryError)):
-            raise
+    except (OSError, RuntimeError) as err:  # offline (URLError is an OSError), a truncated or corrupt file
         raise UserError(
             f"FID needs the Inception weights {INCEPTION_FILE}, which could not be loaded ({type(err).__name__}); "
             f"download {inception_url} on a connected machine and put it at {path}, or pass --feature-extractor."
-        ) from None
+        ) from err
 
 
 def features(files: list[str], feat_fn, *, device, num_workers: int, batch_size: int) -> np.ndarray:

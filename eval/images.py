@@ -69,7 +69,7 @@ def read_rgb(path) -> np.ndarray:
             im.load()
             return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise UserError(f"Image '{path}' could not be decoded ({type(err).__name__}).") from None
+        raise UserError(f"Image '{path}' could not be decoded ({type(err).__name__}).") from err
 
 
 def read_pair(pair: Pair) -> tuple[np.ndarray, np.ndarray]:

@@ -34,6 +34,7 @@ import pandas as pd
 from elements.data.preprocess import center_crop_resize
 from elements.errors import UserError
 from elements.geometry import WORKING_SIZE
+from eval.report import read_csv
 
 REF_SIZE = WORKING_SIZE  # H = W = 512, Sec. 3.1 / App. B
 MANIFEST_COLUMNS = ["stem", "key", "split_key", "caption", "ref", "labels"]
@@ -119,15 +120,15 @@ def load_split(folder) -> tuple[pd.DataFrame, dict]:
     try:
         info = json.loads((d / "manifest.json").read_text())
         raw = (d / "manifest.csv").read_bytes()
-    except FileNotFoundError:
-        raise UserError(f"'{d}' holds no manifest.json/manifest.csv; run 'python -m eval split' first.") from None
-    except json.JSONDecodeError:
-        raise UserError(f"'{d / 'manifest.json'}' is not valid JSON.") from None
+    except FileNotFoundError as err:
+        raise UserError(f"'{d}' holds no manifest.json/manifest.csv; run 'python -m eval split' first.") from err
+    except json.JSONDecodeError as err:
+        raise UserError(f"'{d / 'manifest.json'}' is not valid JSON.") from err
     if hashlib.sha256(raw).hexdigest() != info.get("manifest_sha256"):
         raise UserError(
             f"'{d / 'manifest.csv'}' does not match the sha256 recorded in manifest.json (edited or truncated)."
         )
-    manifest = pd.read_csv(d / "manifest.csv", dtype=str, keep_default_na=False)
+    manifest = read_csv(d / "manifest.csv", what="held-out manifest", dtype=str, keep_default_na=False)
     if "labels" not in manifest.columns:  # written before prepared data existed
         manifest["labels"] = ""
     missing = [r for r in [*manifest["ref"], *filter(None, manifest["labels"])] if not (d / r).is_file()]
@@ -141,22 +142,13 @@ def is_split_folder(path) -> bool:
 
 
 def add_data_args(p: argparse.ArgumentParser) -> None:
+    """``--limit`` and the data pipeline's LAION filter flags (:func:`elements.data.add_filter_args`)."""
+    from elements.data import add_filter_args
+
     p.add_argument(
         "--limit", type=int, default=None, help="use the first N held-out samples in reader order (paper: 5,000)"
     )
-    p.add_argument(
-        "--laion-filter",
-        action="store_true",
-        help="apply the paper's LAION filters (aesthetic >= 6.25, CLIP similarity >= 0.25, Sec. 4.1)",
-    )
-
-
-def filters_from(args):
-    if not getattr(args, "laion_filter", False):
-        return None
-    from elements.data import LaionFilter
-
-    return LaionFilter()
+    add_filter_args(p)
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
@@ -175,7 +167,9 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
-    manifest = build_split(args.data, args.out, limit=args.limit, filters=filters_from(args))
+    from elements.data import filters_from_args
+
+    manifest = build_split(args.data, args.out, limit=args.limit, filters=filters_from_args(args))
     info = json.loads((Path(args.out) / "manifest.json").read_text())
     print(f"{len(manifest)} held-out images, manifest sha256 {info['manifest_sha256']} -> {args.out}")
     return 0

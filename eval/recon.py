@@ -158,11 +158,12 @@ def _state():
 
 def run(args, *, on_image=None) -> int:
     """Run (or resume) the benchmark. ``on_image(done_this_call)`` is called after each image (tests simulate crashes with it)."""
+    from elements.data import filters_from_args
     from elements.image_io import save_png
     from elements.partition import Partitioner
     from eval.fid import compute_fid
     from eval.images import read_rgb
-    from eval.manifest import build_split, filters_from, is_split_folder, load_split
+    from eval.manifest import build_split, is_split_folder, load_split
     from eval.metrics import compute_batch, parse_metrics
     from eval.report import write_text
     from eval.summary import PER_IMAGE_METRICS, build_lpips, format_summary, summarize, write_outputs
@@ -176,7 +177,7 @@ def run(args, *, on_image=None) -> int:
     else:
         split_dir = out / "heldout"
         if state.is_main_process and not is_split_folder(split_dir):
-            build_split(args.data, split_dir, limit=args.limit, filters=filters_from(args))
+            build_split(args.data, split_dir, limit=args.limit, filters=filters_from_args(args))
         state.wait_for_everyone()
     manifest, info = load_split(split_dir)
     if args.limit is not None:

@@ -1,7 +1,8 @@
-"""Atomic file writing and plain Markdown / LaTeX rendering of pandas tables.
+"""CSV tables in and out, and plain Markdown / LaTeX rendering of pandas tables.
 
-Every output file is written to a temporary name in its folder and renamed into place, so a
-killed run leaves either the old file or the new one, never half of one.
+Every CSV that ``eval`` reads goes through :func:`read_csv` (one sentence when it is missing or
+unreadable). Every output file is written to a temporary name in its folder and renamed into
+place, so a killed run leaves either the old file or the new one, never half of one.
 """
 
 from __future__ import annotations
@@ -12,6 +13,17 @@ from pathlib import Path
 import pandas as pd
 
 from elements.atomic import atomic_write, write_text  # noqa: F401  (re-exported for eval modules)
+from elements.errors import UserError
+
+
+def read_csv(path, *, what: str, **kwargs) -> pd.DataFrame:
+    """``pd.read_csv(path, **kwargs)``; a missing or unreadable file is a UserError naming the ``what`` file."""
+    try:
+        return pd.read_csv(path, **kwargs)
+    except FileNotFoundError as err:
+        raise UserError(f"The {what} file '{path}' does not exist.") from err
+    except (OSError, ValueError) as err:  # pandas' ParserError / EmptyDataError and UnicodeDecodeError are ValueErrors
+        raise UserError(f"The {what} file '{path}' is not a readable CSV ({type(err).__name__}).") from err
 
 
 def write_csv(path, df: pd.DataFrame) -> Path:

@@ -44,7 +44,7 @@ def run(args) -> int:
         raise UserError(f"--batch-size must be at least 1, got {args.batch_size}.")
     pairs = pair_folders(args.pred, args.ref)
     lp = build_lpips(metrics, args)  # fail on missing weights before any work
-    per_image = per_image_metrics(pairs, metrics, device=args.device, batch_size=args.batch_size, lpips_metric=lp)
+    per_image = per_image_metrics(pairs, metrics, batch_size=args.batch_size, lpips_metric=lp)
     fid = None
     if "fid" in metrics:
         fid = compute_fid(

@@ -47,9 +47,7 @@ def add_metric_args(p: argparse.ArgumentParser, default_metrics: str = "mse,psnr
     p.add_argument("--name", default=None, help="run name in summary tables (default: the --out folder name)")
 
 
-def per_image_metrics(
-    pairs, metrics, *, device="cpu", batch_size: int = 8, lpips_metric=None, progress=None
-) -> pd.DataFrame:
+def per_image_metrics(pairs, metrics, *, batch_size: int = 8, lpips_metric=None, progress=None) -> pd.DataFrame:
     """Per-image metrics for a list of :class:`eval.images.Pair`: DataFrame with ``stem`` + one column per metric.
 
     Images are decoded one batch ahead in a thread, so decoding overlaps computing.
@@ -82,7 +80,6 @@ def per_image_metrics(
                     np.stack([loaded[j][1] for j in idx]),
                     wanted,
                     lpips_metric=lpips_metric,
-                    device=device,
                 )
                 for k, j in enumerate(idx):
                     values[j] = {m: float(res[m][k]) for m in wanted}

@@ -21,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from elements.errors import UserError
+from eval.report import read_csv
 
 #: column -> (header, decimals, better) in the paper's order (Tables 1-2).
 METRIC_COLUMNS = {
@@ -39,10 +40,7 @@ def read_run(run_dir) -> dict:
     f = d / "summary.csv"
     if not f.is_file():
         raise UserError(f"'{d}' holds no summary.csv; pass folders written by 'eval metrics' or 'eval recon'.")
-    try:
-        df = pd.read_csv(f)
-    except Exception as err:
-        raise UserError(f"'{f}' is not a readable CSV ({type(err).__name__}).") from None
+    df = read_csv(f, what="summary")
     if len(df) != 1 or "run" not in df or "n" not in df:
         raise UserError(f"'{f}' must hold exactly one row with 'run' and 'n' columns (found {len(df)} rows).")
     row = df.iloc[0].to_dict()
@@ -67,7 +65,7 @@ def build_table(run_dirs, *, rows_csv=None, preference_csv=None, warn=None) -> p
         )
     table = pd.DataFrame({"Method": names})
     if rows_csv:
-        extra = _read_csv(rows_csv, "--rows")
+        extra = read_csv(rows_csv, what="--rows")
         key = "run_dir" if "run_dir" in extra else "run" if "run" in extra else None
         if key is None:
             raise UserError(f"--rows CSV '{rows_csv}' needs a 'run_dir' or 'run' column to match runs.")
@@ -82,7 +80,7 @@ def build_table(run_dirs, *, rows_csv=None, preference_csv=None, warn=None) -> p
         if any(m in r and not pd.isna(r[m]) for r in runs):
             table[header] = [r.get(m, float("nan")) for r in runs]
     if preference_csv:
-        pref = _read_csv(preference_csv, "--preference")
+        pref = read_csv(preference_csv, what="--preference")
         if not {"baseline", "ours_pct"} <= set(pref.columns):
             raise UserError(
                 f"--preference CSV '{preference_csv}' needs 'baseline' and 'ours_pct' columns (from eval study analyze)."
@@ -93,15 +91,6 @@ def build_table(run_dirs, *, rows_csv=None, preference_csv=None, warn=None) -> p
     if any("fid_n" in r and not pd.isna(r["fid_n"]) for r in runs):
         table["FID N"] = [int(r["fid_n"]) if not pd.isna(r.get("fid_n", float("nan"))) else None for r in runs]
     return table
-
-
-def _read_csv(path, flag):
-    try:
-        return pd.read_csv(path)
-    except FileNotFoundError:
-        raise UserError(f"{flag} file '{path}' does not exist.") from None
-    except Exception as err:
-        raise UserError(f"{flag} file '{path}' is not a readable CSV ({type(err).__name__}).") from None
 
 
 def formats(table: pd.DataFrame) -> dict[str, int]:

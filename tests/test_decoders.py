@@ -4,8 +4,9 @@ decoders run behind one interface on tiny random models saved to disk and loaded
 import cv2
 import numpy as np
 import pytest
+from conftest import real_weights
 
-from elements import edit
+from elements import defaults, edit
 from elements.decoders import available_decoders, get_decoder
 from elements.decoders.inpaint import split_holes
 from elements.decoders.pixel import HOLE_VALUE, pixel_edit, render
@@ -192,12 +193,12 @@ def test_settings_limits_are_the_spec_schemas():
     )
     assert check_settings(seed=0, steps=None, guidance=None) == (0, None, None)
     for bad, match in [
-        ({"seed": -1}, "seed must be between 0 and 4294967295, got -1"),
+        ({"seed": -1}, "seed must be an integer between 0 and 4294967295, got -1"),
         ({"seed": hi["seed"] + 1}, "seed"),
-        ({"steps": 0}, "steps must be between 1 and 1000, got 0"),
+        ({"steps": 0}, "steps must be an integer between 1 and 1000, got 0"),
         ({"steps": hi["steps"] + 1}, "steps"),
         ({"steps": 2.5}, "steps"),
-        ({"guidance": float("nan")}, "guidance scale must be between 0 and 100"),
+        ({"guidance": float("nan")}, "guidance scale must be a number between 0 and 100"),
         ({"guidance": -0.5}, "guidance"),
     ]:
         with pytest.raises(UserError, match=match):
@@ -363,13 +364,12 @@ def test_sd_baselines_on_cuda_in_fp16(tiny_sd):
 
 @pytest.mark.slow
 def test_real_sd_inpaint_removes_an_object(astronaut_elements):
-    """SD-Inpaint weights from the local Hugging Face cache (HF_HUB_OFFLINE is set by conftest)."""
-    _, why = available_decoders()["pixel+inpaint"]
-    if not why.startswith("SD-Inpaint"):
-        pytest.skip(f"SD-Inpaint weights not in the local cache: {why}")
+    """``EIE_SD_INPAINT=/path/to/sd-inpainting python -m pytest -m slow tests/test_decoders.py``: real SD-Inpaint."""
+    weights = real_weights(defaults.SD_INPAINT, folder=True)
     el = astronaut_elements
     deleted = edit.delete(el, edit.select_rect(el, (370, 0, 470, 275)))
-    out = get_decoder("pixel+inpaint", backend="sd")(deleted, prompt="grey studio backdrop", seed=0, steps=25)
+    dec = get_decoder("pixel+inpaint", backend="sd", sd_inpaint=str(weights))
+    out = dec(deleted, prompt="grey studio backdrop", seed=0, steps=25)
     r = render(deleted)  # the astronaut is 512 x 512: the output grid is the input
     assert out.shape == (512, 512, 3) == r.image.shape and r.holes.sum() > 2000
     # the shuttle model stands in front of the studio backdrop; above the table (y < 200) the truth is the

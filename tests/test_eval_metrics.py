@@ -12,7 +12,7 @@ from PIL import Image
 
 from elements.errors import UserError
 from eval.cli import main
-from eval.metrics import PSNR_CAP, LPIPSMetric, mse, psnr_from_mse, ssim, to_tensor
+from eval.metrics import PSNR_CAP, SSIM_WIN, LPIPSMetric, compute_batch, mse_uint8, psnr_from_mse, ssim_uint8
 
 EXTRACTOR = "eval.fid:pooled_pixels"
 
@@ -38,48 +38,74 @@ def folders(tmp_path_factory, astronaut, chelsea, coffee):
     return root
 
 
-def test_psnr_and_ssim_match_skimage_on_random_pairs():
+def _ssim_by_definition(x, y):
+    """Wang et al. 2004 written out: (H, W, 3) float64 in [0, 1] -> mean SSIM, Gaussian window 11 (sigma 1.5, 3.5 sigma
+    truncation), K1 = 0.01, K2 = 0.03, population (co)variances, over the window positions that need no padding."""
+    from scipy.signal import convolve2d
+
+    r = (SSIM_WIN - 1) // 2
+    g = np.exp(-0.5 * (np.arange(-r, r + 1) / 1.5) ** 2)
+    w = np.outer(g, g) / np.outer(g, g).sum()
+    per_channel = []
+    for c in range(3):
+        a, b = x[..., c], y[..., c]
+        mu_a, mu_b = convolve2d(a, w, "valid"), convolve2d(b, w, "valid")
+        var_a = convolve2d(a * a, w, "valid") - mu_a**2
+        var_b = convolve2d(b * b, w, "valid") - mu_b**2
+        cov = convolve2d(a * b, w, "valid") - mu_a * mu_b
+        c1, c2 = 0.01**2, 0.03**2
+        s = (2 * mu_a * mu_b + c1) * (2 * cov + c2) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
+        per_channel.append(s.mean())
+    return float(np.mean(per_channel))
+
+
+def test_psnr_and_ssim_match_skimage_and_the_definition_on_random_pairs():
     from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
     rng = np.random.default_rng(1)
     for h, w in [(11, 11), (37, 53), (64, 64), (100, 31)]:
         a = rng.integers(0, 256, (3, h, w, 3), dtype=np.uint8)
         b = np.stack([_noisy(a[0], rng, 5), rng.integers(0, 256, (h, w, 3), dtype=np.uint8), _noisy(a[2], rng, 60)])
-        pa, pb = to_tensor(a), to_tensor(b)
-        ours_ssim = ssim(pa, pb).numpy()
-        ours_psnr = psnr_from_mse(mse(pa, pb))
+        got = compute_batch(b, a, ("mse", "psnr", "ssim"))  # what eval metrics / eval recon call
         for i in range(3):
             x, y = a[i] / 255.0, b[i] / 255.0
+            assert got["mse"][i] == pytest.approx(np.mean((x - y) ** 2), rel=1e-12)
+            assert abs(got["psnr"][i] - peak_signal_noise_ratio(x, y, data_range=1)) < 1e-6
             ref = structural_similarity(
                 x, y, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=1, channel_axis=-1
             )
-            assert abs(ours_ssim[i] - ref) < 1e-4
-            assert abs(ours_psnr[i] - peak_signal_noise_ratio(x, y, data_range=1)) < 1e-6
+            assert abs(got["ssim"][i] - ref) < 1e-12
+            assert abs(got["ssim"][i] - _ssim_by_definition(x, y)) < 1e-9
+    assert got["ssim"][0] > got["ssim"][2] > got["ssim"][1]  # less noise, more similar
+    with pytest.raises(UserError, match="at least 11x11"):
+        ssim_uint8(a[:, :10], b[:, :10])
 
 
 def test_identical_images_have_defined_values():
-    a = to_tensor(np.random.default_rng(2).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8))
-    assert mse(a, a).tolist() == [0.0, 0.0]
-    assert psnr_from_mse(mse(a, a)).tolist() == [PSNR_CAP, PSNR_CAP] and math.isclose(PSNR_CAP, 100.0)
-    assert np.allclose(ssim(a, a).numpy(), 1.0, atol=1e-6)
+    a = np.random.default_rng(2).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
+    assert mse_uint8(a, a).tolist() == [0.0, 0.0]
+    assert psnr_from_mse(mse_uint8(a, a)).tolist() == [PSNR_CAP, PSNR_CAP] and math.isclose(PSNR_CAP, 100.0)
+    assert np.allclose(ssim_uint8(a, a), 1.0, atol=1e-12)
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
-def test_lpips_matches_direct_call_and_ships_linear_weights():
+def test_lpips_from_uint8_matches_the_lpips_package_and_ships_linear_weights():
+    """``compute_batch`` (what eval calls) against lpips' own uint8 -> [-1, 1] conversion and forward, image by image."""
     import lpips
 
     assert (Path(lpips.__file__).parent / "weights" / "v0.1" / "alex.pth").is_file()
     torch.manual_seed(0)
-    model = lpips.LPIPS(pnet_rand=True, verbose=False)
+    model = lpips.LPIPS(pnet_rand=True, verbose=False)  # random trunk (no download), the shipped v0.1 linear layers
     metric = LPIPSMetric("alex", model=model)
     rng = np.random.default_rng(3)
-    a = rng.integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
-    b = rng.integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
-    ours = metric(to_tensor(a), to_tensor(b)).numpy()
+    a = rng.integers(0, 256, (3, 64, 48, 3), dtype=np.uint8)
+    b = np.stack([_noisy(a[0], rng, 8), _noisy(a[1], rng, 80), rng.integers(0, 256, (64, 48, 3), dtype=np.uint8)])
+    ours = compute_batch(b, a, ("lpips",), lpips_metric=metric)["lpips"]
     with torch.no_grad():
-        direct = model(lpips.im2tensor(a[0]), lpips.im2tensor(b[0])).item()  # lpips' own [-1, 1] conversion
-    assert abs(ours[0] - direct) < 1e-5 and ours[1] > 0
-    assert np.allclose(metric(to_tensor(a), to_tensor(a)).numpy(), 0.0, atol=1e-6)
+        direct = [model(lpips.im2tensor(p), lpips.im2tensor(r)).item() for p, r in zip(b, a)]
+    np.testing.assert_allclose(ours, direct, rtol=1e-5, atol=1e-7)
+    assert ours[0] < ours[1] and ours[0] < ours[2]  # a slightly noisy copy is the closest
+    assert np.allclose(metric.from_uint8(a, a).numpy(), 0.0, atol=1e-6)
 
 
 def test_lpips_offline_names_the_missing_file(tmp_path, monkeypatch):
@@ -285,8 +311,14 @@ def test_fid_offline_names_inception_file(folders, tmp_path, monkeypatch, capsys
 
 @pytest.mark.slow
 def test_real_weights_lpips_and_inception_fid(folders, tmp_path):
-    """Needs alexnet-owt-7be5be79.pth in torch's hub cache and /tmp/inception-2015-12-05.pt (or network)."""
+    """Needs alexnet-owt-7be5be79.pth in torch's hub cache and /tmp/inception-2015-12-05.pt; skips naming what is missing."""
     from cleanfid import fid as cfid
+
+    import eval.fid as efid
+
+    missing = [f for f in (LPIPSMetric.trunk_file("alex")[1], efid.inception_path()) if not os.path.isfile(f)]
+    if missing:
+        pytest.skip(f"the real LPIPS/Inception weights are not on this machine (missing {', '.join(missing)}).")
 
     out = tmp_path / "out"
     assert main(["metrics", "--pred", str(folders / "pred"), "--ref", str(folders / "ref"), "--out", str(out)]) == 0

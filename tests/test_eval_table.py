@@ -3,6 +3,7 @@
 import pandas as pd
 import pytest
 
+from elements.errors import UserError
 from eval.cli import main
 from eval.summary import write_outputs
 
@@ -64,3 +65,28 @@ def test_table_errors(runs, tmp_path, capsys):
     other = _run(tmp_path, "small", mse=0.01, n=100)
     assert main(["table", str(runs[0]), str(other), "--out", str(out)]) == 0
     assert "different numbers of images" in capsys.readouterr().err
+
+
+def test_every_csv_eval_reads_goes_through_one_reader_that_names_the_file_and_keeps_the_cause(tmp_path):
+    from eval.report import read_csv
+
+    with pytest.raises(UserError, match="The --rows file '.*nope.csv' does not exist.") as err:
+        read_csv(tmp_path / "nope.csv", what="--rows")
+    assert isinstance(err.value.__cause__, FileNotFoundError)
+    bad = tmp_path / "bad.csv"
+    bad.write_bytes(b'a,b\n"1,2\n')  # an unclosed quote
+    with pytest.raises(UserError, match="is not a readable CSV") as err:
+        read_csv(bad, what="summary")
+    assert err.value.__cause__ is not None and "\n" not in str(err.value)
+
+
+def test_eval_split_reads_the_data_pipelines_filter_flags():
+    from elements.cli import command_parser
+    from elements.data import LaionFilter, filters_from_args
+
+    p = command_parser("eval.manifest", "eval split")
+    args = p.parse_args(["--data", "d", "--out", "o", "--laion-filter", "--min-aesthetic", "5"])
+    assert filters_from_args(args) == LaionFilter(min_aesthetic=5.0, min_similarity=0.25)
+    old = p.parse_args(["--data", "d", "--out", "o", "--laion_filter"])  # the old spelling, a hidden alias
+    assert filters_from_args(old) == LaionFilter() and "--laion_filter" not in p.format_help()
+    assert filters_from_args(p.parse_args(["--data", "d", "--out", "o"])) is None

@@ -5,6 +5,7 @@ import copy
 import numpy as np
 import pytest
 import torch
+from conftest import real_weights
 
 from elements.decoders.pipeline import ElementsPipeline, guide, make_scheduler
 from elements.errors import UserError
@@ -208,13 +209,27 @@ def test_callback_scheduler_swap_and_slicing(pipe, els):
         make_scheduler("euler-ish", ddim.config)
 
 
-def test_to_input_size(pipe, coffee):
+def test_to_input_size_is_the_known_crop_of_the_letterbox(pipe, coffee):
+    """A 600x400 input sits in rows 85..425 of the 512² canvas (512 / 600 * 400 = 341 rows, centred): the output is
+    that band resized to 600x400, with none of the padding above or below it."""
+    import cv2
+
     from elements.partition import Partitioner
 
-    el = Partitioner("grid", num_elements=16)(coffee)  # 400x600 input, letterboxed
+    el = Partitioner("grid", num_elements=16)(coffee)
+    canvas = np.empty((512, 512, 3), np.uint8)
+    canvas[:85] = (255, 0, 255)  # padding: colours the photo does not have
+    canvas[426:] = (0, 255, 0)
+    canvas[85:426] = cv2.resize(coffee, (512, 341), interpolation=cv2.INTER_AREA)
+    expect = cv2.resize(canvas[85:426], (600, 400), interpolation=cv2.INTER_CUBIC)
+    out = pipe.to_input_size(canvas, el)
+    assert out.dtype == np.uint8 and np.array_equal(out, expect)
+    assert np.array_equal(pipe.to_input_size(canvas / 255.0, el), expect)  # output_type="np": floats in [0, 1]
+    err = np.abs(out.astype(int) - coffee).mean(axis=(1, 2))  # per row: it is the photo again, edges included
+    assert err.mean() < 6 and err[0] < 20 and err[-1] < 20
+    # the pipeline's own output (64², any square size) takes the same band, scaled
     img = run(pipe, el, output_type="np", generator=torch.Generator().manual_seed(0))[0]
-    out = pipe.to_input_size(img, el)
-    assert out.shape == coffee.shape and out.dtype == np.uint8
+    assert pipe.to_input_size(img, el).shape == coffee.shape
 
 
 def test_bad_inputs_are_user_errors(pipe, els):
@@ -265,21 +280,22 @@ def test_fp16_on_gpu(pipe, els):
 
 
 @pytest.mark.slow
-def test_real_sd15_base_with_zero_adapter_is_sd15(els):
-    """``EIE_SD_BASE=... python -m pytest -m slow tests/test_pipeline.py``: needs SD-1.5 weights.
+def test_real_sd15_base_with_zero_adapter_is_sd15():
+    """``EIE_SD_BASE=/path/to/sd15 python -m pytest -m slow tests/test_pipeline.py``: needs SD-1.5 weights.
 
     A zero-initialised adapter on the real SD-1.5 UNet reproduces SD-1.5's noise prediction.
     """
     from diffusers import UNet2DConditionModel
 
     from elements import defaults
-    from elements.decoders.pipeline import model_folder
 
-    base = model_folder(defaults.SD_BASE, None)
+    base = real_weights(defaults.SD_BASE, folder=True)
     unet = UNet2DConditionModel.from_pretrained(base, subfolder="unet")
     vanilla = copy.deepcopy(unet)
     model = ElementUNet.from_base(unet, token_dim=build_content_encoder("paper").token_dim, init="zero_out").eval()
-    z, text = torch.randn(2, 4, 64, 64), torch.randn(2, 77, 768)
+    c = unet.config  # SD-1.5: 4 latent channels, 64² latents, 768-d text states
+    z = torch.randn(2, c.in_channels, c.sample_size, c.sample_size)
+    text = torch.randn(2, 77, c.cross_attention_dim)
     tokens = torch.randn(2, 256, model.adapter.config.token_dim)
     with torch.no_grad():
         assert torch.equal(model(z, 500, text, tokens), vanilla(z, 500, encoder_hidden_states=text).sample)

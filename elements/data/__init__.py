@@ -35,24 +35,7 @@ def add_data_args(parser: argparse.ArgumentParser, *, training: bool = True) -> 
         "a shard pattern like 'laion/{00000..00999}.tar', or the output of 'python -m elements prepare' "
         "(its stored elements are used; no partition model is built)",
     )
-    g.add_argument(
-        "--laion-filter",
-        action="store_true",
-        help="keep only samples with aesthetic >= --min-aesthetic and CLIP similarity >= --min-similarity "
-        "(Sec. 4.1); needs those columns in the shard parquet or sidecar JSON",
-    )
-    g.add_argument(
-        "--min-aesthetic",
-        type=float,
-        default=MIN_AESTHETIC,
-        help=f"aesthetic threshold with --laion-filter (default {MIN_AESTHETIC}, Sec. 4.1); negative disables it",
-    )
-    g.add_argument(
-        "--min-similarity",
-        type=float,
-        default=MIN_SIMILARITY,
-        help=f"CLIP similarity threshold with --laion-filter (default {MIN_SIMILARITY}, Sec. 4.1); negative disables it",
-    )
+    add_filter_args(g)
     g.add_argument("--image-size", type=int, default=512, help="square training resolution (512, Sec. 3.1)")
     add_partition_args(parser)
     if not training:
@@ -65,6 +48,29 @@ def add_data_args(parser: argparse.ArgumentParser, *, training: bool = True) -> 
     )
     g.add_argument(
         "--no-shuffle", action="store_true", help="read shards/files in sorted order instead of a per-epoch shuffle"
+    )
+
+
+def add_filter_args(parser) -> None:
+    """The LAION filter flags (Sec. 4.1), shared by ``prepare``, the training stages and ``eval split`` / ``eval recon``;
+    read them with :func:`filters_from_args`. The underscore spellings stay hidden aliases (:func:`elements.cli.accept_old_spellings`)."""
+    parser.add_argument(
+        "--laion-filter",
+        action="store_true",
+        help="keep only samples with aesthetic >= --min-aesthetic and CLIP similarity >= --min-similarity "
+        "(Sec. 4.1); needs those columns in the shard parquet or sidecar JSON",
+    )
+    parser.add_argument(
+        "--min-aesthetic",
+        type=float,
+        default=MIN_AESTHETIC,
+        help=f"aesthetic threshold with --laion-filter (default {MIN_AESTHETIC}, Sec. 4.1); negative disables it",
+    )
+    parser.add_argument(
+        "--min-similarity",
+        type=float,
+        default=MIN_SIMILARITY,
+        help=f"CLIP similarity threshold with --laion-filter (default {MIN_SIMILARITY}, Sec. 4.1); negative disables it",
     )
 
 
@@ -92,6 +98,7 @@ __all__ = [
     "LaionFilter",
     "Sample",
     "add_data_args",
+    "add_filter_args",
     "filters_from_args",
     "iter_positioned",
     "iter_samples",

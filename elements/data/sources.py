@@ -143,7 +143,7 @@ def resolve_source(source) -> DataSource:
     if path.is_file() and path.suffix == ".tar":
         return DataSource("webdataset", path.parent, (path,))
     if not path.is_dir():
-        raise UserError(f"Training data '{source}' is neither a folder, a .tar shard nor a {{000..999}} shard pattern.")
+        raise UserError(f"Data '{source}' is neither a folder, a .tar shard nor a {{000..999}} shard pattern.")
     shards = sorted(p for p in path.glob("*.tar") if p.is_file())
     if shards:
         return DataSource("webdataset", path, tuple(shards))

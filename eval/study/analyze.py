@@ -30,18 +30,14 @@ import numpy as np
 import pandas as pd
 
 from elements.errors import UserError
+from eval.report import read_csv
 
 _SLOT = re.compile(r"^Input\.t(\d+)_id$")
 MANIFEST_REQUIRED = {"hit", "trial_id", "item", "method_b", "ours_side", "vigilance", "practice"}
 
 
 def _read(path, what) -> pd.DataFrame:
-    try:
-        return pd.read_csv(path, dtype=str, keep_default_na=False)
-    except FileNotFoundError:
-        raise UserError(f"The {what} file '{path}' does not exist.") from None
-    except Exception as err:
-        raise UserError(f"The {what} file '{path}' is not a readable CSV ({type(err).__name__}).") from None
+    return read_csv(path, what=what, dtype=str, keep_default_na=False)
 
 
 def read_manifest(path) -> pd.DataFrame:

@@ -142,7 +142,7 @@ def make_edits(
     (:func:`elements.partition.options.partition_kwargs`); default ``{"backend": "auto"}``.
     ``device``: torch device for SAM.
     """
-    from elements.data import iter_samples
+    from elements.data import iter_samples, resolve_source
     from elements.data.preprocess import center_crop_resize
     from elements.image_io import save_png
     from elements.partition import Partitioner
@@ -156,6 +156,7 @@ def make_edits(
         raise UserError(f"Unknown edit kind(s) {', '.join(bad) or '(none)'}; choose from {', '.join(OPS)}.")
     if limit < 1:
         raise UserError(f"--limit must be at least 1, got {limit}.")
+    resolve_source(data)  # a bad --data fails before any partition model is loaded
     out = Path(out)
     for sub in ("specs", "elements", "input", "source"):
         (out / sub).mkdir(parents=True, exist_ok=True)

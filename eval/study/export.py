@@ -35,6 +35,7 @@ import pandas as pd
 
 from elements.atomic import copy_file
 from elements.errors import UserError
+from eval.report import read_csv
 
 INPUT_METHOD = "input"  # renders/input/{item}.png: the unedited input at input size
 SOURCE_METHOD = "source"  # renders/source/{item}.png: the input with the edited object outlined (shown as the source)
@@ -60,10 +61,7 @@ def read_items(edits_dir) -> pd.DataFrame:
     f = Path(edits_dir) / "items.csv"
     if not f.is_file():
         raise UserError(f"'{edits_dir}' holds no items.csv; run 'eval study make-edits' first.")
-    try:
-        items = pd.read_csv(f, dtype={"item": str}, keep_default_na=False)
-    except Exception as err:
-        raise UserError(f"'{f}' is not a readable CSV ({type(err).__name__}).") from None
+    items = read_csv(f, what="items", dtype={"item": str}, keep_default_na=False)
     missing = {"item", "instruction"} - set(items.columns)
     if missing:
         raise UserError(f"'{f}' lacks column(s) {', '.join(sorted(missing))}.")

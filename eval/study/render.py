@@ -89,7 +89,7 @@ def render(
                 try:
                     cache[r.elements] = ImageElements.load(edits_dir / r.elements)
                 except ValueError as err:
-                    raise UserError(f"Item {r.item}: {err}.") from None
+                    raise UserError(f"Item {r.item}: {err}.") from err
             spec = load_spec(edits_dir / r.spec)
             edited = apply_spec(cache[r.elements], spec)
             image = decoder(edited, prompt=spec.prompt, seed=spec.seed, steps=steps, guidance=guidance)
