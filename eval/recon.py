@@ -156,6 +156,41 @@ def _state():
     return PartialState()
 
 
+def _pin_settings(out: Path, config: dict, split_dir: Path, state) -> None:
+    """Write ``out/config.json``; refuse (UserError) when ``out`` already holds results made with other settings."""
+    from eval.report import write_text
+
+    cfg_path = out / "config.json"
+    started = any((out / "per_image").glob("*.json"))
+    if cfg_path.exists() and started:  # results exist: they were made with the pinned settings
+        old = json.loads(cfg_path.read_text()).get("settings", {})
+        new = json.loads(json.dumps(config))
+        if old != new:
+            diff = sorted(k for k in new if old.get(k) != new[k])
+            raise UserError(
+                f"'{out}' holds a run with other settings ({', '.join(diff)}); use another --out or the same flags."
+            )
+    state.wait_for_everyone()
+    if state.is_main_process:
+        write_text(cfg_path, json.dumps({"settings": config, "data": str(split_dir)}, indent=2) + "\n")
+
+
+def _collect(out: Path, manifest) -> list[dict]:
+    """Every image's per-image record, in manifest order; UserError naming the first one missing."""
+    records, missing = [], []
+    for stem in manifest["stem"]:
+        f = out / "per_image" / f"{stem}.json"
+        if f.exists():
+            records.append(json.loads(f.read_text()))
+        else:
+            missing.append(stem)
+    if missing:
+        raise UserError(
+            f"{len(missing)} of {len(manifest)} images have no result (first: {missing[0]}); re-run the same command to finish them."
+        )
+    return records
+
+
 def run(args, *, on_image=None) -> int:
     """Run (or resume) the benchmark. ``on_image(done_this_call)`` is called after each image (tests simulate crashes with it)."""
     from elements.data import filters_from_args
@@ -187,19 +222,7 @@ def run(args, *, on_image=None) -> int:
         config["partition"] = "prepared"
         config["partition_params"] = {"elements": info.get("elements")}
         print(f"elements: stored with the prepared data ({info.get('elements')})", file=sys.stderr)
-    cfg_path = out / "config.json"
-    started = any((out / "per_image").glob("*.json"))
-    if cfg_path.exists() and started:  # results exist: they were made with the pinned settings
-        old = json.loads(cfg_path.read_text()).get("settings", {})
-        new = json.loads(json.dumps(config))
-        if old != new:
-            diff = sorted(k for k in new if old.get(k) != new[k])
-            raise UserError(
-                f"'{out}' holds a run with other settings ({', '.join(diff)}); use another --out or the same flags."
-            )
-    state.wait_for_everyone()
-    if state.is_main_process:
-        write_text(cfg_path, json.dumps({"settings": config, "data": str(split_dir)}, indent=2) + "\n")
+    _pin_settings(out, config, split_dir, state)
     (out / "pred").mkdir(parents=True, exist_ok=True)
     (out / "per_image").mkdir(parents=True, exist_ok=True)
 
@@ -232,17 +255,7 @@ def run(args, *, on_image=None) -> int:
     state.wait_for_everyone()
     if not state.is_main_process:
         return 0
-    records, missing = [], []
-    for stem in manifest["stem"]:
-        f = out / "per_image" / f"{stem}.json"
-        if f.exists():
-            records.append(json.loads(f.read_text()))
-        else:
-            missing.append(stem)
-    if missing:
-        raise UserError(
-            f"{len(missing)} of {len(manifest)} images have no result (first: {missing[0]}); re-run the same command to finish them."
-        )
+    records = _collect(out, manifest)
     per_image = pd.DataFrame(records, columns=["stem", *[m for m in metrics if m in PER_IMAGE_METRICS]])
     fid = None
     if "fid" in metrics:

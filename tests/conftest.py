@@ -145,14 +145,15 @@ def rng():
     return np.random.default_rng(0)
 
 
-def assert_box_affinity(s, boxes, full, size):
-    """``s`` (SamAffinity.dense's BoxAffinity) equals ``full (N, S, S)`` inside every non-empty box, read both ways."""
+def assert_box_affinity(s, boxes, full, size, atol=1e-5):
+    """``s`` (SamAffinity.dense's BoxAffinity) equals ``full (N, S, S)`` within ``atol`` inside every non-empty box,
+    read both ways."""
     assert s.shape == (len(boxes), size, size)
     for k, (x0, y0, x1, y1) in enumerate(boxes):
         if x1 > x0 and y1 > y0:
-            np.testing.assert_allclose(s.values[k, : y1 - y0, : x1 - x0], full[k, y0:y1, x0:x1], atol=1e-5)
+            np.testing.assert_allclose(s.values[k, : y1 - y0, : x1 - x0], full[k, y0:y1, x0:x1], atol=atol)
             yy, xx = np.mgrid[y0:y1, x0:x1]
-            np.testing.assert_allclose(s[np.full_like(yy, k), yy, xx], full[k, y0:y1, x0:x1], atol=1e-5)
+            np.testing.assert_allclose(s[np.full_like(yy, k), yy, xx], full[k, y0:y1, x0:x1], atol=atol)
 
 
 @contextlib.contextmanager

@@ -107,7 +107,7 @@ def test_the_allocator_settings_and_trim_run_on_glibc():
 def _fake_partitioner(model_type: str, refine: str):
     return SimpleNamespace(
         backend="sam",
-        affinity=SimpleNamespace(model_type=model_type),
+        affinity=SimpleNamespace(model_type=model_type, description=f"SAM {model_type}"),
         refine=refine,
         method="Alg. 2, the paper's partition" if refine == "none" else "Alg. 2, borders refined",
         note="",
@@ -141,13 +141,14 @@ def test_the_pixel_decoder_is_said_to_leave_black_holes_and_does():
 def test_sampler_settings_are_each_decoder_s_own_defaults():
     import importlib.util
 
-    from elements.decoders import diffusion, inpaint, sdedit
+    from elements.decoders import sampler_defaults
 
     spec = importlib.util.spec_from_file_location("eie_app", ROOT / "app.py")
     app = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(app)
-    for name, module in (("diffusion", diffusion), ("pixel+sdedit", sdedit), ("pixel+inpaint", inpaint)):
+    for name in ("diffusion", "pixel+sdedit", "pixel+inpaint"):
         steps, guidance = app.sampler_settings(name)
-        assert steps["value"] == module.DEFAULT_STEPS and guidance["value"] == module.DEFAULT_GUIDANCE, name
+        own = sampler_defaults(name)
+        assert steps["value"] == own.steps and guidance["value"] == own.guidance, name
     assert app.sampler_settings("diffusion")[1]["value"] != app.sampler_settings("pixel+sdedit")[1]["value"]
     assert "value" not in app.sampler_settings("pixel")[0]  # no sampler: the hidden sliders stay as they are

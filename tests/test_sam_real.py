@@ -180,7 +180,9 @@ def test_low_rank_decode_is_sams_own_decode_on_real_weights(distilled_sam):
     boxes = np.array([[0, 0, 512, 512], [96, 32, 240, 160], [0, 400, 64, 512], [16, 16, 16, 16], [480, 0, 512, 48]])
     boxes = np.resize(boxes, (len(q), 4))
     s = aff.dense(q, boxes)  # a BoxAffinity: each prompt's box only
-    assert_box_affinity(s, boxes, ref, 512)
+    # the dense phase reads decoder coefficients kept in float16 (elements/partition/sam_readout.py): sigmoid
+    # affinities within 1e-3 (measured max 6e-4); the plain assignment's logits above stay exact
+    assert_box_affinity(s, boxes, ref, 512, atol=1e-3)
 
 
 def test_archive_with_wrong_sha256_is_refused(tmp_path, monkeypatch):

@@ -215,21 +215,16 @@ def decoder(name: str):
 def sampler_defaults(name: str) -> tuple[int | None, float | None]:
     """``(steps, guidance)`` the decoder ``name`` samples with when given none, as its CLI does; None without a sampler.
 
-    Read from the decoder's class, else its module (``DEFAULT_STEPS`` / ``DEFAULT_GUIDANCE``), never
-    copied here: the demo and ``python -m elements edit`` give the same image from the same spec.
+    Read from the decoder's one table (:data:`elements.decoders.SAMPLER_DEFAULTS`), never copied here:
+    the demo and ``python -m elements edit`` give the same image from the same spec.
     """
-    import importlib
-
     from elements.decoders import REGISTRY
+    from elements.decoders import sampler_defaults as own
 
     if name not in REGISTRY:
         raise UserError(f"Unknown decoder '{name}'; choose one of {', '.join(REGISTRY)}.")
-    module_name, _, class_name = REGISTRY[name].partition(":")
-    module = importlib.import_module(module_name)
-    cls = getattr(module, class_name)
-    steps = getattr(cls, "DEFAULT_STEPS", getattr(module, "DEFAULT_STEPS", None))
-    guidance = getattr(cls, "DEFAULT_GUIDANCE", getattr(module, "DEFAULT_GUIDANCE", None))
-    return (None if steps is None else int(steps)), (None if guidance is None else float(guidance))
+    d = own(name)
+    return (None if d.steps is None else int(d.steps)), (None if d.guidance is None else float(d.guidance))
 
 
 @functools.cache
