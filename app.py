@@ -26,6 +26,7 @@ from elements.ui import api, backends
 from elements.ui import generate as gen
 from elements.ui import handlers as h
 from elements.ui.canvas import REVEAL_RESULT_JS, make_canvas
+from elements.ui.png_output import PngImage
 from elements.ui.session import delete_session
 from elements.ui.upload import UploadImage
 
@@ -151,9 +152,9 @@ def _panel(ui) -> None:
 def _api_row(ui) -> None:
     """The scriptable API's hidden components: /partition and /edit (docs/demo.md, "Scriptable API")."""
     with gr.Row(visible=False):
-        ui.api_image, ui.api_overlay = UploadImage(type="filepath"), gr.Image(format="png")
+        ui.api_image, ui.api_overlay = UploadImage(type="filepath"), PngImage(format="png")
         ui.api_json, ui.api_spec, ui.api_decoder = gr.Textbox(), gr.Textbox(), gr.Textbox()
-        ui.api_seed, ui.api_out = gr.Number(None), gr.Image(format="png")
+        ui.api_seed, ui.api_out = gr.Number(None), PngImage(format="png")
         ui.api_partition, ui.api_edit = gr.Button(), gr.Button()
 
 

@@ -33,7 +33,14 @@ def _libc():
         return None
 
 
-def configure_allocator(*, arenas: int = 2, mmap_threshold: int = 4 * 2**20) -> bool:
+#: Blocks from this size up are mapped on their own: glibc's own ceiling for its dynamic threshold,
+#: fixed so that it stops moving. A lower value (4 MB was tried) maps and zero-fills every large
+#: numpy/torch temporary afresh: one SAM partition then took ~1 s (25 %) longer on 2 cores, for
+#: no lower RSS once the trimmer runs (docs/demo.md, "Serving a crowd").
+MMAP_THRESHOLD = 32 * 2**20
+
+
+def configure_allocator(*, arenas: int = 2, mmap_threshold: int = MMAP_THRESHOLD) -> bool:
     """Bound glibc's heap for a multi-threaded server; call it before the worker threads start.
 
     ``arenas``: at most this many malloc arenas (glibc's default is 8 per core);
@@ -85,4 +92,4 @@ def release_memory() -> None:
     trim_heap()
 
 
-__all__ = ["configure_allocator", "release_memory", "start_trimmer", "trim_heap"]
+__all__ = ["MMAP_THRESHOLD", "configure_allocator", "release_memory", "start_trimmer", "trim_heap"]

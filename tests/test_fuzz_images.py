@@ -297,3 +297,16 @@ def test_save_png_is_lossless_on_both_encoders(tmp_path, shape, dtype):
         assert im.mode == ("RGB" if a.ndim == 3 else "I;16")
         np.testing.assert_array_equal(np.asarray(im), a)
     assert (shape[0] * shape[1] > FAST_PNG_PIXELS) == (shape[0] > 1000)  # both encoders are exercised
+
+
+def test_api_png_output_is_lossless_and_fast_encoded(tmp_path):
+    """The API's output component writes arrays with encode_png's fast path; the file decodes to the array."""
+    from elements.image_io import encode_png
+    from elements.ui.png_output import PngImage
+
+    a = np.random.default_rng(1).integers(0, 256, (70, 90, 3), dtype=np.uint8)
+    data = PngImage(format="png").postprocess(a)
+    assert Path(data.path).read_bytes() == encode_png(a, fast=True) != encode_png(a, fast=False)
+    with Image.open(data.path) as im:
+        np.testing.assert_array_equal(np.asarray(im.convert("RGB")), a)
+    assert PngImage(format="png").postprocess(None) is None
