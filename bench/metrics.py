@@ -71,76 +71,75 @@ def inception_features(device=None):
     return feat
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
-    p.add_argument("--n", type=int, default=16, help="image pairs (default 16)")
-    p.add_argument("--repeats", type=int, default=3, help="timing repeats, best is kept (default 3)")
-    p.add_argument("--batch-size", type=int, default=8)
-    args = p.parse_args()
-    import warnings
+def _ssim(ref, pred) -> float:
+    """skimage's SSIM with the Gaussian window of Wang et al. 2004, on [0, 1] images (what eval.metrics uses)."""
+    from skimage.metrics import structural_similarity
 
-    warnings.filterwarnings(
-        "ignore"
-    )  # torchvision "pretrained=" notices from lpips, singular-covariance notes on N < 2048
-
-    import lpips
-    from cleanfid import fid as cfid
-    from skimage.metrics import mean_squared_error, peak_signal_noise_ratio, structural_similarity
-
-    from eval.fid import compute_fid
-    from eval.images import pair_folders
-    from eval.metrics import LPIPSMetric, compute_batch
-    from eval.summary import per_image_metrics
-
-    pred, ref = images(args.n)
-    n, bs = args.n, args.batch_size
-    print(
-        f"{n} image pairs of 512x512, torch threads {torch.get_num_threads()}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}"
+    return structural_similarity(
+        ref, pred, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=1, channel_axis=-1
     )
-    print(f"{'metric':<8} {'ours img/s':>11} {'direct img/s':>13} {'ratio':>7}")
 
-    def ours(metric, **kw):
-        def f():
-            for i in range(0, n, bs):
-                compute_batch(pred[i : i + bs], ref[i : i + bs], [metric], **kw)
 
-        return f
+def _ours(pred, ref, bs: int, metric: str, **kw):
+    """eval.metrics.compute_batch over all pairs, in batches of ``bs``, for one metric."""
+    from eval.metrics import compute_batch
 
+    def f():
+        for i in range(0, len(pred), bs):
+            compute_batch(pred[i : i + bs], ref[i : i + bs], [metric], **kw)
+
+    return f
+
+
+def pixel_rows(pred, ref, bs: int, repeats: int) -> list[tuple[str, float, float]]:
+    """MSE, PSNR and SSIM: (metric, ours img/s, skimage img/s)."""
+    from skimage.metrics import mean_squared_error, peak_signal_noise_ratio
+
+    n = len(pred)
     direct = {
         "mse": lambda: [mean_squared_error(ref[i] / 255.0, pred[i] / 255.0) for i in range(n)],
         "psnr": lambda: [peak_signal_noise_ratio(ref[i] / 255.0, pred[i] / 255.0, data_range=1) for i in range(n)],
-        "ssim": lambda: [
-            structural_similarity(
-                ref[i] / 255.0,
-                pred[i] / 255.0,
-                gaussian_weights=True,
-                sigma=1.5,
-                use_sample_covariance=False,
-                data_range=1,
-                channel_axis=-1,
-            )
-            for i in range(n)
-        ],
+        "ssim": lambda: [_ssim(ref[i] / 255.0, pred[i] / 255.0) for i in range(n)],
     }
     rows = []
     for m in ("mse", "psnr", "ssim"):
-        t_ours, t_direct = best_pair(ours(m), direct[m], args.repeats)
+        t_ours, t_direct = best_pair(_ours(pred, ref, bs, m), direct[m], repeats)
         rows.append((m, n / t_ours, n / t_direct))
+    return rows
 
+
+def lpips_row(pred, ref, bs: int, repeats: int) -> tuple[str, float, float]:
+    """LPIPS (random-init AlexNet: the weights are not reachable offline): ours against the lpips package."""
+    import lpips
+
+    from eval.metrics import LPIPSMetric
+
+    n = len(pred)
     torch.manual_seed(0)
     model = lpips.LPIPS(pnet_rand=True, verbose=False).eval()
-    metric = LPIPSMetric("alex", model=model)
 
     @torch.no_grad()
-    def lpips_direct():
+    def direct():
         for i in range(0, n, bs):
             a = torch.cat([lpips.im2tensor(x) for x in pred[i : i + bs]])
             b = torch.cat([lpips.im2tensor(x) for x in ref[i : i + bs]])
             model(a, b)
 
-    t_ours, t_direct = best_pair(ours("lpips", lpips_metric=metric), lpips_direct, args.repeats)
-    rows.append(("lpips", n / t_ours, n / t_direct))
+    ours = _ours(pred, ref, bs, "lpips", lpips_metric=LPIPSMetric("alex", model=model))
+    t_ours, t_direct = best_pair(ours, direct, repeats)
+    return ("lpips", n / t_ours, n / t_direct)
 
+
+def file_rows(pred, ref, bs: int, repeats: int) -> list[tuple[str, float, float]]:
+    """FID (clean-fid against ours, same feature network) and the end-to-end per-image loop from PNG files."""
+    from cleanfid import fid as cfid
+    from skimage.metrics import mean_squared_error, peak_signal_noise_ratio
+
+    from eval.fid import compute_fid
+    from eval.images import pair_folders
+    from eval.summary import per_image_metrics
+
+    n = len(pred)
     with tempfile.TemporaryDirectory() as tmp:
         dp, dr = Path(tmp, "pred"), Path(tmp, "ref")
         dp.mkdir()
@@ -169,24 +168,43 @@ def main() -> None:
                 custom_feat_extractor=feat,
                 verbose=False,
             ),
-            args.repeats,
+            repeats,
         )
-        rows.append(("fid", 2 * n / t_ours, 2 * n / t_direct))  # both sides' images go through the network
+        rows = [("fid", 2 * n / t_ours, 2 * n / t_direct)]  # both sides' images go through the network
 
         def e2e_direct():
             for p in pairs:
                 r, q = np.asarray(Image.open(p.ref)) / 255.0, np.asarray(Image.open(p.pred)) / 255.0
                 mean_squared_error(r, q)
                 peak_signal_noise_ratio(r, q, data_range=1)
-                structural_similarity(
-                    r, q, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=1, channel_axis=-1
-                )
+                _ssim(r, q)
 
         t_e2e, t_e2e_direct = best_pair(
-            lambda: per_image_metrics(pairs, ("mse", "psnr", "ssim"), batch_size=bs), e2e_direct, args.repeats
+            lambda: per_image_metrics(pairs, ("mse", "psnr", "ssim"), batch_size=bs), e2e_direct, repeats
         )
         rows.append(("e2e", n / t_e2e, n / t_e2e_direct))
+    return rows
 
+
+def main() -> None:
+    p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
+    p.add_argument("--n", type=int, default=16, help="image pairs (default 16)")
+    p.add_argument("--repeats", type=int, default=3, help="timing repeats, best is kept (default 3)")
+    p.add_argument("--batch-size", type=int, default=8)
+    args = p.parse_args()
+    import warnings
+
+    # torchvision "pretrained=" notices from lpips, singular-covariance notes on N < 2048
+    warnings.filterwarnings("ignore")
+
+    pred, ref = images(args.n)
+    print(
+        f"{args.n} image pairs of 512x512, torch threads {torch.get_num_threads()}, "
+        f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}"
+    )
+    print(f"{'metric':<8} {'ours img/s':>11} {'direct img/s':>13} {'ratio':>7}")
+    bs, reps = args.batch_size, args.repeats
+    rows = [*pixel_rows(pred, ref, bs, reps), lpips_row(pred, ref, bs, reps), *file_rows(pred, ref, bs, reps)]
     for m, o, d in rows:
         print(f"{m:<8} {o:>11.2f} {d:>13.2f} {o / d:>6.2f}x")
     print(

@@ -269,6 +269,32 @@ def test_use_as_input_and_replacing_keep_the_history(tmp_path):
     assert session.elements is not edited_value and not session.past[-1].editor.can_redo
 
 
+def test_a_second_change_event_for_the_same_upload_is_answered_at_once(tmp_path, monkeypatch):
+    """The image widget fires change twice for one upload: the second must not wait for the partition."""
+    session, *_ = h.on_image(None, ASTRONAUT)
+    started, release = threading.Event(), threading.Event()
+    real = h.partition
+
+    def slow(loaded):
+        started.set()
+        assert release.wait(30)
+        return real(loaded)
+
+    monkeypatch.setattr(h, "partition", slow)
+    first = []
+    worker = threading.Thread(target=lambda: first.append(h.on_image(session, CHELSEA)))
+    worker.start()
+    try:
+        assert started.wait(30)
+        second = h.on_image(session, CHELSEA)  # returns while the first is still partitioning
+        assert worker.is_alive() and all(isinstance(v, type(gr.skip())) for v in second[1:])
+    finally:
+        release.set()
+        worker.join(60)
+    assert first and session.pending_key is None and session.input_key is not None
+    assert h.on_image(session, CHELSEA)[1:] == second[1:]  # the same file again: a no-op, as before
+
+
 def _unreadable_uploads(tmp_path) -> dict:
     """Issue 22's unreadable uploads: a text file, an empty file, a 40000x40000 PNG bomb -> the problem named."""
     from odd_inputs import bomb_png_40000

@@ -130,18 +130,25 @@ def on_image(session: AppSession | None, image):
     """
     session = session or AppSession()
     keep = gr.skip()
+    if image is None:
+        return session, keep, keep, keep, keep, keep
+    key = _file_key(image)
+    # The image widget fires a second change event for one upload while the first is still being
+    # partitioned: answered at once, so it holds neither an upload slot nor a worker thread meanwhile.
+    if key is not None and key == session.pending_key:
+        return session, keep, keep, keep, keep, keep
     with session.lock:
-        if image is None:
-            return session, keep, keep, keep, keep, keep
-        key = _file_key(image)
         if key is not None and key == session.input_key:
             return session, keep, keep, keep, keep, keep
+        session.pending_key = key
         try:
             loaded, note = _read_upload(image)
             el, emb = _partition_upload(loaded)
         except UserError as err:
             kept = " The current image and its edits are kept." if session.has_image else ""
             return session, keep, status(session, f"**{str(err).rstrip('.')}.**{kept}"), keep, keep, None
+        finally:
+            session.pending_key = None
         replaced = session.has_image and (session.editor.can_undo or bool(session.candidates))
         session.start(el, emb, note)
         full = el.sources[0].full  # the decoded input, shared with the partition cache: no second copy

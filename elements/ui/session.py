@@ -147,6 +147,7 @@ class AppSession:
     past: list = field(default_factory=list)  # [Snapshot] of replaced images, newest last (undo returns to them)
     future: list = field(default_factory=list)  # [Snapshot] undone back past (redo returns to them)
     input_key: str | None = None  # content hash of the current input file (a repeated change event is a no-op)
+    pending_key: str | None = None  # content hash of the file being partitioned now (read without the lock)
     input_pixels: object = None  # (H_in, W_in, 3) uint8 the input as loaded: the "before" of the result view
     _view: View | None = None
     _workdir: str | None = None
