@@ -284,7 +284,11 @@ def server_side(args) -> None:
     )
     spec = json.dumps({"version": 1, "edits": [{"op": "move", "elements": [k], "dx": 48, "dy": 16}]})
     print(
-        fmt("  /edit endpoint end to end (partition + decode)", timed(lambda: (forget(), api.api_edit(astronaut, spec)), reps), "s")
+        fmt(
+            "  /edit endpoint end to end (partition + decode)",
+            timed(lambda: (forget(), api.api_edit(astronaut, spec)), reps),
+            "s",
+        )
     )
     print(
         fmt(
