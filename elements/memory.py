@@ -35,8 +35,8 @@ def _libc():
 
 #: Blocks from this size up are mapped on their own: glibc's own ceiling for its dynamic threshold,
 #: fixed so that it stops moving. A lower value (4 MB was tried) maps and zero-fills every large
-#: numpy/torch temporary afresh: one SAM partition then took ~1 s (25 %) longer on 2 cores, for
-#: no lower RSS once the trimmer runs (docs/demo.md, "Serving a crowd").
+#: numpy/torch temporary afresh: a SAM partition then took ~1 s (20-35 %) longer on 2 cores, for
+#: no lower RSS once the trimmer runs (docs/demo.md, "Where the memory went").
 MMAP_THRESHOLD = 32 * 2**20
 
 
