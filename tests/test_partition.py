@@ -541,3 +541,40 @@ def test_small_images_get_fewer_elements_of_at_least_the_minimum_area(chelsea):
     assert Partitioner("grid", min_element_area=1)(np.zeros((64, 64, 3), np.uint8)).num_elements == 256
     with pytest.raises(UserError, match="min-element-area"):
         Partitioner("grid", min_element_area=0)
+
+
+def test_sam_input_transform_is_segment_anythings(rng):
+    """LongestSide (no torchvision) gives ResizeLongestSide's image, points and boxes exactly."""
+    from segment_anything.utils.transforms import ResizeLongestSide
+
+    from elements.partition.sam_modules import LongestSide
+
+    for h, w in [(512, 512), (427, 640), (333, 97)]:
+        img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        ours, theirs = LongestSide(1024), ResizeLongestSide(1024)
+        np.testing.assert_array_equal(ours.apply_image(img), theirs.apply_image(img))
+        pts = rng.uniform(0, max(h, w), (5, 2))
+        np.testing.assert_array_equal(ours.apply_coords(pts, (h, w)), theirs.apply_coords(pts, (h, w)))
+        boxes = rng.uniform(0, max(h, w), (3, 4))
+        np.testing.assert_array_equal(ours.apply_boxes(boxes, (h, w)), theirs.apply_boxes(boxes, (h, w)))
+
+
+def test_the_distilled_sam_path_imports_no_torchvision():
+    """segment-anything's model classes load without its package __init__; the full package still imports after."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from elements.partition.sam_models import build_tiny_sam\nfrom elements.partition.sam_modules import sam_modeling\n"
+        "from elements.partition.sam import SamAffinity\n"
+        "SamAffinity(build_tiny_sam())\n"
+        "assert 'torchvision' not in sys.modules, 'torchvision was imported'\n"
+        "from segment_anything import SamPredictor, sam_model_registry\n"
+        "assert sam_model_registry['vit_b'].__module__ == 'segment_anything.build_sam'\n"
+        "assert sys.modules['segment_anything.modeling'] is sam_modeling()\n"
+        "import segment_anything.modeling as m\n"
+        "assert m.Sam is sam_modeling().Sam\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -133,10 +133,10 @@ class SamAffinity:
     name = "sam"
 
     def __init__(self, sam) -> None:
-        from segment_anything.utils.transforms import ResizeLongestSide
+        from elements.partition.sam_modules import LongestSide
 
         self.model = sam
-        self.transform = ResizeLongestSide(sam.image_encoder.img_size)
+        self.transform = LongestSide(sam.image_encoder.img_size)  # segment-anything's ResizeLongestSide
         self.lock = threading.RLock()
         self.embedding: SamEmbedding | None = None
         self.redecoded = 0  # prompts decoded again by the latest dense(): their box left their window

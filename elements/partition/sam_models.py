@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from elements import defaults
 from elements.errors import UserError
+from elements.partition.sam_modules import sam_modeling
 
 MODEL_TYPES = ("vit_b", "vit_l", "vit_h", "vit_t")  # vit_t: the distilled SAM (elements/partition/tinysam.py)
 
@@ -24,17 +25,17 @@ def load_sam(
     Weights are loaded with ``torch.load(weights_only=True)``: the official ``.pth`` files are
     plain state dicts, and nothing else should be unpickled. ``local_only``: never download.
     """
-    import torch
-    from segment_anything import sam_model_registry
-
-    from elements.hub import local_file, resolve_file
-
     ref = defaults.SAM_CHECKPOINT.get(checkpoint)
     model_type = defaults.SAM_MODEL_TYPE.get(model_type)
     if model_type == "vit_t":
         from elements.partition.tinysam import load_tinysam
 
         return load_tinysam(tinysam, device, allow_npm=not local_only)
+    import torch
+    from segment_anything import sam_model_registry
+
+    from elements.hub import local_file, resolve_file
+
     if model_type not in sam_model_registry or model_type == "default":
         raise UserError(f"Unknown SAM model type '{model_type}'; use one of {', '.join(MODEL_TYPES)}.")
     if local_only:
@@ -68,14 +69,10 @@ def build_tiny_sam(
 ):
     """A random-init SAM with the real architecture at toy size, for tests and benchmarks."""
     import torch
-    from segment_anything.modeling import (
-        ImageEncoderViT,
-        MaskDecoder,
-        PromptEncoder,
-        Sam,
-        TwoWayTransformer,
-    )
 
+    m = sam_modeling()
+    ImageEncoderViT, MaskDecoder, PromptEncoder = m.ImageEncoderViT, m.MaskDecoder, m.PromptEncoder
+    Sam, TwoWayTransformer = m.Sam, m.TwoWayTransformer
     torch.manual_seed(seed)
     patch = 16
     emb = img_size // patch

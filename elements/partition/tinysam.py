@@ -282,8 +282,11 @@ def decoder_state_from_onnx(data: bytes) -> dict:
 def build_prompt_decoder():
     """SAM's prompt encoder and mask decoder at their real size (random init), for the converted weights."""
     import torch
-    from segment_anything.modeling import MaskDecoder, PromptEncoder, TwoWayTransformer
 
+    from elements.partition.sam_modules import sam_modeling
+
+    m = sam_modeling()  # without torchvision
+    MaskDecoder, PromptEncoder, TwoWayTransformer = m.MaskDecoder, m.PromptEncoder, m.TwoWayTransformer
     pe = PromptEncoder(embed_dim=256, image_embedding_size=(64, 64), input_image_size=(1024, 1024), mask_in_chans=16)
     md = MaskDecoder(
         num_multimask_outputs=3,
@@ -333,8 +336,10 @@ def load_tinysam(path: str | None = None, device: str = "cpu", *, allow_npm: boo
     """
     import torch
     from safetensors.torch import load_file
-    from segment_anything.modeling import Sam
 
+    from elements.partition.sam_modules import sam_modeling
+
+    Sam = sam_modeling().Sam  # without torchvision
     files = resolve_tinysam(path, allow_npm=allow_npm)
     with torch.random.fork_rng(devices=[]):  # random init is overwritten; keep the caller's stream
         parts = build_prompt_decoder()
