@@ -126,7 +126,7 @@ class SamAffinity:
     never interleave. :meth:`samples` and :meth:`dense` are asked in turn for the same prompts
     (Alg. 2's current centroids); the decoder runs once, in :meth:`samples`, and keeps each
     prompt's state on a :data:`CROP` × :data:`CROP`-token window around its query for
-    :meth:`dense` (:class:`~elements.partition.sam_readout.TokenCrop`, ~0.35 MB per prompt);
+    :meth:`dense` (:class:`~elements.partition.sam_readout.TokenCrop`, ~0.4 MB per prompt: 99 MB for 256);
     a prompt whose candidate box leaves its window is decoded again.
     """
 
