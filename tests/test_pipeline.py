@@ -269,7 +269,7 @@ def test_fp16_on_gpu(pipe, els):
         pytest.skip("no CUDA device")
     gpu = copy.deepcopy(pipe).to("cuda", torch.float16)
     gpu.enable_attention_slicing()
-    gpu.enable_vae_tiling()
+    gpu.vae.enable_tiling()  # diffusers 0.42: tiling is the VAE's (DiffusionPipeline has no enable_vae_tiling)
     a = gpu(
         els, prompt="a photo", num_inference_steps=2, output_type="np", generator=torch.Generator().manual_seed(0)
     ).images

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,13 +73,15 @@ class DataPosition:
 class _Loop:
     """One run's loop state: the loss window, what made the elements, the pending log fields."""
 
-    def __init__(self, accelerator, args, log, stage, lr_scheduler, named_models, data_fields, step) -> None:
+    def __init__(self, accelerator, args, log, stage, lr_scheduler, named_models, step) -> None:
         self.accelerator, self.args, self.stage = accelerator, args, stage
         self.lr_scheduler, self.named_models = lr_scheduler, named_models
-        self.data_fields, self.step, self.log = data_fields, step, log
+        self.step, self.log = step, log
         self.out = Path(args.output_dir)
         self.max_steps = args.max_train_steps or math.inf
         self.window: list[float] = []  # micro-step losses since the last log line
+        self.window_samples = 0  # this process's samples since the last log line (short batches count as they are)
+        self.window_start = time.perf_counter()  # when that window began (its first includes worker start-up)
         self.elements_by: list[str] = []  # what made the elements seen so far (logged once each)
         self.pending: dict = {}  # fields for the next log line
         self.validate: Callable[[int], dict | None] = lambda step: None
@@ -117,6 +120,7 @@ class _Loop:
             self.note_elements_by(batch)
             data.record(batch)
             self.window.append(self.step(batch))
+            self.window_samples += len(batch["keys"])
             if not self.accelerator.sync_gradients:
                 continue
             step_no += 1
@@ -127,7 +131,11 @@ class _Loop:
 
     def after_optimizer_step(self, step_no: int, epoch: int, data: DataPosition) -> None:
         """Every ``--logging-steps``: a log line; every ``--checkpointing-steps``: a checkpoint; every
-        ``--validation-steps`` (main process): validation. All of them at the last step."""
+        ``--validation-steps`` (main process): validation. All of them at the last step.
+
+        The log line's ``samples`` (all processes) and ``samples_per_s`` cover the training steps of its window, data
+        waits included, checkpoints and validation excluded; the first window also holds the workers' start-up.
+        """
         import numpy as np
         import torch
 
@@ -136,10 +144,17 @@ class _Loop:
         acc, args, last = self.accelerator, self.args, step_no == self.max_steps
         if step_no % args.logging_steps == 0 or last:
             loss = acc.reduce(torch.tensor(np.mean(self.window), device=acc.device), "mean").item()
-            self.window = []
+            samples = int(acc.reduce(torch.tensor(self.window_samples, device=acc.device), "sum").item())
+            seconds = time.perf_counter() - self.window_start
+            self.window, self.window_samples = [], 0
             record = {"loss": loss, "lr": self.lr_scheduler.get_last_lr()[0], "epoch": epoch}
-            fields = self.data_fields(total_stats(data.worker_stats))  # on every process: it may reduce
-            self.log.log(step_no, **record, **fields, **self.pending)
+            throughput = {"samples": samples, "samples_per_s": round(samples / max(seconds, 1e-9), 2)}
+            stats = total_stats(data.worker_stats)  # this process's epoch so far; summed over processes below
+            counts = acc.reduce(
+                torch.tensor([stats["yielded"], stats["corrupt"] + stats["corrupt_shards"]], device=acc.device), "sum"
+            ).tolist()
+            fields = {"epoch_samples": int(counts[0]), "epoch_corrupt": int(counts[1])}
+            self.log.log(step_no, **record, **fields, **throughput, **self.pending)
             self.pending = {}
             acc.log(record, step=step_no)
         if step_no % args.checkpointing_steps == 0 or last:
@@ -152,6 +167,8 @@ class _Loop:
             if fields:
                 self.log.log(step_no, **fields)
                 acc.log({k: v for k, v in fields.items() if isinstance(v, (int, float))}, step=step_no)
+        if step_no % args.logging_steps == 0 or last:  # the next window's clock starts after checkpoint and validation
+            self.window_start = time.perf_counter()
 
     def save_final(self, step_no: int) -> None:
         self.accelerator.wait_for_everyone()
@@ -171,7 +188,6 @@ def run_training(
     named_models: dict,
     setup: Callable[[int], tuple[object, Callable[[int], dict | None]]],
     step: Callable[[dict], float],
-    data_fields: Callable[[dict], dict],
 ) -> int:
     """The training loop both stages share: resume, epochs, logging, checkpoints, validation, final models.
 
@@ -190,8 +206,9 @@ def run_training(
       fields to log at ``step`` (numeric ones also go to the tracker), or None.
     - ``step(batch) -> loss``: one micro-step on a batch of :func:`elements.data.dataset.collate`
       (the optimizer and ``lr_scheduler`` step when ``accelerator.sync_gradients``).
-    - ``data_fields(stats) -> dict``: extra log fields from this process's data counters
-      (:func:`elements.data.dataset.total_stats`); called on every process, so it may reduce.
+
+    Each log line holds the loss, the learning rate, the epoch, the epoch's sample and corrupt-record counts
+    (``epoch_samples``, ``epoch_corrupt``) and the window's ``samples`` and ``samples_per_s``, all summed over processes.
 
     Batches come from :func:`elements.data.dataset.make_dataloader` with ``--train-batch-size``,
     ``--dataloader-num-workers`` and ``args.max_elements``.
@@ -207,7 +224,7 @@ def run_training(
         args.output_dir, is_main_process=accelerator.is_main_process, resume_step=step_no if "path" in state else None
     )
     start_trackers(accelerator, args)
-    loop = _Loop(accelerator, args, log, stage, lr_scheduler, named_models, data_fields, step)
+    loop = _Loop(accelerator, args, log, stage, lr_scheduler, named_models, step)
     dataset, loop.validate = setup(step_no)
     done = step_no >= loop.max_steps or epoch >= args.num_train_epochs
     while not done:

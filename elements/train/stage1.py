@@ -206,14 +206,6 @@ def run(args) -> int:
 
         return dataset, validate
 
-    def data_fields(stats: dict) -> dict:
-        """This epoch's sample and corrupt-record counts, summed over processes."""
-        counts = accelerator.reduce(
-            torch.tensor([stats["yielded"], stats["corrupt"] + stats["corrupt_shards"]], device=accelerator.device),
-            "sum",
-        ).tolist()
-        return {"epoch_samples": int(counts[0]), "epoch_corrupt": int(counts[1])}
-
     def step(batch: dict) -> float:
         return train_step(
             accelerator, model, optimizer, batch, max_grad_norm=args.max_grad_norm, lr_scheduler=lr_scheduler
@@ -227,7 +219,6 @@ def run(args) -> int:
         named_models=_named(accelerator, model),
         setup=setup,
         step=step,
-        data_fields=data_fields,
     )
     return 0
 

@@ -398,10 +398,6 @@ def run(args) -> int:
 
         return dataset, validate
 
-    def data_fields(stats: dict) -> dict:
-        """This process's sample and corrupt-record counts in the epoch."""
-        return {"samples": stats["yielded"], "corrupt": stats["corrupt"] + stats["corrupt_shards"]}
-
     def step(batch: dict) -> float:
         return train_step(
             accelerator,
@@ -422,7 +418,6 @@ def run(args) -> int:
         named_models=_named(accelerator, model),
         setup=setup,
         step=step,
-        data_fields=data_fields,
     )
     return 0
 
