@@ -31,7 +31,8 @@ class DataPosition:
     ``positions``: worker -> position of the last batch it gave (``set_start_positions`` resumes there).
     ``base_stats``: worker -> its data counters up to the checkpoint resumed from (a resumed reader
     counts from its start position, so the epoch's figures are these plus what it counts after).
-    ``worker_stats``: worker -> its counters for the whole epoch so far.
+    ``worker_stats``: worker -> its counters for the whole epoch so far, for the workers that gave a batch since the
+    start or resume (:meth:`epoch_stats` adds the others' ``base_stats``).
     """
 
     positions: dict = field(default_factory=dict)
@@ -61,13 +62,13 @@ class DataPosition:
         base = self.base_stats.get(w)
         self.worker_stats[w] = DataStats.total([base, batch["stats"]]) if base is not None else batch["stats"]
 
+    def epoch_stats(self) -> dict:
+        """worker -> its counters for the epoch so far, those of workers that gave no batch since the resume included."""
+        return {**self.base_stats, **self.worker_stats}
+
     def rank_state(self, num_workers: int) -> dict:
         """What a checkpoint stores for this process."""
-        return {
-            "positions": dict(self.positions),
-            "num_workers": num_workers,
-            "stats": {**self.base_stats, **self.worker_stats},
-        }
+        return {"positions": dict(self.positions), "num_workers": num_workers, "stats": self.epoch_stats()}
 
 
 class _Loop:
@@ -149,7 +150,7 @@ class _Loop:
             self.window, self.window_samples = [], 0
             record = {"loss": loss, "lr": self.lr_scheduler.get_last_lr()[0], "epoch": epoch}
             throughput = {"samples": samples, "samples_per_s": round(samples / max(seconds, 1e-9), 2)}
-            stats = total_stats(data.worker_stats)  # this process's epoch so far; summed over processes below
+            stats = total_stats(data.epoch_stats())  # this process's epoch so far; summed over processes below
             counts = acc.reduce(
                 torch.tensor([stats["yielded"], stats["corrupt"] + stats["corrupt_shards"]], device=acc.device), "sum"
             ).tolist()
