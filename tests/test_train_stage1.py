@@ -165,6 +165,8 @@ def test_resume_continues_exactly(blocks, tmp_path):
     # the epoch's sample count continues across the mid-epoch resume (it counted from the resume point before)
     ref = [json.loads(line) for line in (straight / "train_log.jsonl").read_text().splitlines()]
     assert [r["epoch_samples"] for r in log if "loss" in r] == [r["epoch_samples"] for r in ref if "loss" in r]
+    # each line's window (one step of batch 2) trained on 2 samples, its throughput a positive rate
+    assert all(r["samples"] == 2 and r["samples_per_s"] > 0 for r in log + ref if "loss" in r)
     assert (split / "validation" / "step-0000006.png").is_file()
     # the final folder is a loadable stage-1 checkpoint
     from elements.decoders.light import LightDecoder
