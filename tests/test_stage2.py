@@ -254,6 +254,14 @@ def test_cli_trains_checkpoints_resumes_and_loads(checkpoints, tmp_path, astrona
     assert run(parser.parse_args(common + ["--max_train_steps", "3", "--resume", "latest"])) == 0
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [1, 2, 3]
+    # the same data fields as stage 1 (elements.train.loop), and they count what each step trained on
+    assert all(
+        r["epoch_corrupt"] == 0
+        and 1 <= r["samples"] <= 2
+        and r["samples"] <= r["epoch_samples"]
+        and r["samples_per_s"] > 0
+        for r in log
+    ), log
     pipe = ElementsPipeline.from_elements_checkpoint(base=str(checkpoints / "base"), stage2=str(out))
     pipe.set_progress_bar_config(disable=True)
     el = Partitioner("grid", num_elements=16)(astronaut)

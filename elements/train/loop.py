@@ -143,19 +143,27 @@ class _Loop:
         from elements.data.dataset import total_stats
 
         acc, args, last = self.accelerator, self.args, step_no == self.max_steps
-        if step_no % args.logging_steps == 0 or last:
+        logged = step_no % args.logging_steps == 0 or last
+        if logged:
             loss = acc.reduce(torch.tensor(np.mean(self.window), device=acc.device), "mean").item()
-            samples = int(acc.reduce(torch.tensor(self.window_samples, device=acc.device), "sum").item())
             seconds = time.perf_counter() - self.window_start
+            stats = total_stats(data.epoch_stats())  # this process's epoch so far
+            counts = acc.reduce(  # summed over processes, in one collective
+                torch.tensor(
+                    [self.window_samples, stats["yielded"], stats["corrupt"] + stats["corrupt_shards"]],
+                    device=acc.device,
+                ),
+                "sum",
+            ).tolist()
             self.window, self.window_samples = [], 0
             record = {"loss": loss, "lr": self.lr_scheduler.get_last_lr()[0], "epoch": epoch}
-            throughput = {"samples": samples, "samples_per_s": round(samples / max(seconds, 1e-9), 2)}
-            stats = total_stats(data.epoch_stats())  # this process's epoch so far; summed over processes below
-            counts = acc.reduce(
-                torch.tensor([stats["yielded"], stats["corrupt"] + stats["corrupt_shards"]], device=acc.device), "sum"
-            ).tolist()
-            fields = {"epoch_samples": int(counts[0]), "epoch_corrupt": int(counts[1])}
-            self.log.log(step_no, **record, **fields, **throughput, **self.pending)
+            fields = {
+                "epoch_samples": int(counts[1]),
+                "epoch_corrupt": int(counts[2]),
+                "samples": int(counts[0]),
+                "samples_per_s": round(counts[0] / max(seconds, 1e-9), 2),
+            }
+            self.log.log(step_no, **record, **fields, **self.pending)
             self.pending = {}
             acc.log(record, step=step_no)
         if step_no % args.checkpointing_steps == 0 or last:
@@ -168,7 +176,7 @@ class _Loop:
             if fields:
                 self.log.log(step_no, **fields)
                 acc.log({k: v for k, v in fields.items() if isinstance(v, (int, float))}, step=step_no)
-        if step_no % args.logging_steps == 0 or last:  # the next window's clock starts after checkpoint and validation
+        if logged:  # the next window's clock starts after checkpoint and validation
             self.window_start = time.perf_counter()
 
     def save_final(self, step_no: int) -> None:
