@@ -7,6 +7,12 @@ attention layer; GroupNorm-SiLU-conv to ``content_dim`` channels. The paper uses
 downsampling layers (Sec. 3.2), i.e. 5 levels: 32² → 2². The 2 × 2 output map is averaged to
 one vector per element. Each patch is encoded on its own, so the vector knows nothing about
 where the element is or how big it is.
+
+Activation checkpointing (diffusers' ``enable_gradient_checkpointing``) recomputes the encoder by
+chunks of :data:`CHECKPOINT_CHUNK` patches: autograd then keeps only each chunk's input, and the
+backward pass recomputes one chunk at a time. At the paper's size a patch's activations are
+~6.4 MB in float32 (``python -m elements.train.memory_plan`` prints them), so a batch of 16 images
+× 256 elements holds ~26 GB without it and one chunk's ~1.6 GB with it.
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ from elements.types import PATCH_SIZE
 
 #: subfolder of a stage-1 or stage-2 checkpoint that holds the content encoder (``save_pretrained`` form)
 CONTENT_ENCODER_DIR = "content_encoder"
+#: patches recomputed together under activation checkpointing: one image's elements (Sec. 3.1's N = 256)
+CHECKPOINT_CHUNK = 256
 
 
 class ContentEncoder(ModelMixin, ConfigMixin):
@@ -34,6 +42,8 @@ class ContentEncoder(ModelMixin, ConfigMixin):
         content_dim: output width C (32, App. C.1).
         num_freqs: F of the box embedding appended by :meth:`tokens` (``token_dim = C + 4(1 + 2F)``).
     """
+
+    _supports_gradient_checkpointing = True
 
     @register_to_config
     def __init__(
@@ -56,6 +66,15 @@ class ContentEncoder(ModelMixin, ConfigMixin):
             double_z=False,  # a deterministic feature, not a Gaussian posterior
             mid_block_add_attention=True,
         )
+        self.gradient_checkpointing = False
+
+    def _set_gradient_checkpointing(self, enable: bool = True, gradient_checkpointing_func=None) -> None:
+        """diffusers' hook behind ``enable/disable_gradient_checkpointing``: chunks of patches are checkpointed
+        whole in :meth:`forward`, so the inner ``Encoder``'s per-block checkpoints (which would recompute
+        each block a second time) stay off."""
+        self.gradient_checkpointing = enable
+        if gradient_checkpointing_func is not None:
+            self._gradient_checkpointing_func = gradient_checkpointing_func
 
     @property
     def content_dim(self) -> int:
@@ -81,7 +100,12 @@ class ContentEncoder(ModelMixin, ConfigMixin):
         x = patches.reshape(-1, 3, PATCH_SIZE, PATCH_SIZE).to(self.dtype) * 2.0 - 1.0  # SD encoders take [-1, 1]
         if x.shape[0] == 0:
             return x.new_zeros(*lead, self.content_dim)
-        feat = self.encoder(x).mean(dim=(-2, -1))  # (M, C): average the final 2×2 map
+        if self.gradient_checkpointing and torch.is_grad_enabled():
+            # each chunk's activations exist only while it is computed, forward and again backward
+            maps = torch.cat([self._gradient_checkpointing_func(self.encoder, c) for c in x.split(CHECKPOINT_CHUNK)])
+        else:
+            maps = self.encoder(x)
+        feat = maps.mean(dim=(-2, -1))  # (M, C): average the final 2×2 map
         return feat.reshape(*lead, self.content_dim)
 
     def encode_batch(self, batch: ElementBatch) -> tuple[torch.Tensor, torch.Tensor]:

@@ -13,6 +13,9 @@ All elements of an image are decoded jointly. Inactive elements (deleted or padd
 masked out of the cross-attention; the output therefore does not depend on them at all: it is
 the same as if they had been removed from the set, and the same as giving their tokens as zero
 rows with ``active=None`` (then activity is read off the tokens). Nothing depends on element order.
+
+Activation checkpointing (diffusers' ``enable_gradient_checkpointing``) recomputes each
+cross-attention and each ViT block in the backward pass; autograd keeps only their inputs.
 """
 
 from __future__ import annotations
@@ -89,6 +92,8 @@ class LightDecoderNet(ModelMixin, ConfigMixin):
         query_freqs: Fourier octaves of the query coordinates.
     """
 
+    _supports_gradient_checkpointing = True
+
     @register_to_config
     def __init__(
         self,
@@ -128,6 +133,7 @@ class LightDecoderNet(ModelMixin, ConfigMixin):
         )
         self.norm_out = nn.LayerNorm(hidden_dim)
         self.to_pixels = nn.Linear(hidden_dim, 3 * self.patch * self.patch)
+        self.gradient_checkpointing = False
 
     def forward(self, tokens: torch.Tensor, content: torch.Tensor, active: torch.Tensor | None = None) -> torch.Tensor:
         """Decode all elements of each image jointly.
@@ -148,10 +154,15 @@ class LightDecoderNet(ModelMixin, ConfigMixin):
         g, p = self.config.grid_size, self.patch
         tokens, content = tokens.to(self.dtype), content.to(self.dtype)
         x = self.query_proj(self.grid.to(self.dtype)).expand(b, -1, -1)  # (B, g², D)
+        ckpt = self.gradient_checkpointing and torch.is_grad_enabled()
         for cross, selfs in zip(self.cross, self.self_attn):
-            x = x + cross(x, tokens, content, active)
+            x = x + (
+                self._gradient_checkpointing_func(cross, x, tokens, content, active)
+                if ckpt
+                else cross(x, tokens, content, active)
+            )
             for block in selfs:
-                x = block(x)
+                x = self._gradient_checkpointing_func(block, x) if ckpt else block(x)
         x = self.to_pixels(self.norm_out(x))  # (B, g², 3·p·p)
         x = x.reshape(b, g, g, 3, p, p).permute(0, 3, 1, 4, 2, 5)  # (B, 3, g, p, g, p)
         return x.reshape(b, 3, g * p, g * p)

@@ -37,6 +37,7 @@ from elements.train.common import (
     make_optimizer,
 )
 from elements.train.loop import run_training
+from elements.train.memory_plan import plan_stage1
 
 LEARNING_RATE = 1e-4  # App. C.2
 WEIGHT_DECAY = 0.01  # App. C.2
@@ -81,6 +82,12 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         type=int,
         default=None,
         help="pad every batch to at least this many elements (near-static shapes); default: the batch's largest N",
+    )
+    g.add_argument(
+        "--gradient-checkpointing",
+        action="store_true",
+        help="recompute activations in the backward pass (less memory, ~1/3 more compute); without it, it is "
+        "turned on only when a step would not fit in the free memory (elements/train/memory_plan.py)",
     )
     g.add_argument(
         "--num-validation-images",
@@ -149,24 +156,43 @@ def run(args) -> int:
         raise UserError("--num-validation-images must not be negative and --max-elements must be at least 1.")
 
     source = resolve_source(args.train_data)  # fail on a bad path before any model is built
+    out = Path(args.output_dir)
+    existed = out.exists()
     accelerator = make_accelerator(args)
     logging.basicConfig(
         level=logging.INFO if accelerator.is_main_process else logging.WARNING,
         format="%(asctime)s %(name)s: %(message)s",
     )
-    source = prepare_for_training(args)  # a SAM partition runs once per image, here, never in a data worker
-    model = build_autoencoder(args.preset, args.init_from)
-    if model.decoder.config.image_size != args.image_size:
-        raise UserError(
-            f"--image-size {args.image_size} does not match the light decoder's output "
-            f"{model.decoder.config.image_size}."
+    try:
+        model = build_autoencoder(args.preset, args.init_from)
+        if model.decoder.config.image_size != args.image_size:
+            raise UserError(
+                f"--image-size {args.image_size} does not match the light decoder's output "
+                f"{model.decoder.config.image_size}."
+            )
+        model.to(accelerator.device).train()
+        checkpointing = plan_stage1(
+            model,
+            accelerator.device,
+            accelerator.autocast,
+            batch=args.train_batch_size,
+            elements=max(args.num_elements, args.max_elements or 0),
+            forced=args.gradient_checkpointing,
+            log=logger.info,
         )
+    except UserError:
+        if not existed and accelerator.is_main_process and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # a refused run leaves nothing behind
+        raise
+    if checkpointing:
+        model.encoder.enable_gradient_checkpointing()
+        model.decoder.enable_gradient_checkpointing()
+    source = prepare_for_training(args)  # a SAM partition runs once per image, here, never in a data worker
     model.train()
     optimizer = make_optimizer(model.parameters(), args)
     lr_scheduler = make_lr_scheduler(optimizer, args, args.max_train_steps)
     model, optimizer = accelerator.prepare(model, optimizer)
     accelerator.register_for_checkpointing(lr_scheduler)
-    out = Path(args.output_dir)
 
     def setup(start_step: int):
         val, val_split = (
@@ -188,9 +214,10 @@ def run(args) -> int:
         )
         total_batch = args.train_batch_size * accelerator.num_processes * args.gradient_accumulation_steps
         logger.info(
-            "stage 1: preset %s, %d process(es), total batch %d, data %s (%d %s), validation on %d %s images, "
+            "stage 1: preset %s%s, %d process(es), total batch %d, data %s (%d %s), validation on %d %s images, "
             "from step %d",
             args.preset,
+            " with activation checkpointing" if checkpointing else "",
             accelerator.num_processes,
             total_batch,
             args.train_data,

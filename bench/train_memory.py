@@ -1,0 +1,97 @@
+"""Stage 1's memory estimate against one measured step on this machine's CPU; prints a table (docs/training.md).
+
+    python bench/train_memory.py [--preset paper] [--steps "2 ckpt,4 ckpt,2 plain"]
+
+Each step runs in its own process: build the autoencoder, measure it with
+:func:`elements.train.memory_plan.probe_stage1`, then one training step (forward, MSE backward, AdamW
+step) on a random batch of that many images × 256 active elements. "measured" is the peak RSS
+(``VmHWM``, reset through ``/proc/self/clear_refs`` just before the step) over the RSS before it;
+"held" is what the step holds by :meth:`~elements.train.memory_plan.Stage1Memory.held` (activations,
+gradients, AdamW), "estimate" what :func:`~elements.train.memory_plan.plan_stage1` compares with the
+free memory (with its margin and fixed overhead). Linux only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run from a checkout without installing
+
+ELEMENTS = 256  # Sec. 3.1
+
+
+def _rss(key: str) -> int:
+    return int(re.search(key + r":\s+(\d+)", Path("/proc/self/status").read_text()).group(1)) * 1024
+
+
+def one(preset: str, batch: int, checkpointing: bool) -> dict:
+    """One measured step in this process."""
+    import ctypes
+    from contextlib import nullcontext
+
+    import torch
+
+    from elements.models.tokens import ElementBatch
+    from elements.train.memory_plan import probe_stage1
+    from elements.train.stage1 import build_autoencoder
+
+    torch.manual_seed(0)
+    model = build_autoencoder(preset).train()
+    opt = torch.optim.AdamW(model.parameters(), 1e-4)
+    mem = probe_stage1(model, "cpu", nullcontext, ELEMENTS)
+    if checkpointing:
+        model.encoder.enable_gradient_checkpointing()
+        model.decoder.enable_gradient_checkpointing()
+    el = ElementBatch(
+        torch.rand(batch, ELEMENTS, 3, 32, 32), torch.rand(batch, ELEMENTS, 4), torch.ones(batch, ELEMENTS, dtype=bool)
+    )
+    target = torch.rand(batch, 3, 512, 512)
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
+    Path("/proc/self/clear_refs").write_text("5")  # peak RSS := RSS now
+    base = _rss("VmRSS")
+    torch.nn.functional.mse_loss(model(el), target).backward()
+    opt.step()
+    measured = _rss("VmHWM") - base
+    return {
+        "measured": measured,
+        "raw": mem.held(batch, ELEMENTS, checkpointing),
+        "estimate": mem.need(batch, ELEMENTS, checkpointing),
+    }
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--preset", default="paper", choices=["paper", "tiny"])
+    p.add_argument("--steps", default="2 ckpt,4 ckpt,2 plain", help='comma-separated "BATCH ckpt|plain"')
+    p.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    a = p.parse_args()
+    if a.child:
+        batch, mode = a.child.split()
+        print(json.dumps(one(a.preset, int(batch), mode == "ckpt")))
+        return 0
+    print(f"preset {a.preset}, fp32, CPU, {ELEMENTS} elements per image")
+    print(f"{'batch':>5} {'checkpointing':>13} {'measured GB':>12} {'held GB':>8} {'estimate GB':>12}")
+    for spec in a.steps.split(","):
+        batch, mode = spec.split()
+        out = subprocess.run(
+            [sys.executable, __file__, "--preset", a.preset, "--child", spec.strip()],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        print(
+            f"{batch:>5} {'on' if mode == 'ckpt' else 'off':>13} {r['measured'] / 1e9:12.2f} {r['raw'] / 1e9:8.2f} "
+            f"{r['estimate'] / 1e9:12.2f}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
