@@ -165,13 +165,13 @@ def build_tiny_components(seed: int = 0) -> dict:
 
 def write_tiny_base(out, *, seed: int = 0, overwrite: bool = False) -> Path:
     """Write the tiny base model folder; the folder appears complete or not at all (temp dir + rename)."""
-    from diffusers import StableDiffusionPipeline
-
     out = Path(out).expanduser()
     if out.exists() and not out.is_dir():
         raise UserError(f"--out '{out}' exists and is not a folder.")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise UserError(f"--out '{out}' is not empty; choose another folder or pass --overwrite.")
+    from diffusers import StableDiffusionPipeline  # seconds of imports: after the refusals
+
     out.parent.mkdir(parents=True, exist_ok=True)
     parts = build_tiny_components(seed)
     pipe = StableDiffusionPipeline(**parts, safety_checker=None, feature_extractor=None, requires_safety_checker=False)
