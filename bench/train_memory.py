@@ -44,7 +44,7 @@ def one(preset: str, batch: int, checkpointing: bool) -> dict:
     torch.manual_seed(0)
     model = build_autoencoder(preset).train()
     opt = torch.optim.AdamW(model.parameters(), 1e-4)
-    mem = probe_stage1(model, "cpu", nullcontext, ELEMENTS)
+    mem = probe_stage1(model.encoder, model.decoder, "cpu", nullcontext, ELEMENTS)
     if checkpointing:
         model.encoder.enable_gradient_checkpointing()
         model.decoder.enable_gradient_checkpointing()

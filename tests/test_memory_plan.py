@@ -117,11 +117,11 @@ def test_plan_decides(monkeypatch, free, forced, expect, logged):
     kw = dict(batch=16, elements=256, forced=forced, log=lines.append)
     if expect == "refuse":
         with pytest.raises(UserError, match=r"--train-batch-size") as err:
-            memory_plan.plan_stage1(None, "cpu", nullcontext, **kw)
+            memory_plan.plan_stage1(None, None, "cpu", nullcontext, **kw)
         msg = str(err.value)
         assert "16 images × 256 elements" in msg and "1.0 GB are free" in msg and "\n" not in msg
         return
-    assert memory_plan.plan_stage1(None, "cpu", nullcontext, **kw) is expect
+    assert memory_plan.plan_stage1(None, None, "cpu", nullcontext, **kw) is expect
     assert bool(lines) == logged
     if logged:
         assert "activation checkpointing on" in lines[0] and "8.0 GB are free" in lines[0]
@@ -134,7 +134,7 @@ def test_probe_measures_the_tiny_models():
     from elements.train.stage1 import build_autoencoder
 
     model = build_autoencoder("tiny").train()
-    mem = probe_stage1(model, "cpu", nullcontext, 64)
+    mem = probe_stage1(model.encoder, model.decoder, "cpu", nullcontext, 64)
     assert mem.per_patch > 0 and mem.per_image > 0 and mem.segments == 4
     n = sum(p.numel() for p in model.parameters())
     assert mem.state == 3 * 4 * n

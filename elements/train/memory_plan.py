@@ -131,16 +131,16 @@ class Stage1Memory:
         return int(MARGIN * self.held(batch, elements, checkpointing) + OVERHEAD + batch * elements * self.patch_bytes)
 
 
-def probe_stage1(model, device, autocast, elements: int) -> Stage1Memory:
-    """Measure :class:`Stage1Memory` for a ``Stage1Autoencoder`` (encoder + decoder) on ``device``.
+def probe_stage1(encoder, decoder, device, autocast, elements: int) -> Stage1Memory:
+    """Measure :class:`Stage1Memory` for a content encoder and light decoder on ``device`` (in training mode).
 
     ``autocast``: a context-manager factory (the run's ``accelerator.autocast``). Runs the encoder on
     :data:`PROBE_PATCHES` random patches and the decoder on the random tokens of one image of ``elements`` elements.
     """
     from elements.types import PATCH_SIZE
 
-    enc, dec = model.encoder, model.decoder
-    params = list(model.parameters())
+    enc, dec = encoder, decoder
+    params = [*enc.parameters(), *dec.parameters()]
     gen = torch.Generator().manual_seed(0)
     patches = torch.rand(PROBE_PATCHES, 3, PATCH_SIZE, PATCH_SIZE, generator=gen).to(device)
     with autocast():
@@ -149,7 +149,7 @@ def probe_stage1(model, device, autocast, elements: int) -> Stage1Memory:
         tokens = torch.randn(1, elements, enc.token_dim, generator=gen).to(device).requires_grad_()
         content = torch.randn(1, elements, enc.content_dim, generator=gen).to(device).requires_grad_()
         dec_bytes, out = saved_bytes(lambda: dec(tokens, content, active), params)
-    trainable = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
+    trainable = sum(p.numel() * p.element_size() for p in params if p.requires_grad)
     segments = len(dec.cross) + sum(len(s) for s in dec.self_attn)
     grid = dec.config.grid_size
     carry = grid * grid * dec.config.hidden_dim * out.element_size()
@@ -163,13 +163,13 @@ def probe_stage1(model, device, autocast, elements: int) -> Stage1Memory:
     )
 
 
-def plan_stage1(model, device, autocast, *, batch: int, elements: int, forced: bool, log=print) -> bool:
+def plan_stage1(encoder, decoder, device, autocast, *, batch: int, elements: int, forced: bool, log=print) -> bool:
     """Whether stage 1 runs with activation checkpointing; UserError when a step fits in no way.
 
     ``forced``: ``--gradient-checkpointing`` was given. Otherwise checkpointing is turned on only when
     the step would not fit without it (one log line says so, with the figures).
     """
-    mem = probe_stage1(model, device, autocast, elements)
+    mem = probe_stage1(encoder, decoder, device, autocast, elements)
     free = free_bytes(device)
     plain, ckpt = mem.need(batch, elements, False), mem.need(batch, elements, True)
     where = torch.device(device).type
@@ -193,7 +193,7 @@ def main(argv=None) -> int:
     """Print the figures of :class:`Stage1Memory` for a preset on this machine's CPU or GPU."""
     from contextlib import nullcontext
 
-    from elements.train.stage1 import build_autoencoder
+    from elements.models.presets import build_content_encoder, build_light_decoder
 
     p = argparse.ArgumentParser(prog="python -m elements.train.memory_plan", description=main.__doc__)
     p.add_argument("--preset", default="paper", choices=["paper", "tiny"])
@@ -202,13 +202,14 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"], help="autocast dtype")
     a = p.parse_args(argv)
-    model = build_autoencoder(a.preset).to(a.device).train()
+    encoder = build_content_encoder(a.preset).to(a.device).train()
+    decoder = build_light_decoder(a.preset).to(a.device).train()
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(a.dtype)
 
     def autocast():
         return torch.autocast(torch.device(a.device).type, dtype=dtype) if dtype else nullcontext()
 
-    mem = probe_stage1(model, a.device, autocast, a.elements)
+    mem = probe_stage1(encoder, decoder, a.device, autocast, a.elements)
     print(
         f"preset {a.preset}, {a.dtype}, {a.device}: {mem.per_patch / 1e6:.2f} MB per patch (encoder), "
         f"{mem.per_image / 1e6:.1f} MB per image (decoder), {mem.state / GB:.2f} GB gradients + AdamW"

@@ -172,7 +172,8 @@ def run(args) -> int:
             )
         model.to(accelerator.device).train()
         checkpointing = plan_stage1(
-            model,
+            model.encoder,
+            model.decoder,
             accelerator.device,
             accelerator.autocast,
             batch=args.train_batch_size,
