@@ -1,6 +1,7 @@
 """Stage 1's memory estimate against one measured step on this machine's CPU; prints a table (docs/training.md).
 
     python bench/train_memory.py [--preset paper] [--steps "2 ckpt,4 ckpt,2 plain"]
+    python bench/train_memory.py --time [--repeats 3]
 
 Each step runs in its own process: build the autoencoder, measure it with
 :func:`elements.train.memory_plan.probe_stage1`, then one training step (forward, MSE backward, AdamW
@@ -9,6 +10,9 @@ step) on a random batch of that many images × 256 active elements. "measured" i
 "held" is what the step holds by :meth:`~elements.train.memory_plan.Stage1Memory.held` (activations,
 gradients, AdamW), "estimate" what :func:`~elements.train.memory_plan.plan_stage1` compares with the
 free memory (with its margin and fixed overhead). Linux only.
+
+``--time``: what checkpointing costs instead: forward + backward of one image (256 elements) with and
+without it, interleaved, ``--repeats`` times each in one process; prints the medians and their ratio.
 """
 
 from __future__ import annotations
@@ -65,12 +69,54 @@ def one(preset: str, batch: int, checkpointing: bool) -> dict:
     }
 
 
+def timing(preset: str, repeats: int) -> None:
+    """Interleaved forward + backward of one image with and without activation checkpointing."""
+    import statistics
+    import time
+
+    import torch
+
+    from elements.models.tokens import ElementBatch
+    from elements.train.stage1 import build_autoencoder
+
+    torch.manual_seed(0)
+    model = build_autoencoder(preset).train()
+    el = ElementBatch(
+        torch.rand(1, ELEMENTS, 3, 32, 32), torch.rand(1, ELEMENTS, 4), torch.ones(1, ELEMENTS, dtype=bool)
+    )
+    target = torch.rand(1, 3, 512, 512)
+
+    def step(checkpointing: bool) -> float:
+        for m in (model.encoder, model.decoder):
+            m.enable_gradient_checkpointing() if checkpointing else m.disable_gradient_checkpointing()
+        t = time.perf_counter()
+        torch.nn.functional.mse_loss(model(el), target).backward()
+        model.zero_grad()
+        return time.perf_counter() - t
+
+    step(False)  # warm-up
+    times: dict[bool, list[float]] = {False: [], True: []}
+    for _ in range(repeats):
+        for ck in (False, True):
+            times[ck].append(step(ck))
+    off, on = statistics.median(times[False]), statistics.median(times[True])
+    print(
+        f"preset {preset}, fp32, CPU, one image x {ELEMENTS} elements, forward + backward, {repeats} interleaved repeats"
+    )
+    print(f"  without checkpointing {off:.2f} s, with {on:.2f} s (medians): {on / off:.2f}x")
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--preset", default="paper", choices=["paper", "tiny"])
     p.add_argument("--steps", default="2 ckpt,4 ckpt,2 plain", help='comma-separated "BATCH ckpt|plain"')
+    p.add_argument("--time", action="store_true", help="time a step with and without checkpointing instead")
+    p.add_argument("--repeats", type=int, default=3, help="interleaved repeats of --time")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     a = p.parse_args()
+    if a.time:
+        timing(a.preset, a.repeats)
+        return 0
     if a.child:
         batch, mode = a.child.split()
         print(json.dumps(one(a.preset, int(batch), mode == "ckpt")))
