@@ -168,3 +168,23 @@ def test_cli_refuses_in_one_sentence_and_leaves_nothing(monkeypatch, tmp_path, c
     assert code == 2
     assert err.count("\n") == 0 and "even with activation checkpointing" in err and "Traceback" not in err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
+def test_plan_under_the_runs_bf16_autocast(device):
+    """The probe runs under the accelerator's autocast on its device (bf16 on a GPU is the paper-scale setting)."""
+    from contextlib import nullcontext
+
+    from accelerate import Accelerator
+
+    from elements.train.memory_plan import free_bytes, plan_stage1, probe_stage1
+    from elements.train.stage1 import build_autoencoder
+
+    acc = Accelerator(cpu=device == "cpu", mixed_precision="bf16")
+    assert acc.device.type == device
+    model = build_autoencoder("tiny").to(acc.device).train()
+    fp32 = probe_stage1(model.encoder, model.decoder, acc.device, nullcontext, 64)
+    bf16 = probe_stage1(model.encoder, model.decoder, acc.device, acc.autocast, 64)
+    assert fp32.per_patch > 0 and bf16.per_patch > 0 and bf16.per_patch != fp32.per_patch  # autocast did apply
+    assert free_bytes(acc.device) > 0
+    assert not plan_stage1(model.encoder, model.decoder, acc.device, acc.autocast, batch=2, elements=64, forced=False)
