@@ -188,3 +188,27 @@ def test_plan_under_the_runs_bf16_autocast(device):
     assert fp32.per_patch > 0 and bf16.per_patch > 0 and bf16.per_patch != fp32.per_patch  # autocast did apply
     assert free_bytes(acc.device) > 0
     assert not plan_stage1(model.encoder, model.decoder, acc.device, acc.autocast, batch=2, elements=64, forced=False)
+
+
+def test_running_out_of_memory_in_a_step_is_one_sentence(monkeypatch, tmp_path, capsys):
+    """Should the estimate be wrong (another process took the memory): exit 2 and what to change, no traceback."""
+    from PIL import Image
+
+    from elements.cli import main
+    from elements.train import stage1
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(2):
+        Image.new("RGB", (64, 64), (200, 30 * i, 30)).save(data / f"{i}.png")
+
+    def oom(*a, **k):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB (a long message)")
+
+    monkeypatch.setattr(stage1, "train_step", oom)
+    args = ["--train-data", str(data), "--output-dir", str(tmp_path / "run"), "--preset", "tiny", "--backend", "grid"]
+    code = main(["train", "stage1", *args, "--dataloader-num-workers", "0", "--train-batch-size", "2"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err and "Traceback" not in err
+    assert "stage 1 ran out of memory on cpu at step 1 with a batch of 2 images" in err
+    assert "--gradient-checkpointing" in err

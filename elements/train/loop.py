@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from elements.errors import UserError
 from elements.train.checkpoints import prune_checkpoints, resume_state, save_checkpoint
 from elements.train.common import JsonlLogger, start_trackers
 
@@ -115,12 +116,25 @@ class _Loop:
                 self.pending["elements_by"] = "; ".join(self.elements_by)
 
     def run_epoch(self, dataset, epoch: int, step_no: int, data: DataPosition) -> tuple[int, bool]:
-        """Micro-steps over one epoch from ``data``; returns (the step reached, whether the data ran out)."""
+        """Micro-steps over one epoch from ``data``; returns (the step reached, whether the data ran out).
+
+        Running out of memory in a step is said in one sentence (UserError) with what to change.
+        """
+        import torch
+
         dataset.set_epoch(epoch)
         for batch in self.batches(dataset, data):
             self.note_elements_by(batch)
             data.record(batch)
-            self.window.append(self.step(batch))
+            try:
+                self.window.append(self.step(batch))
+            except (torch.OutOfMemoryError, MemoryError):  # in one process; the others wait at their next collective
+                dev = self.accelerator.device
+                raise UserError(
+                    f"{self.stage} ran out of memory on {dev} at step {step_no + 1} with a batch of "
+                    f"{len(batch['keys'])} images; lower --train-batch-size or pass --gradient-checkpointing "
+                    "(the last checkpoint resumes with --resume latest)."
+                ) from None
             self.window_samples += len(batch["keys"])
             if not self.accelerator.sync_gradients:
                 continue
