@@ -141,6 +141,18 @@ def distilled_sam():
 
 
 @pytest.fixture
+def fresh_accelerate_state():
+    """accelerate's process-wide state reset before and after a test that builds an Accelerator."""
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+    yield
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+
+
+@pytest.fixture
 def rng():
     return np.random.default_rng(0)
 
