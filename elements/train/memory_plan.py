@@ -172,18 +172,18 @@ def plan_stage1(encoder, decoder, device, autocast, *, batch: int, elements: int
     mem = probe_stage1(encoder, decoder, device, autocast, elements)
     free = free_bytes(device)
     plain, ckpt = mem.need(batch, elements, False), mem.need(batch, elements, True)
-    where = torch.device(device).type
+    where = "the CPU" if torch.device(device).type == "cpu" else str(device)
     if not forced and plain <= free:
         return False
     if ckpt > free:
         raise UserError(
-            f"A stage-1 step of {batch} images × {elements} elements needs about {ckpt / GB:.1f} GB on the {where} "
+            f"A stage-1 step of {batch} images × {elements} elements needs about {ckpt / GB:.1f} GB on {where} "
             f"even with activation checkpointing, and {free / GB:.1f} GB are free; lower --train-batch-size "
             "(the paper's total batch comes back with --gradient-accumulation-steps) or use --preset tiny."
         )
     if not forced:
         log(
-            f"activation checkpointing on: a step needs about {plain / GB:.1f} GB on the {where} without it and "
+            f"activation checkpointing on: a step needs about {plain / GB:.1f} GB on {where} without it and "
             f"{ckpt / GB:.1f} GB with it; {free / GB:.1f} GB are free"
         )
     return True
