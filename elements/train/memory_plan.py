@@ -42,8 +42,8 @@ GB = 1e9
 #: over the estimate: the allocator's slack and the temporaries of the largest operation. Measured peak RSS
 #: over the estimate on the CPU (docs/training.md, "Memory"): see the table there.
 MARGIN = 1.25
-#: bytes a first step adds whatever the model's size: the math libraries' workspaces and, on the CPU, freed blocks
-#: glibc does not reuse. Measured with the tiny preset, whose activations are small: up to ~1 GB over them.
+#: bytes a first step adds whatever the model's size (library workspaces; on the CPU, likely freed blocks glibc does
+#: not reuse). Measured with the tiny preset, whose activations are small: up to ~1 GB over them.
 OVERHEAD = 1_000_000_000
 #: patches of the encoder probe (its bytes per patch are exact: the encoder sees each patch alone)
 PROBE_PATCHES = 16
