@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -30,18 +30,26 @@ sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 ELEMENTS = 256  # Sec. 3.1
 
 
-def _rss(key: str) -> int:
-    return int(re.search(key + r":\s+(\d+)", Path("/proc/self/status").read_text()).group(1)) * 1024
+def _batch(size: int):
+    """A random ElementBatch of ``size`` images × :data:`ELEMENTS` active elements, and its target images."""
+    import torch
+
+    from elements.models.tokens import ElementBatch
+
+    el = ElementBatch(
+        torch.rand(size, ELEMENTS, 3, 32, 32), torch.rand(size, ELEMENTS, 4), torch.ones(size, ELEMENTS, dtype=bool)
+    )
+    return el, torch.rand(size, 3, 512, 512)
 
 
 def one(preset: str, batch: int, checkpointing: bool) -> dict:
     """One measured step in this process."""
-    import ctypes
     from contextlib import nullcontext
 
     import torch
 
-    from elements.models.tokens import ElementBatch
+    from bench.load import rss_mb
+    from elements.memory import trim_heap
     from elements.train.memory_plan import probe_stage1
     from elements.train.stage1 import build_autoencoder
 
@@ -52,19 +60,16 @@ def one(preset: str, batch: int, checkpointing: bool) -> dict:
     if checkpointing:
         model.encoder.enable_gradient_checkpointing()
         model.decoder.enable_gradient_checkpointing()
-    el = ElementBatch(
-        torch.rand(batch, ELEMENTS, 3, 32, 32), torch.rand(batch, ELEMENTS, 4), torch.ones(batch, ELEMENTS, dtype=bool)
-    )
-    target = torch.rand(batch, 3, 512, 512)
-    ctypes.CDLL("libc.so.6").malloc_trim(0)
+    el, target = _batch(batch)
+    trim_heap()
     Path("/proc/self/clear_refs").write_text("5")  # peak RSS := RSS now
-    base = _rss("VmRSS")
+    base, _ = rss_mb(os.getpid())
     torch.nn.functional.mse_loss(model(el), target).backward()
     opt.step()
-    measured = _rss("VmHWM") - base
+    _, peak = rss_mb(os.getpid())
     return {
-        "measured": measured,
-        "raw": mem.held(batch, ELEMENTS, checkpointing),
+        "measured": (peak - base) * 2**20,
+        "held": mem.held(batch, ELEMENTS, checkpointing),
         "estimate": mem.need(batch, ELEMENTS, checkpointing),
     }
 
@@ -76,15 +81,11 @@ def timing(preset: str, repeats: int) -> None:
 
     import torch
 
-    from elements.models.tokens import ElementBatch
     from elements.train.stage1 import build_autoencoder
 
     torch.manual_seed(0)
     model = build_autoencoder(preset).train()
-    el = ElementBatch(
-        torch.rand(1, ELEMENTS, 3, 32, 32), torch.rand(1, ELEMENTS, 4), torch.ones(1, ELEMENTS, dtype=bool)
-    )
-    target = torch.rand(1, 3, 512, 512)
+    el, target = _batch(1)
 
     def step(checkpointing: bool) -> float:
         for m in (model.encoder, model.decoder):
@@ -133,7 +134,7 @@ def main() -> int:
         )
         r = json.loads(out.stdout.strip().splitlines()[-1])
         print(
-            f"{batch:>5} {'on' if mode == 'ckpt' else 'off':>13} {r['measured'] / 1e9:12.2f} {r['raw'] / 1e9:8.2f} "
+            f"{batch:>5} {'on' if mode == 'ckpt' else 'off':>13} {r['measured'] / 1e9:12.2f} {r['held'] / 1e9:8.2f} "
             f"{r['estimate'] / 1e9:12.2f}"
         )
     return 0

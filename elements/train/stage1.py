@@ -189,7 +189,6 @@ def run(args) -> int:
         model.encoder.enable_gradient_checkpointing()
         model.decoder.enable_gradient_checkpointing()
     source = prepare_for_training(args)  # a SAM partition runs once per image, here, never in a data worker
-    model.train()
     optimizer = make_optimizer(model.parameters(), args)
     lr_scheduler = make_lr_scheduler(optimizer, args, args.max_train_steps)
     model, optimizer = accelerator.prepare(model, optimizer)
